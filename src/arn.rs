@@ -1,0 +1,230 @@
+//! Parsed ARNs: the EC2 instances we back up and the state machines we start.
+
+use std::fmt;
+
+/// Partitions an ARN may name.
+const PARTITIONS: &[&str] = &[
+    "aws",
+    "aws-cn",
+    "aws-us-gov",
+    "aws-iso",
+    "aws-iso-b",
+    "aws-iso-e",
+    "aws-iso-f",
+    "aws-eusc",
+];
+
+/// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceArn {
+    arn: String,
+    /// The AWS partition (`aws`, `aws-cn`, …).
+    pub partition: String,
+    /// The instance's region.
+    pub region: String,
+    /// The 12-digit account.
+    pub account: String,
+    /// `i-` and 8 or 17 hex digits.
+    pub instance_id: String,
+}
+
+/// A Step Functions state machine ARN: `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateMachineArn {
+    arn: String,
+    /// The AWS partition.
+    pub partition: String,
+    /// The region the machine (and so its backups) runs in.
+    pub region: String,
+    /// The 12-digit account.
+    pub account: String,
+    /// The machine's name.
+    pub name: String,
+}
+
+/// Splits `arn:partition:service:region:account:resource` and checks the common parts.
+fn split<'a>(arn: &'a str, service: &str) -> Result<[&'a str; 4], String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" {
+        return Err(format!(
+            "`{arn}` is not an ARN (expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE)"
+        ));
+    }
+    let (partition, svc, region, account, resource) =
+        (parts[1], parts[2], parts[3], parts[4], parts[5]);
+    if !PARTITIONS.contains(&partition) {
+        return Err(format!(
+            "unknown partition `{partition}` (expected one of {})",
+            PARTITIONS.join(", ")
+        ));
+    }
+    if svc != service {
+        return Err(format!("service is `{svc}`, expected `{service}`"));
+    }
+    if !is_region(region) {
+        return Err(format!("`{region}` is not a region name (like us-east-1)"));
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("account `{account}` is not 12 digits"));
+    }
+    Ok([partition, region, account, resource])
+}
+
+/// `xx-name-N` or `xx-name-name-N`, as region names are.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+impl InstanceArn {
+    /// Parses and validates an EC2 instance ARN.
+    pub fn parse(arn: &str) -> Result<Self, String> {
+        let [partition, region, account, resource] = split(arn, "ec2")?;
+        let id = resource.strip_prefix("instance/").ok_or_else(|| {
+            format!("resource `{resource}` is not an instance (expected instance/i-…)")
+        })?;
+        let hex = id.strip_prefix("i-").unwrap_or("");
+        let hex_ok = (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok {
+            return Err(format!(
+                "instance id `{id}` is not i- followed by 8 or 17 lowercase hex digits"
+            ));
+        }
+        Ok(InstanceArn {
+            arn: arn.to_string(),
+            partition: partition.to_string(),
+            region: region.to_string(),
+            account: account.to_string(),
+            instance_id: id.to_string(),
+        })
+    }
+
+    /// The ARN as text.
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+}
+
+impl StateMachineArn {
+    /// Parses and validates a state machine ARN.
+    pub fn parse(arn: &str) -> Result<Self, String> {
+        let [partition, region, account, resource] = split(arn, "states")?;
+        let name = resource.strip_prefix("stateMachine:").ok_or_else(|| {
+            format!("resource `{resource}` is not a state machine (expected stateMachine:NAME)")
+        })?;
+        if name.is_empty() || name.len() > 80 || name.contains(':') {
+            return Err(format!(
+                "state machine name `{name}` is empty, too long or has a `:`"
+            ));
+        }
+        Ok(StateMachineArn {
+            arn: arn.to_string(),
+            partition: partition.to_string(),
+            region: region.to_string(),
+            account: account.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The ARN as text.
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+
+    /// The ARN Step Functions gives the execution of this machine named `name`.
+    pub fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "arn:{}:states:{}:{}:execution:{}:{}",
+            self.partition, self.region, self.account, self.name, name
+        )
+    }
+}
+
+impl fmt::Display for InstanceArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+impl fmt::Display for StateMachineArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_arns() {
+        let a =
+            InstanceArn::parse("arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0")
+                .unwrap();
+        assert_eq!(a.region, "eu-west-1");
+        assert_eq!(a.instance_id, "i-0123456789abcdef0");
+        assert!(
+            InstanceArn::parse("arn:aws:ec2:us-gov-west-1:123456789012:instance/i-12345678")
+                .is_ok()
+        );
+        for (bad, why) in [
+            ("i-0123456789abcdef0", "not an ARN"),
+            (
+                "arn:foo:ec2:us-east-1:123456789012:instance/i-12345678",
+                "partition",
+            ),
+            (
+                "arn:aws:s3:us-east-1:123456789012:instance/i-12345678",
+                "service",
+            ),
+            (
+                "arn:aws:ec2:useast1:123456789012:instance/i-12345678",
+                "region",
+            ),
+            (
+                "arn:aws:ec2:us-east-1:12345678901:instance/i-12345678",
+                "12 digits",
+            ),
+            (
+                "arn:aws:ec2:us-east-1:123456789012:volume/vol-12345678",
+                "not an instance",
+            ),
+            (
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-1234567",
+                "8 or 17",
+            ),
+            (
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789ABCDEF0",
+                "8 or 17",
+            ),
+        ] {
+            let err = InstanceArn::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn state_machine_arns() {
+        let m = StateMachineArn::parse(
+            "arn:aws:states:ap-northeast-1:123456789012:stateMachine:backup",
+        )
+        .unwrap();
+        assert_eq!(m.region, "ap-northeast-1");
+        assert_eq!(
+            m.execution_arn("web-20261129T100000Z"),
+            "arn:aws:states:ap-northeast-1:123456789012:execution:backup:web-20261129T100000Z"
+        );
+        assert!(
+            StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:activity:x").is_err()
+        );
+    }
+}

@@ -1,0 +1,1129 @@
+//! `backups.toml`: raw serde structs, then validation into a typed [`Config`].
+//!
+//! Every problem is collected and reported at once, each with file, line, column and field, so
+//! an operator fixes a file in one pass. Unknown keys are errors (a typo must not silently turn
+//! a setting off).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::arn::{InstanceArn, StateMachineArn};
+use crate::schedule::Schedule;
+
+/// The environment variable that may hold the whole TOML text (ECS: an SSM parameter as a secret).
+pub const CONFIG_TOML_ENV: &str = "ORCHESTRATOR_CONFIG_TOML";
+/// AWS Backup's smallest start window.
+pub const MIN_START_WINDOW_MINUTES: u32 = 60;
+/// Default StartExecution pacing: well below the smallest regional refill (150/s).
+pub const DEFAULT_START_RATE: f64 = 100.0;
+/// Default StartExecution burst: well below the smallest regional bucket (800).
+pub const DEFAULT_START_BURST: u32 = 200;
+/// Default DescribeExecution pacing: below the smallest regional refill (10/s).
+pub const DEFAULT_DESCRIBE_RATE: f64 = 8.0;
+/// Default pacing of AWS Backup read calls (DescribeBackupJob, ListBackupJobs).
+pub const DEFAULT_BACKUP_READ_RATE: f64 = 5.0;
+
+/// One problem in a config file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file (or `<env ORCHESTRATOR_CONFIG_TOML>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The field, as a path: `backup[2].schedule`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
+    }
+}
+
+/// Why a config could not be loaded: every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The path.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read and is wrong.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line (journald, CloudWatch).
+    #[default]
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// What to do about a slot missed while the daemon was not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Start the most recent missed slot once, if within the starting deadline.
+    #[default]
+    Latest,
+    /// Never start a missed slot.
+    None,
+}
+
+/// What to do when a slot fires while the previous backup of the same resource still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// Skip the slot and log it (AWS Backup runs one job per resource at a time anyway).
+    #[default]
+    Forbid,
+    /// Start it regardless.
+    Allow,
+}
+
+/// The validated config the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (for logs).
+    pub source: String,
+    /// Region for the default credential chain when no ARN says otherwise.
+    pub region: Option<String>,
+    /// Overrides the AWS endpoint (tests, the sandbox); `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+    /// First poll delay of an execution or job; doubles while nothing changes.
+    pub poll_interval: Duration,
+    /// Ceiling of the poll backoff.
+    pub max_poll_interval: Duration,
+    /// Log format (the CLI flag wins).
+    pub log_format: LogFormat,
+    /// Address of the health and metrics listener.
+    pub listen: Option<SocketAddr>,
+    /// API pacing.
+    pub pacing: Pacing,
+    /// How long SIGTERM waits for in-flight StartExecution calls.
+    pub shutdown_grace: Duration,
+    /// How far back restart recovery looks for our executions and jobs.
+    pub recovery_lookback: Duration,
+    /// Targets in file order (disabled ones included, flagged).
+    pub targets: Vec<Target>,
+}
+
+/// API pacing (token buckets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    /// StartExecution calls per second.
+    pub start_rate: f64,
+    /// StartExecution burst.
+    pub start_burst: u32,
+    /// DescribeExecution / GetExecutionHistory calls per second.
+    pub describe_rate: f64,
+    /// DescribeBackupJob / ListBackupJobs calls per second.
+    pub backup_read_rate: f64,
+}
+
+/// One backup target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Unique name; appears in logs and execution names.
+    pub name: String,
+    /// The instance.
+    pub resource_arn: InstanceArn,
+    /// When, in which zone.
+    pub schedule: Schedule,
+    /// The machine that runs its backup.
+    pub state_machine: StateMachineArn,
+    /// False: parsed and validated, never fired.
+    pub enabled: bool,
+    /// Missed-slot policy.
+    pub catch_up: CatchUp,
+    /// A missed slot older than this is skipped; also the deadline for start retries.
+    pub starting_deadline: Duration,
+    /// Overlap policy.
+    pub concurrency: Concurrency,
+    /// Upper bound of a stable per-slot delay that spreads a same-second storm.
+    pub jitter: Duration,
+    /// StartBackupJob StartWindowMinutes.
+    pub start_window_minutes: u32,
+    /// StartBackupJob CompleteWindowMinutes.
+    pub complete_window_minutes: u32,
+    /// Lifecycle DeleteAfterDays.
+    pub delete_after_days: u32,
+    /// SSM command before the backup.
+    pub pre_command: Option<String>,
+    /// SSM command after the backup.
+    pub post_command: Option<String>,
+}
+
+// ---- raw structs: what the file says, with spans ----
+
+// Unknown keys are found by `Report::unknown_keys` (all of them, not only serde's first).
+#[derive(Deserialize, Default)]
+struct RawGlobal {
+    state_machine_arn: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    max_poll_interval: Option<Spanned<String>>,
+    log_format: Option<Spanned<LogFormat>>,
+    listen: Option<Spanned<String>>,
+    start_rate: Option<Spanned<f64>>,
+    start_burst: Option<Spanned<u32>>,
+    describe_rate: Option<Spanned<f64>>,
+    backup_read_rate: Option<Spanned<f64>>,
+    shutdown_grace: Option<Spanned<String>>,
+    recovery_lookback: Option<Spanned<String>>,
+}
+
+/// Settings a target may set and `[defaults]` may default.
+#[derive(Deserialize, Default, Clone)]
+struct RawPolicy {
+    catch_up: Option<Spanned<CatchUp>>,
+    starting_deadline: Option<Spanned<String>>,
+    concurrency: Option<Spanned<Concurrency>>,
+    jitter: Option<Spanned<String>>,
+    start_window_minutes: Option<Spanned<u32>>,
+    complete_window_minutes: Option<Spanned<u32>>,
+    delete_after_days: Option<Spanned<u32>>,
+}
+
+// Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
+#[derive(Deserialize)]
+struct RawTarget {
+    name: Option<Spanned<String>>,
+    resource_arn: Option<Spanned<String>>,
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    state_machine_arn: Option<Spanned<String>>,
+    enabled: Option<Spanned<bool>>,
+    pre_command: Option<Spanned<String>>,
+    post_command: Option<Spanned<String>>,
+    catch_up: Option<Spanned<CatchUp>>,
+    starting_deadline: Option<Spanned<String>>,
+    concurrency: Option<Spanned<Concurrency>>,
+    jitter: Option<Spanned<String>>,
+    start_window_minutes: Option<Spanned<u32>>,
+    complete_window_minutes: Option<Spanned<u32>>,
+    delete_after_days: Option<Spanned<u32>>,
+}
+
+/// Names of the keys each section accepts (the raw structs above).
+const GLOBAL_KEYS: &[&str] = &[
+    "state_machine_arn",
+    "region",
+    "endpoint_url",
+    "timezone",
+    "poll_interval",
+    "max_poll_interval",
+    "log_format",
+    "listen",
+    "start_rate",
+    "start_burst",
+    "describe_rate",
+    "backup_read_rate",
+    "shutdown_grace",
+    "recovery_lookback",
+    "defaults",
+    "backup",
+];
+const POLICY_KEYS: &[&str] = &[
+    "catch_up",
+    "starting_deadline",
+    "concurrency",
+    "jitter",
+    "start_window_minutes",
+    "complete_window_minutes",
+    "delete_after_days",
+];
+const TARGET_KEYS: &[&str] = &[
+    "name",
+    "resource_arn",
+    "schedule",
+    "timezone",
+    "state_machine_arn",
+    "enabled",
+    "pre_command",
+    "post_command",
+];
+
+/// Collects diagnostics against one source text.
+struct Report<'a> {
+    file: &'a str,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.diags.push(Diagnostic {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Reports every key of `table` that is not in `known` (all of them, not just the first).
+    fn unknown_keys(&mut self, table: &DeTable<'_>, known: &[&[&str]], path: &str) {
+        for key in table.keys() {
+            if !known.iter().any(|k| k.contains(&key.get_ref().as_ref())) {
+                let mut all: Vec<&str> = known.iter().flat_map(|k| k.iter().copied()).collect();
+                all.sort_unstable();
+                self.push(
+                    key.span(),
+                    join(path, key.get_ref()),
+                    format!("unknown key (expected one of: {})", all.join(", ")),
+                );
+            }
+        }
+    }
+
+    /// Deserializes one table, reporting a type error at its own span.
+    fn table<T: DeserializeOwned>(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+        path: &str,
+    ) -> Option<T> {
+        let mut owned = value.clone();
+        owned.get_mut().make_owned();
+        match T::deserialize(ValueDeserializer::from(owned)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().unwrap_or(value.span());
+                // Name the key whose value holds the error, not only the table.
+                let field = value
+                    .get_ref()
+                    .as_table()
+                    .and_then(|t| {
+                        t.iter()
+                            .find(|(_, v)| v.span().start <= span.start && span.end <= v.span().end)
+                    })
+                    .map_or_else(|| path.to_string(), |(k, _)| join(path, k.get_ref()));
+                self.push(span, field, e.message().to_string());
+                None
+            }
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h30m`, `2d` (units may be combined, largest first).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration (expected e.g. 30s, 5m, 1h30m)".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "`{s}` is not a duration (expected e.g. 30s, 5m, 1h30m)"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let step = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            "" => return Err(format!("`{s}`: a unit is missing (ms, s, m, h, d)")),
+            other => return Err(format!("`{s}`: unknown unit `{other}` (ms, s, m, h, d)")),
+        };
+        total = total.saturating_add(step);
+    }
+    Ok(total)
+}
+
+/// Loads and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse(&text, &file)
+}
+
+/// Loads the config from `path`, or from [`CONFIG_TOML_ENV`] when no path is given.
+pub fn load_from(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => load(p),
+        None => match std::env::var(CONFIG_TOML_ENV) {
+            Ok(text) => parse(&text, &format!("<env {CONFIG_TOML_ENV}>")),
+            Err(_) => Err(ConfigError::Invalid(vec![Diagnostic {
+                file: "<command line>".into(),
+                line: 0,
+                column: 0,
+                field: "--config".into(),
+                message: format!("no config: pass --config FILE or set {CONFIG_TOML_ENV}"),
+            }])),
+        },
+    }
+}
+
+/// Parses and validates TOML text; `file` names it in diagnostics.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let mut r = Report {
+        file,
+        text,
+        diags: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            r.push(
+                e.span().unwrap_or(0..0),
+                "(syntax)",
+                e.message().to_string(),
+            );
+            return Err(ConfigError::Invalid(r.diags));
+        }
+    };
+    let root_span = root.span();
+    let root_table = root.get_ref();
+    r.unknown_keys(root_table, &[GLOBAL_KEYS], "");
+    let root_value = Spanned::new(root_span.clone(), DeValue::Table(root_table.clone()));
+    let global: RawGlobal = r.table(&root_value, "(top level)").unwrap_or_default();
+
+    let get = |k: &str| {
+        root_table
+            .iter()
+            .find(|(key, _)| key.get_ref() == k)
+            .map(|(_, v)| v)
+    };
+
+    let defaults: RawPolicy = match get("defaults") {
+        Some(v) => match v.get_ref().as_table() {
+            Some(t) => {
+                r.unknown_keys(t, &[POLICY_KEYS], "defaults");
+                r.table(v, "defaults").unwrap_or_default()
+            }
+            None => {
+                r.push(v.span(), "defaults", "must be a table: [defaults]");
+                RawPolicy::default()
+            }
+        },
+        None => RawPolicy::default(),
+    };
+
+    let mut raw_targets: Vec<(String, Range<usize>, RawTarget)> = Vec::new();
+    match get("backup") {
+        Some(v) => match v.get_ref().as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("backup[{i}]");
+                    match item.get_ref().as_table() {
+                        Some(t) => {
+                            r.unknown_keys(t, &[TARGET_KEYS, POLICY_KEYS], &path);
+                            if let Some(raw) = r.table::<RawTarget>(item, &path) {
+                                raw_targets.push((path, item.span(), raw));
+                            }
+                        }
+                        None => r.push(item.span(), path, "must be a table: [[backup]]"),
+                    }
+                }
+            }
+            None => r.push(v.span(), "backup", "must be an array of tables: [[backup]]"),
+        },
+        None => r.push(0..0, "backup", "no [[backup]] targets"),
+    }
+
+    let config = validate(&mut r, global, defaults, raw_targets);
+    if r.diags.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(r.diags))
+    }
+}
+
+fn duration_field(
+    r: &mut Report<'_>,
+    v: &Option<Spanned<String>>,
+    field: &str,
+    default: Duration,
+) -> Duration {
+    match v {
+        None => default,
+        Some(s) => match parse_duration(s.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                r.push(s.span(), field, e);
+                default
+            }
+        },
+    }
+}
+
+fn rate_field(r: &mut Report<'_>, v: &Option<Spanned<f64>>, field: &str, default: f64) -> f64 {
+    match v {
+        Some(s) if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) => {
+            r.push(
+                s.span(),
+                field,
+                "must be a positive number of calls per second",
+            );
+            default
+        }
+        Some(s) => *s.get_ref(),
+        None => default,
+    }
+}
+
+fn zone_field(r: &mut Report<'_>, v: &Spanned<String>, field: &str) -> Option<Tz> {
+    match v.get_ref().parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            r.push(
+                v.span(),
+                field,
+                format!(
+                    "unknown time zone `{}` (expected an IANA name like UTC, Europe/Berlin, Asia/Tokyo)",
+                    v.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn validate(
+    r: &mut Report<'_>,
+    g: RawGlobal,
+    defaults: RawPolicy,
+    raw_targets: Vec<(String, Range<usize>, RawTarget)>,
+) -> Config {
+    let default_machine = g.state_machine_arn.as_ref().and_then(|s| {
+        StateMachineArn::parse(s.get_ref())
+            .map_err(|e| r.push(s.span(), "state_machine_arn", e))
+            .ok()
+    });
+    let default_tz = match &g.timezone {
+        Some(z) => zone_field(r, z, "timezone").unwrap_or(Tz::UTC),
+        None => Tz::UTC,
+    };
+    let poll_interval = duration_field(
+        r,
+        &g.poll_interval,
+        "poll_interval",
+        Duration::from_secs(30),
+    );
+    let max_poll_interval = duration_field(
+        r,
+        &g.max_poll_interval,
+        "max_poll_interval",
+        Duration::from_secs(300).max(poll_interval),
+    );
+    if poll_interval.is_zero() {
+        if let Some(s) = &g.poll_interval {
+            r.push(s.span(), "poll_interval", "must be more than zero");
+        }
+    }
+    if max_poll_interval < poll_interval {
+        if let Some(s) = &g.max_poll_interval {
+            r.push(
+                s.span(),
+                "max_poll_interval",
+                "must not be less than poll_interval",
+            );
+        }
+    }
+    let listen = g.listen.as_ref().and_then(|s| {
+        s.get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                r.push(
+                    s.span(),
+                    "listen",
+                    format!(
+                        "`{}` is not an address:port like 127.0.0.1:9464",
+                        s.get_ref()
+                    ),
+                )
+            })
+            .ok()
+    });
+    if let Some(u) = &g.endpoint_url {
+        if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
+            r.push(
+                u.span(),
+                "endpoint_url",
+                "must start with http:// or https://",
+            );
+        }
+    }
+    let start_burst = match &g.start_burst {
+        Some(b) if *b.get_ref() == 0 => {
+            r.push(b.span(), "start_burst", "must be at least 1");
+            DEFAULT_START_BURST
+        }
+        Some(b) => *b.get_ref(),
+        None => DEFAULT_START_BURST,
+    };
+    let pacing = Pacing {
+        start_rate: rate_field(r, &g.start_rate, "start_rate", DEFAULT_START_RATE),
+        start_burst,
+        describe_rate: rate_field(r, &g.describe_rate, "describe_rate", DEFAULT_DESCRIBE_RATE),
+        backup_read_rate: rate_field(
+            r,
+            &g.backup_read_rate,
+            "backup_read_rate",
+            DEFAULT_BACKUP_READ_RATE,
+        ),
+    };
+    let shutdown_grace = duration_field(
+        r,
+        &g.shutdown_grace,
+        "shutdown_grace",
+        Duration::from_secs(10),
+    );
+    let recovery_lookback = duration_field(
+        r,
+        &g.recovery_lookback,
+        "recovery_lookback",
+        Duration::from_secs(24 * 3600),
+    );
+
+    let mut targets = Vec::with_capacity(raw_targets.len());
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut exec_parts: HashMap<String, String> = HashMap::new();
+    for (path, span, t) in raw_targets {
+        if let Some(target) = validate_target(
+            r,
+            &path,
+            span,
+            t,
+            &defaults,
+            default_tz,
+            default_machine.as_ref(),
+            &mut seen,
+            &mut exec_parts,
+        ) {
+            targets.push(target);
+        }
+    }
+
+    Config {
+        source: r.file.to_string(),
+        region: g.region.map(Spanned::into_inner),
+        endpoint_url: g.endpoint_url.map(Spanned::into_inner),
+        poll_interval,
+        max_poll_interval,
+        log_format: g.log_format.map(Spanned::into_inner).unwrap_or_default(),
+        listen,
+        pacing,
+        shutdown_grace,
+        recovery_lookback,
+        targets,
+    }
+}
+
+/// The longest target name we accept.
+const MAX_TARGET_NAME_LEN: usize = 128;
+
+#[allow(clippy::too_many_arguments)]
+fn validate_target(
+    r: &mut Report<'_>,
+    path: &str,
+    span: Range<usize>,
+    t: RawTarget,
+    defaults: &RawPolicy,
+    default_tz: Tz,
+    default_machine: Option<&StateMachineArn>,
+    seen: &mut HashMap<String, Range<usize>>,
+    exec_parts: &mut HashMap<String, String>,
+) -> Option<Target> {
+    let f = |k: &str| format!("{path}.{k}");
+    let mut ok = true;
+
+    let name = match &t.name {
+        None => {
+            r.push(
+                span.clone(),
+                f("name"),
+                "missing (every [[backup]] needs a unique name)",
+            );
+            ok = false;
+            String::new()
+        }
+        Some(n) => {
+            let s = n.get_ref();
+            let good_chars = s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if s.is_empty() || s.len() > MAX_TARGET_NAME_LEN || !good_chars {
+                r.push(
+                    n.span(),
+                    f("name"),
+                    format!("`{s}`: use 1-{MAX_TARGET_NAME_LEN} of A-Z a-z 0-9 - _ ."),
+                );
+                ok = false;
+            } else if let Some(first) = seen.get(s) {
+                let (line, _) = line_col(r.text, first.start);
+                r.push(
+                    n.span(),
+                    f("name"),
+                    format!("`{s}` is used already (line {line})"),
+                );
+                ok = false;
+            } else {
+                seen.insert(s.clone(), n.span());
+                let part = crate::execution::target_part(s, 63);
+                if let Some(other) = exec_parts.insert(part.clone(), s.clone()) {
+                    r.push(
+                        n.span(),
+                        f("name"),
+                        format!("`{s}` and `{other}` give the same execution name prefix `{part}`"),
+                    );
+                    ok = false;
+                }
+            }
+            s.clone()
+        }
+    };
+
+    let resource_arn = match &t.resource_arn {
+        None => {
+            r.push(
+                span.clone(),
+                f("resource_arn"),
+                "missing (the EC2 instance ARN to back up)",
+            );
+            None
+        }
+        Some(a) => InstanceArn::parse(a.get_ref())
+            .map_err(|e| r.push(a.span(), f("resource_arn"), e))
+            .ok(),
+    };
+
+    let tz = match &t.timezone {
+        Some(z) => zone_field(r, z, &f("timezone")),
+        None => Some(default_tz),
+    };
+
+    let schedule = match (&t.schedule, tz) {
+        (None, _) => {
+            r.push(span.clone(), f("schedule"), "missing (a cron expression)");
+            None
+        }
+        (Some(_), None) => None,
+        (Some(s), Some(tz)) => Schedule::parse(s.get_ref(), tz)
+            .map_err(|e| r.push(s.span(), f("schedule"), e.message))
+            .ok(),
+    };
+
+    let state_machine = match &t.state_machine_arn {
+        Some(s) => StateMachineArn::parse(s.get_ref())
+            .map_err(|e| r.push(s.span(), f("state_machine_arn"), e))
+            .ok(),
+        None => {
+            if default_machine.is_none() {
+                r.push(
+                    span.clone(),
+                    f("state_machine_arn"),
+                    "no state machine: set state_machine_arn at the top or in this target",
+                );
+            }
+            default_machine.cloned()
+        }
+    };
+
+    if let (Some(res), Some(sm)) = (&resource_arn, &state_machine) {
+        let at = t
+            .resource_arn
+            .as_ref()
+            .map(Spanned::span)
+            .unwrap_or(span.clone());
+        if res.region != sm.region {
+            r.push(
+                at.clone(),
+                f("resource_arn"),
+                format!(
+                    "the instance is in {} but its state machine runs in {}: AWS Backup backs up resources in its own region",
+                    res.region, sm.region
+                ),
+            );
+        } else if res.account != sm.account || res.partition != sm.partition {
+            r.push(
+                at,
+                f("resource_arn"),
+                format!(
+                    "the instance is in account {} but its state machine in {}: StartBackupJob needs the same account",
+                    res.account, sm.account
+                ),
+            );
+        }
+    }
+
+    let policy = merge(&t, defaults);
+    let starting_deadline = duration_field(
+        r,
+        &policy.starting_deadline,
+        &f("starting_deadline"),
+        Duration::from_secs(3600),
+    );
+    let jitter = duration_field(r, &policy.jitter, &f("jitter"), Duration::ZERO);
+    if let (Some(j), false) = (&policy.jitter, jitter < starting_deadline) {
+        r.push(
+            j.span(),
+            f("jitter"),
+            "must be shorter than starting_deadline",
+        );
+    }
+    let start_window_minutes = policy
+        .start_window_minutes
+        .as_ref()
+        .map_or(MIN_START_WINDOW_MINUTES, |v| *v.get_ref());
+    if let Some(v) = &policy.start_window_minutes {
+        if *v.get_ref() < MIN_START_WINDOW_MINUTES {
+            r.push(
+                v.span(),
+                f("start_window_minutes"),
+                format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
+            );
+        }
+    }
+    let complete_window_minutes = policy
+        .complete_window_minutes
+        .as_ref()
+        .map_or(7 * 24 * 60, |v| *v.get_ref());
+    if let Some(v) = &policy.complete_window_minutes {
+        if *v.get_ref() <= start_window_minutes {
+            r.push(
+                v.span(),
+                f("complete_window_minutes"),
+                "must be more than start_window_minutes",
+            );
+        }
+    }
+    let delete_after_days = policy
+        .delete_after_days
+        .as_ref()
+        .map_or(35, |v| *v.get_ref());
+    if let Some(v) = &policy.delete_after_days {
+        if *v.get_ref() == 0 {
+            r.push(v.span(), f("delete_after_days"), "must be at least 1");
+        }
+    }
+    let command = |c: &Option<Spanned<String>>, key: &str, r: &mut Report<'_>| {
+        c.as_ref().and_then(|c| {
+            if c.get_ref().trim().is_empty() {
+                r.push(
+                    c.span(),
+                    f(key),
+                    "empty command (leave the key out instead)",
+                );
+                None
+            } else {
+                Some(c.get_ref().clone())
+            }
+        })
+    };
+    let pre_command = command(&t.pre_command, "pre_command", r);
+    let post_command = command(&t.post_command, "post_command", r);
+
+    Some(Target {
+        name,
+        resource_arn: resource_arn?,
+        schedule: schedule?,
+        state_machine: state_machine?,
+        enabled: t.enabled.map_or(true, Spanned::into_inner),
+        catch_up: policy.catch_up.map(Spanned::into_inner).unwrap_or_default(),
+        starting_deadline,
+        concurrency: policy
+            .concurrency
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
+        jitter,
+        start_window_minutes,
+        complete_window_minutes,
+        delete_after_days,
+        pre_command,
+        post_command,
+    })
+    .filter(|_| ok)
+}
+
+/// A target's own settings over `[defaults]`.
+fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
+    let d = defaults.clone();
+    let o = RawPolicy {
+        catch_up: o.catch_up.clone(),
+        starting_deadline: o.starting_deadline.clone(),
+        concurrency: o.concurrency.clone(),
+        jitter: o.jitter.clone(),
+        start_window_minutes: o.start_window_minutes.clone(),
+        complete_window_minutes: o.complete_window_minutes.clone(),
+        delete_after_days: o.delete_after_days.clone(),
+    };
+    RawPolicy {
+        catch_up: o.catch_up.or(d.catch_up),
+        starting_deadline: o.starting_deadline.or(d.starting_deadline),
+        concurrency: o.concurrency.or(d.concurrency),
+        jitter: o.jitter.or(d.jitter),
+        start_window_minutes: o.start_window_minutes.or(d.start_window_minutes),
+        complete_window_minutes: o.complete_window_minutes.or(d.complete_window_minutes),
+        delete_after_days: o.delete_after_days.or(d.delete_after_days),
+    }
+}
+
+impl Config {
+    /// The targets that fire.
+    pub fn enabled_targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| t.enabled)
+    }
+
+    /// Distinct state machines in use, with the regions they run in.
+    pub fn state_machines(&self) -> Vec<StateMachineArn> {
+        let mut v: Vec<StateMachineArn> = self
+            .targets
+            .iter()
+            .map(|t| t.state_machine.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Targets by name.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// Counts by schedule group, for the summary `check` prints.
+    pub fn groups(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for t in self.enabled_targets() {
+            *m.entry(t.schedule.group_key()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:backup";
+    const EC2: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
+
+    fn ok(text: &str) -> Config {
+        parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match parse(text, "t.toml") {
+            Ok(_) => panic!("expected errors"),
+            Err(ConfigError::Invalid(d)) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn minimal() -> String {
+        format!(
+            "state_machine_arn = \"{SM}\"\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n"
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ok(&minimal());
+        assert_eq!(c.targets.len(), 1);
+        let t = &c.targets[0];
+        assert_eq!(t.name, "web");
+        assert!(t.enabled);
+        assert_eq!(t.catch_up, CatchUp::Latest);
+        assert_eq!(t.concurrency, Concurrency::Forbid);
+        assert_eq!(t.schedule.timezone(), Tz::UTC);
+        assert_eq!(t.start_window_minutes, 60);
+        assert_eq!(t.delete_after_days, 35);
+        assert_eq!(c.poll_interval, Duration::from_secs(30));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.pacing.start_rate, DEFAULT_START_RATE);
+    }
+
+    #[test]
+    fn defaults_section_applies_and_targets_override() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\ncatch_up = \"none\"\njitter = \"5m\"\ndelete_after_days = 7\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\njitter = \"1m\"\n"
+        );
+        let c = ok(&text);
+        let t = &c.targets[0];
+        assert_eq!(t.catch_up, CatchUp::None);
+        assert_eq!(t.jitter, Duration::from_secs(60));
+        assert_eq!(t.delete_after_days, 7);
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_line_column_and_field() {
+        let text = format!(
+            r#"state_machine_arn = "{SM}"
+poll_intervall = "30s"
+timezone = "Mars/Olympus"
+
+[[backup]]
+name = "web"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-XYZ"
+schedule = "0 3 * * *"
+colour = "blue"
+
+[[backup]]
+name = "web"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+start_window_minutes = 10
+"#
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        assert_eq!(find("poll_intervall").line, 2);
+        assert_eq!(find("timezone").line, 3);
+        let arn = find("backup[0].resource_arn");
+        assert_eq!((arn.line, arn.column), (7, 16));
+        assert!(arn.message.contains("8 or 17"), "{}", arn.message);
+        assert_eq!(find("backup[0].colour").line, 9);
+        let dup = find("backup[1].name");
+        assert_eq!(dup.line, 12);
+        assert!(
+            dup.message.contains("used already (line 6)"),
+            "{}",
+            dup.message
+        );
+        assert_eq!(find("backup[1].start_window_minutes").line, 15);
+        assert!(show.iter().all(|s| s.starts_with("t.toml:")), "{show:#?}");
+        assert!(d.len() >= 6, "{show:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let d = errors("state_machine_arn = \"x\nfoo = 1\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].line, 1);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\nenabled = \"yes\"",
+        );
+        let d = errors(&text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("bool"), "{:?}", d[0]);
+        assert_eq!(d[0].line, 7);
+        assert_eq!(d[0].field, "backup[0].enabled", "{:?}", d[0]);
+    }
+
+    #[test]
+    fn missing_pieces_are_named() {
+        let d = errors("[[backup]]\nname = \"a\"\n");
+        let fields: Vec<&str> = d.iter().map(|x| x.field.as_str()).collect();
+        for f in [
+            "backup[0].resource_arn",
+            "backup[0].schedule",
+            "backup[0].state_machine_arn",
+        ] {
+            assert!(fields.contains(&f), "{fields:?}");
+        }
+        let d = errors(&format!("state_machine_arn = \"{SM}\"\n"));
+        assert_eq!(d[0].field, "backup");
+    }
+
+    #[test]
+    fn region_and_account_must_match_the_machine() {
+        let text = minimal().replace("ec2:us-east-1", "ec2:eu-west-1");
+        let d = errors(&text);
+        assert!(d[0].message.contains("own region"), "{d:?}");
+        let text = minimal().replace("ec2:us-east-1:123456789012", "ec2:us-east-1:210987654321");
+        let d = errors(&text);
+        assert!(d[0].message.contains("same account"), "{d:?}");
+    }
+
+    #[test]
+    fn a_target_may_use_its_own_machine_in_another_region() {
+        let text = minimal()
+            .replace("ec2:us-east-1", "ec2:eu-west-1")
+            .replace(
+                "schedule = ",
+                "state_machine_arn = \"arn:aws:states:eu-west-1:123456789012:stateMachine:b\"\nschedule = ",
+            );
+        let c = ok(&text);
+        assert_eq!(c.targets[0].state_machine.region, "eu-west-1");
+        assert_eq!(c.state_machines().len(), 1);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("30").unwrap_err().contains("unit"));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+}

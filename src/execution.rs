@@ -1,0 +1,268 @@
+//! Execution names and the execution input: the contract between the daemon and the state machine.
+//!
+//! Pure functions only. A scheduled slot always maps to the same name, so Step Functions itself
+//! refuses a second start of that slot (see `shared/docs/aws-facts.md`, StartExecution idempotency).
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Step Functions' limit on an execution name.
+pub const MAX_EXECUTION_NAME_LEN: usize = 80;
+/// The longest target part kept verbatim in a scheduled execution name (80 - `-YYYYMMDDTHHMMSSZ`).
+const MAX_TARGET_PART_LEN: usize = MAX_EXECUTION_NAME_LEN - 1 - SLOT_STAMP_LEN;
+/// Length of the slot stamp `YYYYMMDDTHHMMSSZ`.
+const SLOT_STAMP_LEN: usize = 16;
+const SLOT_STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+/// Marker between the target part and the stamp of a manual (run-now) execution name.
+const MANUAL_MARKER: &str = "-run-";
+/// Hex digits of the random suffix of a manual execution name.
+const MANUAL_NONCE_LEN: usize = 4;
+/// Hex digits of the hash that replaces the tail of a long or unusual target name.
+const NAME_HASH_LEN: usize = 8;
+
+/// The part of an execution name that stands for a target: the name itself when it is short and
+/// uses only `0-9 A-Z a-z - _`, otherwise a sanitised prefix plus a stable hash of the full name.
+pub fn target_part(target: &str, max_len: usize) -> String {
+    let plain = target
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain && target.len() <= max_len && !target.is_empty() {
+        return target.to_string();
+    }
+    let digest = Sha256::digest(target.as_bytes());
+    let hash: String = digest
+        .iter()
+        .take(NAME_HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let keep = max_len - 1 - NAME_HASH_LEN;
+    let prefix: String = target
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(keep)
+        .collect();
+    format!("{prefix}-{hash}")
+}
+
+/// The execution name of a scheduled slot: `{target}-{YYYYMMDDTHHMMSSZ}`, at most 80 characters.
+pub fn scheduled_name(target: &str, slot: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}",
+        target_part(target, MAX_TARGET_PART_LEN),
+        slot.format(SLOT_STAMP_FORMAT)
+    )
+}
+
+/// The execution name of a manual run: `{target}-run-{YYYYMMDDTHHMMSSZ}-{4 hex}`.
+///
+/// It ends in hex digits where a scheduled name ends in `Z`, so the two can never collide.
+pub fn manual_name(target: &str, now: DateTime<Utc>, nonce: u16) -> String {
+    let max = MAX_EXECUTION_NAME_LEN - MANUAL_MARKER.len() - SLOT_STAMP_LEN - 1 - MANUAL_NONCE_LEN;
+    format!(
+        "{}{MANUAL_MARKER}{}-{nonce:04x}",
+        target_part(target, max),
+        now.format(SLOT_STAMP_FORMAT)
+    )
+}
+
+/// What an execution name tells about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedName {
+    /// A scheduled slot: the target part and the slot instant.
+    Scheduled {
+        target_part: String,
+        slot: DateTime<Utc>,
+    },
+    /// A manual run: the target part and when it was asked for.
+    Manual {
+        target_part: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Parses a name made by [`scheduled_name`] or [`manual_name`]; `None` for any other name.
+pub fn parse_name(name: &str) -> Option<ParsedName> {
+    let parse_stamp = |s: &str| {
+        NaiveDateTime::parse_from_str(s, SLOT_STAMP_FORMAT)
+            .ok()
+            .map(|n| n.and_utc())
+    };
+    if name.len() > SLOT_STAMP_LEN + 1 && name.ends_with('Z') {
+        let (head, stamp) = name.split_at(name.len() - SLOT_STAMP_LEN);
+        let target_part = head.strip_suffix('-')?;
+        if let Some(slot) = parse_stamp(stamp) {
+            if !target_part.is_empty() {
+                return Some(ParsedName::Scheduled {
+                    target_part: target_part.to_string(),
+                    slot,
+                });
+            }
+        }
+        return None;
+    }
+    let tail_len = MANUAL_MARKER.len() + SLOT_STAMP_LEN + 1 + MANUAL_NONCE_LEN;
+    if name.len() > tail_len {
+        let (head, tail) = name.split_at(name.len() - tail_len);
+        let rest = tail.strip_prefix(MANUAL_MARKER)?;
+        let (stamp, nonce) = rest.split_at(SLOT_STAMP_LEN);
+        let nonce = nonce.strip_prefix('-')?;
+        if nonce.chars().all(|c| c.is_ascii_hexdigit()) && !head.is_empty() {
+            return Some(ParsedName::Manual {
+                target_part: head.to_string(),
+                at: parse_stamp(stamp)?,
+            });
+        }
+    }
+    None
+}
+
+/// Why an execution was started; travels in the input as `Trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// A slot of the target's schedule, on time.
+    Schedule,
+    /// A slot missed while the daemon was down, started late within its starting deadline.
+    CatchUp,
+    /// `orchestrator run-now`.
+    Manual,
+}
+
+/// The JSON input of every execution. The state machine reads these members with `$.Member`
+/// paths; `deploy/cloudformation` is tested against this struct so the two cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecutionInput {
+    /// The EC2 instance ARN to back up.
+    pub resource_arn: String,
+    /// The target's name in the config.
+    pub target: String,
+    /// The slot this execution stands for, RFC 3339 in UTC.
+    pub scheduled_for: String,
+    /// Why it was started.
+    pub trigger: Trigger,
+    /// StartBackupJob `StartWindowMinutes` (>= 60).
+    pub start_window_minutes: u32,
+    /// StartBackupJob `CompleteWindowMinutes`.
+    pub complete_window_minutes: u32,
+    /// StartBackupJob `Lifecycle.DeleteAfterDays`.
+    pub delete_after_days: u32,
+    /// Shell command run on the instance through SSM before the backup (hook variant only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_command: Option<String>,
+    /// Shell command run on the instance after the backup, even when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<String>,
+}
+
+impl ExecutionInput {
+    /// The input as the JSON text StartExecution carries.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("ExecutionInput always serialises")
+    }
+}
+
+/// True when `name` obeys Step Functions' naming rules and our narrower `0-9 A-Z a-z - _`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_EXECUTION_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn slot() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn scheduled_name_is_target_and_stamp() {
+        assert_eq!(scheduled_name("web-1", slot()), "web-1-20261129T100000Z");
+    }
+
+    #[test]
+    fn same_slot_same_name_other_slot_other_name() {
+        let a = scheduled_name("db", slot());
+        assert_eq!(a, scheduled_name("db", slot()));
+        assert_ne!(
+            a,
+            scheduled_name("db", slot() + chrono::Duration::seconds(1))
+        );
+    }
+
+    #[test]
+    fn long_and_unusual_names_are_shortened_with_a_stable_hash() {
+        let long = "x".repeat(200);
+        let n = scheduled_name(&long, slot());
+        assert!(is_valid_name(&n), "{n}");
+        assert_eq!(n.len(), MAX_EXECUTION_NAME_LEN);
+        assert_eq!(n, scheduled_name(&long, slot()));
+        let other = format!("{}y", "x".repeat(199));
+        assert_ne!(n, scheduled_name(&other, slot()));
+
+        let dotted = scheduled_name("web.prod", slot());
+        assert!(is_valid_name(&dotted), "{dotted}");
+        assert_ne!(dotted, scheduled_name("web-prod", slot()));
+    }
+
+    #[test]
+    fn manual_names_are_valid_and_never_look_scheduled() {
+        let n = manual_name(&"a".repeat(120), slot(), 0xbeef);
+        assert!(is_valid_name(&n), "{n}");
+        assert!(matches!(parse_name(&n), Some(ParsedName::Manual { .. })));
+        let short = manual_name("web-1", slot(), 7);
+        assert_eq!(short, "web-1-run-20261129T100000Z-0007");
+    }
+
+    #[test]
+    fn names_parse_back() {
+        assert_eq!(
+            parse_name("web-1-20261129T100000Z"),
+            Some(ParsedName::Scheduled {
+                target_part: "web-1".into(),
+                slot: slot()
+            })
+        );
+        assert_eq!(
+            parse_name("web-1-run-20261129T100000Z-00ff"),
+            Some(ParsedName::Manual {
+                target_part: "web-1".into(),
+                at: slot()
+            })
+        );
+        assert_eq!(parse_name("something-else"), None);
+        assert_eq!(parse_name("-20261129T100000Z"), None);
+    }
+
+    #[test]
+    fn input_uses_the_members_the_state_machine_reads() {
+        let input = ExecutionInput {
+            resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into(),
+            target: "web-1".into(),
+            scheduled_for: "2026-11-29T10:00:00Z".into(),
+            trigger: Trigger::Schedule,
+            start_window_minutes: 60,
+            complete_window_minutes: 10080,
+            delete_after_days: 35,
+            pre_command: None,
+            post_command: Some("systemctl start app".into()),
+        };
+        let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
+        assert_eq!(v["ResourceArn"], input.resource_arn);
+        assert_eq!(v["Trigger"], "schedule");
+        assert_eq!(v["PostCommand"], "systemctl start app");
+        assert!(v.get("PreCommand").is_none());
+    }
+}

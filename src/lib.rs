@@ -1,0 +1,20 @@
+//! `orchestrator`: scheduled, on-demand AWS Backup jobs through AWS Step Functions.
+//!
+//! The flow of one backup, and the module that owns each step:
+//! - [`config`]: `backups.toml` → a validated [`config::Config`] (ARNs, schedules, zones).
+//! - [`schedule`]: pure cron maths: the three accepted syntaxes, time zones, daylight saving.
+//! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`scheduler::Fire`]s.
+//! - [`execution`]: pure: the execution name of a slot and the execution input.
+//! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
+//! - [`tracker`]: follows executions and backup jobs to their terminal state.
+//! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
+//! - [`aws`]: the AWS boundary: our traits and types; `aws::sdk` implements them with the SDK.
+//! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
+//! - [`signals`], [`telemetry`], [`clock`]: OS signals, structured logs, the one clock.
+//! - [`app`]: wires the above into the daemon.
+
+pub mod arn;
+pub mod config;
+pub mod execution;
+pub mod sandbox;
+pub mod schedule;
