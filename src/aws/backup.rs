@@ -1,0 +1,112 @@
+//! [`BackupJobs`] with aws-sdk-backup: one client per region, made on first use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_backup::Client;
+use aws_sdk_backup::config::Region;
+use aws_sdk_backup::types::BackupJobState;
+use aws_types::SdkConfig;
+use chrono::{DateTime, Utc};
+
+use super::sdk_error::classify;
+use super::{ApiError, BackupJobs, JobDetail, JobFilter, JobState, Page};
+
+/// AWS Backup through the AWS SDK.
+#[derive(Clone)]
+pub struct SdkBackupJobs {
+    base: SdkConfig,
+    clients: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+/// Largest page ListBackupJobs returns.
+const MAX_PAGE: i32 = 1000;
+
+impl SdkBackupJobs {
+    /// Uses `base` (credentials, endpoint, timeouts) with each call's region.
+    pub fn new(base: SdkConfig) -> Self {
+        SdkBackupJobs {
+            base,
+            clients: Arc::default(),
+        }
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let mut clients = self.clients.lock().expect("client cache lock");
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_backup::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .build();
+                Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
+}
+
+fn from_chrono(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs(t.timestamp())
+}
+
+/// DescribeBackupJob's output and ListBackupJobs' rows share these accessors.
+macro_rules! job_detail {
+    ($j:expr) => {{
+        let j = $j;
+        JobDetail {
+            job_id: j.backup_job_id().unwrap_or_default().to_string(),
+            resource_arn: j.resource_arn().map(str::to_string),
+            state: j
+                .state()
+                .map_or(JobState::Other(String::new()), |s: &BackupJobState| {
+                    JobState::parse(s.as_str())
+                }),
+            percent_done: j.percent_done().and_then(|p| p.parse().ok()),
+            backup_size_bytes: j.backup_size_in_bytes(),
+            status_message: j.status_message().map(str::to_string),
+            recovery_point_arn: j.recovery_point_arn().map(str::to_string),
+            creation_date: j.creation_date().map(to_chrono),
+            completion_date: j.completion_date().map(to_chrono),
+        }
+    }};
+}
+
+impl BackupJobs for SdkBackupJobs {
+    async fn describe_backup_job(&self, region: &str, job_id: &str) -> Result<JobDetail, ApiError> {
+        let out = self
+            .client(region)
+            .describe_backup_job()
+            .backup_job_id(job_id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeBackupJob", e))?;
+        Ok(job_detail!(&out))
+    }
+
+    async fn list_backup_jobs(
+        &self,
+        region: &str,
+        filter: &JobFilter,
+        next_token: Option<String>,
+    ) -> Result<Page<JobDetail>, ApiError> {
+        let out = self
+            .client(region)
+            .list_backup_jobs()
+            .set_by_created_after(filter.created_after.map(from_chrono))
+            .set_by_resource_arn(filter.resource_arn.clone())
+            .set_by_state(filter.state.as_deref().map(BackupJobState::from))
+            .max_results(MAX_PAGE)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| classify("ListBackupJobs", e))?;
+        Ok(Page {
+            items: out.backup_jobs().iter().map(|j| job_detail!(j)).collect(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! In-memory [`StepFunctions`] and [`BackupJobs`] for unit tests: scripted states, injected errors,
+//! counted calls. End-to-end tests use the real SDK against [`crate::sandbox`] instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::Utc;
+
+use super::{
+    ApiError, BackupJobs, ErrorKind, ExecutionDetail, ExecutionStatus, ExecutionSummary,
+    HistoryEvent, JobDetail, JobFilter, Page, StartRequest, Started, StepFunctions,
+};
+use crate::arn::StateMachineArn;
+
+/// A scripted AWS.
+#[derive(Default)]
+pub struct FakeAws {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    executions: HashMap<String, ExecutionDetail>,
+    history: HashMap<String, Vec<HistoryEvent>>,
+    jobs: HashMap<String, JobDetail>,
+    errors: HashMap<&'static str, VecDeque<ApiError>>,
+    calls: HashMap<&'static str, usize>,
+}
+
+impl FakeAws {
+    /// An empty fake.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn call(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, State>, ApiError> {
+        let mut s = self.state.lock().expect("fake lock");
+        *s.calls.entry(op).or_default() += 1;
+        if let Some(e) = s.errors.get_mut(op).and_then(VecDeque::pop_front) {
+            return Err(e);
+        }
+        Ok(s)
+    }
+
+    /// The next call of `op` fails with `kind`.
+    pub fn fail_next(&self, op: &'static str, kind: ErrorKind) {
+        let mut s = self.state.lock().expect("fake lock");
+        s.errors.entry(op).or_default().push_back(ApiError {
+            operation: op,
+            kind,
+            code: Some(format!("{kind:?}")),
+            message: "injected".into(),
+            request_id: Some("fake-request".into()),
+        });
+    }
+
+    /// How many times `op` was called.
+    pub fn calls(&self, op: &str) -> usize {
+        let s = self.state.lock().expect("fake lock");
+        s.calls.get(op).copied().unwrap_or(0)
+    }
+
+    /// Every execution started so far, by name.
+    pub fn execution_names(&self) -> Vec<String> {
+        let s = self.state.lock().expect("fake lock");
+        let mut v: Vec<String> = s.executions.values().map(|e| e.name.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Ends an execution: `output` on success, `(error, cause)` otherwise.
+    pub fn finish_execution(
+        &self,
+        arn: &str,
+        status: ExecutionStatus,
+        output: Option<&str>,
+        error: Option<(&str, &str)>,
+    ) {
+        let mut s = self.state.lock().expect("fake lock");
+        let e = s.executions.get_mut(arn).expect("known execution");
+        e.status = status;
+        e.output = output.map(str::to_string);
+        e.error = error.map(|(e, _)| e.to_string());
+        e.cause = error.map(|(_, c)| c.to_string());
+        e.stop_date = Some(Utc::now());
+    }
+
+    /// Appends a history event to a running execution.
+    pub fn push_history(&self, arn: &str, event: HistoryEvent) {
+        let mut s = self.state.lock().expect("fake lock");
+        s.history.entry(arn.to_string()).or_default().push(event);
+    }
+
+    /// Creates or replaces a backup job.
+    pub fn set_job(&self, job: JobDetail) {
+        let mut s = self.state.lock().expect("fake lock");
+        s.jobs.insert(job.job_id.clone(), job);
+    }
+}
+
+impl StepFunctions for FakeAws {
+    async fn start_execution(&self, req: &StartRequest) -> Result<Started, ApiError> {
+        let mut s = self.call("StartExecution")?;
+        let arn = req.state_machine.execution_arn(&req.name);
+        if let Some(e) = s.executions.get(&arn) {
+            if e.status == ExecutionStatus::Running && e.input.as_deref() == Some(&req.input) {
+                return Ok(Started {
+                    execution_arn: arn,
+                    start_date: e.start_date,
+                });
+            }
+            return Err(ApiError::from_code(
+                "StartExecution",
+                Some("ExecutionAlreadyExists"),
+                Some(400),
+                format!("Execution Already Exists: '{arn}'"),
+                Some("fake-request".into()),
+            ));
+        }
+        let start_date = Utc::now();
+        s.executions.insert(
+            arn.clone(),
+            ExecutionDetail {
+                execution_arn: arn.clone(),
+                name: req.name.clone(),
+                status: ExecutionStatus::Running,
+                input: Some(req.input.clone()),
+                output: None,
+                error: None,
+                cause: None,
+                start_date,
+                stop_date: None,
+            },
+        );
+        Ok(Started {
+            execution_arn: arn,
+            start_date,
+        })
+    }
+
+    async fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionDetail, ApiError> {
+        let s = self.call("DescribeExecution")?;
+        s.executions.get(execution_arn).cloned().ok_or_else(|| {
+            ApiError::from_code(
+                "DescribeExecution",
+                Some("ExecutionDoesNotExist"),
+                Some(400),
+                execution_arn.to_string(),
+                None,
+            )
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        state_machine: &StateMachineArn,
+        status: Option<ExecutionStatus>,
+        _next_token: Option<String>,
+    ) -> Result<Page<ExecutionSummary>, ApiError> {
+        let s = self.call("ListExecutions")?;
+        let prefix = state_machine.execution_arn("");
+        let mut items: Vec<ExecutionSummary> = s
+            .executions
+            .values()
+            .filter(|e| e.execution_arn.starts_with(&prefix))
+            .filter(|e| status.as_ref().is_none_or(|st| *st == e.status))
+            .map(|e| ExecutionSummary {
+                execution_arn: e.execution_arn.clone(),
+                name: e.name.clone(),
+                status: e.status.clone(),
+                start_date: e.start_date,
+            })
+            .collect();
+        items.sort_by(|a, b| b.start_date.cmp(&a.start_date));
+        Ok(Page {
+            items,
+            next_token: None,
+        })
+    }
+
+    async fn execution_history(
+        &self,
+        execution_arn: &str,
+        _next_token: Option<String>,
+    ) -> Result<Page<HistoryEvent>, ApiError> {
+        let s = self.call("GetExecutionHistory")?;
+        Ok(Page {
+            items: s.history.get(execution_arn).cloned().unwrap_or_default(),
+            next_token: None,
+        })
+    }
+}
+
+impl BackupJobs for FakeAws {
+    async fn describe_backup_job(&self, _region: &str, job_id: &str) -> Result<JobDetail, ApiError> {
+        let s = self.call("DescribeBackupJob")?;
+        s.jobs.get(job_id).cloned().ok_or_else(|| {
+            ApiError::from_code(
+                "DescribeBackupJob",
+                Some("ResourceNotFoundException"),
+                Some(404),
+                job_id.to_string(),
+                None,
+            )
+        })
+    }
+
+    async fn list_backup_jobs(
+        &self,
+        _region: &str,
+        filter: &JobFilter,
+        _next_token: Option<String>,
+    ) -> Result<Page<JobDetail>, ApiError> {
+        let s = self.call("ListBackupJobs")?;
+        let items = s
+            .jobs
+            .values()
+            .filter(|j| {
+                filter
+                    .created_after
+                    .is_none_or(|t| j.creation_date.is_none_or(|c| c > t))
+            })
+            .filter(|j| {
+                filter
+                    .resource_arn
+                    .as_ref()
+                    .is_none_or(|r| j.resource_arn.as_ref() == Some(r))
+            })
+            .cloned()
+            .collect();
+        Ok(Page {
+            items,
+            next_token: None,
+        })
+    }
+}

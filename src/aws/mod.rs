@@ -1,0 +1,497 @@
+//! The AWS boundary: narrow traits with our own request, response and error types.
+//!
+//! The scheduler, launcher and tracker are generic over [`StepFunctions`] and [`BackupJobs`];
+//! [`sfn`] and [`backup`] implement them with the AWS SDK (one file per service), and
+//! [`fake`] in memory for unit tests. No SDK type crosses this line.
+
+pub mod backup;
+pub mod fake;
+mod sdk_error;
+pub mod sfn;
+
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::arn::StateMachineArn;
+
+/// What kind of failure an AWS call met; callers branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Over the API quota: retry later.
+    Throttled,
+    /// An execution of that name exists already (closed, or with other input).
+    AlreadyExists,
+    /// The state machine, execution or job does not exist.
+    NotFound,
+    /// Credentials or IAM said no.
+    AccessDenied,
+    /// The request was malformed (name, ARN, input).
+    Invalid,
+    /// 5xx, a timeout, a refused or dropped connection: retry later.
+    Transient,
+    /// Anything else the service said.
+    Other,
+}
+
+impl ErrorKind {
+    /// Stable lower-case name, used in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A failed AWS call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ApiError {
+    /// The operation, e.g. `StartExecution`.
+    pub operation: &'static str,
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// The service's error code, e.g. `ThrottlingException`, when it answered.
+    pub code: Option<String>,
+    /// The service's (or the transport's) message.
+    pub message: String,
+    /// The AWS request id, when the service answered.
+    pub request_id: Option<String>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.operation)?;
+        if let Some(code) = &self.code {
+            write!(f, "{code}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ApiError {
+    /// True when the same call may succeed later: throttling and transient faults.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Transient)
+    }
+
+    /// Classifies a service error code (and HTTP status) the way both services use them.
+    pub fn from_code(
+        operation: &'static str,
+        code: Option<&str>,
+        status: Option<u16>,
+        message: String,
+        request_id: Option<String>,
+    ) -> ApiError {
+        let kind = match code {
+            Some(
+                "ThrottlingException" | "Throttling" | "TooManyRequestsException"
+                | "RequestLimitExceeded" | "LimitExceededException",
+            ) => ErrorKind::Throttled,
+            Some("ExecutionAlreadyExists") => ErrorKind::AlreadyExists,
+            Some(
+                "ExecutionDoesNotExist" | "StateMachineDoesNotExist" | "ResourceNotFoundException",
+            ) => ErrorKind::NotFound,
+            Some(
+                "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
+                | "InvalidSignatureException" | "ExpiredTokenException"
+                | "MissingAuthenticationToken",
+            ) => ErrorKind::AccessDenied,
+            Some(
+                "ValidationException" | "InvalidName" | "InvalidArn" | "InvalidExecutionInput"
+                | "InvalidParameterValueException" | "MissingParameterValueException"
+                | "StateMachineDeleting" | "InvalidToken",
+            ) => ErrorKind::Invalid,
+            Some(
+                "ServiceUnavailable" | "ServiceUnavailableException" | "InternalFailure"
+                | "InternalServerError" | "ServiceException",
+            ) => ErrorKind::Transient,
+            _ => match status {
+                Some(s) if s >= 500 => ErrorKind::Transient,
+                Some(429) => ErrorKind::Throttled,
+                Some(403) => ErrorKind::AccessDenied,
+                Some(404) => ErrorKind::NotFound,
+                _ => ErrorKind::Other,
+            },
+        };
+        ApiError {
+            operation,
+            kind,
+            code: code.map(str::to_string),
+            message,
+            request_id,
+        }
+    }
+
+    /// A failure to reach the service at all (connection, timeout).
+    pub fn transport(operation: &'static str, message: String) -> ApiError {
+        ApiError {
+            operation,
+            kind: ErrorKind::Transient,
+            code: None,
+            message,
+            request_id: None,
+        }
+    }
+}
+
+/// StartExecution's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRequest {
+    /// The machine.
+    pub state_machine: StateMachineArn,
+    /// The execution name (deterministic for scheduled slots).
+    pub name: String,
+    /// The JSON input.
+    pub input: String,
+}
+
+/// StartExecution's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// When Step Functions started it.
+    pub start_date: DateTime<Utc>,
+}
+
+/// An execution's status, as Step Functions reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ExecutionStatus {
+    /// Still running.
+    Running,
+    /// Ended well.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+    /// Ran out of time.
+    TimedOut,
+    /// Stopped by someone.
+    Aborted,
+    /// Failed and waiting for a redrive.
+    PendingRedrive,
+    /// A status this code does not know.
+    Other(String),
+}
+
+impl ExecutionStatus {
+    /// Parses the API's upper-case status.
+    pub fn parse(s: &str) -> ExecutionStatus {
+        match s {
+            "RUNNING" => ExecutionStatus::Running,
+            "SUCCEEDED" => ExecutionStatus::Succeeded,
+            "FAILED" => ExecutionStatus::Failed,
+            "TIMED_OUT" => ExecutionStatus::TimedOut,
+            "ABORTED" => ExecutionStatus::Aborted,
+            "PENDING_REDRIVE" => ExecutionStatus::PendingRedrive,
+            other => ExecutionStatus::Other(other.to_string()),
+        }
+    }
+
+    /// The API's upper-case status.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+            ExecutionStatus::PendingRedrive => "PENDING_REDRIVE",
+            ExecutionStatus::Other(s) => s,
+        }
+    }
+}
+
+/// DescribeExecution's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionDetail {
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// Its input JSON.
+    pub input: Option<String>,
+    /// Its output JSON, on SUCCEEDED.
+    pub output: Option<String>,
+    /// Error name, on FAILED/TIMED_OUT/ABORTED.
+    pub error: Option<String>,
+    /// Error cause.
+    pub cause: Option<String>,
+    /// When it started.
+    pub start_date: DateTime<Utc>,
+    /// When it stopped.
+    pub stop_date: Option<DateTime<Utc>>,
+}
+
+/// One row of ListExecutions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its status.
+    pub status: ExecutionStatus,
+    /// When it started.
+    pub start_date: DateTime<Utc>,
+}
+
+/// The history events the tracker reads (a task's result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEvent {
+    /// The event type, e.g. `TaskSucceeded`.
+    pub kind: String,
+    /// For task events: the integration resource, e.g. `startBackupJob`.
+    pub resource: Option<String>,
+    /// For TaskSucceeded: the task's output JSON.
+    pub output: Option<String>,
+}
+
+/// One page of a paginated listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The token for the next page, if any.
+    pub next_token: Option<String>,
+}
+
+/// AWS Backup job states.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Created, not started (it may wait for its start window).
+    Created,
+    /// About to run.
+    Pending,
+    /// Running.
+    Running,
+    /// Being aborted.
+    Aborting,
+    /// Aborted (terminal).
+    Aborted,
+    /// Completed (terminal).
+    Completed,
+    /// Failed (terminal).
+    Failed,
+    /// Its start window passed (terminal).
+    Expired,
+    /// Partly completed (terminal).
+    Partial,
+    /// A state this code does not know (treated as not terminal).
+    Other(String),
+}
+
+impl JobState {
+    /// Parses the API's upper-case state.
+    pub fn parse(s: &str) -> JobState {
+        match s {
+            "CREATED" => JobState::Created,
+            "PENDING" => JobState::Pending,
+            "RUNNING" => JobState::Running,
+            "ABORTING" => JobState::Aborting,
+            "ABORTED" => JobState::Aborted,
+            "COMPLETED" => JobState::Completed,
+            "FAILED" => JobState::Failed,
+            "EXPIRED" => JobState::Expired,
+            "PARTIAL" => JobState::Partial,
+            other => JobState::Other(other.to_string()),
+        }
+    }
+
+    /// The API's upper-case state.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobState::Created => "CREATED",
+            JobState::Pending => "PENDING",
+            JobState::Running => "RUNNING",
+            JobState::Aborting => "ABORTING",
+            JobState::Aborted => "ABORTED",
+            JobState::Completed => "COMPLETED",
+            JobState::Failed => "FAILED",
+            JobState::Expired => "EXPIRED",
+            JobState::Partial => "PARTIAL",
+            JobState::Other(s) => s,
+        }
+    }
+
+    /// ABORTED, COMPLETED, FAILED, EXPIRED and PARTIAL end a job.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobState::Aborted
+                | JobState::Completed
+                | JobState::Failed
+                | JobState::Expired
+                | JobState::Partial
+        )
+    }
+}
+
+/// What DescribeBackupJob and ListBackupJobs tell about a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDetail {
+    /// The job id.
+    pub job_id: String,
+    /// The resource it backs up.
+    pub resource_arn: Option<String>,
+    /// Its state.
+    pub state: JobState,
+    /// Progress, 0-100.
+    pub percent_done: Option<f64>,
+    /// Backup size.
+    pub backup_size_bytes: Option<i64>,
+    /// Why it failed, if it did.
+    pub status_message: Option<String>,
+    /// The recovery point it made.
+    pub recovery_point_arn: Option<String>,
+    /// When it was created.
+    pub creation_date: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completion_date: Option<DateTime<Utc>>,
+}
+
+/// ListBackupJobs filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs created after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only this resource.
+    pub resource_arn: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+}
+
+/// The Step Functions calls the daemon makes.
+pub trait StepFunctions: Send + Sync + 'static {
+    /// StartExecution. `ExecutionAlreadyExists` is an [`ErrorKind::AlreadyExists`] error.
+    fn start_execution(
+        &self,
+        req: &StartRequest,
+    ) -> impl Future<Output = Result<Started, ApiError>> + Send;
+
+    /// DescribeExecution.
+    fn describe_execution(
+        &self,
+        execution_arn: &str,
+    ) -> impl Future<Output = Result<ExecutionDetail, ApiError>> + Send;
+
+    /// ListExecutions, newest first.
+    fn list_executions(
+        &self,
+        state_machine: &StateMachineArn,
+        status: Option<ExecutionStatus>,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<ExecutionSummary>, ApiError>> + Send;
+
+    /// GetExecutionHistory, oldest first.
+    fn execution_history(
+        &self,
+        execution_arn: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<HistoryEvent>, ApiError>> + Send;
+}
+
+/// The AWS Backup calls the daemon makes; `region` is where the job runs (its machine's).
+pub trait BackupJobs: Send + Sync + 'static {
+    /// DescribeBackupJob.
+    fn describe_backup_job(
+        &self,
+        region: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<JobDetail, ApiError>> + Send;
+
+    /// ListBackupJobs (one page).
+    fn list_backup_jobs(
+        &self,
+        region: &str,
+        filter: &JobFilter,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<JobDetail>, ApiError>> + Send;
+}
+
+/// The region an execution ARN names (`arn:aws:states:REGION:…`).
+pub fn region_of_arn(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        let k = |code: &str, status| {
+            ApiError::from_code("Op", Some(code), status, String::new(), None).kind
+        };
+        assert_eq!(k("ThrottlingException", Some(400)), ErrorKind::Throttled);
+        assert_eq!(k("ExecutionAlreadyExists", Some(400)), ErrorKind::AlreadyExists);
+        assert_eq!(k("StateMachineDoesNotExist", Some(400)), ErrorKind::NotFound);
+        assert_eq!(k("ResourceNotFoundException", Some(404)), ErrorKind::NotFound);
+        assert_eq!(k("AccessDeniedException", Some(400)), ErrorKind::AccessDenied);
+        assert_eq!(k("InvalidName", Some(400)), ErrorKind::Invalid);
+        assert_eq!(k("Whatever", Some(503)), ErrorKind::Transient);
+        assert_eq!(k("Whatever", Some(400)), ErrorKind::Other);
+        let none = ApiError::from_code("Op", None, Some(502), String::new(), None);
+        assert_eq!(none.kind, ErrorKind::Transient);
+    }
+
+    #[test]
+    fn only_throttling_and_transient_faults_are_retried() {
+        let e = |kind| ApiError {
+            operation: "Op",
+            kind,
+            code: None,
+            message: String::new(),
+            request_id: None,
+        };
+        assert!(e(ErrorKind::Throttled).is_retryable());
+        assert!(e(ErrorKind::Transient).is_retryable());
+        for k in [
+            ErrorKind::AlreadyExists,
+            ErrorKind::NotFound,
+            ErrorKind::AccessDenied,
+            ErrorKind::Invalid,
+            ErrorKind::Other,
+        ] {
+            assert!(!e(k).is_retryable(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn display_carries_code_and_request_id() {
+        let e = ApiError::from_code(
+            "StartExecution",
+            Some("AccessDeniedException"),
+            Some(400),
+            "not allowed".into(),
+            Some("req-1".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "StartExecution: AccessDeniedException: not allowed (request id req-1)"
+        );
+    }
+
+    #[test]
+    fn terminal_job_states() {
+        for s in ["ABORTED", "COMPLETED", "FAILED", "EXPIRED", "PARTIAL"] {
+            assert!(JobState::parse(s).is_terminal(), "{s}");
+            assert_eq!(JobState::parse(s).as_str(), s);
+        }
+        for s in ["CREATED", "PENDING", "RUNNING", "ABORTING", "NEW"] {
+            assert!(!JobState::parse(s).is_terminal(), "{s}");
+        }
+    }
+}
