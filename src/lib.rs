@@ -14,7 +14,14 @@
 //! - [`app`]: wires the above into the daemon.
 
 pub mod arn;
+pub mod aws;
 pub mod config;
 pub mod execution;
 pub mod sandbox;
 pub mod schedule;
+pub mod clock;
+pub mod lifecycle;
+pub mod metrics;
+pub mod pacing;
+pub mod telemetry;
+pub mod tracker;

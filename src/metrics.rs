@@ -1,0 +1,292 @@
+//! Prometheus metrics: what an on-call engineer needs to see that every backup happened.
+//!
+//! Series carry a `target` label; when a reload removes a target, its series disappear.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::aws::ApiError;
+use crate::lifecycle::{Backup, Change};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct TargetLabel {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct TargetState {
+    target: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct TargetReason {
+    target: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    operation: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// All metrics of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    started: Family<TargetLabel, Counter>,
+    start_failed: Family<TargetLabel, Counter>,
+    finished: Family<TargetState, Counter>,
+    skipped: Family<TargetReason, Counter>,
+    last_success: Family<TargetLabel, Gauge<f64, AtomicU64>>,
+    next_fire: Family<TargetLabel, Gauge<f64, AtomicU64>>,
+    in_flight: Gauge,
+    api_errors: Family<ApiLabels, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    generation: Gauge,
+    targets_seen: Mutex<BTreeSet<String>>,
+    finished_seen: Mutex<BTreeSet<TargetState>>,
+    skipped_seen: Mutex<BTreeSet<TargetReason>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("orchestrator");
+        let m = Metrics {
+            started: Family::default(),
+            start_failed: Family::default(),
+            finished: Family::default(),
+            skipped: Family::default(),
+            last_success: Family::default(),
+            next_fire: Family::default(),
+            in_flight: Gauge::default(),
+            api_errors: Family::default(),
+            reloads: Family::default(),
+            generation: Gauge::default(),
+            targets_seen: Mutex::default(),
+            finished_seen: Mutex::default(),
+            skipped_seen: Mutex::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "executions_started",
+            "Executions started (or found started) per target",
+            m.started.clone(),
+        );
+        registry.register(
+            "executions_failed",
+            "Executions that could not be started or ended FAILED, TIMED_OUT or ABORTED, per target",
+            m.start_failed.clone(),
+        );
+        registry.register(
+            "backups_finished",
+            "Backups that reached their end, per target and final state",
+            m.finished.clone(),
+        );
+        registry.register(
+            "slots_skipped",
+            "Scheduled slots not started, per target and reason",
+            m.skipped.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When the target's last backup completed (Unix time)",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "next_fire_timestamp_seconds",
+            "The target's next scheduled slot (Unix time)",
+            m.next_fire.clone(),
+        );
+        registry.register("jobs_in_flight", "Backups being followed", m.in_flight.clone());
+        registry.register(
+            "aws_api_errors",
+            "Failed AWS calls by operation and error code",
+            m.api_errors.clone(),
+        );
+        registry.register("config_reloads", "Config reloads by result", m.reloads.clone());
+        registry.register(
+            "config_generation",
+            "Generation of the running config (1 at start, +1 per applied reload)",
+            m.generation.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    fn seen_target(&self, target: &str) {
+        self.targets_seen
+            .lock()
+            .expect("metrics lock")
+            .insert(target.to_string());
+    }
+
+    fn t(target: &str) -> TargetLabel {
+        TargetLabel {
+            target: target.to_string(),
+        }
+    }
+
+    /// An execution was started or found started.
+    pub fn execution_started(&self, target: &str) {
+        self.seen_target(target);
+        self.started.get_or_create(&Self::t(target)).inc();
+    }
+
+    /// An execution could not be started, or ended badly.
+    pub fn execution_failed(&self, target: &str) {
+        self.seen_target(target);
+        self.start_failed.get_or_create(&Self::t(target)).inc();
+    }
+
+    /// A slot was skipped.
+    pub fn slot_skipped(&self, target: &str, reason: &str) {
+        self.seen_target(target);
+        let l = TargetReason {
+            target: target.to_string(),
+            reason: reason.to_string(),
+        };
+        self.skipped.get_or_create(&l).inc();
+        self.skipped_seen.lock().expect("metrics lock").insert(l);
+    }
+
+    /// The target's next slot.
+    pub fn set_next_fire(&self, target: &str, at: DateTime<Utc>) {
+        self.seen_target(target);
+        self.next_fire.get_or_create(&Self::t(target)).set(ts(at));
+    }
+
+    /// Backups being followed.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A failed AWS call.
+    pub fn api_error(&self, e: &ApiError) {
+        let l = ApiLabels {
+            operation: e.operation.to_string(),
+            code: e
+                .code
+                .clone()
+                .unwrap_or_else(|| e.kind.as_str().to_string()),
+        };
+        self.api_errors.get_or_create(&l).inc();
+    }
+
+    /// A reload's result: `applied` or `rejected`.
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The running config's generation.
+    pub fn set_generation(&self, g: u64) {
+        self.generation.set(i64::try_from(g).unwrap_or(i64::MAX));
+    }
+
+    /// A backup changed; counts its end.
+    pub fn backup_change(&self, b: &Backup, c: &Change) {
+        match c {
+            Change::ExecutionFailed { .. } => self.execution_failed(&b.target),
+            Change::Finished(s) => {
+                self.seen_target(&b.target);
+                let l = TargetState {
+                    target: b.target.clone(),
+                    state: s.state.clone(),
+                };
+                self.finished.get_or_create(&l).inc();
+                self.finished_seen.lock().expect("metrics lock").insert(l);
+                if s.success {
+                    self.last_success
+                        .get_or_create(&Self::t(&b.target))
+                        .set(ts(Utc::now()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops every series of a target that is not in `keep`.
+    pub fn retain_targets(&self, keep: &HashSet<String>) {
+        let mut seen = self.targets_seen.lock().expect("metrics lock");
+        let gone: Vec<String> = seen.iter().filter(|t| !keep.contains(*t)).cloned().collect();
+        for t in &gone {
+            let l = Self::t(t);
+            self.started.remove(&l);
+            self.start_failed.remove(&l);
+            self.last_success.remove(&l);
+            self.next_fire.remove(&l);
+            seen.remove(t);
+        }
+        let mut f = self.finished_seen.lock().expect("metrics lock");
+        f.retain(|l| {
+            let drop = gone.contains(&l.target);
+            if drop {
+                self.finished.remove(l);
+            }
+            !drop
+        });
+        let mut s = self.skipped_seen.lock().expect("metrics lock");
+        s.retain(|l| {
+            let drop = gone.contains(&l.target);
+            if drop {
+                self.skipped.remove(l);
+            }
+            !drop
+        });
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_targets_lose_their_series() {
+        let m = Metrics::new();
+        m.execution_started("web");
+        m.execution_started("db");
+        m.slot_skipped("db", "previous_backup_running");
+        m.set_next_fire("db", Utc::now());
+        let text = m.encode();
+        assert!(text.contains("orchestrator_executions_started_total{target=\"db\"} 1"), "{text}");
+        m.retain_targets(&HashSet::from(["web".to_string()]));
+        let text = m.encode();
+        assert!(!text.contains("target=\"db\""), "{text}");
+        assert!(text.contains("orchestrator_executions_started_total{target=\"web\"} 1"), "{text}");
+    }
+}

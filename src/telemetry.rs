@@ -1,0 +1,85 @@
+//! Structured logs: one JSON object a line (or pretty for a terminal), and the stable field and
+//! event names operators alert on (listed in README.md).
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Field names; part of the interface.
+pub mod field {
+    /// What happened (one of [`super::event`]).
+    pub const EVENT: &str = "event";
+    /// The target's name.
+    pub const TARGET: &str = "target";
+    /// The instance ARN.
+    pub const RESOURCE_ARN: &str = "resource_arn";
+    /// The slot, RFC 3339 UTC.
+    pub const SCHEDULED_FOR: &str = "scheduled_for";
+    /// The execution ARN.
+    pub const EXECUTION_ARN: &str = "execution_arn";
+    /// The backup job id.
+    pub const BACKUP_JOB_ID: &str = "backup_job_id";
+    /// An execution status or job state.
+    pub const STATE: &str = "state";
+    /// What went wrong.
+    pub const ERROR: &str = "error";
+}
+
+/// Event names (the `event` field); part of the interface.
+pub mod event {
+    /// A config was loaded at start.
+    pub const CONFIG_LOADED: &str = "config_loaded";
+    /// A reload was applied.
+    pub const CONFIG_RELOADED: &str = "config_reloaded";
+    /// A reload was refused; the old config keeps running.
+    pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
+    /// A slot fired.
+    pub const SLOT_FIRED: &str = "slot_fired";
+    /// A slot was not started, with a reason.
+    pub const SLOT_SKIPPED: &str = "slot_skipped";
+    /// Dry run: what would have started.
+    pub const DRY_RUN_START: &str = "dry_run_start";
+    /// StartExecution succeeded.
+    pub const EXECUTION_STARTED: &str = "execution_started";
+    /// The slot's execution existed already (a retry, a restart or another replica started it).
+    pub const EXECUTION_ALREADY_STARTED: &str = "execution_already_started";
+    /// StartExecution failed and will be retried.
+    pub const EXECUTION_START_RETRY: &str = "execution_start_retry";
+    /// StartExecution failed for good.
+    pub const EXECUTION_START_FAILED: &str = "execution_start_failed";
+    /// The execution ended FAILED, TIMED_OUT or ABORTED.
+    pub const EXECUTION_FAILED: &str = "execution_failed";
+    /// The backup job exists.
+    pub const BACKUP_JOB_CREATED: &str = "backup_job_created";
+    /// The job changed state.
+    pub const BACKUP_JOB_STATE: &str = "backup_job_state";
+    /// The job's progress moved.
+    pub const BACKUP_JOB_PROGRESS: &str = "backup_job_progress";
+    /// One summary line at each backup's end.
+    pub const BACKUP_FINISHED: &str = "backup_finished";
+    /// Restart recovery picked up a backup in flight.
+    pub const TRACKING_RESUMED: &str = "tracking_resumed";
+    /// A tracking call failed (it is retried at the next poll).
+    pub const AWS_CALL_FAILED: &str = "aws_call_failed";
+    /// SIGTERM/SIGINT received.
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.with_target(false).try_init(),
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}

@@ -1,0 +1,580 @@
+//! Follows executions and backup jobs to their end, and logs each change once.
+//!
+//! Polling is paced: each backup is asked about after `poll_interval`, doubling while nothing
+//! changes (up to `max_poll_interval`), and every call takes a token from its API's bucket.
+//! When many backups are due at once the tracker batches: one ListBackupJobs page reports up to
+//! 1000 jobs, so calls per poll grow with pages, not with jobs (DescribeExecution refills at
+//! only 10-15/s).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, StepFunctions};
+use crate::clock::Clock;
+use crate::lifecycle::{Backup, Change, job_id_from_output};
+use crate::metrics::Metrics;
+use crate::pacing::TokenBucket;
+use crate::telemetry::event;
+
+/// Above this many due backups in one phase, the tracker lists instead of describing each.
+pub const BATCH_THRESHOLD: usize = 8;
+/// Clock skew allowed between an execution's start and its job's creation date.
+const CREATION_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+/// Pages one ListBackupJobs sweep may read.
+const MAX_LIST_PAGES: usize = 100;
+
+/// Resources with a backup in flight (the `concurrency = "forbid"` rule reads it).
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+
+impl InFlight {
+    /// Marks one more backup of `resource` in flight.
+    pub fn add(&self, resource: &str) {
+        *self.0.lock().expect("in-flight lock").entry(resource.to_string()).or_default() += 1;
+    }
+
+    /// Marks one backup of `resource` done.
+    pub fn remove(&self, resource: &str) {
+        let mut m = self.0.lock().expect("in-flight lock");
+        if let Some(n) = m.get_mut(resource) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(resource);
+            }
+        }
+    }
+
+    /// True when a backup of `resource` is in flight.
+    pub fn contains(&self, resource: &str) -> bool {
+        self.0.lock().expect("in-flight lock").contains_key(resource)
+    }
+
+    /// Backups in flight.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("in-flight lock").values().sum()
+    }
+
+    /// True when nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sends backups to the tracker. The sender must already have marked them in [`InFlight`].
+#[derive(Clone)]
+pub struct TrackerHandle {
+    tx: mpsc::UnboundedSender<Backup>,
+    /// Resources in flight.
+    pub in_flight: InFlight,
+}
+
+impl TrackerHandle {
+    /// Follows `b` until it ends. A backup the tracker follows already is ignored.
+    pub fn track(&self, b: Backup) {
+        if let Err(e) = self.tx.send(b) {
+            // Only after shutdown: the backup is still in AWS; a restart recovers it.
+            self.in_flight.remove(&e.0.resource_arn);
+        }
+    }
+}
+
+struct Entry {
+    backup: Backup,
+    next_poll: Instant,
+    interval: Duration,
+}
+
+/// Polling settings.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerSettings {
+    /// First poll delay.
+    pub poll_interval: Duration,
+    /// Backoff ceiling.
+    pub max_poll_interval: Duration,
+    /// DescribeExecution / GetExecutionHistory per second.
+    pub describe_rate: f64,
+    /// DescribeBackupJob / ListBackupJobs per second.
+    pub backup_read_rate: f64,
+}
+
+/// The tracking loop.
+pub struct Tracker<S, B> {
+    sfn: Arc<S>,
+    backup: Arc<B>,
+    clock: Arc<dyn Clock>,
+    rx: mpsc::UnboundedReceiver<Backup>,
+    entries: HashMap<String, Entry>,
+    settings: TrackerSettings,
+    describe_bucket: TokenBucket,
+    backup_bucket: TokenBucket,
+    in_flight: InFlight,
+    metrics: Arc<Metrics>,
+}
+
+fn key_of(b: &Backup) -> String {
+    b.execution_arn
+        .clone()
+        .or_else(|| b.job_id.clone())
+        .unwrap_or_else(|| format!("{}@{}", b.resource_arn, b.started_at))
+}
+
+fn log_api_error(b: &Backup, e: &ApiError) {
+    warn!(
+        event = event::AWS_CALL_FAILED,
+        target = %b.target,
+        operation = e.operation,
+        error_kind = e.kind.as_str(),
+        request_id = e.request_id.as_deref().unwrap_or(""),
+        error = %e,
+        "tracking call failed; retried at the next poll"
+    );
+}
+
+impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
+    /// A tracker and the handle that feeds it.
+    pub fn new(
+        sfn: Arc<S>,
+        backup: Arc<B>,
+        clock: Arc<dyn Clock>,
+        settings: TrackerSettings,
+        metrics: Arc<Metrics>,
+    ) -> (Self, TrackerHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let in_flight = InFlight::default();
+        let burst = |rate: f64| (rate.ceil() as u32).max(1);
+        let tracker = Tracker {
+            sfn,
+            backup,
+            clock,
+            rx,
+            entries: HashMap::new(),
+            settings,
+            describe_bucket: TokenBucket::new(settings.describe_rate, burst(settings.describe_rate)),
+            backup_bucket: TokenBucket::new(
+                settings.backup_read_rate,
+                burst(settings.backup_read_rate),
+            ),
+            in_flight: in_flight.clone(),
+            metrics,
+        };
+        (tracker, TrackerHandle { tx, in_flight })
+    }
+
+    /// Runs until `shutdown`, or until every handle is dropped and nothing is left to follow.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let next = self.entries.values().map(|e| e.next_poll).min();
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                b = self.rx.recv() => match b {
+                    Some(b) => self.insert(b),
+                    None if self.entries.is_empty() => break,
+                    None => self.sleep_until(next, &shutdown).await,
+                },
+                () = sleep_until_opt(next) => self.poll_due().await,
+            }
+        }
+    }
+
+    async fn sleep_until(&mut self, next: Option<Instant>, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = sleep_until_opt(next) => self.poll_due().await,
+        }
+    }
+
+    fn insert(&mut self, b: Backup) {
+        let key = key_of(&b);
+        if self.entries.contains_key(&key) {
+            // Already followed (a replica's or a retry's duplicate): one summary only.
+            self.in_flight.remove(&b.resource_arn);
+            return;
+        }
+        self.metrics.set_in_flight(self.entries.len() + 1);
+        self.entries.insert(
+            key,
+            Entry {
+                backup: b,
+                next_poll: Instant::now() + self.settings.poll_interval,
+                interval: self.settings.poll_interval,
+            },
+        );
+    }
+
+    /// Backups followed right now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is followed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Polls every due backup once (batched where that saves calls).
+    pub async fn poll_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.next_poll <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut changed: HashSet<String> = HashSet::new();
+
+        let awaiting: Vec<String> = due
+            .iter()
+            .filter(|k| self.entries[*k].backup.awaits_job())
+            .cloned()
+            .collect();
+        if awaiting.len() > BATCH_THRESHOLD {
+            self.discover_jobs_by_listing(&awaiting, &mut changed).await;
+        }
+        for k in &due {
+            let needs = self.entries.get(k).is_some_and(|e| e.backup.needs_execution());
+            let batched_and_young = awaiting.len() > BATCH_THRESHOLD
+                && self.entries.get(k).is_some_and(|e| {
+                    e.backup.awaits_job() && e.interval < self.settings.max_poll_interval
+                });
+            // In batch mode an execution is described only once listing has not found its
+            // job for a while (it may have failed): failures are rare, listing is cheap.
+            if needs && !batched_and_young && !changed.contains(k) {
+                self.poll_execution(k, &mut changed).await;
+            }
+        }
+
+        let job_due: Vec<String> = due
+            .iter()
+            .filter(|k| self.entries.get(*k).is_some_and(|e| e.backup.needs_job()))
+            .cloned()
+            .collect();
+        let mut described: HashSet<String> = HashSet::new();
+        if job_due.len() > BATCH_THRESHOLD {
+            self.sweep_jobs_by_listing(&job_due, &mut changed, &mut described).await;
+        }
+        for k in &job_due {
+            if !described.contains(k) {
+                self.poll_job(k, &mut changed).await;
+            }
+        }
+
+        let now = Instant::now();
+        for k in &due {
+            let Some(e) = self.entries.get_mut(k) else { continue };
+            if e.backup.is_finished() {
+                let b = self.entries.remove(k).expect("present").backup;
+                self.in_flight.remove(&b.resource_arn);
+                continue;
+            }
+            e.interval = if changed.contains(k) {
+                self.settings.poll_interval
+            } else {
+                (e.interval * 2).min(self.settings.max_poll_interval)
+            };
+            e.next_poll = now + e.interval;
+        }
+        self.metrics.set_in_flight(self.entries.len());
+    }
+
+    async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<String>) {
+        let Some(arn) = self.entries[key].backup.execution_arn.clone() else { return };
+        self.describe_bucket.acquire().await;
+        let detail = match self.sfn.describe_execution(&arn).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.api_error(&e);
+                log_api_error(&self.entries[key].backup, &e);
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let entry = self.entries.get_mut(key).expect("present");
+        let mut changes = entry.backup.on_execution(&detail, now);
+        let running = detail.status == crate::aws::ExecutionStatus::Running;
+        if running && entry.backup.awaits_job() && entry.backup.hooks {
+            // The hook variant runs as long as the backup: read the job from its history.
+            if let Some(id) = self.job_id_from_history(&arn, key).await {
+                let entry = self.entries.get_mut(key).expect("present");
+                changes.extend(entry.backup.on_job_id(id));
+            }
+        }
+        self.report(key, changes, changed);
+    }
+
+    async fn job_id_from_history(&self, arn: &str, key: &str) -> Option<String> {
+        let mut token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            self.describe_bucket.acquire().await;
+            match self.sfn.execution_history(arn, token).await {
+                Ok(page) => {
+                    let found = page.items.iter().find_map(|ev| {
+                        (ev.kind == "TaskSucceeded"
+                            && ev.resource.as_deref() == Some("startBackupJob"))
+                        .then(|| ev.output.as_deref().and_then(job_id_from_output))
+                        .flatten()
+                    });
+                    if found.is_some() {
+                        return found;
+                    }
+                    token = page.next_token;
+                    token.as_ref()?;
+                }
+                Err(e) => {
+                    self.metrics.api_error(&e);
+                    log_api_error(&self.entries[key].backup, &e);
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    async fn poll_job(&mut self, key: &str, changed: &mut HashSet<String>) {
+        let b = &self.entries[key].backup;
+        let (region, Some(job_id)) = (b.region.clone(), b.job_id.clone()) else { return };
+        self.backup_bucket.acquire().await;
+        match self.backup.describe_backup_job(&region, &job_id).await {
+            Ok(j) => {
+                let now = self.clock.now();
+                let changes = self.entries.get_mut(key).expect("present").backup.on_job(&j, now);
+                self.report(key, changes, changed);
+            }
+            Err(e) => {
+                self.metrics.api_error(&e);
+                log_api_error(&self.entries[key].backup, &e);
+            }
+        }
+    }
+
+    /// Lists jobs created since the oldest of `keys` began, per region, page by page.
+    async fn list_jobs_since(&self, keys: &[String], since: impl Fn(&Backup) -> DateTime<Utc>) -> Vec<JobDetail> {
+        let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for k in keys {
+            let b = &self.entries[k].backup;
+            let t = since(b) - CREATION_SKEW;
+            oldest
+                .entry(b.region.clone())
+                .and_modify(|o| *o = (*o).min(t))
+                .or_insert(t);
+        }
+        let mut jobs = Vec::new();
+        for (region, after) in oldest {
+            let filter = JobFilter {
+                created_after: Some(after),
+                ..JobFilter::default()
+            };
+            let mut token = None;
+            for _ in 0..MAX_LIST_PAGES {
+                self.backup_bucket.acquire().await;
+                match self.backup.list_backup_jobs(&region, &filter, token).await {
+                    Ok(page) => {
+                        jobs.extend(page.items);
+                        token = page.next_token;
+                        if token.is_none() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.api_error(&e);
+                        warn!(
+                            event = event::AWS_CALL_FAILED,
+                            operation = e.operation,
+                            error_kind = e.kind.as_str(),
+                            request_id = e.request_id.as_deref().unwrap_or(""),
+                            error = %e,
+                            "listing backup jobs failed; retried at the next poll"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Finds the jobs of executions that have not told us theirs, by resource and creation time.
+    async fn discover_jobs_by_listing(&mut self, keys: &[String], changed: &mut HashSet<String>) {
+        let mut jobs = self.list_jobs_since(keys, |b| b.started_at).await;
+        jobs.sort_by_key(|j| j.creation_date);
+        let claimed: HashSet<String> = self
+            .entries
+            .values()
+            .filter_map(|e| e.backup.job_id.clone())
+            .collect();
+        let mut by_resource: HashMap<String, Vec<JobDetail>> = HashMap::new();
+        for j in jobs {
+            if let Some(r) = j.resource_arn.clone() {
+                if !claimed.contains(&j.job_id) {
+                    by_resource.entry(r).or_default().push(j);
+                }
+            }
+        }
+        let mut ordered: Vec<&String> = keys.iter().collect();
+        ordered.sort_by_key(|k| self.entries[*k].backup.started_at);
+        let now = self.clock.now();
+        let mut reports = Vec::new();
+        for k in ordered {
+            let b = &self.entries[k].backup;
+            let Some(candidates) = by_resource.get_mut(&b.resource_arn) else { continue };
+            let earliest = b.started_at - CREATION_SKEW;
+            let Some(pos) = candidates
+                .iter()
+                .position(|j| j.creation_date.is_none_or(|c| c >= earliest))
+            else {
+                continue;
+            };
+            let job = candidates.remove(pos);
+            let entry = self.entries.get_mut(k).expect("present");
+            let mut changes = entry.backup.on_job_id(job.job_id.clone());
+            changes.extend(entry.backup.on_job(&job, now));
+            reports.push((k.clone(), changes));
+        }
+        for (k, changes) in reports {
+            self.report(&k, changes, changed);
+        }
+    }
+
+    /// Updates every followed job that a listing reports; marks the due ones it saw.
+    async fn sweep_jobs_by_listing(
+        &mut self,
+        keys: &[String],
+        changed: &mut HashSet<String>,
+        described: &mut HashSet<String>,
+    ) {
+        let jobs = self
+            .list_jobs_since(keys, |b| {
+                b.job.as_ref().and_then(|j| j.creation_date).unwrap_or(b.started_at)
+            })
+            .await;
+        let by_id: HashMap<&str, &JobDetail> = jobs.iter().map(|j| (j.job_id.as_str(), j)).collect();
+        let now = self.clock.now();
+        let mut reports = Vec::new();
+        for k in keys {
+            let entry = self.entries.get_mut(k).expect("present");
+            let Some(j) = entry.backup.job_id.as_deref().and_then(|id| by_id.get(id)) else {
+                continue;
+            };
+            described.insert(k.clone());
+            reports.push((k.clone(), entry.backup.on_job(j, now)));
+        }
+        for (k, changes) in reports {
+            self.report(&k, changes, changed);
+        }
+    }
+
+    fn report(&self, key: &str, changes: Vec<Change>, changed: &mut HashSet<String>) {
+        if changes.is_empty() {
+            return;
+        }
+        changed.insert(key.to_string());
+        let b = &self.entries[key].backup;
+        for c in &changes {
+            log_change(b, c);
+            self.metrics.backup_change(b, c);
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn scheduled(b: &Backup) -> String {
+    b.scheduled_for.map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// The log line of one change; field names are stable (README: "Log events").
+pub fn log_change(b: &Backup, c: &Change) {
+    let exec = b.execution_arn.as_deref().unwrap_or("");
+    let job = b.job_id.as_deref().unwrap_or("");
+    match c {
+        Change::JobCreated { job_id } => info!(
+            event = event::BACKUP_JOB_CREATED,
+            target = %b.target,
+            resource_arn = %b.resource_arn,
+            scheduled_for = %scheduled(b),
+            execution_arn = exec,
+            backup_job_id = %job_id,
+            "backup job created"
+        ),
+        Change::JobState { state, percent_done } => info!(
+            event = event::BACKUP_JOB_STATE,
+            target = %b.target,
+            resource_arn = %b.resource_arn,
+            scheduled_for = %scheduled(b),
+            execution_arn = exec,
+            backup_job_id = job,
+            state = state.as_str(),
+            percent_done = percent_done.unwrap_or(0.0),
+            "backup job state changed"
+        ),
+        Change::Progress { percent_done } => info!(
+            event = event::BACKUP_JOB_PROGRESS,
+            target = %b.target,
+            backup_job_id = job,
+            execution_arn = exec,
+            percent_done = *percent_done,
+            "backup job progress"
+        ),
+        Change::ExecutionFailed { status, error, cause } => error!(
+            event = event::EXECUTION_FAILED,
+            target = %b.target,
+            resource_arn = %b.resource_arn,
+            scheduled_for = %scheduled(b),
+            execution_arn = exec,
+            backup_job_id = job,
+            state = status.as_str(),
+            error = %error,
+            cause = %cause,
+            "execution failed"
+        ),
+        Change::Finished(s) => {
+            if s.success {
+                info!(
+                    event = event::BACKUP_FINISHED,
+                    target = %b.target,
+                    resource_arn = %b.resource_arn,
+                    scheduled_for = %scheduled(b),
+                    execution_arn = exec,
+                    backup_job_id = job,
+                    state = %s.state,
+                    success = true,
+                    duration_seconds = s.duration_seconds,
+                    backup_size_bytes = s.backup_size_bytes.unwrap_or(0),
+                    recovery_point_arn = s.recovery_point_arn.as_deref().unwrap_or(""),
+                    "backup finished"
+                );
+            } else {
+                error!(
+                    event = event::BACKUP_FINISHED,
+                    target = %b.target,
+                    resource_arn = %b.resource_arn,
+                    scheduled_for = %scheduled(b),
+                    execution_arn = exec,
+                    backup_job_id = job,
+                    state = %s.state,
+                    success = false,
+                    duration_seconds = s.duration_seconds,
+                    backup_size_bytes = s.backup_size_bytes.unwrap_or(0),
+                    recovery_point_arn = s.recovery_point_arn.as_deref().unwrap_or(""),
+                    error = s.error.as_deref().unwrap_or(""),
+                    "backup finished"
+                );
+            }
+        }
+    }
+}
