@@ -13,15 +13,22 @@
 //! - [`signals`], [`telemetry`], [`clock`]: OS signals, structured logs, the one clock.
 //! - [`app`]: wires the above into the daemon.
 
+pub mod app;
 pub mod arn;
 pub mod aws;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod execution;
-pub mod sandbox;
-pub mod schedule;
-pub mod clock;
+pub mod http;
+pub mod launcher;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pacing;
+pub mod recovery;
+pub mod sandbox;
+pub mod schedule;
+pub mod scheduler;
+pub mod signals;
 pub mod telemetry;
 pub mod tracker;

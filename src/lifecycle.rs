@@ -150,7 +150,9 @@ impl Backup {
 
     /// True when the job still has to be asked about.
     pub fn needs_job(&self) -> bool {
-        !self.finished && self.job_id.is_some() && !self.job_state.as_ref().is_some_and(JobState::is_terminal)
+        !self.finished
+            && self.job_id.is_some()
+            && !self.job_state.as_ref().is_some_and(JobState::is_terminal)
     }
 
     /// Learns the job id (from output, history or a ListBackupJobs match).
@@ -244,7 +246,10 @@ impl Backup {
             .execution_error
             .as_ref()
             .map(|(e, c)| format!("{e}: {c}"))
-            .or_else(|| job.and_then(|j| j.status_message.clone()).filter(|_| summary_state != "COMPLETED"));
+            .or_else(|| {
+                job.and_then(|j| j.status_message.clone())
+                    .filter(|_| summary_state != "COMPLETED")
+            });
         Some(Change::Finished(Summary {
             success: summary_state == "COMPLETED" && self.execution_error.is_none(),
             state: summary_state,
@@ -257,7 +262,10 @@ impl Backup {
 }
 
 fn is_closed(s: &ExecutionStatus) -> bool {
-    !matches!(s, ExecutionStatus::Running | ExecutionStatus::PendingRedrive)
+    !matches!(
+        s,
+        ExecutionStatus::Running | ExecutionStatus::PendingRedrive
+    )
 }
 
 #[cfg(test)]
@@ -281,7 +289,11 @@ mod tests {
         )
     }
 
-    fn exec(status: ExecutionStatus, output: Option<&str>, error: Option<(&str, &str)>) -> ExecutionDetail {
+    fn exec(
+        status: ExecutionStatus,
+        output: Option<&str>,
+        error: Option<(&str, &str)>,
+    ) -> ExecutionDetail {
         ExecutionDetail {
             execution_arn: "arn:exec".into(),
             name: "web-20261129T030000Z".into(),
@@ -316,17 +328,38 @@ mod tests {
     #[test]
     fn a_backup_that_completes_reports_each_change_once() {
         let mut b = backup(false);
-        assert!(b.on_execution(&exec(ExecutionStatus::Running, None, None), later(1)).is_empty());
-        assert!(b.on_execution(&exec(ExecutionStatus::Running, None, None), later(2)).is_empty());
+        assert!(
+            b.on_execution(&exec(ExecutionStatus::Running, None, None), later(1))
+                .is_empty()
+        );
+        assert!(
+            b.on_execution(&exec(ExecutionStatus::Running, None, None), later(2))
+                .is_empty()
+        );
         let c = b.on_execution(
-            &exec(ExecutionStatus::Succeeded, Some(r#"{"BackupJobId":"job-1"}"#), None),
+            &exec(
+                ExecutionStatus::Succeeded,
+                Some(r#"{"BackupJobId":"job-1"}"#),
+                None,
+            ),
             later(3),
         );
-        assert_eq!(c, vec![Change::JobCreated { job_id: "job-1".into() }]);
+        assert_eq!(
+            c,
+            vec![Change::JobCreated {
+                job_id: "job-1".into()
+            }]
+        );
         assert!(!b.needs_execution());
         assert!(b.needs_job());
         let c = b.on_job(&job("CREATED", None), later(4));
-        assert!(matches!(&c[..], [Change::JobState { state: JobState::Created, .. }]));
+        assert!(matches!(
+            &c[..],
+            [Change::JobState {
+                state: JobState::Created,
+                ..
+            }]
+        ));
         assert!(b.on_job(&job("CREATED", None), later(5)).is_empty());
         b.on_job(&job("RUNNING", Some(10.0)), later(6));
         assert_eq!(
@@ -335,13 +368,19 @@ mod tests {
         );
         assert!(b.on_job(&job("RUNNING", Some(55.0)), later(8)).is_empty());
         let c = b.on_job(&job("COMPLETED", Some(100.0)), later(10));
-        let Some(Change::Finished(s)) = c.last() else { panic!("{c:?}") };
+        let Some(Change::Finished(s)) = c.last() else {
+            panic!("{c:?}")
+        };
         assert_eq!(s.state, "COMPLETED");
         assert!(s.success);
         assert_eq!(s.duration_seconds, 10.0);
         assert_eq!(s.backup_size_bytes, Some(42));
         assert!(b.is_finished());
-        assert!(b.on_job(&job("COMPLETED", Some(100.0)), later(11)).is_empty(), "finished once");
+        assert!(
+            b.on_job(&job("COMPLETED", Some(100.0)), later(11))
+                .is_empty(),
+            "finished once"
+        );
     }
 
     #[test]
@@ -349,7 +388,9 @@ mod tests {
         let mut b = backup(false);
         b.on_job_id("job-1".into());
         let c = b.on_job(&job("FAILED", None), later(5));
-        let Some(Change::Finished(s)) = c.last() else { panic!("{c:?}") };
+        let Some(Change::Finished(s)) = c.last() else {
+            panic!("{c:?}")
+        };
         assert_eq!(s.state, "FAILED");
         assert!(!s.success);
         assert_eq!(s.error.as_deref(), Some("disk on fire"));
@@ -359,11 +400,17 @@ mod tests {
     fn a_failed_execution_without_job_finishes_with_error_and_cause() {
         let mut b = backup(true);
         let c = b.on_execution(
-            &exec(ExecutionStatus::Failed, None, Some(("PreCommandFailed", "exit 1"))),
+            &exec(
+                ExecutionStatus::Failed,
+                None,
+                Some(("PreCommandFailed", "exit 1")),
+            ),
             later(2),
         );
         assert!(matches!(c[0], Change::ExecutionFailed { .. }));
-        let Change::Finished(s) = &c[1] else { panic!("{c:?}") };
+        let Change::Finished(s) = &c[1] else {
+            panic!("{c:?}")
+        };
         assert_eq!(s.state, "EXECUTION_FAILED");
         assert_eq!(s.error.as_deref(), Some("PreCommandFailed: exit 1"));
     }
@@ -377,10 +424,16 @@ mod tests {
         let c = b.on_job(&job("COMPLETED", Some(100.0)), later(5));
         assert!(!c.iter().any(|c| matches!(c, Change::Finished(_))), "{c:?}");
         let c = b.on_execution(
-            &exec(ExecutionStatus::Failed, None, Some(("PostCommandFailed", "exit 3"))),
+            &exec(
+                ExecutionStatus::Failed,
+                None,
+                Some(("PostCommandFailed", "exit 3")),
+            ),
             later(6),
         );
-        let Some(Change::Finished(s)) = c.last() else { panic!("{c:?}") };
+        let Some(Change::Finished(s)) = c.last() else {
+            panic!("{c:?}")
+        };
         assert_eq!(s.state, "COMPLETED");
         assert!(!s.success, "a failed post command is not a clean success");
         assert_eq!(s.error.as_deref(), Some("PostCommandFailed: exit 3"));
@@ -389,8 +442,13 @@ mod tests {
     #[test]
     fn output_without_a_job_id_is_an_error() {
         let mut b = backup(false);
-        let c = b.on_execution(&exec(ExecutionStatus::Succeeded, Some("{}"), None), later(1));
-        let Some(Change::Finished(s)) = c.last() else { panic!("{c:?}") };
+        let c = b.on_execution(
+            &exec(ExecutionStatus::Succeeded, Some("{}"), None),
+            later(1),
+        );
+        let Some(Change::Finished(s)) = c.last() else {
+            panic!("{c:?}")
+        };
         assert_eq!(s.state, "EXECUTION_SUCCEEDED_WITHOUT_JOB");
         assert!(!s.success);
     }

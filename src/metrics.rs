@@ -58,6 +58,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
     targets_seen: Mutex<BTreeSet<String>>,
+    aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
     skipped_seen: Mutex<BTreeSet<TargetReason>>,
 }
@@ -88,6 +89,7 @@ impl Metrics {
             reloads: Family::default(),
             generation: Gauge::default(),
             targets_seen: Mutex::default(),
+            aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
             skipped_seen: Mutex::default(),
             registry: Registry::default(),
@@ -122,13 +124,21 @@ impl Metrics {
             "The target's next scheduled slot (Unix time)",
             m.next_fire.clone(),
         );
-        registry.register("jobs_in_flight", "Backups being followed", m.in_flight.clone());
+        registry.register(
+            "jobs_in_flight",
+            "Backups being followed",
+            m.in_flight.clone(),
+        );
         registry.register(
             "aws_api_errors",
             "Failed AWS calls by operation and error code",
             m.api_errors.clone(),
         );
-        registry.register("config_reloads", "Config reloads by result", m.reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            m.reloads.clone(),
+        );
         registry.register(
             "config_generation",
             "Generation of the running config (1 at start, +1 per applied reload)",
@@ -184,8 +194,21 @@ impl Metrics {
         self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// An AWS call succeeded (for `/readyz`).
+    pub fn api_ok(&self) {
+        self.aws_ok
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True unless the last AWS call failed.
+    pub fn aws_ok(&self) -> bool {
+        self.aws_ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A failed AWS call.
     pub fn api_error(&self, e: &ApiError) {
+        self.aws_ok
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let l = ApiLabels {
             operation: e.operation.to_string(),
             code: e
@@ -235,7 +258,11 @@ impl Metrics {
     /// Drops every series of a target that is not in `keep`.
     pub fn retain_targets(&self, keep: &HashSet<String>) {
         let mut seen = self.targets_seen.lock().expect("metrics lock");
-        let gone: Vec<String> = seen.iter().filter(|t| !keep.contains(*t)).cloned().collect();
+        let gone: Vec<String> = seen
+            .iter()
+            .filter(|t| !keep.contains(*t))
+            .cloned()
+            .collect();
         for t in &gone {
             let l = Self::t(t);
             self.started.remove(&l);
@@ -283,10 +310,16 @@ mod tests {
         m.slot_skipped("db", "previous_backup_running");
         m.set_next_fire("db", Utc::now());
         let text = m.encode();
-        assert!(text.contains("orchestrator_executions_started_total{target=\"db\"} 1"), "{text}");
+        assert!(
+            text.contains("orchestrator_executions_started_total{target=\"db\"} 1"),
+            "{text}"
+        );
         m.retain_targets(&HashSet::from(["web".to_string()]));
         let text = m.encode();
         assert!(!text.contains("target=\"db\""), "{text}");
-        assert!(text.contains("orchestrator_executions_started_total{target=\"web\"} 1"), "{text}");
+        assert!(
+            text.contains("orchestrator_executions_started_total{target=\"web\"} 1"),
+            "{text}"
+        );
     }
 }

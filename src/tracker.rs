@@ -37,7 +37,12 @@ pub struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
 impl InFlight {
     /// Marks one more backup of `resource` in flight.
     pub fn add(&self, resource: &str) {
-        *self.0.lock().expect("in-flight lock").entry(resource.to_string()).or_default() += 1;
+        *self
+            .0
+            .lock()
+            .expect("in-flight lock")
+            .entry(resource.to_string())
+            .or_default() += 1;
     }
 
     /// Marks one backup of `resource` done.
@@ -53,7 +58,10 @@ impl InFlight {
 
     /// True when a backup of `resource` is in flight.
     pub fn contains(&self, resource: &str) -> bool {
-        self.0.lock().expect("in-flight lock").contains_key(resource)
+        self.0
+            .lock()
+            .expect("in-flight lock")
+            .contains_key(resource)
     }
 
     /// Backups in flight.
@@ -156,7 +164,10 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             rx,
             entries: HashMap::new(),
             settings,
-            describe_bucket: TokenBucket::new(settings.describe_rate, burst(settings.describe_rate)),
+            describe_bucket: TokenBucket::new(
+                settings.describe_rate,
+                burst(settings.describe_rate),
+            ),
             backup_bucket: TokenBucket::new(
                 settings.backup_read_rate,
                 burst(settings.backup_read_rate),
@@ -242,7 +253,10 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             self.discover_jobs_by_listing(&awaiting, &mut changed).await;
         }
         for k in &due {
-            let needs = self.entries.get(k).is_some_and(|e| e.backup.needs_execution());
+            let needs = self
+                .entries
+                .get(k)
+                .is_some_and(|e| e.backup.needs_execution());
             let batched_and_young = awaiting.len() > BATCH_THRESHOLD
                 && self.entries.get(k).is_some_and(|e| {
                     e.backup.awaits_job() && e.interval < self.settings.max_poll_interval
@@ -261,7 +275,8 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .collect();
         let mut described: HashSet<String> = HashSet::new();
         if job_due.len() > BATCH_THRESHOLD {
-            self.sweep_jobs_by_listing(&job_due, &mut changed, &mut described).await;
+            self.sweep_jobs_by_listing(&job_due, &mut changed, &mut described)
+                .await;
         }
         for k in &job_due {
             if !described.contains(k) {
@@ -271,7 +286,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
 
         let now = Instant::now();
         for k in &due {
-            let Some(e) = self.entries.get_mut(k) else { continue };
+            let Some(e) = self.entries.get_mut(k) else {
+                continue;
+            };
             if e.backup.is_finished() {
                 let b = self.entries.remove(k).expect("present").backup;
                 self.in_flight.remove(&b.resource_arn);
@@ -288,10 +305,15 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     }
 
     async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<String>) {
-        let Some(arn) = self.entries[key].backup.execution_arn.clone() else { return };
+        let Some(arn) = self.entries[key].backup.execution_arn.clone() else {
+            return;
+        };
         self.describe_bucket.acquire().await;
         let detail = match self.sfn.describe_execution(&arn).await {
-            Ok(d) => d,
+            Ok(d) => {
+                self.metrics.api_ok();
+                d
+            }
             Err(e) => {
                 self.metrics.api_error(&e);
                 log_api_error(&self.entries[key].backup, &e);
@@ -342,12 +364,19 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
 
     async fn poll_job(&mut self, key: &str, changed: &mut HashSet<String>) {
         let b = &self.entries[key].backup;
-        let (region, Some(job_id)) = (b.region.clone(), b.job_id.clone()) else { return };
+        let (region, Some(job_id)) = (b.region.clone(), b.job_id.clone()) else {
+            return;
+        };
         self.backup_bucket.acquire().await;
         match self.backup.describe_backup_job(&region, &job_id).await {
             Ok(j) => {
                 let now = self.clock.now();
-                let changes = self.entries.get_mut(key).expect("present").backup.on_job(&j, now);
+                let changes = self
+                    .entries
+                    .get_mut(key)
+                    .expect("present")
+                    .backup
+                    .on_job(&j, now);
                 self.report(key, changes, changed);
             }
             Err(e) => {
@@ -358,7 +387,11 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     }
 
     /// Lists jobs created since the oldest of `keys` began, per region, page by page.
-    async fn list_jobs_since(&self, keys: &[String], since: impl Fn(&Backup) -> DateTime<Utc>) -> Vec<JobDetail> {
+    async fn list_jobs_since(
+        &self,
+        keys: &[String],
+        since: impl Fn(&Backup) -> DateTime<Utc>,
+    ) -> Vec<JobDetail> {
         let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
         for k in keys {
             let b = &self.entries[k].backup;
@@ -426,7 +459,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         let mut reports = Vec::new();
         for k in ordered {
             let b = &self.entries[k].backup;
-            let Some(candidates) = by_resource.get_mut(&b.resource_arn) else { continue };
+            let Some(candidates) = by_resource.get_mut(&b.resource_arn) else {
+                continue;
+            };
             let earliest = b.started_at - CREATION_SKEW;
             let Some(pos) = candidates
                 .iter()
@@ -454,10 +489,14 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     ) {
         let jobs = self
             .list_jobs_since(keys, |b| {
-                b.job.as_ref().and_then(|j| j.creation_date).unwrap_or(b.started_at)
+                b.job
+                    .as_ref()
+                    .and_then(|j| j.creation_date)
+                    .unwrap_or(b.started_at)
             })
             .await;
-        let by_id: HashMap<&str, &JobDetail> = jobs.iter().map(|j| (j.job_id.as_str(), j)).collect();
+        let by_id: HashMap<&str, &JobDetail> =
+            jobs.iter().map(|j| (j.job_id.as_str(), j)).collect();
         let now = self.clock.now();
         let mut reports = Vec::new();
         for k in keys {
@@ -511,7 +550,10 @@ pub fn log_change(b: &Backup, c: &Change) {
             backup_job_id = %job_id,
             "backup job created"
         ),
-        Change::JobState { state, percent_done } => info!(
+        Change::JobState {
+            state,
+            percent_done,
+        } => info!(
             event = event::BACKUP_JOB_STATE,
             target = %b.target,
             resource_arn = %b.resource_arn,
@@ -530,7 +572,11 @@ pub fn log_change(b: &Backup, c: &Change) {
             percent_done = *percent_done,
             "backup job progress"
         ),
-        Change::ExecutionFailed { status, error, cause } => error!(
+        Change::ExecutionFailed {
+            status,
+            error,
+            cause,
+        } => error!(
             event = event::EXECUTION_FAILED,
             target = %b.target,
             resource_arn = %b.resource_arn,

@@ -1,0 +1,285 @@
+//! Wires config, scheduler, launcher, tracker, signals and the health listener into the daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::aws::{BackupJobs, StepFunctions};
+use crate::clock::Clock;
+use crate::config::{self, Config, ConfigError};
+use crate::http::{self, Health};
+use crate::launcher::Launcher;
+use crate::metrics::Metrics;
+use crate::pacing::TokenBucket;
+use crate::recovery;
+use crate::scheduler::Scheduler;
+use crate::signals::Signal;
+use crate::telemetry::event;
+use crate::tracker::{Tracker, TrackerSettings};
+
+/// How often `--watch` looks at the config file.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How the daemon runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The config file (None: [`config::CONFIG_TOML_ENV`]).
+    pub config_path: Option<PathBuf>,
+    /// Reload when the file changes.
+    pub watch: bool,
+    /// Fire and log, but make no AWS call.
+    pub dry_run: bool,
+}
+
+/// The SDK settings: the standard chain, plus the config's region and endpoint.
+pub async fn sdk_config(config: &Config, static_credentials: bool) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .operation_timeout(Duration::from_secs(90))
+            .build(),
+    );
+    if let Some(r) = &config.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(u) = &config.endpoint_url {
+        loader = loader.endpoint_url(u);
+    }
+    if static_credentials {
+        loader = loader.credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "demo",
+            "demo",
+            None,
+            None,
+            "orchestrator-demo",
+        ));
+    }
+    loader.load().await
+}
+
+fn log_config_errors(e: &ConfigError) {
+    match e {
+        ConfigError::Invalid(diags) => {
+            for d in diags {
+                error!(
+                    event = event::CONFIG_RELOAD_FAILED,
+                    file = %d.file,
+                    line = d.line,
+                    column = d.column,
+                    field = %d.field,
+                    error = %d.message,
+                    "config rejected; the running config stays"
+                );
+            }
+        }
+        other => error!(
+            event = event::CONFIG_RELOAD_FAILED,
+            error = %other,
+            "config rejected; the running config stays"
+        ),
+    }
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "systemd notify failed");
+    }
+}
+
+/// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
+/// grace period ran out).
+pub async fn run<S: StepFunctions, B: BackupJobs>(
+    opts: Options,
+    config: Config,
+    sfn: Arc<S>,
+    backup: Arc<B>,
+    clock: Arc<dyn Clock>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = CancellationToken::new();
+    let stop_retries = CancellationToken::new();
+
+    let (tracker, handle) = Tracker::new(
+        sfn.clone(),
+        backup.clone(),
+        clock.clone(),
+        TrackerSettings {
+            poll_interval: config.poll_interval,
+            max_poll_interval: config.max_poll_interval,
+            describe_rate: config.pacing.describe_rate,
+            backup_read_rate: config.pacing.backup_read_rate,
+        },
+        metrics.clone(),
+    );
+    let tracker_stop = CancellationToken::new();
+    let tracker_task = tokio::spawn(tracker.run(tracker_stop.clone()));
+    let launcher = Launcher::new(
+        sfn.clone(),
+        clock.clone(),
+        handle.clone(),
+        Arc::new(TokenBucket::new(
+            config.pacing.start_rate,
+            config.pacing.start_burst,
+        )),
+        metrics.clone(),
+        opts.dry_run,
+        stop_retries.clone(),
+    );
+
+    if let Some(addr) = config.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        info!(listen = %addr, "health and metrics listener up");
+        tokio::spawn(http::serve(
+            listener,
+            metrics.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
+    }
+
+    let mut generation: u64 = 1;
+    metrics.set_generation(generation);
+    info!(
+        event = event::CONFIG_LOADED,
+        source = %config.source,
+        targets = config.targets.len(),
+        enabled = config.enabled_targets().count(),
+        schedule_groups = config.groups().len(),
+        generation,
+        dry_run = opts.dry_run,
+        "config loaded"
+    );
+    let mut scheduler = Scheduler::new(launcher.clone(), clock.clone(), metrics.clone())
+        .await
+        .context("starting tokio-cron-scheduler")?;
+    // Timers first (slots after now), then recovery (slots up to now): none falls between.
+    scheduler.apply(&config, clock.now()).await;
+    info!(timers = scheduler.timer_count(), "schedules registered");
+    if !opts.dry_run {
+        recovery::recover(
+            &config, &*sfn, &*backup, &*clock, &handle, &launcher, &metrics,
+        )
+        .await;
+    }
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let scheduler_task = tokio::spawn(scheduler.run(config_rx, stop.clone()));
+    health.config_loaded.store(true, Ordering::Relaxed);
+    notify(&[sd_notify::NotifyState::Ready]);
+
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => notify(&[sd_notify::NotifyState::Watchdog]),
+                }
+            }
+        });
+    }
+
+    let mut watched = match (&opts.watch, &opts.config_path) {
+        (true, Some(p)) => std::fs::read(p).ok(),
+        _ => None,
+    };
+    let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        let reload = tokio::select! {
+            s = signals.recv() => match s {
+                Some(Signal::Reload) => true,
+                Some(Signal::Shutdown) | None => break,
+            },
+            _ = watch_tick.tick(), if opts.watch => {
+                let now = opts.config_path.as_ref().and_then(|p| std::fs::read(p).ok());
+                if now.is_some() && now != watched {
+                    watched = now;
+                    info!("config file changed");
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if !reload {
+            continue;
+        }
+        notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::Status("reloading")),
+        ]);
+        match config::load_from(opts.config_path.as_deref()) {
+            Ok(new) => {
+                generation += 1;
+                let old = config_tx.borrow().clone();
+                let names = |c: &Config| -> std::collections::BTreeSet<String> {
+                    c.enabled_targets().map(|t| t.name.clone()).collect()
+                };
+                let (before, after) = (names(&old), names(&new));
+                let added: Vec<&String> = after.difference(&before).collect();
+                let removed: Vec<&String> = before.difference(&after).collect();
+                let changed: Vec<&String> = after
+                    .intersection(&before)
+                    .filter(|n| old.target(n) != new.target(n))
+                    .collect();
+                info!(
+                    event = event::CONFIG_RELOADED,
+                    source = %new.source,
+                    generation,
+                    targets = new.targets.len(),
+                    added = ?added,
+                    removed = ?removed,
+                    changed = ?changed,
+                    "config reloaded; backups in flight are still followed"
+                );
+                metrics.reload("applied");
+                metrics.set_generation(generation);
+                let _ = config_tx.send(Arc::new(new));
+            }
+            Err(e) => {
+                metrics.reload("rejected");
+                log_config_errors(&e);
+            }
+        }
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    let grace = config_tx.borrow().shutdown_grace;
+    info!(
+        event = event::SHUTDOWN,
+        grace_seconds = grace.as_secs_f64(),
+        "shutting down: no new slots fire"
+    );
+    notify(&[sd_notify::NotifyState::Stopping]);
+    stop.cancel();
+    let _ = scheduler_task.await;
+    // In-flight StartExecution calls finish; waits between retries are cut short.
+    stop_retries.cancel();
+    if !launcher.drain(grace).await {
+        warn!(
+            event = event::SHUTDOWN,
+            "grace period over with StartExecution calls in flight; their slots are caught up at the next start"
+        );
+    }
+    tracker_stop.cancel();
+    let _ = tracker_task.await;
+    info!(event = event::SHUTDOWN, "stopped");
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! The command line: run (default), `check`, `next`, `run-now`, `demo`, `sandbox`, `healthcheck`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{self, Options};
+use crate::aws::backup::SdkBackupJobs;
+use crate::aws::sfn::SdkStepFunctions;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, ConfigError, LogFormat};
+use crate::execution::Trigger;
+use crate::launcher::{Fire, Launcher, Outcome};
+use crate::metrics::Metrics;
+use crate::pacing::TokenBucket;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::tracker::{Tracker, TrackerSettings};
+
+/// Exit code for an invalid config (sysexits EX_CONFIG); systemd's RestartPreventExitStatus.
+pub const EXIT_CONFIG: i32 = 78;
+/// Exit code for a failed run-now or a runtime error.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Scheduled AWS Backup jobs through AWS Step Functions.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ConfigArg {
+    /// The config file (or set ORCHESTRATOR_CONFIG_TOML to the TOML text itself).
+    #[arg(long, short, env = "ORCHESTRATOR_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Log format; overrides the config's `log_format`.
+    #[arg(long, value_enum, env = "ORCHESTRATOR_LOG_FORMAT", global = true)]
+    log_format: Option<Format>,
+    /// Fire schedules and log what would start; make no AWS call.
+    #[arg(long)]
+    dry_run: bool,
+    /// Reload the config file when it changes (same validate-then-swap rule as SIGHUP).
+    #[arg(long, env = "ORCHESTRATOR_WATCH")]
+    watch: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config, print a summary; exit 0, or 78 with every error.
+    Check,
+    /// Print the next fire times of each target, in its zone and in UTC.
+    Next {
+        /// How many per target.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Start a backup now for the named targets and follow each to its end.
+    RunNow {
+        /// Target names.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Run the daemon against an in-process local AWS endpoint with a demo config.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4566")]
+        listen: SocketAddr,
+        /// Seconds a job stays CREATED.
+        #[arg(long, default_value_t = 1.0)]
+        job_pending: f64,
+        /// Seconds a job stays RUNNING.
+        #[arg(long, default_value_t = 3.0)]
+        job_running: f64,
+        /// Resource ARNs (or parts of them) whose jobs fail.
+        #[arg(long)]
+        fail_resource: Vec<String>,
+    },
+    /// GET /healthz on the daemon's listener; exit 0 if healthy (for container health checks).
+    Healthcheck {
+        /// The daemon's `listen` address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: SocketAddr,
+    },
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, i32> {
+    config::load_from(arg.config.as_deref()).map_err(|e| {
+        match &e {
+            ConfigError::Invalid(diags) => {
+                eprintln!("config invalid: {} error(s)", diags.len());
+                for d in diags {
+                    eprintln!("  {d}");
+                }
+            }
+            ConfigError::Read { .. } => eprintln!("{e}"),
+        }
+        EXIT_CONFIG
+    })
+}
+
+fn init_logs(args: &RunArgs, config: Option<&Config>) {
+    let format = match args.log_format {
+        Some(Format::Json) => LogFormat::Json,
+        Some(Format::Pretty) => LogFormat::Pretty,
+        None => config.map(|c| c.log_format).unwrap_or_default(),
+    };
+    crate::telemetry::init(format);
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    let args = cli.run.clone();
+    match cli.command {
+        None => run_daemon(&args).await,
+        Some(Command::Check) => match load(&args.config) {
+            Ok(c) => {
+                print_summary(&c);
+                0
+            }
+            Err(code) => code,
+        },
+        Some(Command::Next { count }) => match load(&args.config) {
+            Ok(c) => {
+                print_next(&c, count);
+                0
+            }
+            Err(code) => code,
+        },
+        Some(Command::RunNow { targets }) => run_now(&args, &targets).await,
+        Some(Command::Demo { seconds }) => demo(&args, seconds).await,
+        Some(Command::Sandbox {
+            listen,
+            job_pending,
+            job_running,
+            fail_resource,
+        }) => {
+            init_logs(&args, None);
+            let cfg = SandboxConfig {
+                job_pending: Duration::from_secs_f64(job_pending),
+                job_running: Duration::from_secs_f64(job_running),
+                fail_resources: fail_resource,
+                ..SandboxConfig::default()
+            };
+            match Sandbox::start(listen, cfg).await {
+                Ok(sb) => {
+                    println!("sandbox listening on {}", sb.endpoint_url());
+                    let _ = tokio::signal::ctrl_c().await;
+                    sb.shutdown().await;
+                    0
+                }
+                Err(e) => {
+                    eprintln!("sandbox: cannot listen on {listen}: {e}");
+                    EXIT_FAILURE
+                }
+            }
+        }
+        Some(Command::Healthcheck { addr }) => {
+            if crate::http::probe(addr).await {
+                0
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    }
+}
+
+async fn run_daemon(args: &RunArgs) -> i32 {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logs(args, Some(&config));
+    let signals = match crate::signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let sdk = app::sdk_config(&config, false).await;
+    let opts = Options {
+        config_path: args.config.config.clone(),
+        watch: args.watch,
+        dry_run: args.dry_run,
+    };
+    let result = app::run(
+        opts,
+        config,
+        Arc::new(SdkStepFunctions::new(sdk.clone())),
+        Arc::new(SdkBackupJobs::new(sdk)),
+        Arc::new(SystemClock),
+        signals,
+    )
+    .await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "orchestrator failed");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn print_summary(c: &Config) {
+    println!("{}: valid", c.source);
+    println!(
+        "  {} target(s), {} enabled, {} schedule group(s), {} state machine(s)",
+        c.targets.len(),
+        c.enabled_targets().count(),
+        c.groups().len(),
+        c.state_machines().len()
+    );
+    let now = Utc::now();
+    for t in c.targets.iter().take(50) {
+        let next = t
+            .schedule
+            .next_after(now)
+            .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        println!(
+            "  {:<24} {:<28} {:<16} next {}{}",
+            t.name,
+            t.schedule.expression(),
+            t.schedule.timezone().name(),
+            next,
+            if t.enabled { "" } else { " (disabled)" }
+        );
+    }
+    if c.targets.len() > 50 {
+        println!("  … and {} more", c.targets.len() - 50);
+    }
+}
+
+fn print_next(c: &Config, count: usize) {
+    let now = Utc::now();
+    for t in c.enabled_targets() {
+        println!(
+            "{} ({} in {})",
+            t.name,
+            t.schedule.expression(),
+            t.schedule.timezone().name()
+        );
+        for slot in t.schedule.iter_after(now).take(count) {
+            println!(
+                "  {}  {}",
+                slot.with_timezone(&t.schedule.timezone()).to_rfc3339(),
+                slot.to_rfc3339()
+            );
+        }
+    }
+}
+
+async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // A terminal by default: progress for a person.
+    let mut args = args.clone();
+    args.log_format = args.log_format.or(Some(Format::Pretty));
+    init_logs(&args, Some(&config));
+    let mut targets = Vec::new();
+    for n in names {
+        match config.target(n) {
+            Some(t) => targets.push(Arc::new(t.clone())),
+            None => {
+                eprintln!("{}: no target named `{n}`", config.source);
+                return EXIT_CONFIG;
+            }
+        }
+    }
+    let sdk = app::sdk_config(&config, false).await;
+    let sfn = Arc::new(SdkStepFunctions::new(sdk.clone()));
+    let backup = Arc::new(SdkBackupJobs::new(sdk));
+    run_now_with(&config, targets, sfn, backup).await
+}
+
+/// Starts each target now, follows all to their end; 0 only if every backup completed.
+pub async fn run_now_with<S, B>(
+    config: &Config,
+    targets: Vec<Arc<config::Target>>,
+    sfn: Arc<S>,
+    backup: Arc<B>,
+) -> i32
+where
+    S: crate::aws::StepFunctions,
+    B: crate::aws::BackupJobs,
+{
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::new());
+    let (tracker, handle) = Tracker::new(
+        sfn.clone(),
+        backup,
+        clock.clone(),
+        TrackerSettings {
+            poll_interval: config.poll_interval.min(Duration::from_secs(5)),
+            max_poll_interval: config.max_poll_interval.min(Duration::from_secs(30)),
+            describe_rate: config.pacing.describe_rate,
+            backup_read_rate: config.pacing.backup_read_rate,
+        },
+        metrics.clone(),
+    );
+    let launcher = Launcher::new(
+        sfn,
+        clock.clone(),
+        handle.clone(),
+        Arc::new(TokenBucket::new(
+            config.pacing.start_rate,
+            config.pacing.start_burst,
+        )),
+        metrics.clone(),
+        false,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let mut failed_to_start = 0;
+    for t in targets {
+        let fire = Fire {
+            target: t,
+            slot: clock.now(),
+            trigger: Trigger::Manual,
+        };
+        if !matches!(
+            launcher.start(&fire, rand::random()).await,
+            Outcome::Started(_) | Outcome::AlreadyStarted(_)
+        ) {
+            failed_to_start += 1;
+        }
+    }
+    drop(launcher);
+    drop(handle);
+    // The tracker ends when every handle is gone and nothing is left to follow.
+    tracker
+        .run(tokio_util::sync::CancellationToken::new())
+        .await;
+    let text = metrics.encode();
+    let finished_bad = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("orchestrator_backups_finished_total{")
+                && !l.contains("state=\"COMPLETED\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    let failed_exec = text
+        .lines()
+        .filter(|l| l.starts_with("orchestrator_executions_failed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    if failed_to_start > 0 || finished_bad > 0.0 || failed_exec > 0.0 {
+        EXIT_FAILURE
+    } else {
+        0
+    }
+}
+
+/// The demo config: two targets every 5 seconds, one of them failing, against the sandbox.
+pub fn demo_config(endpoint: &str) -> String {
+    format!(
+        r#"# Demo: fires every 5 seconds against the in-process sandbox.
+state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup"
+endpoint_url = "{endpoint}"
+poll_interval = "1s"
+max_poll_interval = "2s"
+
+[defaults]
+concurrency = "allow"
+
+[[backup]]
+name = "web-1"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
+schedule = "*/5 * * * * *"
+
+[[backup]]
+name = "db-1"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0fedcba9876543210"
+schedule = "*/10 * * * * *"
+timezone = "Asia/Tokyo"
+"#
+    )
+}
+
+async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
+    let mut args = args.clone();
+    args.log_format = args.log_format.or(Some(Format::Pretty));
+    init_logs(&args, None);
+    let sandbox = match Sandbox::start(
+        "127.0.0.1:0".parse().expect("literal address"),
+        SandboxConfig {
+            job_pending: Duration::from_secs(1),
+            job_running: Duration::from_secs(3),
+            fail_resources: vec!["i-0fedcba9876543210".into()],
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: cannot start the local AWS endpoint: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    tracing::info!(endpoint = %sandbox.endpoint_url(), "local AWS endpoint (sandbox) up; db-1's backups are set to fail");
+    let config = match config::parse(&demo_config(&sandbox.endpoint_url()), "<demo>") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("demo config: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let signals = match crate::signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut signals = signals;
+        let timer = async {
+            match seconds {
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                s = signals.recv() => match s {
+                    Some(s) => { let _ = tx.send(s); }
+                    None => break,
+                },
+                () = &mut timer => {
+                    let _ = tx.send(crate::signals::Signal::Shutdown);
+                    break;
+                }
+            }
+        }
+    });
+    let sdk = app::sdk_config(&config, true).await;
+    let result = app::run(
+        Options::default(),
+        config,
+        Arc::new(SdkStepFunctions::new(sdk.clone())),
+        Arc::new(SdkBackupJobs::new(sdk)),
+        Arc::new(SystemClock),
+        rx,
+    )
+    .await;
+    let stats = sandbox.stats();
+    println!(
+        "demo: {} executions started, {} StartExecution duplicates refused by name",
+        stats.start_execution_accepted, stats.already_exists
+    );
+    sandbox.shutdown().await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! Turns a fire into a started execution: overlap rule, jitter, pacing, retries until the slot's
+//! deadline. The execution name comes from (target, slot), so a retry, a restart or a second
+//! replica can never start the same slot twice: Step Functions refuses the name.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::aws::{ErrorKind, StartRequest, StepFunctions};
+use crate::clock::Clock;
+use crate::config::{Concurrency, Target};
+use crate::execution::{self, ExecutionInput, Trigger};
+use crate::lifecycle::Backup;
+use crate::metrics::Metrics;
+use crate::pacing::TokenBucket;
+use crate::telemetry::event;
+use crate::tracker::TrackerHandle;
+
+/// First retry delay of a failed StartExecution.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// One slot of one target, due now.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    /// The target, as configured when the slot fired.
+    pub target: Arc<Target>,
+    /// The slot (for manual runs: when it was asked for).
+    pub slot: DateTime<Utc>,
+    /// Why.
+    pub trigger: Trigger,
+}
+
+impl Fire {
+    /// The execution name of this fire (`nonce` only matters for manual runs).
+    pub fn execution_name(&self, nonce: u16) -> String {
+        match self.trigger {
+            Trigger::Manual => execution::manual_name(&self.target.name, self.slot, nonce),
+            Trigger::Schedule | Trigger::CatchUp => {
+                execution::scheduled_name(&self.target.name, self.slot)
+            }
+        }
+    }
+
+    /// The execution input.
+    pub fn input(&self) -> ExecutionInput {
+        let t = &self.target;
+        ExecutionInput {
+            resource_arn: t.resource_arn.to_string(),
+            target: t.name.clone(),
+            scheduled_for: self.slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            trigger: self.trigger,
+            start_window_minutes: t.start_window_minutes,
+            complete_window_minutes: t.complete_window_minutes,
+            delete_after_days: t.delete_after_days,
+            pre_command: t.pre_command.clone(),
+            post_command: t.post_command.clone(),
+        }
+    }
+
+    /// A delay in [0, jitter) that is the same for every replica and restart.
+    pub fn jitter_delay(&self) -> Duration {
+        let j = self.target.jitter.as_millis() as u64;
+        if j == 0 || self.trigger == Trigger::Manual {
+            return Duration::ZERO;
+        }
+        // FNV-1a: stable across processes and Rust versions, unlike DefaultHasher's seed.
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        self.target.name.hash(&mut h);
+        self.slot.timestamp().hash(&mut h);
+        Duration::from_millis(h.0 % j)
+    }
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// How a fire ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new execution.
+    Started(String),
+    /// The slot's execution existed already; it is followed.
+    AlreadyStarted(String),
+    /// Not started, on purpose (overlap rule, dry run, shutdown).
+    Skipped(&'static str),
+    /// Not started: a permanent error or the deadline passed.
+    Failed(String),
+}
+
+/// Starts executions.
+pub struct Launcher<S> {
+    sfn: Arc<S>,
+    clock: Arc<dyn Clock>,
+    tracker: TrackerHandle,
+    bucket: Arc<TokenBucket>,
+    metrics: Arc<Metrics>,
+    dry_run: bool,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl<S> Clone for Launcher<S> {
+    fn clone(&self) -> Self {
+        Launcher {
+            sfn: self.sfn.clone(),
+            clock: self.clock.clone(),
+            tracker: self.tracker.clone(),
+            bucket: self.bucket.clone(),
+            metrics: self.metrics.clone(),
+            dry_run: self.dry_run,
+            tasks: self.tasks.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+impl<S: StepFunctions> Launcher<S> {
+    /// A launcher; `shutdown` cuts retry waits short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sfn: Arc<S>,
+        clock: Arc<dyn Clock>,
+        tracker: TrackerHandle,
+        bucket: Arc<TokenBucket>,
+        metrics: Arc<Metrics>,
+        dry_run: bool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Launcher {
+            sfn,
+            clock,
+            tracker,
+            bucket,
+            metrics,
+            dry_run,
+            tasks: TaskTracker::new(),
+            shutdown,
+        }
+    }
+
+    /// Starts `fire` in the background (after its jitter).
+    pub fn launch(&self, fire: Fire) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let delay = fire.jitter_delay();
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = this.shutdown.cancelled() => return,
+                }
+            }
+            let nonce: u16 = rand::random();
+            this.start(&fire, nonce).await;
+        });
+    }
+
+    /// Waits for started calls to finish, at most `grace`; true if all did.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
+    /// Starts `fire` now and hands the execution to the tracker.
+    pub async fn start(&self, fire: &Fire, nonce: u16) -> Outcome {
+        let t = &fire.target;
+        let name = fire.execution_name(nonce);
+        let slot = fire.slot.to_rfc3339();
+        let resource = t.resource_arn.to_string();
+        if fire.trigger != Trigger::Manual
+            && t.concurrency == Concurrency::Forbid
+            && self.tracker.in_flight.contains(&resource)
+        {
+            warn!(
+                event = event::SLOT_SKIPPED,
+                target = %t.name,
+                resource_arn = %resource,
+                scheduled_for = %slot,
+                reason = "previous_backup_running",
+                "slot skipped: the previous backup of this resource is still running (concurrency = \"forbid\")"
+            );
+            self.metrics
+                .slot_skipped(&t.name, "previous_backup_running");
+            return Outcome::Skipped("previous_backup_running");
+        }
+        let input = fire.input().to_json();
+        if self.dry_run {
+            info!(
+                event = event::DRY_RUN_START,
+                target = %t.name,
+                resource_arn = %resource,
+                scheduled_for = %slot,
+                execution_name = %name,
+                state_machine_arn = %t.state_machine,
+                input = %input,
+                "dry run: would start execution"
+            );
+            return Outcome::Skipped("dry_run");
+        }
+        self.tracker.in_flight.add(&resource);
+        let req = StartRequest {
+            state_machine: t.state_machine.clone(),
+            name: name.clone(),
+            input,
+        };
+        let deadline = match fire.trigger {
+            Trigger::Manual => self.clock.now(),
+            _ => fire.slot,
+        } + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+        let mut attempt: u32 = 0;
+        let outcome = loop {
+            self.bucket.acquire().await;
+            attempt += 1;
+            match self.sfn.start_execution(&req).await {
+                Ok(started) => {
+                    self.metrics.api_ok();
+                    info!(
+                        event = event::EXECUTION_STARTED,
+                        target = %t.name,
+                        resource_arn = %resource,
+                        scheduled_for = %slot,
+                        execution_arn = %started.execution_arn,
+                        trigger = ?fire.trigger,
+                        attempt,
+                        "backup execution started"
+                    );
+                    self.follow(fire, started.execution_arn.clone(), started.start_date);
+                    break Outcome::Started(started.execution_arn);
+                }
+                Err(e) if e.kind == ErrorKind::AlreadyExists && fire.trigger != Trigger::Manual => {
+                    let arn = t.state_machine.execution_arn(&name);
+                    info!(
+                        event = event::EXECUTION_ALREADY_STARTED,
+                        target = %t.name,
+                        resource_arn = %resource,
+                        scheduled_for = %slot,
+                        execution_arn = %arn,
+                        "this slot's execution exists already (a retry, a restart or another replica started it); following it"
+                    );
+                    self.follow(fire, arn.clone(), self.clock.now());
+                    break Outcome::AlreadyStarted(arn);
+                }
+                Err(e) => {
+                    self.metrics.api_error(&e);
+                    let wait = backoff(attempt);
+                    let now = self.clock.now();
+                    let in_time =
+                        now + chrono::Duration::from_std(wait).unwrap_or_default() < deadline;
+                    if e.is_retryable() && in_time && !self.shutdown.is_cancelled() {
+                        warn!(
+                            event = event::EXECUTION_START_RETRY,
+                            target = %t.name,
+                            scheduled_for = %slot,
+                            attempt,
+                            retry_in_ms = wait.as_millis() as u64,
+                            error_kind = e.kind.as_str(),
+                            request_id = e.request_id.as_deref().unwrap_or(""),
+                            error = %e,
+                            "StartExecution failed; retrying"
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => continue,
+                            () = self.shutdown.cancelled() => {
+                                warn!(
+                                    event = event::EXECUTION_START_FAILED,
+                                    target = %t.name,
+                                    scheduled_for = %slot,
+                                    reason = "shutdown",
+                                    error = %e,
+                                    "start abandoned at shutdown; the next start catches this slot up"
+                                );
+                                break Outcome::Skipped("shutdown");
+                            }
+                        }
+                    }
+                    let reason = if e.is_retryable() {
+                        "deadline"
+                    } else {
+                        "permanent"
+                    };
+                    error!(
+                        event = event::EXECUTION_START_FAILED,
+                        target = %t.name,
+                        resource_arn = %resource,
+                        scheduled_for = %slot,
+                        execution_name = %name,
+                        attempt,
+                        reason,
+                        error_kind = e.kind.as_str(),
+                        request_id = e.request_id.as_deref().unwrap_or(""),
+                        error = %e,
+                        "could not start the backup execution"
+                    );
+                    self.metrics.execution_failed(&t.name);
+                    break Outcome::Failed(e.to_string());
+                }
+            }
+        };
+        if !matches!(outcome, Outcome::Started(_) | Outcome::AlreadyStarted(_)) {
+            self.tracker.in_flight.remove(&resource);
+        }
+        outcome
+    }
+
+    fn follow(&self, fire: &Fire, execution_arn: String, started_at: DateTime<Utc>) {
+        let t = &fire.target;
+        self.metrics.execution_started(&t.name);
+        debug!(target = %t.name, execution_arn = %execution_arn, "tracking");
+        self.tracker.track(Backup::started(
+            t.name.clone(),
+            t.resource_arn.to_string(),
+            t.state_machine.region.clone(),
+            (fire.trigger != Trigger::Manual).then_some(fire.slot),
+            Some(execution_arn),
+            t.pre_command.is_some() || t.post_command.is_some(),
+            started_at,
+        ));
+    }
+}
+
+/// Exponential backoff with full jitter.
+fn backoff(attempt: u32) -> Duration {
+    let exp = RETRY_BASE.saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+    let cap = exp.min(RETRY_CAP);
+    let ms = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis() as u64);
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::fake::FakeAws;
+    use crate::clock::TokioClock;
+    use crate::config;
+    use crate::tracker::{Tracker, TrackerSettings};
+    use chrono::TimeZone;
+
+    fn allow() -> Arc<Target> {
+        let mut t = (*target(Duration::ZERO)).clone();
+        t.concurrency = Concurrency::Allow;
+        Arc::new(t)
+    }
+
+    fn target(jitter: Duration) -> Arc<Target> {
+        let text = "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n[[backup]]\nname = \"web\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-12345678\"\nschedule = \"0 3 * * *\"\n";
+        let mut t = config::parse(text, "t.toml").unwrap().targets.remove(0);
+        t.jitter = jitter;
+        Arc::new(t)
+    }
+
+    fn slot() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap()
+    }
+
+    fn setup(fake: Arc<FakeAws>) -> (Launcher<FakeAws>, Tracker<FakeAws, FakeAws>) {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(slot()));
+        let metrics = Arc::new(Metrics::new());
+        let settings = TrackerSettings {
+            poll_interval: Duration::from_secs(1),
+            max_poll_interval: Duration::from_secs(10),
+            describe_rate: 100.0,
+            backup_read_rate: 100.0,
+        };
+        let (tracker, handle) = Tracker::new(
+            fake.clone(),
+            fake.clone(),
+            clock.clone(),
+            settings,
+            metrics.clone(),
+        );
+        let launcher = Launcher::new(
+            fake,
+            clock,
+            handle,
+            Arc::new(TokenBucket::new(100.0, 10)),
+            metrics,
+            false,
+            CancellationToken::new(),
+        );
+        (launcher, tracker)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_starts_once_even_when_fired_twice() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        let fire = Fire {
+            target: allow(),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        let first = launcher.start(&fire, 0).await;
+        assert!(matches!(first, Outcome::Started(_)), "{first:?}");
+        // The same input while RUNNING is idempotent: same ARN, no second execution.
+        let second = launcher
+            .start(
+                &Fire {
+                    trigger: Trigger::Schedule,
+                    ..fire.clone()
+                },
+                0,
+            )
+            .await;
+        assert_eq!(second, first);
+        assert_eq!(fake.execution_names(), vec!["web-20261129T030000Z"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_slot_is_already_started_not_an_error() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        let fire = Fire {
+            target: allow(),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        let Outcome::Started(arn) = launcher.start(&fire, 0).await else {
+            panic!()
+        };
+        fake.finish_execution(
+            &arn,
+            crate::aws::ExecutionStatus::Succeeded,
+            Some("{}"),
+            None,
+        );
+        let again = Fire {
+            trigger: Trigger::CatchUp,
+            ..fire
+        };
+        assert_eq!(
+            launcher.start(&again, 0).await,
+            Outcome::AlreadyStarted(arn)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_is_retried_and_access_denied_is_not() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        fake.fail_next("StartExecution", ErrorKind::Throttled);
+        fake.fail_next("StartExecution", ErrorKind::Transient);
+        let fire = Fire {
+            target: allow(),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        assert!(matches!(
+            launcher.start(&fire, 0).await,
+            Outcome::Started(_)
+        ));
+        assert_eq!(fake.calls("StartExecution"), 3);
+
+        fake.fail_next("StartExecution", ErrorKind::AccessDenied);
+        let other = Fire {
+            slot: slot() + chrono::Duration::days(1),
+            ..fire
+        };
+        let out = launcher.start(&other, 0).await;
+        assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+        assert_eq!(
+            fake.calls("StartExecution"),
+            4,
+            "a permanent error is not retried"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forbid_skips_a_slot_while_the_resource_is_busy() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        let fire = Fire {
+            target: target(Duration::ZERO),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        assert!(matches!(
+            launcher.start(&fire, 0).await,
+            Outcome::Started(_)
+        ));
+        let next = Fire {
+            slot: slot() + chrono::Duration::hours(1),
+            ..fire
+        };
+        assert_eq!(
+            launcher.start(&next, 0).await,
+            Outcome::Skipped("previous_backup_running")
+        );
+    }
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let fire = Fire {
+            target: target(Duration::from_secs(300)),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        let d = fire.jitter_delay();
+        assert!(d < Duration::from_secs(300));
+        assert_eq!(d, fire.jitter_delay());
+        let delays: std::collections::HashSet<Duration> = (0..20)
+            .map(|h| {
+                Fire {
+                    slot: slot() + chrono::Duration::hours(h),
+                    ..fire.clone()
+                }
+                .jitter_delay()
+            })
+            .collect();
+        assert!(delays.len() > 10, "spread: {delays:?}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Start-up: rebuild what was in flight from AWS alone, and apply the catch-up policy to slots
+//! missed while the daemon was down. The daemon keeps no state of its own: execution names say
+//! which target and slot an execution is for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::aws::{BackupJobs, ExecutionStatus, JobFilter, StepFunctions};
+use crate::clock::Clock;
+use crate::config::{CatchUp, Config, Target};
+use crate::execution::{ParsedName, Trigger, parse_name, target_part};
+use crate::launcher::{Fire, Launcher};
+use crate::lifecycle::Backup;
+use crate::metrics::Metrics;
+use crate::telemetry::event;
+use crate::tracker::TrackerHandle;
+
+/// Pages one listing may read at start-up.
+const MAX_PAGES: usize = 200;
+/// Slots of one target that catch-up looks at (a per-second schedule over a day is 86,400).
+const MAX_SLOTS_CONSIDERED: usize = 10_000;
+/// Skipped slots logged one by one per target; the rest are counted in one line.
+const MAX_SKIP_LINES: usize = 20;
+
+/// What recovery found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Running executions picked up.
+    pub executions: usize,
+    /// Unfinished jobs picked up (their execution had ended).
+    pub jobs: usize,
+    /// Missed slots started late.
+    pub caught_up: usize,
+    /// Missed slots not started.
+    pub skipped: usize,
+}
+
+/// Finds our running executions and unfinished jobs, follows them, and catches up missed slots.
+#[allow(clippy::too_many_arguments)]
+pub async fn recover<S: StepFunctions, B: BackupJobs>(
+    config: &Config,
+    sfn: &S,
+    backup: &B,
+    clock: &dyn Clock,
+    tracker: &TrackerHandle,
+    launcher: &Launcher<S>,
+    metrics: &Metrics,
+) -> Recovered {
+    let now = clock.now();
+    let since = now - chrono::Duration::from_std(config.recovery_lookback).unwrap_or_default();
+    let mut out = Recovered::default();
+    // Slots with an execution, and each target's newest one.
+    let mut ran: HashSet<(String, DateTime<Utc>)> = HashSet::new();
+    let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut busy: HashSet<String> = HashSet::new();
+
+    for sm in config.state_machines() {
+        let by_part: HashMap<String, &Target> = config
+            .targets
+            .iter()
+            .filter(|t| t.state_machine == sm)
+            .map(|t| (target_part(&t.name, 63), t))
+            .collect();
+        let mut token = None;
+        'pages: for _ in 0..MAX_PAGES {
+            let page = match sfn.list_executions(&sm, None, token).await {
+                Ok(p) => p,
+                Err(e) => {
+                    metrics.api_error(&e);
+                    warn!(
+                        event = event::AWS_CALL_FAILED,
+                        operation = e.operation,
+                        state_machine_arn = %sm,
+                        request_id = e.request_id.as_deref().unwrap_or(""),
+                        error = %e,
+                        "restart recovery could not list executions; in-flight backups of this machine are not followed"
+                    );
+                    break;
+                }
+            };
+            for ex in page.items {
+                if ex.start_date < since {
+                    break 'pages;
+                }
+                let Some(ParsedName::Scheduled { target_part, slot }) = parse_name(&ex.name) else {
+                    continue;
+                };
+                let Some(t) = by_part.get(&target_part) else {
+                    continue;
+                };
+                ran.insert((t.name.clone(), slot));
+                newest
+                    .entry(t.name.clone())
+                    .and_modify(|n| *n = (*n).max(slot))
+                    .or_insert(slot);
+                if ex.status == ExecutionStatus::Running {
+                    busy.insert(t.resource_arn.to_string());
+                    resume(
+                        tracker,
+                        Backup::started(
+                            t.name.clone(),
+                            t.resource_arn.to_string(),
+                            sm.region.clone(),
+                            Some(slot),
+                            Some(ex.execution_arn.clone()),
+                            t.pre_command.is_some() || t.post_command.is_some(),
+                            ex.start_date,
+                        ),
+                    );
+                    out.executions += 1;
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+
+    // Jobs still running whose execution has ended (the seed's machine ends at StartBackupJob).
+    let mut by_resource: HashMap<String, &Target> = HashMap::new();
+    let mut regions: Vec<String> = Vec::new();
+    for t in &config.targets {
+        by_resource.insert(t.resource_arn.to_string(), t);
+        if !regions.contains(&t.state_machine.region) {
+            regions.push(t.state_machine.region.clone());
+        }
+    }
+    for region in regions {
+        let filter = JobFilter {
+            created_after: Some(since),
+            ..JobFilter::default()
+        };
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let page = match backup.list_backup_jobs(&region, &filter, token).await {
+                Ok(p) => p,
+                Err(e) => {
+                    metrics.api_error(&e);
+                    warn!(
+                        event = event::AWS_CALL_FAILED,
+                        operation = e.operation,
+                        region = %region,
+                        request_id = e.request_id.as_deref().unwrap_or(""),
+                        error = %e,
+                        "restart recovery could not list backup jobs"
+                    );
+                    break;
+                }
+            };
+            for j in page.items {
+                let Some(resource) = j.resource_arn.clone() else {
+                    continue;
+                };
+                let Some(t) = by_resource.get(&resource) else {
+                    continue;
+                };
+                if j.state.is_terminal()
+                    || busy.contains(&resource)
+                    || t.state_machine.region != region
+                {
+                    continue;
+                }
+                let mut b = Backup::started(
+                    t.name.clone(),
+                    resource.clone(),
+                    region.clone(),
+                    None,
+                    None,
+                    false,
+                    j.creation_date.unwrap_or(now),
+                );
+                b.on_job_id(j.job_id.clone());
+                busy.insert(resource);
+                resume(tracker, b);
+                out.jobs += 1;
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+
+    for t in config.enabled_targets() {
+        catch_up(
+            t,
+            since,
+            now,
+            &ran,
+            newest.get(&t.name).copied(),
+            launcher,
+            metrics,
+            &mut out,
+        );
+    }
+    info!(
+        resumed_executions = out.executions,
+        resumed_jobs = out.jobs,
+        caught_up = out.caught_up,
+        skipped = out.skipped,
+        "restart recovery done"
+    );
+    out
+}
+
+fn resume(tracker: &TrackerHandle, b: Backup) {
+    info!(
+        event = event::TRACKING_RESUMED,
+        target = %b.target,
+        resource_arn = %b.resource_arn,
+        scheduled_for = %b.scheduled_for.map(|s| s.to_rfc3339()).unwrap_or_default(),
+        execution_arn = b.execution_arn.as_deref().unwrap_or(""),
+        backup_job_id = b.job_id.as_deref().unwrap_or(""),
+        "following a backup that was in flight before this start"
+    );
+    tracker.in_flight.add(&b.resource_arn);
+    tracker.track(b);
+}
+
+/// Missed slots of one target: the latest within its deadline starts under its own slot name
+/// (so a second replica or restart cannot run it twice); every other one is logged as skipped.
+#[allow(clippy::too_many_arguments)]
+fn catch_up<S: StepFunctions>(
+    t: &Target,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    ran: &HashSet<(String, DateTime<Utc>)>,
+    newest: Option<DateTime<Utc>>,
+    launcher: &Launcher<S>,
+    metrics: &Metrics,
+    out: &mut Recovered,
+) {
+    // Slots older than the target's newest execution were not missed by downtime; with no
+    // execution in the lookback, only the latest slot is a candidate (a first start).
+    let from = newest.unwrap_or(since).max(since);
+    let mut missed: Vec<DateTime<Utc>> = t
+        .schedule
+        .iter_after(from)
+        .take_while(|s| *s <= now)
+        .take(MAX_SLOTS_CONSIDERED)
+        .filter(|s| !ran.contains(&(t.name.clone(), *s)))
+        .collect();
+    if newest.is_none() && missed.len() > 1 {
+        missed.drain(..missed.len() - 1);
+    }
+    let Some(latest) = missed.pop() else { return };
+    let deadline = chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+    let latest_reason = match t.catch_up {
+        CatchUp::None => Some("catch_up_disabled"),
+        CatchUp::Latest if now - latest > deadline => Some("past_starting_deadline"),
+        CatchUp::Latest => None,
+    };
+    match latest_reason {
+        None => {
+            info!(
+                target = %t.name,
+                scheduled_for = %latest.to_rfc3339(),
+                "starting a slot missed while the orchestrator was down"
+            );
+            launcher.launch(Fire {
+                target: Arc::new(t.clone()),
+                slot: latest,
+                trigger: Trigger::CatchUp,
+            });
+            out.caught_up += 1;
+        }
+        Some(reason) => skip(t, latest, reason, metrics, out, true),
+    }
+    let n = missed.len();
+    for (i, slot) in missed.into_iter().rev().enumerate() {
+        skip(t, slot, "superseded", metrics, out, i < MAX_SKIP_LINES);
+    }
+    if n > MAX_SKIP_LINES {
+        warn!(
+            event = event::SLOT_SKIPPED,
+            target = %t.name,
+            reason = "superseded",
+            count = n - MAX_SKIP_LINES,
+            "more missed slots skipped (older ones are superseded by a newer slot)"
+        );
+    }
+}
+
+fn skip(
+    t: &Target,
+    slot: DateTime<Utc>,
+    reason: &str,
+    metrics: &Metrics,
+    out: &mut Recovered,
+    log: bool,
+) {
+    out.skipped += 1;
+    metrics.slot_skipped(&t.name, reason);
+    if log {
+        warn!(
+            event = event::SLOT_SKIPPED,
+            target = %t.name,
+            resource_arn = %t.resource_arn,
+            scheduled_for = %slot.to_rfc3339(),
+            reason,
+            "missed slot not started"
+        );
+    }
+}

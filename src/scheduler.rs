@@ -1,0 +1,241 @@
+//! The timer loop. tokio-cron-scheduler drives the timers; our [`crate::schedule`] decides the
+//! slots (its three syntaxes and EventBridge's daylight-saving rule).
+//!
+//! Targets that share a schedule and zone form one group with one timer, so a fleet of 10,000
+//! targets on a handful of schedules costs a handful of timers: tokio-cron-scheduler rescans
+//! every job twice a second, so jobs must stay few. Each group arms a one-shot job at its next
+//! slot; when it fires, the group's *current* targets fire and the next slot is armed. A reload
+//! keeps the timers of unchanged groups, so no slot is lost or repeated around it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::aws::StepFunctions;
+use crate::clock::Clock;
+use crate::config::{Config, Target};
+use crate::execution::Trigger;
+use crate::launcher::{Fire, Launcher};
+use crate::metrics::Metrics;
+use crate::schedule::Schedule;
+use crate::telemetry::event;
+
+/// A group's timer went off for `slot`.
+#[derive(Debug, Clone)]
+struct Due {
+    key: String,
+    slot: DateTime<Utc>,
+}
+
+struct Group {
+    schedule: Schedule,
+    targets: Vec<Arc<Target>>,
+    next: Option<DateTime<Utc>>,
+    job: Option<Uuid>,
+}
+
+/// Groups enabled targets by schedule group key, in config order.
+pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
+    let mut groups: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
+    for t in config.enabled_targets() {
+        groups
+            .entry(t.schedule.group_key())
+            .or_default()
+            .push(Arc::new(t.clone()));
+    }
+    groups
+}
+
+/// Owns the tokio-cron-scheduler instance and the groups.
+pub struct Scheduler<S> {
+    tcs: JobScheduler,
+    groups: HashMap<String, Group>,
+    due_tx: mpsc::UnboundedSender<Due>,
+    due_rx: mpsc::UnboundedReceiver<Due>,
+    launcher: Launcher<S>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: StepFunctions> Scheduler<S> {
+    /// A started tokio-cron-scheduler with no groups yet.
+    pub async fn new(
+        launcher: Launcher<S>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, JobSchedulerError> {
+        let tcs = JobScheduler::new().await?;
+        tcs.start().await?;
+        let (due_tx, due_rx) = mpsc::unbounded_channel();
+        Ok(Scheduler {
+            tcs,
+            groups: HashMap::new(),
+            due_tx,
+            due_rx,
+            launcher,
+            clock,
+            metrics,
+        })
+    }
+
+    /// Timers registered with tokio-cron-scheduler.
+    pub fn timer_count(&self) -> usize {
+        self.groups.values().filter(|g| g.job.is_some()).count()
+    }
+
+    /// Swaps in `config`'s targets; slots after `after` fire. Unchanged groups keep their timer.
+    pub async fn apply(&mut self, config: &Config, after: DateTime<Utc>) {
+        let mut wanted = group_targets(config);
+        let gone: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(g) = self.groups.remove(&k) {
+                self.disarm(&g).await;
+            }
+        }
+        for (key, targets) in wanted.drain() {
+            if let Some(g) = self.groups.get_mut(&key) {
+                g.targets = targets;
+                if let Some(next) = g.next {
+                    for t in &g.targets {
+                        self.metrics.set_next_fire(&t.name, next);
+                    }
+                }
+                continue;
+            }
+            let schedule = targets[0].schedule.clone();
+            let next = schedule.next_after(after);
+            let mut g = Group {
+                schedule,
+                targets,
+                next,
+                job: None,
+            };
+            self.arm(&key, &mut g).await;
+            self.groups.insert(key, g);
+        }
+        let keep: HashSet<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+        self.metrics.retain_targets(&keep);
+    }
+
+    async fn disarm(&self, g: &Group) {
+        if let Some(id) = g.job {
+            if let Err(e) = self.tcs.remove(&id).await {
+                warn!(error = %e, "could not remove a timer");
+            }
+        }
+    }
+
+    async fn arm(&self, key: &str, g: &mut Group) {
+        g.job = None;
+        let Some(slot) = g.next else {
+            info!(schedule = %g.schedule.expression(), "schedule has no further slots");
+            return;
+        };
+        for t in &g.targets {
+            self.metrics.set_next_fire(&t.name, slot);
+        }
+        let wait = (slot - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        let tx = self.due_tx.clone();
+        let due = Due {
+            key: key.to_string(),
+            slot,
+        };
+        let job = Job::new_one_shot_async(wait, move |_id, _sched| {
+            let tx = tx.clone();
+            let due = due.clone();
+            Box::pin(async move {
+                // The receiver is gone only after shutdown.
+                let _ = tx.send(due);
+            })
+        });
+        match job {
+            Ok(job) => match self.tcs.add(job).await {
+                Ok(id) => g.job = Some(id),
+                Err(e) => warn!(error = %e, "could not register a timer"),
+            },
+            Err(e) => warn!(error = %e, "could not build a timer"),
+        }
+    }
+
+    async fn on_due(&mut self, due: Due) {
+        let Some(mut g) = self.groups.remove(&due.key) else {
+            return;
+        };
+        if g.next != Some(due.slot) {
+            // A timer of a group that was replaced meanwhile.
+            self.groups.insert(due.key, g);
+            return;
+        }
+        for t in &g.targets {
+            debug!(
+                event = event::SLOT_FIRED,
+                target = %t.name,
+                scheduled_for = %due.slot.to_rfc3339(),
+                "slot fired"
+            );
+            self.launcher.launch(Fire {
+                target: t.clone(),
+                slot: due.slot,
+                trigger: Trigger::Schedule,
+            });
+        }
+        let now = self.clock.now();
+        let mut next = g.schedule.next_after(due.slot);
+        // Slots that passed while the process was frozen (suspend, a stopped container) are not
+        // fired in a burst: the next start's catch-up policy is the one place that decides those.
+        while let Some(n) = next.filter(|n| *n < now - chrono::Duration::seconds(1)) {
+            for t in &g.targets {
+                warn!(
+                    event = event::SLOT_SKIPPED,
+                    target = %t.name,
+                    scheduled_for = %n.to_rfc3339(),
+                    reason = "process_stalled",
+                    "slot skipped: the process was not running when it was due"
+                );
+                self.metrics.slot_skipped(&t.name, "process_stalled");
+            }
+            next = g.schedule.next_after(n);
+        }
+        g.next = next;
+        self.arm(&due.key, &mut g).await;
+        self.groups.insert(due.key, g);
+    }
+
+    /// Fires slots until `shutdown`; applies each config sent on `configs`.
+    pub async fn run(
+        mut self,
+        mut configs: watch::Receiver<Arc<Config>>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                changed = configs.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let config = configs.borrow_and_update().clone();
+                    let now = self.clock.now();
+                    self.apply(&config, now).await;
+                }
+                Some(due) = self.due_rx.recv() => self.on_due(due).await,
+            }
+        }
+        if let Err(e) = self.tcs.shutdown().await {
+            warn!(error = %e, "timer shutdown");
+        }
+    }
+}
