@@ -237,17 +237,22 @@ fn catch_up<S: StepFunctions>(
     // Slots older than the target's newest execution were not missed by downtime; with no
     // execution in the lookback, only the latest slot is a candidate (a first start).
     let from = newest.unwrap_or(since).max(since);
-    let mut missed: Vec<DateTime<Utc>> = t
-        .schedule
-        .iter_after(from)
-        .take_while(|s| *s <= now)
-        .take(MAX_SLOTS_CONSIDERED)
-        .filter(|s| !ran.contains(&(t.name.clone(), *s)))
-        .collect();
-    if newest.is_none() && missed.len() > 1 {
-        missed.drain(..missed.len() - 1);
+    let Some(latest) = t.schedule.latest_in(from, now) else {
+        return;
+    };
+    if ran.contains(&(t.name.clone(), latest)) {
+        return;
     }
-    let Some(latest) = missed.pop() else { return };
+    let missed: Vec<DateTime<Utc>> = if newest.is_some() {
+        t.schedule
+            .iter_after(from)
+            .take_while(|s| *s < latest)
+            .take(MAX_SLOTS_CONSIDERED)
+            .filter(|s| !ran.contains(&(t.name.clone(), *s)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let deadline = chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
     let latest_reason = match t.catch_up {
         CatchUp::None => Some("catch_up_disabled"),

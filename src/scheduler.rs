@@ -27,6 +27,9 @@ use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::telemetry::event;
 
+/// How much earlier than a slot the tokio-cron-scheduler timer is set (its resolution is 1 s).
+const EARLY_WAKE: Duration = Duration::from_millis(1500);
+
 /// A group's timer went off for `slot`.
 #[derive(Debug, Clone)]
 struct Due {
@@ -146,7 +149,12 @@ impl<S: StepFunctions> Scheduler<S> {
         for t in &g.targets {
             self.metrics.set_next_fire(&t.name, slot);
         }
-        let wait = (slot - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+        // tokio-cron-scheduler keeps ticks in whole seconds and checks twice a second: wake a
+        // little early and let `on_due` sleep the last stretch with tokio's precise timer.
+        let wait = (slot - self.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(EARLY_WAKE);
         let tx = self.due_tx.clone();
         let due = Due {
             key: key.to_string(),

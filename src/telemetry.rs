@@ -67,12 +67,16 @@ pub mod event {
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     let result = match format {
+        // `with_target(false)`: our `target` field (the backup target) must not be shadowed by
+        // tracing's module path.
         LogFormat::Json => builder
+            .with_target(false)
             .json()
             .flatten_event(true)
             .with_current_span(false)

@@ -1,0 +1,194 @@
+//! Shared pieces of the end-to-end tests: the real binary as a child process, its JSON log lines,
+//! real signals, and the sandbox endpoint.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backup_orchestrator::sandbox::{Sandbox, SandboxConfig};
+use serde_json::Value;
+
+pub const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup";
+
+/// An instance ARN with a distinct id per `n`.
+pub fn ec2(n: u32) -> String {
+    format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{n:017x}")
+}
+
+/// A sandbox whose jobs are quick.
+pub async fn sandbox(fail: &[String]) -> Sandbox {
+    Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig {
+            execution_delay: Duration::from_millis(100),
+            job_pending: Duration::from_millis(500),
+            job_running: Duration::from_millis(1500),
+            fail_resources: fail.to_vec(),
+            ..SandboxConfig::default()
+        },
+    )
+    .await
+    .expect("sandbox starts")
+}
+
+/// A config header pointing at `endpoint` with fast polling.
+pub fn header(endpoint: &str) -> String {
+    format!(
+        "state_machine_arn = \"{SM}\"\nendpoint_url = \"{endpoint}\"\npoll_interval = \"200ms\"\nmax_poll_interval = \"1s\"\nshutdown_grace = \"5s\"\n"
+    )
+}
+
+/// One `[[backup]]` table.
+pub fn target(name: &str, n: u32, schedule: &str) -> String {
+    format!(
+        "\n[[backup]]\nname = \"{name}\"\nresource_arn = \"{}\"\nschedule = \"{schedule}\"\n",
+        ec2(n)
+    )
+}
+
+/// The orchestrator binary as a child process, its stdout parsed as JSON lines.
+pub struct Daemon {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_orchestrator")
+}
+
+impl Daemon {
+    /// Starts `orchestrator --config CONFIG ARGS…` with static test credentials.
+    pub fn start(config: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(config).args(args);
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts an arbitrary orchestrator command line.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
+            .env_remove("ORCHESTRATOR_CONFIG_TOML")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("orchestrator starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                l.lock().unwrap().push(v);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = e.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Every log line so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Log lines with `event == name`.
+    pub fn named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|v| v["event"] == name)
+            .collect()
+    }
+
+    /// Waits until `pred` holds over the log lines, or panics with the log after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if pred(&self.events()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.dump();
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+
+    /// Prints what the daemon said (for a failing test).
+    pub fn dump(&self) {
+        for v in self.events() {
+            eprintln!("{v}");
+        }
+        eprintln!("stderr: {}", self.stderr.lock().unwrap());
+    }
+
+    /// Sends a real signal.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                // Let the reader threads drain.
+                std::thread::sleep(Duration::from_millis(100));
+                return s;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                self.dump();
+                panic!("did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `backup_finished` lines of one target.
+pub fn finished(events: &[Value], target: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|v| v["event"] == "backup_finished" && v["target"] == target)
+        .cloned()
+        .collect()
+}
+
+/// A temp dir with a config file.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("backups.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
