@@ -192,7 +192,11 @@ impl StepFunctions for FakeAws {
 }
 
 impl BackupJobs for FakeAws {
-    async fn describe_backup_job(&self, _region: &str, job_id: &str) -> Result<JobDetail, ApiError> {
+    async fn describe_backup_job(
+        &self,
+        _region: &str,
+        job_id: &str,
+    ) -> Result<JobDetail, ApiError> {
         let s = self.call("DescribeBackupJob")?;
         s.jobs.get(job_id).cloned().ok_or_else(|| {
             ApiError::from_code(

@@ -95,26 +95,40 @@ impl ApiError {
     ) -> ApiError {
         let kind = match code {
             Some(
-                "ThrottlingException" | "Throttling" | "TooManyRequestsException"
-                | "RequestLimitExceeded" | "LimitExceededException",
+                "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+                | "LimitExceededException",
             ) => ErrorKind::Throttled,
             Some("ExecutionAlreadyExists") => ErrorKind::AlreadyExists,
             Some(
                 "ExecutionDoesNotExist" | "StateMachineDoesNotExist" | "ResourceNotFoundException",
             ) => ErrorKind::NotFound,
             Some(
-                "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException"
-                | "InvalidSignatureException" | "ExpiredTokenException"
+                "AccessDeniedException"
+                | "AccessDenied"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException"
                 | "MissingAuthenticationToken",
             ) => ErrorKind::AccessDenied,
             Some(
-                "ValidationException" | "InvalidName" | "InvalidArn" | "InvalidExecutionInput"
-                | "InvalidParameterValueException" | "MissingParameterValueException"
-                | "StateMachineDeleting" | "InvalidToken",
+                "ValidationException"
+                | "InvalidName"
+                | "InvalidArn"
+                | "InvalidExecutionInput"
+                | "InvalidParameterValueException"
+                | "MissingParameterValueException"
+                | "StateMachineDeleting"
+                | "InvalidToken",
             ) => ErrorKind::Invalid,
             Some(
-                "ServiceUnavailable" | "ServiceUnavailableException" | "InternalFailure"
-                | "InternalServerError" | "ServiceException",
+                "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "InternalFailure"
+                | "InternalServerError"
+                | "ServiceException",
             ) => ErrorKind::Transient,
             _ => match status {
                 Some(s) if s >= 500 => ErrorKind::Transient,
@@ -436,10 +450,22 @@ mod tests {
             ApiError::from_code("Op", Some(code), status, String::new(), None).kind
         };
         assert_eq!(k("ThrottlingException", Some(400)), ErrorKind::Throttled);
-        assert_eq!(k("ExecutionAlreadyExists", Some(400)), ErrorKind::AlreadyExists);
-        assert_eq!(k("StateMachineDoesNotExist", Some(400)), ErrorKind::NotFound);
-        assert_eq!(k("ResourceNotFoundException", Some(404)), ErrorKind::NotFound);
-        assert_eq!(k("AccessDeniedException", Some(400)), ErrorKind::AccessDenied);
+        assert_eq!(
+            k("ExecutionAlreadyExists", Some(400)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            k("StateMachineDoesNotExist", Some(400)),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            k("ResourceNotFoundException", Some(404)),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            k("AccessDeniedException", Some(400)),
+            ErrorKind::AccessDenied
+        );
         assert_eq!(k("InvalidName", Some(400)), ErrorKind::Invalid);
         assert_eq!(k("Whatever", Some(503)), ErrorKind::Transient);
         assert_eq!(k("Whatever", Some(400)), ErrorKind::Other);

@@ -15,9 +15,7 @@ where
     match &err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
-            let message = e
-                .message()
-                .map_or_else(|| e.to_string(), str::to_string);
+            let message = e.message().map_or_else(|| e.to_string(), str::to_string);
             ApiError::from_code(
                 operation,
                 e.code(),
@@ -58,7 +56,11 @@ mod tests {
             StartExecutionError::ExecutionAlreadyExists(
                 ExecutionAlreadyExists::builder()
                     .message("exists")
-                    .meta(ErrorMetadata::builder().code("ExecutionAlreadyExists").build())
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ExecutionAlreadyExists")
+                            .build(),
+                    )
                     .build(),
             ),
             response(400),
@@ -88,7 +90,10 @@ mod tests {
             StartExecutionError::generic(ErrorMetadata::builder().build()),
             response(500),
         );
-        assert_eq!(classify("StartExecution", internal).kind, ErrorKind::Transient);
+        assert_eq!(
+            classify("StartExecution", internal).kind,
+            ErrorKind::Transient
+        );
     }
 
     #[test]
@@ -98,7 +103,9 @@ mod tests {
         assert!(classify("StartExecution", timeout).is_retryable());
         let denied = SdkError::service_error(
             StartExecutionError::generic(
-                ErrorMetadata::builder().code("AccessDeniedException").build(),
+                ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .build(),
             ),
             response(400),
         );

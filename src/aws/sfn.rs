@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
 use super::{
-    ApiError, ExecutionDetail, ExecutionStatus, ExecutionSummary, HistoryEvent, Page,
-    StartRequest, Started, StepFunctions, region_of_arn,
+    ApiError, ExecutionDetail, ExecutionStatus, ExecutionSummary, HistoryEvent, Page, StartRequest,
+    Started, StepFunctions, region_of_arn,
 };
 use crate::arn::StateMachineArn;
 
