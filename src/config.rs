@@ -566,19 +566,19 @@ fn validate(
         "max_poll_interval",
         Duration::from_secs(300).max(poll_interval),
     );
-    if poll_interval.is_zero() {
-        if let Some(s) = &g.poll_interval {
-            r.push(s.span(), "poll_interval", "must be more than zero");
-        }
+    if poll_interval.is_zero()
+        && let Some(s) = &g.poll_interval
+    {
+        r.push(s.span(), "poll_interval", "must be more than zero");
     }
-    if max_poll_interval < poll_interval {
-        if let Some(s) = &g.max_poll_interval {
-            r.push(
-                s.span(),
-                "max_poll_interval",
-                "must not be less than poll_interval",
-            );
-        }
+    if max_poll_interval < poll_interval
+        && let Some(s) = &g.max_poll_interval
+    {
+        r.push(
+            s.span(),
+            "max_poll_interval",
+            "must not be less than poll_interval",
+        );
     }
     let listen = g.listen.as_ref().and_then(|s| {
         s.get_ref()
@@ -595,14 +595,14 @@ fn validate(
             })
             .ok()
     });
-    if let Some(u) = &g.endpoint_url {
-        if !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://")) {
-            r.push(
-                u.span(),
-                "endpoint_url",
-                "must start with http:// or https://",
-            );
-        }
+    if let Some(u) = &g.endpoint_url
+        && !(u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://"))
+    {
+        r.push(
+            u.span(),
+            "endpoint_url",
+            "must start with http:// or https://",
+        );
     }
     let start_burst = match &g.start_burst {
         Some(b) if *b.get_ref() == 0 => {
@@ -826,36 +826,36 @@ fn validate_target(
         .start_window_minutes
         .as_ref()
         .map_or(MIN_START_WINDOW_MINUTES, |v| *v.get_ref());
-    if let Some(v) = &policy.start_window_minutes {
-        if *v.get_ref() < MIN_START_WINDOW_MINUTES {
-            r.push(
-                v.span(),
-                f("start_window_minutes"),
-                format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
-            );
-        }
+    if let Some(v) = &policy.start_window_minutes
+        && *v.get_ref() < MIN_START_WINDOW_MINUTES
+    {
+        r.push(
+            v.span(),
+            f("start_window_minutes"),
+            format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
+        );
     }
     let complete_window_minutes = policy
         .complete_window_minutes
         .as_ref()
         .map_or(7 * 24 * 60, |v| *v.get_ref());
-    if let Some(v) = &policy.complete_window_minutes {
-        if *v.get_ref() <= start_window_minutes {
-            r.push(
-                v.span(),
-                f("complete_window_minutes"),
-                "must be more than start_window_minutes",
-            );
-        }
+    if let Some(v) = &policy.complete_window_minutes
+        && *v.get_ref() <= start_window_minutes
+    {
+        r.push(
+            v.span(),
+            f("complete_window_minutes"),
+            "must be more than start_window_minutes",
+        );
     }
     let delete_after_days = policy
         .delete_after_days
         .as_ref()
         .map_or(35, |v| *v.get_ref());
-    if let Some(v) = &policy.delete_after_days {
-        if *v.get_ref() == 0 {
-            r.push(v.span(), f("delete_after_days"), "must be at least 1");
-        }
+    if let Some(v) = &policy.delete_after_days
+        && *v.get_ref() == 0
+    {
+        r.push(v.span(), f("delete_after_days"), "must be at least 1");
     }
     let command = |c: &Option<Spanned<String>>, key: &str, r: &mut Report<'_>| {
         c.as_ref().and_then(|c| {
@@ -879,7 +879,7 @@ fn validate_target(
         resource_arn: resource_arn?,
         schedule: schedule?,
         state_machine: state_machine?,
-        enabled: t.enabled.map_or(true, Spanned::into_inner),
+        enabled: t.enabled.is_none_or(Spanned::into_inner),
         catch_up: policy.catch_up.map(Spanned::into_inner).unwrap_or_default(),
         starting_deadline,
         concurrency: policy

@@ -97,13 +97,13 @@ pub fn parse_name(name: &str) -> Option<ParsedName> {
     if name.len() > SLOT_STAMP_LEN + 1 && name.ends_with('Z') {
         let (head, stamp) = name.split_at(name.len() - SLOT_STAMP_LEN);
         let target_part = head.strip_suffix('-')?;
-        if let Some(slot) = parse_stamp(stamp) {
-            if !target_part.is_empty() {
-                return Some(ParsedName::Scheduled {
-                    target_part: target_part.to_string(),
-                    slot,
-                });
-            }
+        if let Some(slot) = parse_stamp(stamp)
+            && !target_part.is_empty()
+        {
+            return Some(ParsedName::Scheduled {
+                target_part: target_part.to_string(),
+                slot,
+            });
         }
         return None;
     }

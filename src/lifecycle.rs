@@ -211,11 +211,11 @@ impl Backup {
                 state: j.state.clone(),
                 percent_done: j.percent_done,
             });
-        } else if let Some(p) = j.percent_done {
-            if self.percent_done != Some(p) {
-                self.percent_done = Some(p);
-                changes.push(Change::Progress { percent_done: p });
-            }
+        } else if let Some(p) = j.percent_done
+            && self.percent_done != Some(p)
+        {
+            self.percent_done = Some(p);
+            changes.push(Change::Progress { percent_done: p });
         }
         self.job = Some(j.clone());
         changes.extend(self.maybe_finish(now));

@@ -133,10 +133,10 @@ impl<S: StepFunctions> Scheduler<S> {
     }
 
     async fn disarm(&self, g: &Group) {
-        if let Some(id) = g.job {
-            if let Err(e) = self.tcs.remove(&id).await {
-                warn!(error = %e, "could not remove a timer");
-            }
+        if let Some(id) = g.job
+            && let Err(e) = self.tcs.remove(&id).await
+        {
+            warn!(error = %e, "could not remove a timer");
         }
     }
 

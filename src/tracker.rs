@@ -447,10 +447,10 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .collect();
         let mut by_resource: HashMap<String, Vec<JobDetail>> = HashMap::new();
         for j in jobs {
-            if let Some(r) = j.resource_arn.clone() {
-                if !claimed.contains(&j.job_id) {
-                    by_resource.entry(r).or_default().push(j);
-                }
+            if let Some(r) = j.resource_arn.clone()
+                && !claimed.contains(&j.job_id)
+            {
+                by_resource.entry(r).or_default().push(j);
             }
         }
         let mut ordered: Vec<&String> = keys.iter().collect();

@@ -171,7 +171,7 @@ impl StepFunctions for FakeAws {
                 start_date: e.start_date,
             })
             .collect();
-        items.sort_by(|a, b| b.start_date.cmp(&a.start_date));
+        items.sort_by_key(|e| std::cmp::Reverse(e.start_date));
         Ok(Page {
             items,
             next_token: None,
