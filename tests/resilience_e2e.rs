@@ -27,19 +27,31 @@ fn slots(sb: &backup_orchestrator::sandbox::Sandbox) -> BTreeMap<(String, DateTi
         let slot = DateTime::parse_from_rfc3339(input["ScheduledFor"].as_str().unwrap())
             .unwrap()
             .with_timezone(&Utc);
-        *m.entry((input["Target"].as_str().unwrap().to_string(), slot)).or_insert(0) += 1;
+        *m.entry((input["Target"].as_str().unwrap().to_string(), slot))
+            .or_insert(0) += 1;
     }
     m
 }
 
 /// Every slot of an every-`period`-seconds schedule between the first and last one seen has an
 /// execution: nothing was lost in between.
-fn assert_no_gaps(m: &BTreeMap<(String, DateTime<Utc>), usize>, target: &str, period: i64) -> usize {
-    let seen: BTreeSet<DateTime<Utc>> = m.keys().filter(|(t, _)| t == target).map(|(_, s)| *s).collect();
+fn assert_no_gaps(
+    m: &BTreeMap<(String, DateTime<Utc>), usize>,
+    target: &str,
+    period: i64,
+) -> usize {
+    let seen: BTreeSet<DateTime<Utc>> = m
+        .keys()
+        .filter(|(t, _)| t == target)
+        .map(|(_, s)| *s)
+        .collect();
     let (first, last) = (*seen.first().unwrap(), *seen.last().unwrap());
     let mut s = first;
     while s <= last {
-        assert!(seen.contains(&s), "{target}: slot {s} was lost (seen {seen:?})");
+        assert!(
+            seen.contains(&s),
+            "{target}: slot {s} was lost (seen {seen:?})"
+        );
         s += chrono::Duration::seconds(period);
     }
     seen.len()
@@ -76,7 +88,10 @@ fn a_throttling_storm_and_an_outage_lose_no_slot_and_start_none_twice() {
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 
     let stats = sb.stats();
-    assert!(stats.faults_injected > 10, "faults were injected: {stats:?}");
+    assert!(
+        stats.faults_injected > 10,
+        "faults were injected: {stats:?}"
+    );
     let m = slots(&sb);
     let mut total = 0;
     for i in 0..10 {
@@ -85,7 +100,10 @@ fn a_throttling_storm_and_an_outage_lose_no_slot_and_start_none_twice() {
     assert!(m.values().all(|n| *n == 1), "a slot started twice: {m:?}");
     let failed = d.named("execution_start_failed");
     assert!(failed.is_empty(), "starts given up: {failed:?}");
-    assert!(!d.named("execution_start_retry").is_empty(), "retries happened");
+    assert!(
+        !d.named("execution_start_retry").is_empty(),
+        "retries happened"
+    );
     eprintln!(
         "storm: {total} slots started once each, 0 duplicated, 0 lost; {} faults injected, {} retries",
         stats.faults_injected,
@@ -97,25 +115,31 @@ fn a_throttling_storm_and_an_outage_lose_no_slot_and_start_none_twice() {
 #[test]
 fn kill_9_mid_backup_then_restart_logs_the_final_state_exactly_once() {
     let rt = runtime();
-    let sb = rt.block_on(backup_orchestrator::sandbox::Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        backup_orchestrator::sandbox::SandboxConfig {
-            execution_delay: Duration::from_millis(100),
-            job_pending: Duration::from_millis(500),
-            job_running: Duration::from_secs(6),
-            ..Default::default()
-        },
-    ))
-    .unwrap();
+    let sb = rt
+        .block_on(backup_orchestrator::sandbox::Sandbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            backup_orchestrator::sandbox::SandboxConfig {
+                execution_delay: Duration::from_millis(100),
+                job_pending: Duration::from_millis(500),
+                job_running: Duration::from_secs(6),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Every 30 s: one slot in flight while we kill the daemon.
     let cfg = write_config(
         dir.path(),
-        &format!("{}{}", header(&sb.endpoint_url()), target("db", 1, "*/30 * * * * *")),
+        &format!(
+            "{}{}",
+            header(&sb.endpoint_url()),
+            target("db", 1, "*/30 * * * * *")
+        ),
     );
     let mut a = Daemon::start(&cfg, &[]);
     a.wait_for("the job running", Duration::from_secs(40), |ev| {
-        ev.iter().any(|v| v["event"] == "backup_job_state" && v["state"] == "RUNNING")
+        ev.iter()
+            .any(|v| v["event"] == "backup_job_state" && v["state"] == "RUNNING")
     });
     let job = a.named("backup_job_created")[0]["backup_job_id"].clone();
     a.signal("KILL");
@@ -124,7 +148,8 @@ fn kill_9_mid_backup_then_restart_logs_the_final_state_exactly_once() {
 
     let mut b = Daemon::start(&cfg, &[]);
     b.wait_for("the job's end", Duration::from_secs(20), |ev| {
-        ev.iter().any(|v| v["event"] == "backup_finished" && v["backup_job_id"] == job)
+        ev.iter()
+            .any(|v| v["event"] == "backup_finished" && v["backup_job_id"] == job)
     });
     std::thread::sleep(Duration::from_secs(2));
     let resumed = b.named("tracking_resumed");

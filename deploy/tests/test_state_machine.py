@@ -1,0 +1,311 @@
+"""Runs the template's state machine in an Amazon States Language interpreter, offline.
+
+The interpreter is moto's port of LocalStack's Step Functions engine; the AWS SDK tasks it
+calls (ssm:sendCommand, ssm:getCommandInvocation, backup:startBackupJob,
+backup:describeBackupJob) are answered by scripted fakes. Every request a task sends is
+validated against botocore's service model for that operation, so a wrong parameter name or
+type in the definition fails here as it would fail against AWS.
+
+What this proves: the definition parses, its intrinsic functions and paths evaluate, and its
+branches do what deploy/README.md promises (hooks, post command after a failed backup, the
+error names the daemon reports, BackupJobId at the top level of the output). What it cannot
+prove: IAM, and the exact error names AWS gives SDK-integration failures (the interpreter's
+naming is patched to AWS's documented `ServiceName.ExceptionName` form).
+
+Run: .venv-deploy/bin/python -m unittest discover -s deploy/tests -v   (deploy/validate.sh does)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import unittest
+from datetime import timezone
+from pathlib import Path
+
+import boto3
+import botocore.session
+from botocore.exceptions import ClientError
+from botocore.validate import ParamValidator
+from cfnlint.decode import cfn_yaml
+from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk_task,
+)
+from moto.stepfunctions.parser.backend import execution_worker
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "cloudformation" / "orchestrator.yaml"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+INSTANCE_ID = "i-0123456789abcdef0"
+RESOURCE_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"
+VAULT = "orchestrator"
+BACKUP_ROLE = f"arn:aws:iam::{ACCOUNT}:role/orchestrator-BackupRole"
+SUBSTITUTIONS = {
+    "BackupVaultName": VAULT,
+    "BackupRoleArn": BACKUP_ROLE,
+    "DefaultStartWindowMinutes": "60",
+    "DefaultCompleteWindowMinutes": "10080",
+    "DefaultDeleteAfterDays": "35",
+    "CommandTimeoutSeconds": "600",
+}
+
+# The interpreter logs every caught error as a warning: the scenarios cause many on purpose.
+logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+# AWS names SDK-integration errors `ServiceName.ExceptionName` (PascalCase service name).
+aws_sdk_task._SERVICE_ERROR_NAMES.update({"ssm": "Ssm", "backup": "Backup"})
+
+# In AWS the context object's $$.Execution.StartTime is an ISO 8601 string; the interpreter
+# holds a datetime there.
+_ExecutionData = execution_worker.ExecutionData
+
+
+def _execution_data_as_in_aws(**fields):
+    start = fields["StartTime"]
+    if not isinstance(start, str):
+        fields["StartTime"] = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return _ExecutionData(**fields)
+
+
+execution_worker.ExecutionData = _execution_data_as_in_aws
+
+_BOTOCORE = botocore.session.get_session()
+_VALIDATOR = ParamValidator()
+
+
+def definition_json(fast: bool = True) -> str:
+    """The template's definition with DefinitionSubstitutions applied, as CloudFormation does.
+
+    With `fast`, waits become 0 s and retry intervals 1 s so the scenarios run in seconds.
+    """
+    template = cfn_yaml.load(str(TEMPLATE))
+    props = template["Resources"]["BackupStateMachine"]["Properties"]
+    assert set(props["DefinitionSubstitutions"]) == set(SUBSTITUTIONS), props["DefinitionSubstitutions"]
+    definition = json.loads(json.dumps(props["Definition"]))
+    if fast:
+        for state in definition["States"].values():
+            if state["Type"] == "Wait":
+                state["Seconds"] = 0
+            for retrier in state.get("Retry", []):
+                retrier["IntervalSeconds"] = 1
+                retrier["BackoffRate"] = 1.0
+                retrier.pop("JitterStrategy", None)
+    text = json.dumps(definition)
+    unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(SUBSTITUTIONS)
+    assert not unknown, f"placeholders without a substitution: {unknown}"
+    return re.sub(r"\$\{([^}]+)\}", lambda m: SUBSTITUTIONS[m.group(1)], text)
+
+
+class AwsError(ClientError):
+    """A service error; subclasses are named like the modelled exception."""
+
+    def __init__(self, message: str):
+        super().__init__({"Error": {"Code": type(self).__name__, "Message": message},
+                          "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "req"}},
+                         "call")
+
+
+class InvocationDoesNotExistException(AwsError):
+    pass
+
+
+class InvalidParameterValueException(AwsError):
+    pass
+
+
+class Fake:
+    """Scripted answers for one scenario; records every call (operation, params)."""
+
+    def __init__(self, *, pre=("Success",), post=("Success",), job_states=("RUNNING", "COMPLETED"),
+                 start_error=None, invocation_missing_once=False):
+        self.calls: list[tuple[str, dict]] = []
+        self.commands: dict[str, list[str]] = {}
+        self.statuses = {"pre": list(pre), "post": list(post)}
+        self.job_states = list(job_states)
+        self.start_error = start_error
+        self.invocation_missing_once = invocation_missing_once
+
+    def client(self, service: str):
+        fake = self
+        model = _BOTOCORE.get_service_model(service)
+
+        class Client:
+            def __getattr__(self, snake: str):
+                op = next(o for o in model.operation_names if _snake(o) == snake)
+
+                def call(**params):
+                    report = _VALIDATOR.validate(params, model.operation_model(op).input_shape)
+                    if report.has_errors():
+                        raise AssertionError(f"{service}:{op} request rejected by the model:\n"
+                                             f"{report.generate_report()}\n{params}")
+                    fake.calls.append((op, params))
+                    return getattr(fake, snake)(**params)
+
+                return call
+
+        return Client()
+
+    def send_command(self, **p):
+        kind = p["Comment"].rsplit(" ", 1)[1]
+        command_id = f"{kind:0>4}cafe-0000-4000-8000-000000000000"  # a UUID, as SSM's
+        self.commands[command_id] = [kind] + self.statuses[kind]
+        return {"Command": {"CommandId": command_id, "DocumentName": p["DocumentName"]}}
+
+    def get_command_invocation(self, **p):
+        if self.invocation_missing_once:
+            self.invocation_missing_once = False
+            raise InvocationDoesNotExistException("not yet")
+        script = self.commands[p["CommandId"]]
+        status = script.pop(1) if len(script) > 2 else script[1]
+        return {"CommandId": p["CommandId"], "InstanceId": p["InstanceId"], "Status": status,
+                "StatusDetails": status, "ResponseCode": 0 if status == "Success" else 1,
+                "StandardOutputContent": "", "StandardErrorContent": "" if status == "Success" else "boom"}
+
+    def start_backup_job(self, **p):
+        if self.start_error:
+            raise self.start_error
+        return {"BackupJobId": "job-1", "CreationDate": "2026-11-29T10:00:01Z", "IsParent": False,
+                "RecoveryPointArn": f"arn:aws:ec2:{REGION}::image/ami-0123"}
+
+    def describe_backup_job(self, **p):
+        assert p["BackupJobId"] == "job-1"
+        state = self.job_states.pop(0) if len(self.job_states) > 1 else self.job_states[0]
+        return {"BackupJobId": "job-1", "State": state}
+
+    def ops(self) -> list[str]:
+        return [op for op, _ in self.calls]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def full_input(**overrides) -> dict:
+    value = {"ResourceArn": RESOURCE_ARN, "Target": "web-1", "ScheduledFor": "2026-11-29T10:00:00Z",
+             "Trigger": "schedule", "StartWindowMinutes": 120, "CompleteWindowMinutes": 1440,
+             "DeleteAfterDays": 7}
+    value.update(overrides)
+    return {k: v for k, v in value.items() if v is not None}
+
+
+class StateMachineTest(unittest.TestCase):
+    definition = definition_json()
+
+    def run_machine(self, fake: Fake, execution_input: dict, name: str = "web-1-20261129T100000Z"):
+        original = aws_sdk_task.boto_client_for
+        aws_sdk_task.boto_client_for = lambda region, service, state_credentials=None: fake.client(service)
+        try:
+            with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+                sfn = boto3.client("stepfunctions", region_name=REGION)
+                arn = sfn.create_state_machine(
+                    name="orchestrator-backup", definition=self.definition,
+                    roleArn=f"arn:aws:iam::{ACCOUNT}:role/sm")["stateMachineArn"]
+                execution = sfn.start_execution(stateMachineArn=arn, name=name,
+                                                input=json.dumps(execution_input))["executionArn"]
+                deadline = time.monotonic() + 120
+                while True:
+                    desc = sfn.describe_execution(executionArn=execution)
+                    if desc["status"] != "RUNNING":
+                        return desc
+                    self.assertLess(time.monotonic(), deadline, "execution did not finish")
+                    time.sleep(0.05)
+        finally:
+            aws_sdk_task.boto_client_for = original
+
+    def start_params(self, fake: Fake) -> dict:
+        (params,) = [p for op, p in fake.calls if op == "StartBackupJob"]
+        return params
+
+    def test_plain_backup_output_is_the_start_backup_job_response(self):
+        fake = Fake()
+        desc = self.run_machine(fake, full_input())
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops(), ["StartBackupJob"])
+        output = json.loads(desc["output"])
+        self.assertEqual(output["BackupJobId"], "job-1")
+        self.assertEqual(self.start_params(fake), {
+            "BackupVaultName": VAULT, "IamRoleArn": BACKUP_ROLE, "ResourceArn": RESOURCE_ARN,
+            "IdempotencyToken": "web-1-20261129T100000Z", "StartWindowMinutes": 120,
+            "CompleteWindowMinutes": 1440, "Lifecycle": {"DeleteAfterDays": 7},
+            "RecoveryPointTags": {"orchestrator:execution": "web-1-20261129T100000Z",
+                                  "orchestrator:target": "web-1",
+                                  "orchestrator:scheduled-for": "2026-11-29T10:00:00Z",
+                                  "orchestrator:trigger": "schedule"}})
+
+    def test_hand_started_execution_gets_the_stack_defaults(self):
+        fake = Fake()
+        desc = self.run_machine(fake, {"ResourceArn": RESOURCE_ARN}, name="by-hand")
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        params = self.start_params(fake)
+        self.assertEqual((params["StartWindowMinutes"], params["CompleteWindowMinutes"],
+                          params["Lifecycle"]), (60, 10080, {"DeleteAfterDays": 35}))
+        self.assertEqual(params["RecoveryPointTags"]["orchestrator:trigger"], "manual")
+        self.assertEqual(params["RecoveryPointTags"]["orchestrator:target"], "by-hand")
+        self.assertRegex(params["RecoveryPointTags"]["orchestrator:scheduled-for"],
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        self.assertEqual(params["IdempotencyToken"], "by-hand")
+
+    def test_hooks_run_around_the_backup_and_wait_for_the_job(self):
+        fake = Fake(pre=("InProgress", "Success"), post=("Pending", "Success"),
+                    job_states=("CREATED", "RUNNING", "COMPLETED"), invocation_missing_once=True)
+        desc = self.run_machine(fake, full_input(PreCommand="systemctl stop app",
+                                                 PostCommand="systemctl start app"))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops(), ["SendCommand", "GetCommandInvocation", "GetCommandInvocation",
+                                      "GetCommandInvocation", "StartBackupJob", "DescribeBackupJob", "DescribeBackupJob",
+                                      "DescribeBackupJob", "SendCommand", "GetCommandInvocation",
+                                      "GetCommandInvocation"])
+        pre = fake.calls[0][1]
+        self.assertEqual(pre["DocumentName"], "AWS-RunShellScript")
+        self.assertEqual(pre["InstanceIds"], [INSTANCE_ID])
+        self.assertEqual(pre["Parameters"], {"commands": ["systemctl stop app"], "executionTimeout": ["600"]})
+        self.assertEqual(fake.calls[8][1]["Parameters"]["commands"], ["systemctl start app"])
+        output = json.loads(desc["output"])
+        self.assertEqual(output["BackupJobId"], "job-1")
+        self.assertEqual(output["BackupJob"], {"State": "COMPLETED"})
+        self.assertEqual((output["PreCommand"]["Status"], output["PostCommand"]["Status"]),
+                         ("Success", "Success"))
+
+    def test_failed_pre_command_means_no_backup(self):
+        fake = Fake(pre=("Failed",))
+        desc = self.run_machine(fake, full_input(PreCommand="false", PostCommand="true"))
+        self.assertEqual(desc["status"], "FAILED", desc)
+        self.assertEqual(desc["error"], "PreCommandFailed")
+        self.assertIn("ended Failed", desc["cause"])
+        self.assertNotIn("StartBackupJob", fake.ops())
+        self.assertEqual(fake.ops().count("SendCommand"), 1)
+
+    def test_failed_backup_job_still_runs_the_post_command(self):
+        fake = Fake(job_states=("RUNNING", "FAILED"))
+        desc = self.run_machine(fake, full_input(PreCommand="true", PostCommand="systemctl start app"))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops()[-2:], ["SendCommand", "GetCommandInvocation"])
+        output = json.loads(desc["output"])
+        self.assertEqual((output["BackupJobId"], output["BackupJob"]["State"]), ("job-1", "FAILED"))
+
+    def test_post_command_runs_when_start_backup_job_fails_and_the_error_is_kept(self):
+        fake = Fake(start_error=InvalidParameterValueException("bad window"))
+        desc = self.run_machine(fake, full_input(PreCommand="true", PostCommand="systemctl start app"))
+        self.assertEqual(desc["status"], "FAILED", desc)
+        self.assertEqual(desc["error"], "StartBackupJobFailed")
+        self.assertEqual(json.loads(desc["cause"])["Error"], "Backup.InvalidParameterValueException")
+        self.assertEqual(fake.ops().count("StartBackupJob"), 4, "3 retries, with the same token")
+        self.assertEqual({p["IdempotencyToken"] for op, p in fake.calls if op == "StartBackupJob"},
+                         {"web-1-20261129T100000Z"})
+        self.assertEqual(fake.ops()[-2:], ["SendCommand", "GetCommandInvocation"])
+
+    def test_failed_post_command_is_reported_even_when_the_backup_completed(self):
+        fake = Fake(post=("InProgress", "Failed"))
+        desc = self.run_machine(fake, full_input(PostCommand="systemctl start app"))
+        self.assertEqual(desc["status"], "FAILED", desc)
+        self.assertEqual(desc["error"], "PostCommandFailed")
+        self.assertIn("job-1", desc["cause"])
+        self.assertEqual(fake.ops()[0], "StartBackupJob")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Validates every deploy artifact with its own ecosystem's validator. The CI entry point:
+#
+#   bash deploy/validate.sh
+#
+# Installs what it needs on a fresh machine: a virtualenv at .venv-deploy/ with the pinned
+# tools of deploy/requirements.txt (PyPI), and Debian's systemd package if systemd-analyze is
+# missing (apt-get). Runs every validator, prints each one's output, and exits non-zero if any
+# reported an error or a warning (cfn-lint informational findings count too).
+#
+#   cfn-lint           deploy/cloudformation/*.yaml (CloudFormation schemas, IAM, ASL definition)
+#   state machine      deploy/tests/test_state_machine.py (runs the ASL offline: moto's interpreter)
+#   systemd-analyze    verify + offline security score of deploy/systemd/orchestrator.service
+#   hadolint           deploy/container/Dockerfile
+#   botocore           deploy/ecs/task-definition.json vs ecs:RegisterTaskDefinition's input shape
+#   ShellCheck         this script
+#
+# The Rust side of the contract (execution input vs the machine's $.paths) is
+# `cargo test --test deploy_contract`, part of `cargo test`.
+set -uo pipefail
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+VENV="$ROOT/.venv-deploy"
+REQUIREMENTS="$ROOT/deploy/requirements.txt"
+failed=()
+
+section() { printf '\n=== %s ===\n' "$1"; }
+
+# Runs a validator; it fails on a non-zero exit status, or (with --quiet-ok) on any output.
+run() {
+    local name="$1" quiet_ok=0 output status
+    shift
+    if [[ "$1" == "--quiet-ok" ]]; then quiet_ok=1; shift; fi
+    section "$name"
+    printf '$ %s\n' "$*"
+    output="$("$@" 2>&1)"
+    status=$?
+    [[ -n "$output" ]] && printf '%s\n' "$output"
+    if (( status != 0 )) || { (( quiet_ok )) && [[ -n "$output" ]]; }; then
+        printf -- '--> %s: FAILED (exit %d)\n' "$name" "$status"
+        failed+=("$name")
+    else
+        printf -- '--> %s: OK\n' "$name"
+    fi
+}
+
+# --- tools -------------------------------------------------------------------------------
+section "setup"
+python="$(command -v python3 || true)"
+if [[ -z "$python" ]] || ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "installing python3-venv (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+    python="$(command -v python3)"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "creating $VENV from $REQUIREMENTS"
+    rm -rf "$VENV"
+    "$python" -m venv "$VENV" || exit 2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" || exit 2
+    echo "*" > "$VENV/.gitignore"
+    echo "$want" > "$stamp"
+fi
+"$VENV/bin/cfn-lint" --version
+"$VENV/bin/python" -c 'import botocore, moto; print("botocore", botocore.__version__, "/ moto", moto.__version__)'
+"$VENV/bin/hadolint" --version
+if ! command -v systemd-analyze >/dev/null; then
+    echo "installing systemd (apt) for systemd-analyze"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+fi
+systemd-analyze --version | head -n 1
+
+# --- validators --------------------------------------------------------------------------
+run "cfn-lint" "$VENV/bin/cfn-lint" --include-checks I -- deploy/cloudformation/*.yaml
+
+run "state machine (offline ASL run)" \
+    "$VENV/bin/python" -m unittest discover --start-directory deploy/tests --pattern 'test_*.py'
+
+# systemd-analyze verify insists that every Exec*= binary exists. Verify a copy of the unit
+# whose /usr/local/bin/orchestrator is /bin/true (same flags, same everything else): the unit's
+# syntax, directives and sandboxing are what is checked, not the daemon.
+unit_dir="$(mktemp -d)"
+trap 'rm -rf "$unit_dir"' EXIT
+sed 's#/usr/local/bin/orchestrator#/bin/true#g' deploy/systemd/orchestrator.service \
+    > "$unit_dir/orchestrator.service"
+run "systemd-analyze verify (a copy: binary = /bin/true, same line numbers)" --quiet-ok systemd-analyze verify --man=no "$unit_dir/orchestrator.service"
+# Exposure score (0 = fully sandboxed .. 10); --threshold=20 fails above 2.0. Prints the
+# settings that still expose something, and the score.
+unit_security() {
+    local out status
+    out="$(systemd-analyze security --offline=true --threshold=20 --no-pager "$1" 2>&1)"
+    status=$?
+    grep -E '✗|Overall|rror' <<<"$out"
+    return "$status"
+}
+run "systemd-analyze security" unit_security "$unit_dir/orchestrator.service"
+
+run "hadolint" "$VENV/bin/hadolint" deploy/container/Dockerfile
+
+run "botocore RegisterTaskDefinition" "$VENV/bin/python" deploy/ecs/validate_task_definition.py
+
+run "shellcheck" "$VENV/bin/shellcheck" deploy/validate.sh
+
+# --- result ------------------------------------------------------------------------------
+section "summary"
+if (( ${#failed[@]} )); then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "all deploy validators passed"

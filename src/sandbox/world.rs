@@ -1,0 +1,1482 @@
+//! The sandbox's world: executions and backup jobs whose states follow from their timestamps.
+//!
+//! No I/O and no clock: every method takes `now` (epoch milliseconds). A job's state is computed
+//! from its creation time when somebody reads it, so 100,000 jobs cost no timers. The one step
+//! that cannot be lazy is an execution's StartBackupJob task, because it creates a job that other
+//! callers can see: those tasks wait in a deadline heap and run (back-dated to their deadline)
+//! on the first call that observes a time past it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::history;
+
+/// Epoch milliseconds, the world's only notion of time.
+pub(crate) type Millis = i64;
+
+/// Step Functions' limit on an execution name, in characters.
+const MAX_NAME_CHARS: usize = 80;
+/// Step Functions' limit on an execution input, in bytes.
+pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
+/// Characters Step Functions refuses in a name, besides whitespace and control characters.
+const FORBIDDEN_NAME_CHARS: &str = "<>{}[]?*\"#%\\^|~`$&,;:/";
+/// AWS Backup's start window when StartBackupJob does not set one (8 hours).
+const DEFAULT_START_WINDOW_MINUTES: u64 = 480;
+/// The vault and role the modelled state machine passes when the input names none.
+const DEFAULT_VAULT: &str = "Default";
+/// How far a job meant to fail gets before it does, in percent.
+const FAILING_JOB_PROGRESS: f64 = 50.0;
+const GIB: u64 = 1 << 30;
+
+/// What the world needs from [`super::SandboxConfig`], with durations in milliseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct WorldConfig {
+    pub account_id: String,
+    pub region: String,
+    pub execution_delay: Millis,
+    pub job_pending: Millis,
+    pub job_running: Millis,
+    pub fail_resources: Vec<String>,
+    pub state_machines: Option<HashSet<String>>,
+}
+
+/// A refusal, named by the error code the real service sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The status of an execution, as DescribeExecution spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    /// Started and not yet closed.
+    Running,
+    /// Closed with an output.
+    Succeeded,
+    /// Closed with an error and a cause.
+    Failed,
+}
+
+impl ExecutionStatus {
+    /// The wire spelling: `RUNNING`, `SUCCEEDED`, `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ExecutionStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The state of a backup job, as DescribeBackupJob spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Accepted, not yet started.
+    Created,
+    /// Copying data.
+    Running,
+    /// Done; the recovery point exists.
+    Completed,
+    /// Ended without a usable recovery point.
+    Failed,
+}
+
+impl JobState {
+    /// The wire spelling: `CREATED`, `RUNNING`, `COMPLETED`, `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// True for states a job never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for JobState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One execution as the sandbox sees it at the moment of the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionRecord {
+    /// The execution name.
+    pub name: String,
+    /// The execution ARN.
+    pub arn: String,
+    /// The state machine it runs.
+    pub state_machine_arn: String,
+    /// The input JSON text, as received.
+    pub input: String,
+    /// Its status now.
+    pub status: ExecutionStatus,
+    /// When StartExecution created it.
+    pub start_date: DateTime<Utc>,
+    /// When it closed.
+    pub stop_date: Option<DateTime<Utc>>,
+    /// The backup job its StartBackupJob task created, once it has.
+    pub backup_job_id: Option<String>,
+    /// The output JSON text, when SUCCEEDED.
+    pub output: Option<String>,
+    /// The error name, when FAILED.
+    pub error: Option<String>,
+    /// The error cause, when FAILED.
+    pub cause: Option<String>,
+}
+
+/// One backup job as the sandbox sees it at the moment of the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    /// The BackupJobId.
+    pub id: String,
+    /// The resource backed up.
+    pub resource_arn: String,
+    /// `EC2`, `EBS`, ... (from the resource ARN).
+    pub resource_type: String,
+    /// The vault the recovery point goes to.
+    pub backup_vault_name: String,
+    /// The role AWS Backup assumes.
+    pub iam_role_arn: String,
+    /// Its state now.
+    pub state: JobState,
+    /// Progress, a decimal string as AWS Backup sends it (`"42.0"`).
+    pub percent_done: String,
+    /// Size of the backup so far.
+    pub backup_size_in_bytes: i64,
+    /// Bytes copied so far.
+    pub bytes_transferred: i64,
+    /// Why it failed, when FAILED.
+    pub status_message: Option<String>,
+    /// When it was created.
+    pub creation_date: DateTime<Utc>,
+    /// The end of its start window.
+    pub start_by: DateTime<Utc>,
+    /// When it is expected to end.
+    pub expected_completion_date: DateTime<Utc>,
+    /// When it ended.
+    pub completion_date: Option<DateTime<Utc>>,
+    /// The recovery point it makes.
+    pub recovery_point_arn: String,
+    /// The StartBackupJob IdempotencyToken, if one was sent.
+    pub idempotency_token: Option<String>,
+    /// The execution whose task created it, if any.
+    pub execution_name: Option<String>,
+}
+
+/// The result of an accepted StartExecution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Started {
+    pub execution_arn: String,
+    pub start_ms: Millis,
+    /// True when this was an idempotent repeat of a RUNNING execution.
+    pub duplicate: bool,
+}
+
+/// The result of StartBackupJob.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JobStarted {
+    pub record: JobRecord,
+    /// The RecoveryPointArn the response carries (not for every resource type).
+    pub recovery_point_arn: Option<String>,
+    /// False when an earlier call with the same IdempotencyToken created the job.
+    pub new: bool,
+}
+
+/// The StartBackupJob request members the sandbox uses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobRequest {
+    pub backup_vault_name: Option<String>,
+    pub resource_arn: Option<String>,
+    pub iam_role_arn: Option<String>,
+    pub idempotency_token: Option<String>,
+    pub start_window_minutes: Option<u64>,
+}
+
+/// The ListBackupJobs filters the sandbox honours.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobFilter {
+    pub resource_arn: Option<String>,
+    pub state: Option<String>,
+    pub backup_vault_name: Option<String>,
+    pub resource_type: Option<String>,
+    pub account_id: Option<String>,
+    pub created_after: Option<Millis>,
+    pub created_before: Option<Millis>,
+    pub complete_after: Option<Millis>,
+    pub complete_before: Option<Millis>,
+}
+
+/// How an execution's task went, decided when it runs.
+#[derive(Debug)]
+enum Run {
+    /// Its task has not run yet.
+    Pending,
+    /// It failed before creating a job.
+    Failed {
+        at: Millis,
+        error: &'static str,
+        cause: Box<str>,
+    },
+    /// Its task created (or found, by idempotency token) `job`; it closes at `stop`.
+    Job {
+        job: u32,
+        stop: Millis,
+        post_failure: Option<Box<str>>,
+    },
+}
+
+#[derive(Debug)]
+struct Execution {
+    machine: u32,
+    name: Arc<str>,
+    input: Box<str>,
+    start: Millis,
+    run: Run,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: Uuid,
+    resource: Arc<str>,
+    vault: Arc<str>,
+    role: Arc<str>,
+    created: Millis,
+    start_window_minutes: u64,
+    token: Option<Arc<str>>,
+    execution: Option<u32>,
+    fails: bool,
+}
+
+/// The phases of a job's life, from its creation time and the configured durations.
+#[derive(Debug, Clone, Copy)]
+struct JobTimes {
+    running_from: Millis,
+    ends: Millis,
+}
+
+/// Every execution and job the sandbox holds, and the indexes that find them.
+#[derive(Debug)]
+pub(crate) struct World {
+    config: WorldConfig,
+    strings: HashSet<Arc<str>>,
+    machines: Vec<Arc<str>>,
+    machine_ids: HashMap<Arc<str>, u32>,
+    machine_executions: Vec<Vec<u32>>,
+    executions: Vec<Execution>,
+    execution_ids: HashMap<(u32, Arc<str>), u32>,
+    due: BinaryHeap<Reverse<(Millis, u32)>>,
+    jobs: Vec<Job>,
+    job_ids: HashMap<Uuid, u32>,
+    job_tokens: HashMap<Arc<str>, u32>,
+    last_job_created: Millis,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(config: WorldConfig) -> Self {
+        Self {
+            config,
+            strings: HashSet::new(),
+            machines: Vec::new(),
+            machine_ids: HashMap::new(),
+            machine_executions: Vec::new(),
+            executions: Vec::new(),
+            execution_ids: HashMap::new(),
+            due: BinaryHeap::new(),
+            jobs: Vec::new(),
+            job_ids: HashMap::new(),
+            job_tokens: HashMap::new(),
+            last_job_created: Millis::MIN,
+        }
+    }
+
+    /// The account in ARNs the world mints.
+    pub fn account_id(&self) -> &str {
+        &self.config.account_id
+    }
+
+    /// The region in ARNs the world mints.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// Runs every execution task whose time has come by `now`, in deadline order.
+    pub fn advance(&mut self, now: Millis) {
+        while let Some(&Reverse((at, index))) = self.due.peek() {
+            if at > now {
+                break;
+            }
+            self.due.pop();
+            self.run_task(index, at);
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.strings.get(s) {
+            return found.clone();
+        }
+        let arc: Arc<str> = Arc::from(s);
+        self.strings.insert(arc.clone());
+        arc
+    }
+
+    fn machine_id(&mut self, arn: &str) -> u32 {
+        if let Some(&id) = self.machine_ids.get(arn) {
+            return id;
+        }
+        let id = u32::try_from(self.machines.len()).expect("fewer than 2^32 state machines");
+        let arc: Arc<str> = Arc::from(arn);
+        self.machines.push(arc.clone());
+        self.machine_ids.insert(arc, id);
+        self.machine_executions.push(Vec::new());
+        id
+    }
+
+    fn check_machine(&self, arn: Option<&str>) -> Result<String, ApiError> {
+        let arn = arn.ok_or_else(|| {
+            ApiError::new(
+                "ValidationException",
+                "1 validation error detected: Value null at 'stateMachineArn' failed to satisfy \
+                 constraint: Member must not be null",
+            )
+        })?;
+        if !is_state_machine_arn(arn) {
+            return Err(ApiError::new("InvalidArn", format!("Invalid Arn: '{arn}'")));
+        }
+        if let Some(known) = &self.config.state_machines
+            && !known.contains(arn)
+        {
+            return Err(ApiError::new(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{arn}'"),
+            ));
+        }
+        Ok(arn.to_string())
+    }
+
+    /// StartExecution with STANDARD idempotency.
+    pub fn start_execution(
+        &mut self,
+        machine_arn: Option<&str>,
+        name: Option<&str>,
+        input: Option<&str>,
+        now: Millis,
+    ) -> Result<Started, ApiError> {
+        self.advance(now);
+        let machine_arn = self.check_machine(machine_arn)?;
+        let name = match name {
+            Some(name) => name.to_string(),
+            None => Uuid::new_v4().to_string(),
+        };
+        if !is_valid_execution_name(&name) {
+            return Err(ApiError::new(
+                "InvalidName",
+                format!("Invalid Name: '{name}'"),
+            ));
+        }
+        let input = input.unwrap_or("{}");
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(ApiError::new(
+                "InvalidExecutionInput",
+                format!(
+                    "Invalid State Machine Execution Input: the input is {} bytes, over the {MAX_INPUT_BYTES}-byte limit",
+                    input.len()
+                ),
+            ));
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(input) {
+            return Err(ApiError::new(
+                "InvalidExecutionInput",
+                format!("Invalid State Machine Execution Input: '{e}'"),
+            ));
+        }
+        let execution_arn = execution_arn(&machine_arn, &name);
+        let machine = self.machine_id(&machine_arn);
+        let name: Arc<str> = Arc::from(name.as_str());
+        if let Some(&index) = self.execution_ids.get(&(machine, name.clone())) {
+            let existing = &self.executions[index as usize];
+            let running = self.status_of(existing, now) == ExecutionStatus::Running;
+            if running && &*existing.input == input {
+                return Ok(Started {
+                    execution_arn,
+                    start_ms: existing.start,
+                    duplicate: true,
+                });
+            }
+            return Err(ApiError::new(
+                "ExecutionAlreadyExists",
+                format!("Execution Already Exists: '{execution_arn}'"),
+            ));
+        }
+        let index = u32::try_from(self.executions.len()).expect("fewer than 2^32 executions");
+        self.executions.push(Execution {
+            machine,
+            name: name.clone(),
+            input: input.into(),
+            start: now,
+            run: Run::Pending,
+        });
+        self.execution_ids.insert((machine, name), index);
+        self.machine_executions[machine as usize].push(index);
+        self.due
+            .push(Reverse((now + self.config.execution_delay, index)));
+        Ok(Started {
+            execution_arn,
+            start_ms: now,
+            duplicate: false,
+        })
+    }
+
+    /// Runs the modelled state machine's work for one execution at time `at`.
+    fn run_task(&mut self, index: u32, at: Millis) {
+        let execution = &self.executions[index as usize];
+        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
+        let task = TaskInput::read(&input);
+        let name = execution.name.clone();
+        let run = if let Some(pre) = task.pre_command.filter(|c| mentions_fail(c)) {
+            Run::Failed {
+                at,
+                error: "PreCommandFailed",
+                cause: command_failure_cause("PreCommand", pre, task.resource_arn.ok()).into(),
+            }
+        } else {
+            match task.resource_arn {
+                Err(problem) => Run::Failed {
+                    at,
+                    error: "States.Runtime",
+                    cause: format!(
+                        "An error occurred while executing the state 'StartBackupJob'. {problem} in the input '{}'",
+                        execution.input
+                    )
+                    .into(),
+                },
+                Ok(resource) => {
+                    let request = JobRequest {
+                        backup_vault_name: Some(task.vault.to_string()),
+                        resource_arn: Some(resource.to_string()),
+                        iam_role_arn: Some(
+                            task.role
+                                .map(str::to_string)
+                                .unwrap_or_else(|| default_role(&self.config.account_id)),
+                        ),
+                        idempotency_token: Some(name.to_string()),
+                        start_window_minutes: task.start_window_minutes,
+                    };
+                    let hooked = task.pre_command.is_some() || task.post_command.is_some();
+                    let post_failure = task
+                        .post_command
+                        .filter(|c| hooked && mentions_fail(c))
+                        .map(|c| command_failure_cause("PostCommand", c, Some(resource)).into());
+                    let (job, _) = self.create_job(request, Some(index), at);
+                    let stop = if hooked {
+                        self.job_times(&self.jobs[job as usize]).ends.max(at)
+                    } else {
+                        at
+                    };
+                    Run::Job {
+                        job,
+                        stop,
+                        post_failure,
+                    }
+                }
+            }
+        };
+        self.executions[index as usize].run = run;
+    }
+
+    fn status_of(&self, execution: &Execution, now: Millis) -> ExecutionStatus {
+        match &execution.run {
+            Run::Pending => ExecutionStatus::Running,
+            Run::Failed { at, .. } if now >= *at => ExecutionStatus::Failed,
+            Run::Failed { .. } => ExecutionStatus::Running,
+            Run::Job { stop, .. } if now < *stop => ExecutionStatus::Running,
+            Run::Job { post_failure, .. } if post_failure.is_some() => ExecutionStatus::Failed,
+            Run::Job { .. } => ExecutionStatus::Succeeded,
+        }
+    }
+
+    fn find_execution(&self, arn: &str) -> Result<u32, ApiError> {
+        let (machine_arn, name) = parse_execution_arn(arn)
+            .ok_or_else(|| ApiError::new("InvalidArn", format!("Invalid Arn: '{arn}'")))?;
+        let not_found = || {
+            ApiError::new(
+                "ExecutionDoesNotExist",
+                format!("Execution Does Not Exist: '{arn}'"),
+            )
+        };
+        let machine = *self
+            .machine_ids
+            .get(machine_arn.as_str())
+            .ok_or_else(not_found)?;
+        self.execution_ids
+            .get(&(machine, Arc::from(name)))
+            .copied()
+            .ok_or_else(not_found)
+    }
+
+    fn execution_record(&self, index: u32, now: Millis) -> ExecutionRecord {
+        let execution = &self.executions[index as usize];
+        let machine_arn = &self.machines[execution.machine as usize];
+        let status = self.status_of(execution, now);
+        let mut record = ExecutionRecord {
+            name: execution.name.to_string(),
+            arn: execution_arn(machine_arn, &execution.name),
+            state_machine_arn: machine_arn.to_string(),
+            input: execution.input.to_string(),
+            status,
+            start_date: to_datetime(execution.start),
+            stop_date: None,
+            backup_job_id: None,
+            output: None,
+            error: None,
+            cause: None,
+        };
+        match &execution.run {
+            Run::Pending => {}
+            Run::Failed { at, error, cause } => {
+                if status == ExecutionStatus::Failed {
+                    record.stop_date = Some(to_datetime(*at));
+                    record.error = Some((*error).to_string());
+                    record.cause = Some(cause.to_string());
+                }
+            }
+            Run::Job {
+                job,
+                stop,
+                post_failure,
+            } => {
+                let job = &self.jobs[*job as usize];
+                record.backup_job_id = Some(job_id_text(job.id));
+                match status {
+                    ExecutionStatus::Running => {}
+                    ExecutionStatus::Failed => {
+                        record.stop_date = Some(to_datetime(*stop));
+                        record.error = Some("PostCommandFailed".to_string());
+                        record.cause = post_failure.as_deref().map(str::to_string);
+                    }
+                    ExecutionStatus::Succeeded => {
+                        record.stop_date = Some(to_datetime(*stop));
+                        record.output = Some(self.execution_output(execution, job, *stop));
+                    }
+                }
+            }
+        }
+        record
+    }
+
+    /// The output of a SUCCEEDED execution: the StartBackupJob response, plus the job's final
+    /// state for the hook variant (which waits for the job).
+    fn execution_output(&self, execution: &Execution, job: &Job, stop: Millis) -> String {
+        let mut output = self.start_response_for_sfn(job);
+        let hooked = serde_json::from_str::<Value>(&execution.input)
+            .map(|v| TaskInput::read(&v).hooked())
+            .unwrap_or(false);
+        if hooked {
+            output["BackupState"] = json!(self.job_state(job, stop).as_str());
+        }
+        output.to_string()
+    }
+
+    /// The StartBackupJob response as Step Functions' SDK integrations render it (ISO dates).
+    fn start_response_for_sfn(&self, job: &Job) -> Value {
+        let mut response = json!({
+            "BackupJobId": job_id_text(job.id),
+            "CreationDate": iso_millis(job.created),
+            "IsParent": false,
+        });
+        if let Some(arn) = self.start_response_recovery_point(job) {
+            response["RecoveryPointArn"] = json!(arn);
+        }
+        response
+    }
+
+    /// StartBackupJob returns a RecoveryPointArn only for some resource types (not EC2).
+    fn start_response_recovery_point(&self, job: &Job) -> Option<String> {
+        (resource_service(&job.resource) != "ec2").then(|| self.recovery_point_arn(job))
+    }
+
+    /// DescribeExecution.
+    pub fn describe_execution(
+        &mut self,
+        arn: &str,
+        now: Millis,
+    ) -> Result<ExecutionRecord, ApiError> {
+        self.advance(now);
+        let index = self.find_execution(arn)?;
+        Ok(self.execution_record(index, now))
+    }
+
+    /// ListExecutions: newest first, `max` a page, `token` from the previous page.
+    pub fn list_executions(
+        &mut self,
+        machine_arn: Option<&str>,
+        status_filter: Option<&str>,
+        max: usize,
+        token: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<ExecutionRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        let machine_arn = self.check_machine(machine_arn)?;
+        let Some(&machine) = self.machine_ids.get(machine_arn.as_str()) else {
+            return Ok((Vec::new(), None));
+        };
+        let list = &self.machine_executions[machine as usize];
+        let end = match token {
+            None => list.len(),
+            Some(token) => {
+                let next = parse_token(token, &format!("e{machine}."))
+                    .ok_or_else(|| ApiError::new("InvalidToken", "Invalid Token"))?;
+                list.partition_point(|&index| index <= next)
+            }
+        };
+        let matches = list[..end].iter().rev().copied().filter(|&index| {
+            status_filter
+                .is_none_or(|want| self.status_of(&self.executions[index as usize], now) == want)
+        });
+        let (page, next) = take_page(matches, max);
+        let records = page
+            .into_iter()
+            .map(|index| self.execution_record(index, now))
+            .collect();
+        Ok((records, next.map(|index| format!("e{machine}.{index}"))))
+    }
+
+    /// GetExecutionHistory: the events that have happened by `now`.
+    pub fn execution_history(
+        &mut self,
+        arn: &str,
+        max: usize,
+        reverse: bool,
+        token: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        self.advance(now);
+        let index = self.find_execution(arn)?;
+        let events = self.history_events(index, now);
+        let from = match token {
+            None => None,
+            Some(token) => Some(
+                parse_token(token, "h")
+                    .ok_or_else(|| ApiError::new("InvalidToken", "Invalid Token"))?
+                    as usize,
+            ),
+        };
+        // Event ids are 1-based positions; the token is the id of the next event to return.
+        let ids: Box<dyn Iterator<Item = usize>> = if reverse {
+            let top = from.unwrap_or(events.len()).min(events.len());
+            Box::new((1..=top).rev())
+        } else {
+            Box::new(from.unwrap_or(1).max(1)..=events.len())
+        };
+        let (page, next) = take_page(ids, max);
+        let page = page.into_iter().map(|id| events[id - 1].clone()).collect();
+        Ok((page, next.map(|id| format!("h{id}"))))
+    }
+
+    fn history_events(&self, index: u32, now: Millis) -> Vec<Value> {
+        let execution = &self.executions[index as usize];
+        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
+        let task = TaskInput::read(&input);
+        let backup_role = task
+            .role
+            .map(str::to_string)
+            .unwrap_or_else(|| default_role(&self.config.account_id));
+        let outcome = match &execution.run {
+            Run::Pending => history::Outcome::Pending,
+            Run::Failed {
+                at, error, cause, ..
+            } => history::Outcome::FailedBeforeJob {
+                at: *at,
+                error,
+                cause,
+            },
+            Run::Job {
+                job,
+                stop,
+                post_failure,
+            } => {
+                let job = &self.jobs[*job as usize];
+                history::Outcome::Job {
+                    at: self.job_task_time(execution),
+                    start_response: self.start_response_for_sfn(job).to_string(),
+                    job_state: self.job_state(job, *stop).as_str(),
+                    stop: *stop,
+                    post_failure: post_failure.as_deref(),
+                    output: self.execution_output(execution, job, *stop),
+                }
+            }
+        };
+        let timeline = history::Timeline {
+            execution_name: &execution.name,
+            input: &execution.input,
+            task: &task,
+            backup_role_arn: &backup_role,
+            region: &self.config.region,
+            account_id: &self.config.account_id,
+            start: execution.start,
+            outcome,
+        };
+        history::events(&timeline, now)
+    }
+
+    /// When an execution's task ran (its deadline, which `advance` back-dates to).
+    fn job_task_time(&self, execution: &Execution) -> Millis {
+        execution.start + self.config.execution_delay
+    }
+
+    /// StartBackupJob: a new job, or the one an earlier call with the same token created.
+    /// Returns the job and whether it is new.
+    pub fn start_backup_job(
+        &mut self,
+        request: JobRequest,
+        now: Millis,
+    ) -> Result<JobStarted, ApiError> {
+        self.advance(now);
+        for (member, value) in [
+            ("BackupVaultName", &request.backup_vault_name),
+            ("ResourceArn", &request.resource_arn),
+            ("IamRoleArn", &request.iam_role_arn),
+        ] {
+            if value.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::new(
+                    "MissingParameterValueException",
+                    format!("{member} is required"),
+                ));
+            }
+        }
+        if request
+            .resource_arn
+            .as_deref()
+            .is_some_and(|arn| !looks_like_arn(arn))
+        {
+            return Err(ApiError::new(
+                "InvalidParameterValueException",
+                format!(
+                    "Invalid ARN: {}",
+                    request.resource_arn.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(minutes) = request.start_window_minutes
+            && minutes < 60
+        {
+            return Err(ApiError::new(
+                "InvalidParameterValueException",
+                format!("StartWindowMinutes must be at least 60, got {minutes}"),
+            ));
+        }
+        let (job, new) = self.create_job(request, None, now);
+        Ok(JobStarted {
+            record: self.job_record(job, now),
+            recovery_point_arn: self.start_response_recovery_point(&self.jobs[job as usize]),
+            new,
+        })
+    }
+
+    fn create_job(
+        &mut self,
+        request: JobRequest,
+        execution: Option<u32>,
+        at: Millis,
+    ) -> (u32, bool) {
+        if let Some(token) = &request.idempotency_token
+            && let Some(&existing) = self.job_tokens.get(token.as_str())
+        {
+            return (existing, false);
+        }
+        let resource = self.intern(request.resource_arn.as_deref().unwrap_or_default());
+        let vault = self.intern(
+            request
+                .backup_vault_name
+                .as_deref()
+                .unwrap_or(DEFAULT_VAULT),
+        );
+        let role = self.intern(request.iam_role_arn.as_deref().unwrap_or_default());
+        let token = request
+            .idempotency_token
+            .as_deref()
+            .map(|t| match execution {
+                // The execution name is already held once; share it.
+                Some(index) if *self.executions[index as usize].name == *t => {
+                    self.executions[index as usize].name.clone()
+                }
+                _ => Arc::from(t),
+            });
+        // Jobs stay in creation order so that list pages and `createdAfter` can stop early.
+        let created = at.max(self.last_job_created);
+        self.last_job_created = created;
+        let id = Uuid::new_v4();
+        let fails = self
+            .config
+            .fail_resources
+            .iter()
+            .any(|pattern| !pattern.is_empty() && resource.contains(pattern.as_str()));
+        let index = u32::try_from(self.jobs.len()).expect("fewer than 2^32 jobs");
+        self.jobs.push(Job {
+            id,
+            resource,
+            vault,
+            role,
+            created,
+            start_window_minutes: request
+                .start_window_minutes
+                .unwrap_or(DEFAULT_START_WINDOW_MINUTES),
+            token: token.clone(),
+            execution,
+            fails,
+        });
+        self.job_ids.insert(id, index);
+        if let Some(token) = token {
+            self.job_tokens.insert(token, index);
+        }
+        (index, true)
+    }
+
+    fn job_times(&self, job: &Job) -> JobTimes {
+        let running_from = job.created + self.config.job_pending;
+        JobTimes {
+            running_from,
+            ends: running_from + self.config.job_running,
+        }
+    }
+
+    fn job_state(&self, job: &Job, now: Millis) -> JobState {
+        let times = self.job_times(job);
+        if now < times.running_from {
+            JobState::Created
+        } else if now < times.ends {
+            JobState::Running
+        } else if job.fails {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        }
+    }
+
+    fn recovery_point_arn(&self, job: &Job) -> String {
+        let region = &self.config.region;
+        if resource_service(&job.resource) == "ec2" {
+            format!(
+                "arn:aws:ec2:{region}::image/ami-{:017x}",
+                job.id.as_u128() >> 60
+            )
+        } else {
+            format!(
+                "arn:aws:backup:{region}:{}:recovery-point:{}",
+                self.config.account_id,
+                job_id_text(job.id)
+            )
+        }
+    }
+
+    fn job_record(&self, index: u32, now: Millis) -> JobRecord {
+        let job = &self.jobs[index as usize];
+        let times = self.job_times(job);
+        let state = self.job_state(job, now);
+        let ceiling = if job.fails {
+            FAILING_JOB_PROGRESS
+        } else {
+            100.0
+        };
+        let fraction = if self.config.job_running <= 0 || now >= times.ends {
+            1.0
+        } else {
+            ((now - times.running_from) as f64 / self.config.job_running as f64).clamp(0.0, 1.0)
+        };
+        let percent = (fraction * ceiling * 10.0).floor() / 10.0;
+        // A stable size per job, between 1 and 16 GiB.
+        let size = GIB + (job.id.as_u128() % (15 * GIB as u128)) as u64;
+        let transferred = (size as f64 * percent / 100.0) as i64;
+        JobRecord {
+            id: job_id_text(job.id),
+            resource_arn: job.resource.to_string(),
+            resource_type: resource_type(&job.resource),
+            backup_vault_name: job.vault.to_string(),
+            iam_role_arn: job.role.to_string(),
+            state,
+            percent_done: format!("{percent:.1}"),
+            backup_size_in_bytes: if state == JobState::Completed {
+                size as i64
+            } else {
+                transferred
+            },
+            bytes_transferred: transferred,
+            status_message: (state == JobState::Failed).then(|| {
+                format!(
+                    "Backup job failed: the sandbox is configured to fail backups of {}",
+                    job.resource
+                )
+            }),
+            creation_date: to_datetime(job.created),
+            start_by: to_datetime(job.created + job.start_window_minutes as Millis * 60_000),
+            expected_completion_date: to_datetime(times.ends),
+            completion_date: state.is_terminal().then(|| to_datetime(times.ends)),
+            recovery_point_arn: self.recovery_point_arn(job),
+            idempotency_token: job.token.as_deref().map(str::to_string),
+            execution_name: job
+                .execution
+                .map(|e| self.executions[e as usize].name.to_string()),
+        }
+    }
+
+    fn find_job_index(&self, id: &str) -> Option<u32> {
+        let uuid = Uuid::parse_str(id).ok()?;
+        self.job_ids.get(&uuid).copied()
+    }
+
+    /// DescribeBackupJob.
+    pub fn describe_job(&mut self, id: &str, now: Millis) -> Result<JobRecord, ApiError> {
+        self.advance(now);
+        let index = self.find_job_index(id).ok_or_else(|| {
+            ApiError::new(
+                "ResourceNotFoundException",
+                format!("Cannot find backup job with ID {id}"),
+            )
+        })?;
+        Ok(self.job_record(index, now))
+    }
+
+    /// ListBackupJobs: newest first, `max` a page, `token` from the previous page.
+    pub fn list_jobs(
+        &mut self,
+        filter: &JobFilter,
+        max: usize,
+        token: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<JobRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        let end = match token {
+            None => self.jobs.len(),
+            Some(token) => {
+                let next = parse_token(token, "j").ok_or_else(|| {
+                    ApiError::new("InvalidParameterValueException", "Invalid NextToken")
+                })?;
+                (next as usize + 1).min(self.jobs.len())
+            }
+        };
+        if filter
+            .account_id
+            .as_deref()
+            .is_some_and(|account| account != self.config.account_id)
+        {
+            return Ok((Vec::new(), None));
+        }
+        let matches = (0..end as u32)
+            .rev()
+            // Jobs are in creation order: once older than `createdAfter`, all the rest are too.
+            .take_while(|&i| {
+                filter
+                    .created_after
+                    .is_none_or(|after| self.jobs[i as usize].created >= after)
+            })
+            .filter(|&i| self.job_matches(&self.jobs[i as usize], filter, now));
+        let (page, next) = take_page(matches, max);
+        let records = page.into_iter().map(|i| self.job_record(i, now)).collect();
+        Ok((records, next.map(|i| format!("j{i}"))))
+    }
+
+    fn job_matches(&self, job: &Job, filter: &JobFilter, now: Millis) -> bool {
+        let state = self.job_state(job, now);
+        let completed = state.is_terminal().then(|| self.job_times(job).ends);
+        filter
+            .resource_arn
+            .as_deref()
+            .is_none_or(|arn| *job.resource == *arn)
+            && filter.state.as_deref().is_none_or(|s| state == s)
+            && filter
+                .backup_vault_name
+                .as_deref()
+                .is_none_or(|v| *job.vault == *v)
+            && filter
+                .resource_type
+                .as_deref()
+                .is_none_or(|t| resource_type(&job.resource) == t)
+            && filter.created_before.is_none_or(|b| job.created <= b)
+            && filter
+                .complete_after
+                .is_none_or(|a| completed.is_some_and(|c| c >= a))
+            && filter
+                .complete_before
+                .is_none_or(|b| completed.is_some_and(|c| c <= b))
+    }
+
+    /// Every execution, oldest first.
+    pub fn executions(&mut self, now: Millis) -> Vec<ExecutionRecord> {
+        self.advance(now);
+        (0..self.executions.len() as u32)
+            .map(|i| self.execution_record(i, now))
+            .collect()
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&mut self, now: Millis) -> Vec<JobRecord> {
+        self.advance(now);
+        (0..self.jobs.len() as u32)
+            .map(|i| self.job_record(i, now))
+            .collect()
+    }
+}
+
+/// The members of an execution input the modelled state machine reads.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskInput<'a> {
+    /// The ResourceArn, or what is wrong with it.
+    pub resource_arn: Result<&'a str, String>,
+    pub vault: &'a str,
+    pub role: Option<&'a str>,
+    pub start_window_minutes: Option<u64>,
+    pub complete_window_minutes: Option<u64>,
+    pub delete_after_days: Option<u64>,
+    pub pre_command: Option<&'a str>,
+    pub post_command: Option<&'a str>,
+}
+
+impl<'a> TaskInput<'a> {
+    /// Reads the members; anything missing takes the state machine's default.
+    pub fn read(input: &'a Value) -> Self {
+        let text = |member: &str| input.get(member).and_then(Value::as_str);
+        let number = |member: &str| input.get(member).and_then(Value::as_u64);
+        let resource_arn = match input.get("ResourceArn") {
+            None | Some(Value::Null) => Err(
+                "The JsonPath argument for the field '$.ResourceArn' could not be found"
+                    .to_string(),
+            ),
+            Some(Value::String(arn)) if looks_like_arn(arn) => Ok(arn.as_str()),
+            Some(other) => Err(format!(
+                "The value {other} of '$.ResourceArn' is not an ARN"
+            )),
+        };
+        Self {
+            resource_arn,
+            vault: text("BackupVaultName").unwrap_or(DEFAULT_VAULT),
+            role: text("IamRoleArn"),
+            start_window_minutes: number("StartWindowMinutes"),
+            complete_window_minutes: number("CompleteWindowMinutes"),
+            delete_after_days: number("DeleteAfterDays"),
+            pre_command: text("PreCommand"),
+            post_command: text("PostCommand"),
+        }
+    }
+
+    /// True for the hook variant, which waits for the job and runs commands around it.
+    pub fn hooked(&self) -> bool {
+        self.pre_command.is_some() || self.post_command.is_some()
+    }
+}
+
+/// Takes up to `max` items; the item after them, if any, is where the next page starts.
+fn take_page<T>(mut items: impl Iterator<Item = T>, max: usize) -> (Vec<T>, Option<T>) {
+    let page: Vec<T> = items.by_ref().take(max).collect();
+    (page, items.next())
+}
+
+fn parse_token(token: &str, prefix: &str) -> Option<u32> {
+    token.strip_prefix(prefix)?.parse().ok()
+}
+
+/// Step Functions' rule for execution names (aws-facts.md, StartExecution).
+pub(crate) fn is_valid_execution_name(name: &str) -> bool {
+    let chars = name.chars().count();
+    (1..=MAX_NAME_CHARS).contains(&chars)
+        && !name.chars().any(|c| {
+            c.is_whitespace()
+                || FORBIDDEN_NAME_CHARS.contains(c)
+                || ('\u{0}'..='\u{1f}').contains(&c)
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+        })
+}
+
+/// `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
+pub(crate) fn is_state_machine_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 7
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "states"
+        && !parts[3].is_empty()
+        && !parts[4].is_empty()
+        && parts[5] == "stateMachine"
+        && !parts[6].is_empty()
+}
+
+/// The execution ARN of `name` on a state machine.
+pub(crate) fn execution_arn(machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// An execution ARN → (state machine ARN, name).
+fn parse_execution_arn(arn: &str) -> Option<(String, &str)> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let well_formed = parts.len() == 8
+        && parts[0] == "arn"
+        && parts[2] == "states"
+        && parts[5] == "execution"
+        && !parts[6].is_empty()
+        && !parts[7].is_empty();
+    if !well_formed {
+        return None;
+    }
+    let machine = format!(
+        "arn:{}:states:{}:{}:stateMachine:{}",
+        parts[1], parts[3], parts[4], parts[6]
+    );
+    Some((machine, parts[7]))
+}
+
+fn looks_like_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6 && parts[0] == "arn" && !parts[2].is_empty() && !parts[5].is_empty()
+}
+
+fn resource_service(arn: &str) -> &str {
+    arn.split(':').nth(2).unwrap_or_default()
+}
+
+/// AWS Backup's resource type names for the services the sandbox is likely to see.
+fn resource_type(arn: &str) -> String {
+    let service = resource_service(arn);
+    match service {
+        "ec2" if arn.contains(":volume/") => "EBS".to_string(),
+        "ec2" => "EC2".to_string(),
+        "elasticfilesystem" => "EFS".to_string(),
+        "dynamodb" => "DynamoDB".to_string(),
+        "rds" => "RDS".to_string(),
+        "s3" => "S3".to_string(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// True when a hook command asks to fail: it contains the word `fail`.
+pub(crate) fn mentions_fail(command: &str) -> bool {
+    command
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word.eq_ignore_ascii_case("fail"))
+}
+
+fn command_failure_cause(state: &str, command: &str, resource: Option<&str>) -> String {
+    let instance = resource
+        .and_then(|arn| arn.rsplit_once('/'))
+        .map_or("the instance", |(_, id)| id);
+    format!("{state} {command:?} exited with status 1 on {instance}")
+}
+
+fn default_role(account_id: &str) -> String {
+    format!("arn:aws:iam::{account_id}:role/service-role/AWSBackupDefaultServiceRole")
+}
+
+/// AWS Backup job ids are upper-case UUIDs.
+fn job_id_text(id: Uuid) -> String {
+    id.hyphenated()
+        .encode_upper(&mut Uuid::encode_buffer())
+        .to_string()
+}
+
+/// Epoch milliseconds as a UTC date.
+pub(crate) fn to_datetime(ms: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// `2026-11-29T10:00:00.123Z`, how Step Functions renders SDK-integration timestamps.
+pub(crate) fn iso_millis(ms: Millis) -> String {
+    to_datetime(ms).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:backup";
+    const EC2: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
+    const T0: Millis = 1_800_000_000_000;
+
+    fn world() -> World {
+        World::new(WorldConfig {
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            execution_delay: 200,
+            job_pending: 1_000,
+            job_running: 3_000,
+            fail_resources: vec!["i-bad".into()],
+            state_machines: None,
+        })
+    }
+
+    fn input(resource: &str) -> String {
+        json!({ "ResourceArn": resource, "Target": "web" }).to_string()
+    }
+
+    #[test]
+    fn names_follow_the_step_functions_rules() {
+        assert!(is_valid_execution_name("web-1-20261129T100000Z"));
+        assert!(is_valid_execution_name(&"x".repeat(80)));
+        assert!(is_valid_execution_name("ünïcode.ok"));
+        assert!(!is_valid_execution_name(""));
+        assert!(!is_valid_execution_name(&"x".repeat(81)));
+        for bad in [
+            "a b", "a:b", "a/b", "a$b", "a\u{1}b", "a\u{85}b", "a\tb", "a`b",
+        ] {
+            assert!(!is_valid_execution_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn execution_arn_replaces_the_resource_type() {
+        assert_eq!(
+            execution_arn(SM, "n1"),
+            "arn:aws:states:us-east-1:123456789012:execution:backup:n1"
+        );
+        let arn = execution_arn(SM, "n1");
+        let (machine, name) = parse_execution_arn(&arn).unwrap();
+        assert_eq!((machine.as_str(), name), (SM, "n1"));
+    }
+
+    #[test]
+    fn start_is_idempotent_only_while_running_and_with_the_same_input() {
+        let mut w = world();
+        let first = w
+            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0)
+            .unwrap();
+        assert!(!first.duplicate);
+        let again = w
+            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0 + 100)
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(
+            (again.execution_arn, again.start_ms),
+            (first.execution_arn, T0)
+        );
+        let other_input = w.start_execution(Some(SM), Some("n1"), Some("{}"), T0 + 100);
+        assert_eq!(other_input.unwrap_err().code, "ExecutionAlreadyExists");
+        // The plain variant closes as soon as its task has run.
+        let closed = w.start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0 + 200);
+        assert_eq!(closed.unwrap_err().code, "ExecutionAlreadyExists");
+    }
+
+    #[test]
+    fn plain_execution_succeeds_with_the_start_backup_job_response() {
+        let mut w = world();
+        let s = w
+            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0)
+            .unwrap();
+        let running = w.describe_execution(&s.execution_arn, T0 + 199).unwrap();
+        assert_eq!(running.status, ExecutionStatus::Running);
+        assert!(w.jobs(T0 + 199).is_empty());
+        let done = w.describe_execution(&s.execution_arn, T0 + 250).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            output["BackupJobId"],
+            json!(done.backup_job_id.clone().unwrap())
+        );
+        assert_eq!(output["IsParent"], json!(false));
+        assert_eq!(done.stop_date, Some(to_datetime(T0 + 200)));
+        let jobs = w.jobs(T0 + 250);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].creation_date, to_datetime(T0 + 200));
+        assert_eq!(jobs[0].idempotency_token.as_deref(), Some("n1"));
+        assert_eq!(jobs[0].execution_name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn job_state_follows_time_and_fail_resources() {
+        let mut w = world();
+        let request = |arn: &str| JobRequest {
+            backup_vault_name: Some("Default".into()),
+            resource_arn: Some(arn.into()),
+            iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
+            idempotency_token: None,
+            start_window_minutes: Some(60),
+        };
+        let ok = w.start_backup_job(request(EC2), T0).unwrap().record;
+        let bad_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-bad";
+        let bad = w.start_backup_job(request(bad_arn), T0).unwrap().record;
+        let at = |w: &mut World, id: &str, t| w.describe_job(id, t).unwrap();
+        assert_eq!(at(&mut w, &ok.id, T0 + 999).state, JobState::Created);
+        let half = at(&mut w, &ok.id, T0 + 2_500);
+        assert_eq!(
+            (half.state, half.percent_done.as_str()),
+            (JobState::Running, "50.0")
+        );
+        let done = at(&mut w, &ok.id, T0 + 4_000);
+        assert_eq!(
+            (done.state, done.percent_done.as_str()),
+            (JobState::Completed, "100.0")
+        );
+        assert_eq!(done.completion_date, Some(to_datetime(T0 + 4_000)));
+        let failed = at(&mut w, &bad.id, T0 + 4_000);
+        assert_eq!(failed.state, JobState::Failed);
+        assert!(failed.status_message.is_some());
+        assert_eq!(
+            w.describe_job("00000000-0000-0000-0000-000000000000", T0)
+                .unwrap_err()
+                .code,
+            "ResourceNotFoundException"
+        );
+    }
+
+    #[test]
+    fn the_same_token_returns_the_same_job() {
+        let mut w = world();
+        let request = JobRequest {
+            backup_vault_name: Some("Default".into()),
+            resource_arn: Some(EC2.into()),
+            iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
+            idempotency_token: Some("tok".into()),
+            start_window_minutes: None,
+        };
+        let a = w.start_backup_job(request.clone(), T0).unwrap();
+        let b = w.start_backup_job(request, T0 + 5).unwrap();
+        assert!(a.new && !b.new);
+        assert_eq!(a.record.id, b.record.id);
+        assert_eq!(w.jobs(T0 + 5).len(), 1);
+    }
+
+    #[test]
+    fn hook_variant_waits_for_the_job_and_fails_on_request() {
+        let mut w = world();
+        let hooked =
+            json!({ "ResourceArn": EC2, "PostCommand": "systemctl start app" }).to_string();
+        let s = w
+            .start_execution(Some(SM), Some("h1"), Some(&hooked), T0)
+            .unwrap();
+        let mid = w.describe_execution(&s.execution_arn, T0 + 1_000).unwrap();
+        assert_eq!(mid.status, ExecutionStatus::Running);
+        assert!(mid.backup_job_id.is_some());
+        let end = w.describe_execution(&s.execution_arn, T0 + 4_200).unwrap();
+        assert_eq!(end.status, ExecutionStatus::Succeeded);
+        let output: Value = serde_json::from_str(end.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output["BackupState"], json!("COMPLETED"));
+
+        let pre = json!({ "ResourceArn": EC2, "PreCommand": "/opt/fail.sh" }).to_string();
+        let s = w
+            .start_execution(Some(SM), Some("h2"), Some(&pre), T0)
+            .unwrap();
+        let failed = w.describe_execution(&s.execution_arn, T0 + 200).unwrap();
+        assert_eq!(failed.status, ExecutionStatus::Failed);
+        assert_eq!(failed.error.as_deref(), Some("PreCommandFailed"));
+        assert_eq!(failed.backup_job_id, None);
+
+        let post = json!({ "ResourceArn": EC2, "PostCommand": "exit 1 # fail" }).to_string();
+        let s = w
+            .start_execution(Some(SM), Some("h3"), Some(&post), T0)
+            .unwrap();
+        let failed = w.describe_execution(&s.execution_arn, T0 + 4_200).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("PostCommandFailed"));
+        assert!(failed.backup_job_id.is_some());
+    }
+
+    #[test]
+    fn missing_resource_fails_with_states_runtime() {
+        let mut w = world();
+        let s = w
+            .start_execution(Some(SM), Some("r1"), Some("{}"), T0)
+            .unwrap();
+        let failed = w.describe_execution(&s.execution_arn, T0 + 200).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("States.Runtime"));
+        assert!(failed.cause.unwrap().contains("$.ResourceArn"));
+    }
+
+    #[test]
+    fn executions_list_newest_first_across_pages() {
+        let mut w = world();
+        for i in 0..5 {
+            w.start_execution(Some(SM), Some(&format!("n{i}")), Some(&input(EC2)), T0 + i)
+                .unwrap();
+        }
+        let (page1, token) = w.list_executions(Some(SM), None, 2, None, T0 + 10).unwrap();
+        assert_eq!(
+            page1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["n4", "n3"]
+        );
+        let (page2, token) = w
+            .list_executions(Some(SM), None, 2, token.as_deref(), T0 + 10)
+            .unwrap();
+        assert_eq!(
+            page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["n2", "n1"]
+        );
+        let (page3, token) = w
+            .list_executions(Some(SM), None, 2, token.as_deref(), T0 + 10)
+            .unwrap();
+        assert_eq!(page3.len(), 1);
+        assert_eq!(token, None);
+        let (succeeded, _) = w
+            .list_executions(Some(SM), Some("SUCCEEDED"), 100, None, T0 + 10)
+            .unwrap();
+        assert!(succeeded.is_empty());
+    }
+
+    #[test]
+    fn jobs_filter_by_creation_date_and_state() {
+        let mut w = world();
+        for i in 0..4 {
+            let request = JobRequest {
+                backup_vault_name: Some("Default".into()),
+                resource_arn: Some(format!("{EC2}{i}")),
+                iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
+                ..JobRequest::default()
+            };
+            w.start_backup_job(request, T0 + i * 1_000).unwrap();
+        }
+        let filter = JobFilter {
+            created_after: Some(T0 + 1_000),
+            ..JobFilter::default()
+        };
+        let (jobs, _) = w.list_jobs(&filter, 100, None, T0 + 3_500).unwrap();
+        assert_eq!(jobs.len(), 3);
+        let filter = JobFilter {
+            state: Some("RUNNING".into()),
+            ..JobFilter::default()
+        };
+        let (running, _) = w.list_jobs(&filter, 100, None, T0 + 3_500).unwrap();
+        // Created at T0 (+1s pending: running from T0+1000 to T0+4000), T0+1000, T0+2000.
+        assert_eq!(running.len(), 3);
+    }
+}

@@ -1,0 +1,571 @@
+//! The contract between the daemon's execution input (`src/execution.rs`) and the state machine
+//! in `deploy/cloudformation/orchestrator.yaml`: the two cannot drift apart.
+//!
+//! How the template's machine is read: it is a flat JSONPath machine in which `$` is, in every
+//! state, the execution input plus what the machine itself adds. Task and Pass states put their
+//! results under new top-level members through `ResultPath` (`$.Backup`, `$.Run.…`) and never
+//! replace `$`; the only exceptions are the defaults merge (`States.JsonMerge($.Defaults, $,
+//! false)`, which yields the input with gaps filled) and the final state. This test enforces that
+//! shape, so a `$.Name` read anywhere is either a member the machine wrote or an input member,
+//! and checks the input members against `ExecutionInput` as the daemon serialises it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use backup_orchestrator::execution::{ExecutionInput, Trigger};
+use serde_json::Value;
+
+const TEMPLATE: &str = include_str!("../deploy/cloudformation/orchestrator.yaml");
+const START_BACKUP_JOB: &str = "arn:aws:states:::aws-sdk:backup:startBackupJob";
+
+/// Input members the machine deliberately does not read, with the reason. Every other member
+/// must be read, so a member added to `ExecutionInput` fails here until someone decides.
+/// (Empty today: even `Target` is read, as a recovery point tag.)
+const NOT_READ_BY_THE_MACHINE: &[(&str, &str)] = &[];
+
+/// Members the machine must read for the backup itself.
+const NEEDED: &[&str] = &[
+    "ResourceArn",
+    "StartWindowMinutes",
+    "CompleteWindowMinutes",
+    "DeleteAfterDays",
+    "PreCommand",
+    "PostCommand",
+];
+
+fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
+    ExecutionInput {
+        resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into(),
+        target: "web-1".into(),
+        scheduled_for: "2026-11-29T10:00:00Z".into(),
+        trigger: Trigger::Schedule,
+        start_window_minutes: 60,
+        complete_window_minutes: 10080,
+        delete_after_days: 35,
+        pre_command: pre.map(Into::into),
+        post_command: post.map(Into::into),
+    }
+}
+
+fn members(input: &ExecutionInput) -> BTreeSet<String> {
+    let v: Value = serde_json::from_str(&input.to_json()).expect("to_json is JSON");
+    v.as_object().expect("an object").keys().cloned().collect()
+}
+
+/// All input members (every optional one set) and the always-present ones.
+fn input_members() -> (BTreeSet<String>, BTreeSet<String>) {
+    let all = members(&input(
+        Some("systemctl stop app"),
+        Some("systemctl start app"),
+    ));
+    let always = members(&input(None, None));
+    (all, always)
+}
+
+struct Machine {
+    definition: Value,
+    substitutions: BTreeSet<String>,
+}
+
+fn yaml_to_json(v: &serde_yaml::Value, at: &str) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(*b),
+        Y::Number(n) => serde_json::to_value(n).expect("a number"),
+        Y::String(s) => Value::String(s.clone()),
+        Y::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| yaml_to_json(item, &format!("{at}[{i}]")))
+                .collect(),
+        ),
+        Y::Mapping(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let k = k
+                        .as_str()
+                        .unwrap_or_else(|| panic!("non-string key at {at}"));
+                    (k.to_string(), yaml_to_json(v, &format!("{at}.{k}")))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => panic!(
+            "{at}: the definition must be plain data (found {}); put stack values in \
+             DefinitionSubstitutions and write ${{Name}}",
+            t.tag
+        ),
+    }
+}
+
+fn machine() -> Machine {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(TEMPLATE).expect("orchestrator.yaml is YAML");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let machines: Vec<_> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::StepFunctions::StateMachine"))
+        .collect();
+    assert_eq!(
+        machines.len(),
+        1,
+        "exactly one state machine in the template"
+    );
+    let props = &machines[0].1["Properties"];
+    assert!(
+        props.get("DefinitionString").is_none(),
+        "write the machine as a YAML `Definition` map (this test reads that)"
+    );
+    let definition = yaml_to_json(&props["Definition"], "Definition");
+    let substitutions = props["DefinitionSubstitutions"]
+        .as_mapping()
+        .map(|m| m.keys().map(|k| k.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    Machine {
+        definition,
+        substitutions,
+    }
+}
+
+/// The `$.Name` (state input) and `$$.Execution.Input.Name` (execution input) members an
+/// expression reads: a plain path, or any path inside an intrinsic function.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Reads {
+    state: BTreeSet<String>,
+    execution_input: BTreeSet<String>,
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+fn reads_in(expr: &str) -> Reads {
+    let mut reads = Reads::default();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        let rest = &expr[i..];
+        if let Some(ctx) = rest.strip_prefix("$$.") {
+            if let Some(member) = ctx.strip_prefix("Execution.Input.") {
+                reads.execution_input.insert(ident(member));
+            }
+            i += 3;
+        } else if let Some(path) = rest.strip_prefix("$.") {
+            let name = ident(path);
+            assert!(!name.is_empty(), "unsupported path syntax in {expr:?}");
+            reads.state.insert(name);
+            i += 2;
+        } else {
+            assert!(
+                !rest.starts_with("$["),
+                "use dot notation ($.Name), not brackets, in {expr:?}"
+            );
+            i += 1;
+        }
+    }
+    reads
+}
+
+/// The top-level member a `ResultPath` writes (`$.Run.PreCommand` -> `Run`).
+fn written_member(result_path: &Value, at: &str) -> String {
+    let path = result_path.as_str().unwrap_or_else(|| {
+        panic!("{at}: needs a ResultPath `$.Name…` (absent replaces the input)")
+    });
+    let member = path.strip_prefix("$.").map(ident).unwrap_or_default();
+    assert!(
+        !member.is_empty(),
+        "{at}: ResultPath {path:?} would replace the whole input; write under a new member"
+    );
+    member
+}
+
+#[derive(Default)]
+struct Analysis {
+    /// member -> states that read it
+    reads: BTreeMap<String, BTreeSet<String>>,
+    execution_input_reads: BTreeSet<String>,
+    /// member -> states that write it
+    writes: BTreeMap<String, BTreeSet<String>>,
+    defaults: BTreeSet<String>,
+    present_checks: BTreeSet<String>,
+}
+
+impl Analysis {
+    fn read(&mut self, state: &str, expr: &str) {
+        let r = reads_in(expr);
+        for m in r.state {
+            self.reads.entry(m).or_default().insert(state.to_string());
+        }
+        self.execution_input_reads.extend(r.execution_input);
+    }
+
+    fn write(&mut self, state: &str, result_path: &Value) {
+        let m = written_member(result_path, state);
+        self.writes.entry(m).or_default().insert(state.to_string());
+    }
+
+    /// `.$` fields of a Parameters / Arguments template (not ResultSelector: that reads the
+    /// task's result, not `$`).
+    fn template(&mut self, state: &str, v: &Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.ends_with(".$"), v) {
+                        (true, Value::String(expr)) => self.read(state, expr),
+                        _ => self.template(state, v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| self.template(state, v)),
+            _ => {}
+        }
+    }
+
+    fn choice_rule(&mut self, state: &str, rule: &Value) {
+        let rule = rule.as_object().expect("a choice rule is an object");
+        for (k, v) in rule {
+            match k.as_str() {
+                "And" | "Or" => v
+                    .as_array()
+                    .expect("And/Or take a list")
+                    .iter()
+                    .for_each(|r| self.choice_rule(state, r)),
+                "Not" => self.choice_rule(state, v),
+                "Variable" => {
+                    let var = v.as_str().expect("Variable is a path");
+                    self.read(state, var);
+                    if rule.get("IsPresent") == Some(&Value::Bool(true)) {
+                        self.present_checks.extend(reads_in(var).state);
+                    }
+                }
+                k if k.ends_with("Path") => self.read(state, v.as_str().expect("a path")),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn states(def: &Value) -> &serde_json::Map<String, Value> {
+    def["States"].as_object().expect("States")
+}
+
+fn analyse(def: &Value, inputs: &BTreeSet<String>) -> Analysis {
+    let mut a = Analysis::default();
+    for (name, s) in states(def) {
+        let ty = s["Type"].as_str().expect("Type");
+        assert!(
+            matches!(ty, "Pass" | "Task" | "Choice" | "Wait" | "Fail" | "Succeed"),
+            "{name}: {ty} states are not analysed here (their `$` is not the input)"
+        );
+        assert!(
+            s.get("QueryLanguage").is_none() && def.get("QueryLanguage").is_none(),
+            "the analysis is for JSONPath machines"
+        );
+        assert!(
+            s.get("InputPath").is_none_or(|p| p == "$"),
+            "{name}: InputPath would hide the input"
+        );
+        if let Some(p) = s.get("Parameters") {
+            a.template(name, p);
+        }
+        for c in s
+            .get("Choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            a.choice_rule(name, c);
+        }
+        for key in ["SecondsPath", "TimestampPath", "ErrorPath", "CausePath"] {
+            if let Some(expr) = s.get(key).and_then(Value::as_str) {
+                a.read(name, expr);
+            }
+        }
+        for c in s
+            .get("Catch")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            a.write(
+                &format!("{name} (Catch)"),
+                c.get("ResultPath").unwrap_or(&Value::Null),
+            );
+        }
+
+        // What the state does to `$`.
+        if !matches!(ty, "Pass" | "Task") {
+            assert!(
+                s.get("OutputPath").is_none_or(|p| p == "$"),
+                "{name}: OutputPath would replace the input"
+            );
+            continue;
+        }
+        let merge = s["Parameters"]
+            .as_object()
+            .filter(|p| p.len() == 1)
+            .and_then(|p| p.iter().next())
+            .and_then(|(k, v)| Some((k.strip_suffix(".$")?, v.as_str()?)))
+            .and_then(|(k, v)| {
+                let src = v
+                    .strip_prefix("States.JsonMerge($.")?
+                    .strip_suffix(", $, false)")?;
+                Some((k.to_string(), src.to_string()))
+            });
+        if let Some((key, src)) = merge {
+            // The defaults merge: `$` becomes `{...$.src, ...$}` (the input wins).
+            assert_eq!(
+                s["OutputPath"],
+                format!("$.{key}"),
+                "{name}: the merge's OutputPath"
+            );
+            let (_, src_state) = states(def)
+                .iter()
+                .find(|(_, d)| {
+                    d.get("ResultPath").and_then(Value::as_str) == Some(&format!("$.{src}"))
+                })
+                .unwrap_or_else(|| panic!("{name}: nothing writes $.{src}"));
+            assert_eq!(
+                src_state["Type"], "Pass",
+                "the defaults come from a Pass state"
+            );
+            for k in src_state["Parameters"]
+                .as_object()
+                .expect("defaults")
+                .keys()
+            {
+                let member = k.strip_suffix(".$").unwrap_or(k);
+                assert!(
+                    inputs.contains(member),
+                    "the defaults state fills {member:?}, which is not an input member"
+                );
+                a.defaults.insert(member.to_string());
+            }
+        } else if s.get("End") == Some(&Value::Bool(true)) {
+            // The final state may shape the output; nothing runs after it.
+        } else {
+            assert!(
+                s.get("OutputPath").is_none_or(|p| p == "$"),
+                "{name}: OutputPath would replace the input"
+            );
+            a.write(name, s.get("ResultPath").unwrap_or(&Value::Null));
+        }
+    }
+    a
+}
+
+#[test]
+fn path_scanner_reads_plain_paths_intrinsics_and_the_context_object() {
+    let r = reads_in(
+        "States.Format('{} {}', $.A.B, States.ArrayGetItem(States.StringSplit($.C_1, '/'), 1), \
+         $$.Execution.Name, $$.Execution.Input.D, '${Sub}')",
+    );
+    assert_eq!(
+        r.state,
+        ["A", "C_1"]
+            .into_iter()
+            .map(String::from)
+            .collect::<BTreeSet<_>>()
+    );
+    assert_eq!(r.execution_input, BTreeSet::from(["D".to_string()]));
+    assert_eq!(reads_in("$").state.len(), 0);
+}
+
+#[test]
+fn every_path_the_machine_reads_from_the_input_is_an_execution_input_member() {
+    let (inputs, always) = input_members();
+    assert!(always.is_subset(&inputs));
+    let m = machine();
+    let a = analyse(&m.definition, &inputs);
+
+    let overwritten: Vec<_> = a.writes.keys().filter(|w| inputs.contains(*w)).collect();
+    assert!(
+        overwritten.is_empty(),
+        "the machine writes over input members {overwritten:?}: {:?}",
+        a.writes
+    );
+
+    let mut input_reads: BTreeSet<String> = a.execution_input_reads.clone();
+    let mut unknown = BTreeMap::new();
+    for (member, by) in &a.reads {
+        if a.writes.contains_key(member) {
+            continue;
+        }
+        if inputs.contains(member) {
+            input_reads.insert(member.clone());
+        } else {
+            unknown.insert(member.clone(), by.clone());
+        }
+    }
+    for m in &a.execution_input_reads {
+        if !inputs.contains(m) {
+            unknown.insert(
+                m.clone(),
+                BTreeSet::from(["$$.Execution.Input".to_string()]),
+            );
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "the machine reads members the daemon never sends (member -> states): {unknown:?}\n\
+         ExecutionInput serialises as {inputs:?}"
+    );
+
+    for name in NEEDED {
+        assert!(
+            inputs.contains(*name),
+            "ExecutionInput has no member {name:?} any more: {inputs:?}"
+        );
+        assert!(
+            input_reads.contains(*name),
+            "the machine does not read {name:?}"
+        );
+    }
+    let not_read: BTreeSet<String> = NOT_READ_BY_THE_MACHINE
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    for member in &inputs {
+        assert!(
+            input_reads.contains(member) ^ not_read.contains(member),
+            "{member:?}: every input member is either read by the machine or listed in \
+             NOT_READ_BY_THE_MACHINE (and then not read); reads: {input_reads:?}"
+        );
+    }
+    assert!(
+        not_read.is_subset(&inputs),
+        "NOT_READ_BY_THE_MACHINE is stale"
+    );
+
+    // Optional members are only used behind an `IsPresent` check.
+    for optional in inputs.difference(&always) {
+        assert!(
+            a.present_checks.contains(optional),
+            "the machine reads optional member {optional:?} without an IsPresent check"
+        );
+    }
+    // Defaults exist only for members a hand-started execution may leave out.
+    assert!(a.defaults.is_subset(&always));
+}
+
+#[test]
+fn start_backup_job_is_idempotent_by_execution_name_and_its_response_is_the_output() {
+    let m = machine();
+    let st = states(&m.definition);
+    let tasks: Vec<_> = st
+        .iter()
+        .filter(|(_, s)| s["Resource"] == START_BACKUP_JOB)
+        .collect();
+    assert_eq!(
+        tasks.len(),
+        1,
+        "exactly one startBackupJob task: the daemon reads BackupJobId from its TaskSucceeded event"
+    );
+    let (name, task) = tasks[0];
+    let p = &task["Parameters"];
+    assert_eq!(p["IdempotencyToken.$"], "$$.Execution.Name", "{name}");
+    assert_eq!(p["ResourceArn.$"], "$.ResourceArn", "{name}");
+    assert_eq!(p["StartWindowMinutes.$"], "$.StartWindowMinutes", "{name}");
+    assert_eq!(
+        p["CompleteWindowMinutes.$"], "$.CompleteWindowMinutes",
+        "{name}"
+    );
+    assert_eq!(
+        p["Lifecycle"]["DeleteAfterDays.$"], "$.DeleteAfterDays",
+        "{name}"
+    );
+    assert!(
+        task.get("ResultSelector").is_none(),
+        "{name}: keep the whole response"
+    );
+    let result = written_member(&task["ResultPath"], name);
+
+    // Every way to succeed ends in a state whose output is that response plus extras,
+    // so BackupJobId stays at the top level of the execution output.
+    let ends: Vec<_> = st
+        .iter()
+        .filter(|(_, s)| s.get("End") == Some(&Value::Bool(true)) || s["Type"] == "Succeed")
+        .collect();
+    assert!(!ends.is_empty());
+    for (end, s) in ends {
+        assert_eq!(
+            s["Type"], "Pass",
+            "{end}: the success state shapes the output"
+        );
+        let params = s["Parameters"].as_object().expect("Parameters");
+        let (key, expr) = params.iter().next().expect("one output field");
+        let expr = expr.as_str().expect("an expression");
+        assert!(
+            expr.starts_with(&format!("States.JsonMerge($.{result}, "))
+                && expr.ends_with(", false)"),
+            "{end}: output must start from the StartBackupJob response ($.{result}), got {expr}"
+        );
+        assert_eq!(s["OutputPath"], format!("$.{}", key.trim_end_matches(".$")));
+    }
+}
+
+#[test]
+fn hook_failures_use_the_error_names_the_daemon_reports() {
+    let m = machine();
+    let errors: BTreeSet<&str> = states(&m.definition)
+        .values()
+        .filter(|s| s["Type"] == "Fail")
+        .filter_map(|s| s["Error"].as_str())
+        .collect();
+    for e in ["PreCommandFailed", "PostCommandFailed"] {
+        assert!(
+            errors.contains(e),
+            "no Fail state with Error {e}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_state_graph_is_closed_and_substitutions_match() {
+    let m = machine();
+    let st = states(&m.definition);
+    let start = m.definition["StartAt"].as_str().expect("StartAt");
+    let targets = |s: &Value| -> Vec<String> {
+        let mut t = Vec::new();
+        for key in ["Next", "Default"] {
+            if let Some(n) = s.get(key).and_then(Value::as_str) {
+                t.push(n.to_string());
+            }
+        }
+        for list in ["Choices", "Catch"] {
+            for c in s.get(list).and_then(Value::as_array).into_iter().flatten() {
+                t.push(c["Next"].as_str().expect("Next").to_string());
+            }
+        }
+        t
+    };
+    let mut seen = BTreeSet::from([start.to_string()]);
+    let mut todo = vec![start.to_string()];
+    while let Some(n) = todo.pop() {
+        let s = st.get(&n).unwrap_or_else(|| panic!("no state named {n:?}"));
+        for t in targets(s) {
+            if seen.insert(t.clone()) {
+                todo.push(t);
+            }
+        }
+    }
+    let all: BTreeSet<String> = st.keys().cloned().collect();
+    assert_eq!(seen, all, "unreachable states");
+
+    let text = m.definition.to_string();
+    let used: BTreeSet<String> = text
+        .split("${")
+        .skip(1)
+        .map(|s| s.split('}').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        used, m.substitutions,
+        "placeholders vs DefinitionSubstitutions"
+    );
+}

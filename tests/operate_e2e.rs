@@ -1,0 +1,301 @@
+//! Operating it: metrics that match what happened, run-now, dry runs, systemd readiness.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::{Timelike, Utc};
+use common::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16, path: &str) -> (u16, String) {
+    let rt = runtime();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        let code = buf[9..12].parse().unwrap();
+        (code, buf)
+    })
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+#[test]
+fn metrics_match_what_happened() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[ec2(2)]));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Two slots each, a few seconds from now, then nothing for a day.
+    let t = Utc::now() + chrono::Duration::seconds(3);
+    let t2 = t + chrono::Duration::seconds(3);
+    let sched = format!(
+        "{},{} {} {} * * *",
+        t.second(),
+        t2.second(),
+        t.minute(),
+        t.hour()
+    );
+    let sched = if t2.minute() != t.minute() {
+        format!(
+            "{},{} {},{} {} * * *",
+            t.second(),
+            t2.second(),
+            t.minute(),
+            t2.minute(),
+            t.hour()
+        )
+    } else {
+        sched
+    };
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}listen = \"127.0.0.1:{port}\"\n{}{}",
+            header(&sb.endpoint_url()).replace(
+                "shutdown_grace",
+                "recovery_lookback = \"1s\"\nshutdown_grace"
+            ),
+            target("good", 1, &sched),
+            target("bad", 2, &sched)
+        ),
+    );
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for("four backups finished", Duration::from_secs(30), |ev| {
+        ev.iter()
+            .filter(|v| v["event"] == "backup_finished")
+            .count()
+            >= 4
+    });
+    let (code, _) = scrape(port, "/healthz");
+    assert_eq!(code, 200);
+    let (code, _) = scrape(port, "/readyz");
+    assert_eq!(code, 200);
+    let (code, text) = scrape(port, "/metrics");
+    assert_eq!(code, 200);
+    let started = |t: &str| {
+        d.named("execution_started")
+            .iter()
+            .filter(|v| v["target"] == t)
+            .count() as f64
+    };
+    assert_eq!(
+        metric(
+            &text,
+            "orchestrator_executions_started_total{target=\"good\"}"
+        ),
+        started("good")
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "orchestrator_executions_started_total{target=\"bad\"}"
+        ),
+        started("bad")
+    );
+    let good_done = finished(&d.events(), "good")
+        .iter()
+        .filter(|v| v["state"] == "COMPLETED")
+        .count() as f64;
+    let bad_failed = finished(&d.events(), "bad")
+        .iter()
+        .filter(|v| v["state"] == "FAILED")
+        .count() as f64;
+    assert_eq!(good_done, 2.0);
+    assert_eq!(bad_failed, 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "orchestrator_backups_finished_total{target=\"good\",state=\"COMPLETED\"}"
+        ),
+        good_done
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "orchestrator_backups_finished_total{target=\"bad\",state=\"FAILED\"}"
+        ),
+        bad_failed
+    );
+    assert!(
+        metric(
+            &text,
+            "orchestrator_last_success_timestamp_seconds{target=\"good\"}"
+        ) > 1.7e9
+    );
+    assert!(!text.contains("orchestrator_last_success_timestamp_seconds{target=\"bad\"}"));
+    assert!(
+        metric(
+            &text,
+            "orchestrator_next_fire_timestamp_seconds{target=\"good\"}"
+        ) > Utc::now().timestamp() as f64
+    );
+    assert_eq!(metric(&text, "orchestrator_jobs_in_flight"), 0.0);
+    assert_eq!(metric(&text, "orchestrator_config_generation"), 1.0);
+
+    // A reload that removes `bad`: its series disappear.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}listen = \"127.0.0.1:{port}\"\n{}",
+            header(&sb.endpoint_url()),
+            target("good", 1, &sched)
+        ),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("reload", Duration::from_secs(10), |ev| {
+        ev.iter().any(|v| v["event"] == "config_reloaded")
+    });
+    let (_, text) = scrape(port, "/metrics");
+    assert!(!text.contains("target=\"bad\""), "{text}");
+    assert_eq!(metric(&text, "orchestrator_config_generation"), 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "orchestrator_config_reloads_total{result=\"applied\"}"
+        ),
+        1.0
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn run_now_follows_each_backup_and_exits_non_zero_if_one_failed() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[ec2(2)]));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}{}",
+            header(&sb.endpoint_url()),
+            target("good", 1, "0 3 * * *"),
+            target("bad", 2, "0 3 * * *")
+        ),
+    );
+    let run = |targets: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run-now")
+            .arg("--config")
+            .arg(&cfg)
+            .args(targets)
+            .args(["--log-format", "json"]);
+        let mut d = Daemon::spawn(cmd);
+        let code = d.wait_exit(Duration::from_secs(30)).code();
+        (code, d)
+    };
+    let (code, d) = run(&["good"]);
+    assert_eq!(code, Some(0));
+    let end = finished(&d.events(), "good");
+    assert_eq!(end.len(), 1);
+    assert_eq!(end[0]["state"], "COMPLETED");
+    let (code, d) = run(&["good", "bad"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(finished(&d.events(), "bad")[0]["state"], "FAILED");
+    // Manual names never take a scheduled slot's name.
+    for e in sb.executions() {
+        assert!(e.name.contains("-run-"), "{}", e.name);
+    }
+    let (code, _) = run(&["nosuch"]);
+    assert_eq!(code, Some(78));
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn dry_run_fires_and_logs_but_makes_no_aws_request() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}",
+            header(&sb.endpoint_url()),
+            target("web", 1, "* * * * * *")
+        ),
+    );
+    let mut d = Daemon::start(&cfg, &["--dry-run"]);
+    d.wait_for("two dry-run fires", Duration::from_secs(10), |ev| {
+        ev.iter().filter(|v| v["event"] == "dry_run_start").count() >= 2
+    });
+    let fire = &d.named("dry_run_start")[0];
+    assert!(fire["execution_name"].as_str().unwrap().starts_with("web-"));
+    assert!(fire["input"].as_str().unwrap().contains("ResourceArn"));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(sb.stats().requests, 0, "no request reached the endpoint");
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}",
+            header(&sb.endpoint_url()),
+            target("web", 1, "0 3 * * *")
+        ),
+    );
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path);
+    let mut d = Daemon::spawn(cmd);
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notify message");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert!(recv().contains("READY=1"));
+    d.signal("HUP");
+    let reloading = recv();
+    assert!(reloading.contains("RELOADING=1"), "{reloading}");
+    assert!(recv().contains("READY=1"));
+    d.signal("TERM");
+    assert!(recv().contains("STOPPING=1"));
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    rt.block_on(sb.shutdown());
+}
