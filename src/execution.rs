@@ -135,6 +135,23 @@ pub enum Trigger {
     Manual,
 }
 
+impl Trigger {
+    /// The name used in the input and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch-up",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The JSON input of every execution. The state machine reads these members with `$.Member`
 /// paths; `deploy/cloudformation` is tested against this struct so the two cannot drift apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +279,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
         assert_eq!(v["ResourceArn"], input.resource_arn);
         assert_eq!(v["Trigger"], "schedule");
+        for t in [Trigger::Schedule, Trigger::CatchUp, Trigger::Manual] {
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                t.as_str(),
+                "log and input agree"
+            );
+        }
         assert_eq!(v["PostCommand"], "systemctl start app");
         assert!(v.get("PreCommand").is_none());
     }

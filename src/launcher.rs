@@ -238,7 +238,7 @@ impl<S: StepFunctions> Launcher<S> {
                         resource_arn = %resource,
                         scheduled_for = %slot,
                         execution_arn = %started.execution_arn,
-                        trigger = ?fire.trigger,
+                        trigger = %fire.trigger,
                         attempt,
                         "backup execution started"
                     );

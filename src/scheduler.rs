@@ -178,6 +178,17 @@ impl<S: StepFunctions> Scheduler<S> {
     }
 
     async fn on_due(&mut self, due: Due) {
+        // Woken early on purpose (see `arm`): sleep the rest with tokio's precise timer.
+        if let Ok(early) = (due.slot - self.clock.now()).to_std()
+            && !early.is_zero()
+        {
+            let tx = self.due_tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(early).await;
+                let _ = tx.send(due);
+            });
+            return;
+        }
         let Some(mut g) = self.groups.remove(&due.key) else {
             return;
         };

@@ -26,7 +26,7 @@ fn backups_are_started_with_slot_names_and_followed_to_completed_and_failed() {
     let cfg = write_config(
         dir.path(),
         &format!(
-            "{}{}{}",
+            "{}[defaults]\nconcurrency = \"allow\"\n{}{}",
             header(&sb.endpoint_url()),
             target("web-1", 1, "*/2 * * * * *"),
             target("db-1", 2, "*/2 * * * * *")
@@ -110,6 +110,32 @@ fn backups_are_started_with_slot_names_and_followed_to_completed_and_failed() {
             "{input}"
         );
     }
+    // Scheduled starts reach AWS at their slot, never before it.
+    let mut on_time = 0;
+    for st in sb.start_times() {
+        let input: Value =
+            serde_json::from_str(&execs.iter().find(|e| e.name == st.name).unwrap().input).unwrap();
+        if input["Trigger"] != "schedule" {
+            continue;
+        }
+        let slot = chrono::DateTime::parse_from_rfc3339(st.input_scheduled_for.as_deref().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        let delay = st.received_at_ms - slot;
+        assert!(
+            delay >= 0,
+            "{} reached AWS {} ms before its slot",
+            st.name,
+            -delay
+        );
+        assert!(
+            delay < 3000,
+            "{} reached AWS {delay} ms after its slot",
+            st.name
+        );
+        on_time += 1;
+    }
+    assert!(on_time >= 2);
     rt.block_on(sb.shutdown());
 }
 

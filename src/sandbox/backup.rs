@@ -145,11 +145,21 @@ fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value
 }
 
 /// A query-string timestamp: ISO-8601 as the SDK sends it, or epoch seconds.
+///
+/// Rounded to the nearest millisecond: the SDK reads our `x.123` epoch seconds into a binary
+/// float and may send back `x.122999906`, which must still mean the same instant.
 fn query_time(key: &str, value: &str) -> Result<Millis, ApiError> {
     DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_millis())
+        .map(|t| {
+            t.timestamp() * 1000 + Millis::from((t.timestamp_subsec_nanos() + 500_000) / 1_000_000)
+        })
         .ok()
-        .or_else(|| value.parse::<f64>().ok().map(|s| (s * 1000.0) as Millis))
+        .or_else(|| {
+            value
+                .parse::<f64>()
+                .ok()
+                .map(|s| (s * 1000.0).round() as Millis)
+        })
         .ok_or_else(|| ApiError {
             code: "InvalidParameterValueException",
             message: format!("{key} is not a timestamp: {value}"),
@@ -264,6 +274,10 @@ mod tests {
         assert_eq!(
             query_time("createdAfter", "2026-11-29T09:14:59Z").unwrap(),
             1_795_943_699_000
+        );
+        assert_eq!(
+            query_time("createdAfter", "2026-11-29T09:14:59.122999906Z").unwrap(),
+            1_795_943_699_123
         );
         assert!(query_time("createdAfter", "yesterday").is_err());
     }

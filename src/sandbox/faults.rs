@@ -54,11 +54,10 @@ impl Faults {
     }
 
     /// Decides the faults for one request, consuming one of `throttle_next`.
-    pub(crate) fn decide(&mut self, operation: &str, roll: impl FnMut() -> f64) -> Decision {
+    pub(crate) fn decide(&mut self, operation: &str, mut roll: impl FnMut() -> f64) -> Decision {
         if !self.applies_to(operation) {
             return Decision::default();
         }
-        let mut roll = roll;
         let action = if self.drop_connections {
             Some(Injected::Drop)
         } else if self.throttle_next > 0 {

@@ -22,14 +22,17 @@ pub(crate) fn handle(
     received_ms: Millis,
     now: Millis,
 ) -> Reply {
-    let request: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) | Err(_) if body.is_empty() => Map::new(),
-        _ => {
-            return error(&ApiError {
-                code: "SerializationException",
-                message: "the request body is not a JSON object".into(),
-            });
+    let request = if body.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return error(&ApiError {
+                    code: "SerializationException",
+                    message: "the request body is not a JSON object".into(),
+                });
+            }
         }
     };
     let text = |member: &str| request.get(member).and_then(Value::as_str);

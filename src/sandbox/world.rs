@@ -509,7 +509,7 @@ impl World {
                     let hooked = task.pre_command.is_some() || task.post_command.is_some();
                     let post_failure = task
                         .post_command
-                        .filter(|c| hooked && mentions_fail(c))
+                        .filter(|c| mentions_fail(c))
                         .map(|c| command_failure_cause("PostCommand", c, Some(resource)).into());
                     let (job, _) = self.create_job(request, Some(index), at);
                     let stop = if hooked {
