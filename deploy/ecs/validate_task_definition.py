@@ -49,7 +49,7 @@ def render(text: str) -> str:
     used = set(re.findall(r"\$\{([A-Z_]+)\}", text))
     unknown = used - set(PLACEHOLDERS)
     if unknown:
-        raise SystemExit(f"unknown placeholders {sorted(unknown)}; document them in deploy/README.md")
+        raise SystemExit(f"unknown placeholders {sorted(unknown)}; document them in the README (Deploying)")
     return re.sub(r"\$\{([A-Z_]+)\}", lambda m: PLACEHOLDERS[m.group(1)], text)
 
 

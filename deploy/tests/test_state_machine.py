@@ -7,7 +7,7 @@ validated against botocore's service model for that operation, so a wrong parame
 type in the definition fails here as it would fail against AWS.
 
 What this proves: the definition parses, its intrinsic functions and paths evaluate, and its
-branches do what deploy/README.md promises (hooks, post command after a failed backup, the
+branches do what the README (Deploying) promises (hooks, post command after a failed backup, the
 error names the daemon reports, BackupJobId at the top level of the output). What it cannot
 prove: IAM, and the exact error names AWS gives SDK-integration failures (the interpreter's
 naming is patched to AWS's documented `ServiceName.ExceptionName` form).
