@@ -312,7 +312,7 @@ where
 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
-    let (tracker, handle) = Tracker::new(
+    let (mut tracker, handle) = Tracker::new(
         sfn.clone(),
         backup,
         clock.clone(),
@@ -324,6 +324,8 @@ where
         },
         metrics.clone(),
     );
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
+    tracker.report_finished_to(finished_tx);
     let launcher = Launcher::new(
         sfn,
         clock.clone(),
@@ -332,10 +334,11 @@ where
             config.pacing.start_rate,
             config.pacing.start_burst,
         )),
-        metrics.clone(),
+        metrics,
         false,
         tokio_util::sync::CancellationToken::new(),
     );
+    let mut started = 0;
     let mut failed_to_start = 0;
     for t in targets {
         let fire = Fire {
@@ -343,11 +346,9 @@ where
             slot: clock.now(),
             trigger: Trigger::Manual,
         };
-        if !matches!(
-            launcher.start(&fire, rand::random()).await,
-            Outcome::Started(_) | Outcome::AlreadyStarted(_)
-        ) {
-            failed_to_start += 1;
+        match launcher.start(&fire, rand::random()).await {
+            Outcome::Started(_) | Outcome::AlreadyStarted(_) => started += 1,
+            _ => failed_to_start += 1,
         }
     }
     drop(launcher);
@@ -356,24 +357,16 @@ where
     tracker
         .run(tokio_util::sync::CancellationToken::new())
         .await;
-    let text = metrics.encode();
-    let finished_bad = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("orchestrator_backups_finished_total{")
-                && !l.contains("state=\"COMPLETED\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
-    let failed_exec = text
-        .lines()
-        .filter(|l| l.starts_with("orchestrator_executions_failed_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
-    if failed_to_start > 0 || finished_bad > 0.0 || failed_exec > 0.0 {
-        EXIT_FAILURE
-    } else {
+    let mut completed = 0;
+    while let Ok((_, summary)) = finished_rx.try_recv() {
+        if summary.success {
+            completed += 1;
+        }
+    }
+    if failed_to_start == 0 && completed == started {
         0
+    } else {
+        EXIT_FAILURE
     }
 }
 

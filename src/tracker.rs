@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, StepFunctions};
 use crate::clock::Clock;
-use crate::lifecycle::{Backup, Change, job_id_from_output};
+use crate::lifecycle::{Backup, Change, Summary, job_id_from_output};
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
 use crate::telemetry::event;
@@ -124,6 +124,7 @@ pub struct Tracker<S, B> {
     backup_bucket: TokenBucket,
     in_flight: InFlight,
     metrics: Arc<Metrics>,
+    finished_tx: Option<mpsc::UnboundedSender<(Backup, Summary)>>,
 }
 
 fn key_of(b: &Backup) -> String {
@@ -174,6 +175,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             ),
             in_flight: in_flight.clone(),
             metrics,
+            finished_tx: None,
         };
         (tracker, TrackerHandle { tx, in_flight })
     }
@@ -218,6 +220,11 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 interval: self.settings.poll_interval,
             },
         );
+    }
+
+    /// Also sends each backup's summary to `tx` when it ends (`run-now` waits on these).
+    pub fn report_finished_to(&mut self, tx: mpsc::UnboundedSender<(Backup, Summary)>) {
+        self.finished_tx = Some(tx);
     }
 
     /// Backups followed right now.
@@ -521,6 +528,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         for c in &changes {
             log_change(b, c);
             self.metrics.backup_change(b, c);
+            if let (Change::Finished(summary), Some(tx)) = (c, &self.finished_tx) {
+                let _ = tx.send((b.clone(), summary.clone()));
+            }
         }
     }
 }
