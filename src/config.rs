@@ -1127,3 +1127,53 @@ start_window_minutes = 10
         assert_eq!(line_col("é\nx", 3), (2, 1));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! No input makes the parser panic: arbitrary text, and mutations of a valid file.
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = include_str!("../config/backups.example.toml");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            let _ = parse(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn tomlish_text_never_panics(text in "[\\[\\]=\"a-z_0-9 .:/*?#LW,()\\-\n]{0,300}") {
+            let _ = parse(&text, "fuzz.toml");
+        }
+
+        #[test]
+        fn schedule_expressions_never_panic(expr in "(cron\\()?[0-9*?/,LW#A-Z\\- ]{0,40}\\)?") {
+            if let Ok(s) = Schedule::parse(&expr, chrono_tz::Tz::Europe__Berlin) {
+                let _ = s.next_after(chrono::Utc::now());
+            }
+        }
+
+        #[test]
+        fn mutated_valid_config_never_panics(
+            cut in 0usize..VALID.len(),
+            len in 0usize..40,
+            insert in "[\\PC\n]{0,20}",
+        ) {
+            let mut text = VALID.to_string();
+            let start = (0..=cut).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let end = (start + len..=text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
+            text.replace_range(start..end, &insert);
+            if let Err(ConfigError::Invalid(diags)) = parse(&text, "fuzz.toml") {
+                prop_assert!(!diags.is_empty());
+                for d in diags {
+                    prop_assert!(d.line >= 1 || d.field == "backup", "{d}");
+                }
+            }
+        }
+    }
+}

@@ -256,8 +256,11 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .filter(|k| self.entries[*k].backup.awaits_job())
             .cloned()
             .collect();
+        // Jobs a listing already reported this round are not asked about again.
+        let mut described: HashSet<String> = HashSet::new();
         if awaiting.len() > BATCH_THRESHOLD {
-            self.discover_jobs_by_listing(&awaiting, &mut changed).await;
+            self.discover_jobs_by_listing(&awaiting, &mut changed, &mut described)
+                .await;
         }
         for k in &due {
             let needs = self
@@ -277,10 +280,10 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
 
         let job_due: Vec<String> = due
             .iter()
+            .filter(|k| !described.contains(*k))
             .filter(|k| self.entries.get(*k).is_some_and(|e| e.backup.needs_job()))
             .cloned()
             .collect();
-        let mut described: HashSet<String> = HashSet::new();
         if job_due.len() > BATCH_THRESHOLD {
             self.sweep_jobs_by_listing(&job_due, &mut changed, &mut described)
                 .await;
@@ -444,7 +447,12 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     }
 
     /// Finds the jobs of executions that have not told us theirs, by resource and creation time.
-    async fn discover_jobs_by_listing(&mut self, keys: &[String], changed: &mut HashSet<String>) {
+    async fn discover_jobs_by_listing(
+        &mut self,
+        keys: &[String],
+        changed: &mut HashSet<String>,
+        described: &mut HashSet<String>,
+    ) {
         let mut jobs = self.list_jobs_since(keys, |b| b.started_at).await;
         jobs.sort_by_key(|j| j.creation_date);
         let claimed: HashSet<String> = self
@@ -480,6 +488,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             let entry = self.entries.get_mut(k).expect("present");
             let mut changes = entry.backup.on_job_id(job.job_id.clone());
             changes.extend(entry.backup.on_job(&job, now));
+            described.insert(k.clone());
             reports.push((k.clone(), changes));
         }
         for (k, changes) in reports {
@@ -632,5 +641,175 @@ pub fn log_change(b: &Backup, c: &Change) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::fake::FakeAws;
+    use crate::aws::{JobState, StartRequest};
+    use crate::clock::TokioClock;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap()
+    }
+
+    fn resource(i: usize) -> String {
+        format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{i:017x}")
+    }
+
+    fn job(i: usize, state: &str) -> JobDetail {
+        JobDetail {
+            job_id: format!("job-{i}"),
+            resource_arn: Some(resource(i)),
+            state: JobState::parse(state),
+            percent_done: None,
+            backup_size_bytes: None,
+            status_message: None,
+            recovery_point_arn: None,
+            creation_date: Some(t0() + chrono::Duration::seconds(1)),
+            completion_date: None,
+        }
+    }
+
+    fn setup(fake: &Arc<FakeAws>) -> (Tracker<FakeAws, FakeAws>, TrackerHandle) {
+        Tracker::new(
+            fake.clone(),
+            fake.clone(),
+            Arc::new(TokioClock::starting_at(t0())),
+            TrackerSettings {
+                poll_interval: Duration::from_secs(1),
+                max_poll_interval: Duration::from_secs(8),
+                describe_rate: 1000.0,
+                backup_read_rate: 1000.0,
+            },
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn drain(tracker: &mut Tracker<FakeAws, FakeAws>) {
+        while let Ok(b) = tracker.rx.try_recv() {
+            tracker.insert(b);
+        }
+    }
+
+    fn backup(i: usize, execution_arn: Option<String>) -> Backup {
+        Backup::started(
+            format!("t{i}"),
+            resource(i),
+            "us-east-1".into(),
+            Some(t0()),
+            execution_arn,
+            false,
+            t0(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_jobs_are_polled_with_one_listing_not_one_call_each() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        for i in 0..50 {
+            fake.set_job(job(i, "RUNNING"));
+            let mut b = backup(i, None);
+            b.on_job_id(format!("job-{i}"));
+            handle.in_flight.add(&b.resource_arn);
+            handle.track(b);
+        }
+        drain(&mut tracker);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListBackupJobs"), 1);
+        assert_eq!(fake.calls("DescribeBackupJob"), 0);
+
+        for i in 0..50 {
+            fake.set_job(job(i, "COMPLETED"));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListBackupJobs"), 2);
+        assert_eq!(fake.calls("DescribeBackupJob"), 0);
+        assert!(tracker.is_empty(), "all finished");
+        assert!(handle.in_flight.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn executions_find_their_jobs_by_listing_when_many_are_waiting() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        let sm = crate::arn::StateMachineArn::parse(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:b",
+        )
+        .unwrap();
+        for i in 0..20 {
+            let started = fake
+                .start_execution(&StartRequest {
+                    state_machine: sm.clone(),
+                    name: format!("t{i}-20261129T030000Z"),
+                    input: "{}".into(),
+                })
+                .await
+                .unwrap();
+            fake.set_job(job(i, "CREATED"));
+            handle.track(backup(i, Some(started.execution_arn)));
+        }
+        drain(&mut tracker);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(
+            fake.calls("DescribeExecution"),
+            0,
+            "listing found every job"
+        );
+        assert_eq!(fake.calls("ListBackupJobs"), 1);
+        for e in tracker.entries.values() {
+            let i: usize = e.backup.target[1..].parse().unwrap();
+            assert_eq!(
+                e.backup.job_id.as_deref(),
+                Some(format!("job-{i}").as_str())
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_few_backups_are_described_one_by_one_and_back_off_while_quiet() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        for i in 0..2 {
+            fake.set_job(job(i, "RUNNING"));
+            let mut b = backup(i, None);
+            b.on_job_id(format!("job-{i}"));
+            handle.track(b);
+        }
+        drain(&mut tracker);
+        // Polls at 1 s (change: first state seen), then 2 s later, 4 s, 8 s, 8 s: 5 rounds in 23 s.
+        for _ in 0..23 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            tracker.poll_due().await;
+        }
+        assert_eq!(fake.calls("ListBackupJobs"), 0);
+        assert_eq!(fake.calls("DescribeBackupJob"), 2 * 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_call_is_retried_at_the_next_poll() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        fake.set_job(job(0, "COMPLETED"));
+        let mut b = backup(0, None);
+        b.on_job_id("job-0".into());
+        handle.in_flight.add(&b.resource_arn);
+        handle.track(b);
+        drain(&mut tracker);
+        fake.fail_next("DescribeBackupJob", crate::aws::ErrorKind::Throttled);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.len(), 1, "not dropped");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tracker.poll_due().await;
+        assert!(tracker.is_empty());
+        assert!(handle.in_flight.is_empty());
     }
 }
