@@ -264,6 +264,8 @@ fn dry_run_fires_and_logs_but_makes_no_aws_request() {
 
 #[test]
 fn systemd_hears_ready_reloading_and_stopping() {
+    // Also: the container health check command against the daemon's listener.
+    let port = free_port();
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
@@ -274,7 +276,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let cfg = write_config(
         dir.path(),
         &format!(
-            "{}{}",
+            "{}listen = \"127.0.0.1:{port}\"\n{}",
             header(&sb.endpoint_url()),
             target("web", 1, "0 3 * * *")
         ),
@@ -283,6 +285,13 @@ fn systemd_hears_ready_reloading_and_stopping() {
     cmd.arg("--config")
         .arg(&cfg)
         .env("NOTIFY_SOCKET", &sock_path);
+    let healthcheck = || {
+        Command::new(bin())
+            .args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+            .status()
+            .unwrap()
+            .code()
+    };
     let mut d = Daemon::spawn(cmd);
     let recv = || {
         let mut buf = [0u8; 512];
@@ -290,6 +299,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
         String::from_utf8_lossy(&buf[..n]).to_string()
     };
     assert!(recv().contains("READY=1"));
+    assert_eq!(healthcheck(), Some(0));
     d.signal("HUP");
     let reloading = recv();
     assert!(reloading.contains("RELOADING=1"), "{reloading}");
@@ -297,5 +307,62 @@ fn systemd_hears_ready_reloading_and_stopping() {
     d.signal("TERM");
     assert!(recv().contains("STOPPING=1"));
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(healthcheck(), Some(1), "nothing listens any more");
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn watch_reloads_on_file_change_and_the_config_may_come_from_the_environment() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let head = header(&sb.endpoint_url());
+    let cfg = write_config(
+        dir.path(),
+        &format!("{head}{}", target("one", 1, "0 3 * * *")),
+    );
+    let mut d = Daemon::start(&cfg, &["--watch"]);
+    d.wait_for("start", Duration::from_secs(10), |ev| {
+        ev.iter().any(|v| v["event"] == "config_loaded")
+    });
+    std::fs::write(&cfg, format!("{head}{}", target("two", 2, "* * * * * *"))).unwrap();
+    d.wait_for("reload on change", Duration::from_secs(10), |ev| {
+        ev.iter().any(|v| v["event"] == "config_reloaded")
+    });
+    d.wait_for("the new target fires", Duration::from_secs(10), |ev| {
+        ev.iter()
+            .any(|v| v["event"] == "execution_started" && v["target"] == "two")
+    });
+    // A broken edit is refused like a broken SIGHUP.
+    std::fs::write(&cfg, "this is not toml").unwrap();
+    d.wait_for("refusal", Duration::from_secs(10), |ev| {
+        ev.iter().any(|v| v["event"] == "config_reload_failed")
+    });
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+
+    // ORCHESTRATOR_CONFIG_TOML holds the text itself (ECS: an SSM parameter as a secret).
+    let mut cmd = Command::new(bin());
+    cmd.env(
+        "ORCHESTRATOR_CONFIG_TOML",
+        format!("{head}{}", target("env", 3, "* * * * * *")),
+    );
+    let mut cmd2 = Command::new(bin());
+    cmd2.arg("check")
+        .env("ORCHESTRATOR_CONFIG_TOML", "nonsense = 1");
+    let out = cmd2.output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<env ORCHESTRATOR_CONFIG_TOML>:1:1"));
+    let mut d = Daemon::spawn(cmd);
+    d.wait_for("the env config fires", Duration::from_secs(10), |ev| {
+        ev.iter()
+            .any(|v| v["event"] == "execution_started" && v["target"] == "env")
+    });
+    assert_eq!(
+        d.named("config_loaded")[0]["source"],
+        "<env ORCHESTRATOR_CONFIG_TOML>"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
     rt.block_on(sb.shutdown());
 }
