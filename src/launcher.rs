@@ -116,6 +116,9 @@ pub struct Launcher<S> {
     dry_run: bool,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Woken by any successful start: retries waiting out a backoff go at once (still paced by
+    /// the bucket), so an outage's backlog clears when the endpoint is back, not a minute later.
+    recovered: Arc<tokio::sync::Notify>,
 }
 
 impl<S> Clone for Launcher<S> {
@@ -129,6 +132,7 @@ impl<S> Clone for Launcher<S> {
             dry_run: self.dry_run,
             tasks: self.tasks.clone(),
             shutdown: self.shutdown.clone(),
+            recovered: self.recovered.clone(),
         }
     }
 }
@@ -154,6 +158,7 @@ impl<S: StepFunctions> Launcher<S> {
             dry_run,
             tasks: TaskTracker::new(),
             shutdown,
+            recovered: Arc::default(),
         }
     }
 
@@ -232,6 +237,7 @@ impl<S: StepFunctions> Launcher<S> {
             match self.sfn.start_execution(&req).await {
                 Ok(started) => {
                     self.metrics.api_ok();
+                    self.recovered.notify_waiters();
                     info!(
                         event = event::EXECUTION_STARTED,
                         target = %t.name,
@@ -278,6 +284,7 @@ impl<S: StepFunctions> Launcher<S> {
                         );
                         tokio::select! {
                             () = tokio::time::sleep(wait) => continue,
+                            () = self.recovered.notified() => continue,
                             () = self.shutdown.cancelled() => {
                                 warn!(
                                     event = event::EXECUTION_START_FAILED,

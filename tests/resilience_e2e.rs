@@ -219,3 +219,175 @@ fn two_replicas_start_each_slot_once_and_both_follow_it() {
     eprintln!("replicas: {} slots, each started once: {starts:?}", m.len());
     rt.block_on(sb.shutdown());
 }
+
+#[test]
+fn a_burst_is_paced_and_a_reload_in_the_middle_of_it_loses_nothing() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    // 300 targets on the same second, paced at 100 starts/s with a burst of 10.
+    let slot = Utc::now() + chrono::Duration::seconds(4);
+    let sched = format!(
+        "{} {} {} * * *",
+        chrono::Timelike::second(&slot),
+        chrono::Timelike::minute(&slot),
+        chrono::Timelike::hour(&slot)
+    );
+    let body = |extra: &str| {
+        let mut text = header(&sb.endpoint_url());
+        text.push_str("start_rate = 100\nstart_burst = 10\ncatch_up = \"none\"\n");
+        text.push_str(extra);
+        for i in 0..300 {
+            text.push_str(&target(&format!("b{i}"), i + 1, &sched));
+        }
+        text.replace("catch_up = \"none\"\n", "")
+    };
+    let cfg = write_config(dir.path(), &body(""));
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for("the burst to begin", Duration::from_secs(15), |ev| {
+        ev.iter()
+            .filter(|v| v["event"] == "execution_started")
+            .count()
+            >= 50
+    });
+    // A reload lands mid-burst (a harmless change: the poll interval).
+    std::fs::write(
+        &cfg,
+        body("").replace("poll_interval = \"200ms\"", "poll_interval = \"300ms\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("all 300 started", Duration::from_secs(30), |ev| {
+        ev.iter()
+            .filter(|v| v["event"] == "execution_started")
+            .count()
+            >= 300
+    });
+    assert!(!d.named("config_reloaded").is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+
+    let m = slots(&sb);
+    assert_eq!(m.len(), 300, "every target's slot started");
+    assert!(m.values().all(|n| *n == 1), "none twice");
+    // Pacing: no one-second window saw more than rate + burst requests.
+    let mut times: Vec<i64> = sb.start_times().iter().map(|s| s.received_at_ms).collect();
+    times.sort_unstable();
+    let worst = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| times[i..].iter().take_while(|u| **u < t + 1000).count())
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 110 + 5,
+        "{worst} StartExecution calls within one second"
+    );
+    let spread = times.last().unwrap() - times.first().unwrap();
+    assert!(
+        spread >= 2500,
+        "300 starts at 100/s take about 3 s, took {spread} ms"
+    );
+    eprintln!(
+        "burst: 300 slots, 300 started once, busiest second {worst} calls, spread {spread} ms"
+    );
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn ten_seconds_of_latency_delay_starts_but_lose_none() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = header(&sb.endpoint_url());
+    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
+    for i in 0..3 {
+        text.push_str(&target(&format!("l{i}"), i + 1, "*/5 * * * * *"));
+    }
+    let cfg = write_config(dir.path(), &text);
+    sb.set_faults(Faults {
+        latency: Duration::from_secs(10),
+        only_operations: Some(vec!["StartExecution".into()]),
+        ..Faults::default()
+    });
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for(
+        "slow starts to land and finish",
+        Duration::from_secs(40),
+        |ev| (0..3).all(|i| !finished(ev, &format!("l{i}")).is_empty()),
+    );
+    sb.set_faults(Faults::default());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    let m = slots(&sb);
+    assert!(m.values().all(|n| *n == 1), "{m:?}");
+    for i in 0..3 {
+        assert_no_gaps(&m, &format!("l{i}"), 5);
+    }
+    assert!(d.named("execution_start_failed").is_empty());
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn an_endpoint_down_for_a_minute_then_back_loses_no_slot() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = header(&sb.endpoint_url());
+    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
+    for i in 0..3 {
+        text.push_str(&target(&format!("o{i}"), i + 1, "*/5 * * * * *"));
+    }
+    let cfg = write_config(dir.path(), &text);
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for("first starts", Duration::from_secs(15), |ev| {
+        ev.iter()
+            .filter(|v| v["event"] == "execution_started")
+            .count()
+            >= 3
+    });
+    sb.set_faults(Faults {
+        drop_connections: true,
+        ..Faults::default()
+    });
+    let down_at = Utc::now();
+    std::thread::sleep(Duration::from_secs(60));
+    sb.set_faults(Faults::default());
+    let up_at = Utc::now();
+    // Every slot due while it was down must start once the endpoint is back (backoff ≤ 60 s).
+    let due_while_down = |m: &BTreeMap<(String, DateTime<Utc>), usize>| {
+        m.keys().filter(|(_, s)| *s > down_at && *s < up_at).count()
+    };
+    // Slots on multiples of 5 s strictly inside the outage, for each of the 3 targets.
+    let (a, b) = (
+        down_at.timestamp_millis() / 5000,
+        (up_at.timestamp_millis() - 1) / 5000,
+    );
+    let expected = 3 * (b - a) as usize;
+    // A successful start wakes the waiting retries, so the backlog clears in seconds, not after
+    // the longest backoff (60 s).
+    d.wait_for("the slots of the outage", Duration::from_secs(30), |_| {
+        due_while_down(&slots(&sb)) >= expected
+    });
+    let cleared = (Utc::now() - up_at).num_milliseconds();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    let m = slots(&sb);
+    assert!(m.values().all(|n| *n == 1));
+    let failed = d.named("execution_start_failed");
+    if !failed.is_empty() {
+        d.dump();
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut total = 0;
+    for i in 0..3 {
+        total += assert_no_gaps(&m, &format!("o{i}"), 5);
+    }
+    assert!(d.named("execution_start_failed").is_empty());
+    eprintln!(
+        "outage: 60 s down, {} slots due meanwhile started within {cleared} ms of its end, {total} slots in all, 0 lost, 0 duplicated",
+        due_while_down(&m)
+    );
+    rt.block_on(sb.shutdown());
+}
