@@ -10,14 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn backups_are_started_with_slot_names_and_followed_to_completed_and_failed() {
     let rt = runtime();

@@ -8,14 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn with_commands(name: &str, n: u32, pre: &str, post: &str) -> String {
     format!(
         "{}pre_command = \"{pre}\"\npost_command = \"{post}\"\n",

@@ -11,14 +11,6 @@ use chrono::{DateTime, Utc};
 use common::*;
 use serde_json::Value;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// (target, slot) of every execution the endpoint holds, with how many executions each has.
 fn slots(sb: &backup_orchestrator::sandbox::Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
     let mut m = BTreeMap::new();

@@ -1,7 +1,6 @@
 //! [`BackupJobs`] with aws-sdk-backup: one client per region, made on first use.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_backup::Client;
 use aws_sdk_backup::config::Region;
@@ -10,13 +9,12 @@ use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
-use super::{ApiError, BackupJobs, JobDetail, JobFilter, JobState, Page};
+use super::{ApiError, BackupJobs, JobDetail, JobFilter, JobState, Page, RegionalClients};
 
 /// AWS Backup through the AWS SDK.
 #[derive(Clone)]
 pub struct SdkBackupJobs {
-    base: SdkConfig,
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    clients: Arc<RegionalClients<Client>>,
 }
 
 /// Largest page ListBackupJobs returns.
@@ -25,23 +23,20 @@ const MAX_PAGE: i32 = 1000;
 impl SdkBackupJobs {
     /// Uses `base` (credentials, endpoint, timeouts) with each call's region.
     pub fn new(base: SdkConfig) -> Self {
+        let make = |base: &SdkConfig, region: &str| {
+            Client::from_conf(
+                aws_sdk_backup::config::Builder::from(base)
+                    .region(Region::new(region.to_string()))
+                    .build(),
+            )
+        };
         SdkBackupJobs {
-            base,
-            clients: Arc::default(),
+            clients: Arc::new(RegionalClients::new(base, make)),
         }
     }
 
     fn client(&self, region: &str) -> Client {
-        let mut clients = self.clients.lock().expect("client cache lock");
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_backup::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .build();
-                Client::from_conf(conf)
-            })
-            .clone()
+        self.clients.get(region)
     }
 }
 

@@ -435,6 +435,41 @@ pub trait BackupJobs: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Page<JobDetail>, ApiError>> + Send;
 }
 
+/// One SDK client per region, made on first use from the shared settings.
+pub(crate) struct RegionalClients<C> {
+    base: aws_types::SdkConfig,
+    make: fn(&aws_types::SdkConfig, &str) -> C,
+    clients: std::sync::Mutex<std::collections::HashMap<String, C>>,
+}
+
+impl<C: Clone> RegionalClients<C> {
+    /// `make` builds a client for a region from `base`.
+    pub(crate) fn new(
+        base: aws_types::SdkConfig,
+        make: fn(&aws_types::SdkConfig, &str) -> C,
+    ) -> Self {
+        RegionalClients {
+            base,
+            make,
+            clients: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The client for `region`.
+    pub(crate) fn get(&self, region: &str) -> C {
+        let mut clients = self.clients.lock().expect("client cache lock");
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| (self.make)(&self.base, region))
+            .clone()
+    }
+
+    /// The region of the shared settings, if any.
+    pub(crate) fn default_region(&self) -> Option<String> {
+        self.base.region().map(ToString::to_string)
+    }
+}
+
 /// The region an execution ARN names (`arn:aws:states:REGION:…`).
 pub fn region_of_arn(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty())

@@ -1,7 +1,6 @@
 //! [`StepFunctions`] with aws-sdk-sfn: one client per region, made on first use.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::config::Region;
@@ -11,16 +10,15 @@ use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
 use super::{
-    ApiError, ExecutionDetail, ExecutionStatus, ExecutionSummary, HistoryEvent, Page, StartRequest,
-    Started, StepFunctions, region_of_arn,
+    ApiError, ExecutionDetail, ExecutionStatus, ExecutionSummary, HistoryEvent, Page,
+    RegionalClients, StartRequest, Started, StepFunctions, region_of_arn,
 };
 use crate::arn::StateMachineArn;
 
 /// Step Functions through the AWS SDK.
 #[derive(Clone)]
 pub struct SdkStepFunctions {
-    base: SdkConfig,
-    clients: Arc<Mutex<HashMap<String, Client>>>,
+    clients: Arc<RegionalClients<Client>>,
 }
 
 /// Largest page ListExecutions / GetExecutionHistory return.
@@ -29,29 +27,26 @@ const MAX_PAGE: i32 = 1000;
 impl SdkStepFunctions {
     /// Uses `base` (credentials, endpoint, timeouts) with each call's region.
     pub fn new(base: SdkConfig) -> Self {
+        let make = |base: &SdkConfig, region: &str| {
+            Client::from_conf(
+                aws_sdk_sfn::config::Builder::from(base)
+                    .region(Region::new(region.to_string()))
+                    .build(),
+            )
+        };
         SdkStepFunctions {
-            base,
-            clients: Arc::default(),
+            clients: Arc::new(RegionalClients::new(base, make)),
         }
     }
 
     fn client(&self, region: &str) -> Client {
-        let mut clients = self.clients.lock().expect("client cache lock");
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_sfn::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .build();
-                Client::from_conf(conf)
-            })
-            .clone()
+        self.clients.get(region)
     }
 
     fn client_for_arn(&self, arn: &str) -> Client {
         let region = region_of_arn(arn)
             .map(str::to_string)
-            .or_else(|| self.base.region().map(|r| r.to_string()))
+            .or_else(|| self.clients.default_region())
             .unwrap_or_else(|| "us-east-1".to_string());
         self.client(&region)
     }

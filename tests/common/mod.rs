@@ -13,6 +13,15 @@ use serde_json::Value;
 
 pub const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup";
 
+/// A runtime of its own for the in-process sandbox, so the test thread may block while it serves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// An instance ARN with a distinct id per `n`.
 pub fn ec2(n: u32) -> String {
     format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{n:017x}")
