@@ -276,7 +276,8 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let mut cmd = Command::new(bin());
     cmd.arg("--config")
         .arg(&cfg)
-        .env("NOTIFY_SOCKET", &sock_path);
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000");
     let healthcheck = || {
         Command::new(bin())
             .args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")])
@@ -285,19 +286,28 @@ fn systemd_hears_ready_reloading_and_stopping() {
             .code()
     };
     let mut d = Daemon::spawn(cmd);
-    let recv = || {
+    // Watchdog pings (every 200 ms here) are counted apart from the state messages.
+    let pings = std::cell::Cell::new(0);
+    let recv = || loop {
         let mut buf = [0u8; 512];
         let n = sock.recv(&mut buf).expect("a notify message");
-        String::from_utf8_lossy(&buf[..n]).to_string()
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.trim() == "WATCHDOG=1" {
+            pings.set(pings.get() + 1);
+        } else {
+            return msg;
+        }
     };
     assert!(recv().contains("READY=1"));
     assert_eq!(healthcheck(), Some(0));
+    std::thread::sleep(Duration::from_secs(1));
     d.signal("HUP");
     let reloading = recv();
     assert!(reloading.contains("RELOADING=1"), "{reloading}");
     assert!(recv().contains("READY=1"));
     d.signal("TERM");
     assert!(recv().contains("STOPPING=1"));
+    assert!(pings.get() >= 3, "watchdog pings: {}", pings.get());
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(0));
     assert_eq!(healthcheck(), Some(1), "nothing listens any more");
     rt.block_on(sb.shutdown());
