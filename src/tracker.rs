@@ -608,37 +608,30 @@ pub fn log_change(b: &Backup, c: &Change) {
             "execution failed"
         ),
         Change::Finished(s) => {
+            // One field list, two levels: a failed backup is an ERROR line operators alert on.
+            macro_rules! finished {
+                ($level:ident) => {
+                    $level!(
+                        event = event::BACKUP_FINISHED,
+                        target = %b.target,
+                        resource_arn = %b.resource_arn,
+                        scheduled_for = %scheduled(b),
+                        execution_arn = exec,
+                        backup_job_id = job,
+                        state = %s.state,
+                        success = s.success,
+                        duration_seconds = s.duration_seconds,
+                        backup_size_bytes = s.backup_size_bytes.unwrap_or(0),
+                        recovery_point_arn = s.recovery_point_arn.as_deref().unwrap_or(""),
+                        error = s.error.as_deref().unwrap_or(""),
+                        "backup finished"
+                    )
+                };
+            }
             if s.success {
-                info!(
-                    event = event::BACKUP_FINISHED,
-                    target = %b.target,
-                    resource_arn = %b.resource_arn,
-                    scheduled_for = %scheduled(b),
-                    execution_arn = exec,
-                    backup_job_id = job,
-                    state = %s.state,
-                    success = true,
-                    duration_seconds = s.duration_seconds,
-                    backup_size_bytes = s.backup_size_bytes.unwrap_or(0),
-                    recovery_point_arn = s.recovery_point_arn.as_deref().unwrap_or(""),
-                    "backup finished"
-                );
+                finished!(info);
             } else {
-                error!(
-                    event = event::BACKUP_FINISHED,
-                    target = %b.target,
-                    resource_arn = %b.resource_arn,
-                    scheduled_for = %scheduled(b),
-                    execution_arn = exec,
-                    backup_job_id = job,
-                    state = %s.state,
-                    success = false,
-                    duration_seconds = s.duration_seconds,
-                    backup_size_bytes = s.backup_size_bytes.unwrap_or(0),
-                    recovery_point_arn = s.recovery_point_arn.as_deref().unwrap_or(""),
-                    error = s.error.as_deref().unwrap_or(""),
-                    "backup finished"
-                );
+                finished!(error);
             }
         }
     }
