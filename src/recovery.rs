@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::aws::{BackupJobs, ExecutionStatus, JobFilter, StepFunctions};
 use crate::clock::Clock;
@@ -36,6 +36,9 @@ pub struct Recovered {
     pub caught_up: usize,
     /// Missed slots not started.
     pub skipped: usize,
+    /// Targets with no execution in the lookback whose latest slot is past its deadline: most
+    /// likely a first start, so not a missed slot worth a warning each (one summary line).
+    pub without_history: usize,
 }
 
 /// Finds our running executions and unfinished jobs, follows them, and catches up missed slots.
@@ -197,6 +200,12 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             &mut out,
         );
     }
+    if out.without_history > 0 {
+        info!(
+            targets = out.without_history,
+            "targets with no execution in the recovery lookback: their latest slots are past the starting deadline and are not started (a first start, or down longer than the lookback)"
+        );
+    }
     info!(
         resumed_executions = out.executions,
         resumed_jobs = out.jobs,
@@ -273,6 +282,14 @@ fn catch_up<S: StepFunctions>(
             });
             out.caught_up += 1;
         }
+        Some("past_starting_deadline") if newest.is_none() => {
+            debug!(
+                target = %t.name,
+                scheduled_for = %latest.to_rfc3339(),
+                "no execution of this target in the lookback; its latest slot is past the starting deadline"
+            );
+            out.without_history += 1;
+        }
         Some(reason) => skip(t, latest, reason, metrics, out, true),
     }
     let n = missed.len();
@@ -309,5 +326,133 @@ fn skip(
             reason,
             "missed slot not started"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::StartRequest;
+    use crate::aws::fake::FakeAws;
+    use crate::clock::TokioClock;
+    use crate::pacing::TokenBucket;
+    use crate::tracker::{Tracker, TrackerSettings};
+    use chrono::TimeZone;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:b";
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\n{extra}\n\
+             [[backup]]\nname = \"hourly\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-00000001\"\nschedule = \"0 * * * *\"\n"
+        );
+        crate::config::parse(&text, "t.toml").unwrap()
+    }
+
+    /// Runs recovery at `now` with `ran` slots already executed; returns what it did and the
+    /// executions that exist afterwards.
+    async fn recover_at(
+        config: &Config,
+        now: DateTime<Utc>,
+        ran: &[DateTime<Utc>],
+    ) -> (Recovered, Vec<String>) {
+        let fake = Arc::new(FakeAws::new());
+        let sm = crate::arn::StateMachineArn::parse(SM).unwrap();
+        for slot in ran {
+            let started = fake
+                .start_execution(&StartRequest {
+                    state_machine: sm.clone(),
+                    name: crate::execution::scheduled_name("hourly", *slot),
+                    input: "{}".into(),
+                })
+                .await
+                .unwrap();
+            fake.finish_execution(
+                &started.execution_arn,
+                ExecutionStatus::Succeeded,
+                Some(r#"{"BackupJobId":"x"}"#),
+                None,
+            );
+        }
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now));
+        let metrics = Arc::new(Metrics::new());
+        let settings = TrackerSettings {
+            poll_interval: Duration::from_secs(1),
+            max_poll_interval: Duration::from_secs(1),
+            describe_rate: 100.0,
+            backup_read_rate: 100.0,
+        };
+        let (_tracker, handle) = Tracker::new(
+            fake.clone(),
+            fake.clone(),
+            clock.clone(),
+            settings,
+            metrics.clone(),
+        );
+        let launcher = Launcher::new(
+            fake.clone(),
+            clock.clone(),
+            handle.clone(),
+            Arc::new(TokenBucket::new(100.0, 10)),
+            metrics.clone(),
+            false,
+            CancellationToken::new(),
+        );
+        let out = recover(
+            config, &*fake, &*fake, &*clock, &handle, &launcher, &metrics,
+        )
+        .await;
+        launcher.drain(Duration::from_secs(5)).await;
+        (out, fake.execution_names())
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, h, m, 0).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_missed_slot_runs_once_and_older_ones_are_skipped() {
+        // Ran at 06:00; down from 06:30 to 09:10: 07:00 and 08:00 superseded, 09:00 caught up.
+        let (out, names) = recover_at(&config(""), at(9, 10), &[at(6, 0)]).await;
+        assert_eq!(out.caught_up, 1);
+        assert_eq!(out.skipped, 2);
+        assert!(
+            names.contains(&"hourly-20261129T090000Z".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_that_ran_is_not_caught_up_again() {
+        let (out, names) = recover_at(&config(""), at(9, 10), &[at(9, 0)]).await;
+        assert_eq!(out, Recovered::default());
+        assert_eq!(names, vec!["hourly-20261129T090000Z"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_deadline_or_disabled_nothing_starts() {
+        let (out, names) = recover_at(
+            &config("starting_deadline = \"5m\""),
+            at(9, 10),
+            &[at(6, 0)],
+        )
+        .await;
+        assert_eq!((out.caught_up, out.skipped), (0, 3));
+        assert_eq!(names.len(), 1);
+        let (out, _) = recover_at(&config("catch_up = \"none\""), at(9, 10), &[at(6, 0)]).await;
+        assert_eq!((out.caught_up, out.skipped), (0, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_start_catches_up_only_a_recent_slot_and_does_not_warn_about_old_ones() {
+        let (out, names) = recover_at(&config(""), at(9, 10), &[]).await;
+        assert_eq!(out.caught_up, 1);
+        assert_eq!(names, vec!["hourly-20261129T090000Z"]);
+        let (out, names) = recover_at(&config("starting_deadline = \"5m\""), at(9, 10), &[]).await;
+        assert_eq!((out.caught_up, out.skipped, out.without_history), (0, 0, 1));
+        assert!(names.is_empty());
     }
 }
