@@ -1,6 +1,7 @@
 //! Parsed ARNs: the EC2 instances we back up and the state machines we start.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Partitions an ARN may name.
 const PARTITIONS: &[&str] = &[
@@ -29,8 +30,14 @@ pub struct InstanceArn {
 }
 
 /// A Step Functions state machine ARN: `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
+///
+/// Cheap to clone: thousands of targets share the default machine.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StateMachineArn {
+pub struct StateMachineArn(Arc<MachineParts>);
+
+/// The parts of a state machine ARN.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MachineParts {
     arn: String,
     /// The AWS partition.
     pub partition: String,
@@ -40,6 +47,13 @@ pub struct StateMachineArn {
     pub account: String,
     /// The machine's name.
     pub name: String,
+}
+
+impl std::ops::Deref for StateMachineArn {
+    type Target = MachineParts;
+    fn deref(&self) -> &MachineParts {
+        &self.0
+    }
 }
 
 /// Splits `arn:partition:service:region:account:resource` and checks the common parts.
@@ -126,13 +140,13 @@ impl StateMachineArn {
                 "state machine name `{name}` is empty, too long or has a `:`"
             ));
         }
-        Ok(StateMachineArn {
+        Ok(StateMachineArn(Arc::new(MachineParts {
             arn: arn.to_string(),
             partition: partition.to_string(),
             region: region.to_string(),
             account: account.to_string(),
             name: name.to_string(),
-        })
+        })))
     }
 
     /// The ARN as text.

@@ -286,7 +286,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
     let mut targets = Vec::new();
     for n in names {
         match config.target(n) {
-            Some(t) => targets.push(Arc::new(t.clone())),
+            Some(t) => targets.push(t.clone()),
             None => {
                 eprintln!("{}: no target named `{n}`", config.source);
                 return EXIT_CONFIG;

@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -130,8 +131,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How far back restart recovery looks for our executions and jobs.
     pub recovery_lookback: Duration,
-    /// Targets in file order (disabled ones included, flagged).
-    pub targets: Vec<Target>,
+    /// Targets in file order (disabled ones included, flagged); shared with the scheduler.
+    pub targets: Vec<Arc<Target>>,
 }
 
 /// API pacing (token buckets).
@@ -435,7 +436,15 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let root_span = root.span();
     let root_table = root.get_ref();
     r.unknown_keys(root_table, &[GLOBAL_KEYS], "");
-    let root_value = Spanned::new(root_span.clone(), DeValue::Table(root_table.clone()));
+    // Only the top-level settings: cloning the whole document (every target) here would double
+    // the memory a 10,000-target file needs while it is parsed.
+    let mut globals = DeTable::new();
+    for (k, v) in root_table.iter() {
+        if !matches!(k.get_ref().as_ref(), "backup" | "defaults") {
+            globals.insert(k.clone(), v.clone());
+        }
+    }
+    let root_value = Spanned::new(root_span.clone(), DeValue::Table(globals));
     let global: RawGlobal = r.table(&root_value, "(top level)").unwrap_or_default();
 
     let get = |k: &str| {
@@ -651,7 +660,7 @@ fn validate(
             &mut seen,
             &mut exec_parts,
         ) {
-            targets.push(target);
+            targets.push(Arc::new(target));
         }
     }
 
@@ -921,7 +930,7 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
 
 impl Config {
     /// The targets that fire.
-    pub fn enabled_targets(&self) -> impl Iterator<Item = &Target> {
+    pub fn enabled_targets(&self) -> impl Iterator<Item = &Arc<Target>> {
         self.targets.iter().filter(|t| t.enabled)
     }
 
@@ -938,7 +947,7 @@ impl Config {
     }
 
     /// Targets by name.
-    pub fn target(&self, name: &str) -> Option<&Target> {
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.name == name)
     }
 

@@ -24,6 +24,8 @@ use crate::tracker::TrackerHandle;
 
 /// First retry delay of a failed StartExecution.
 const RETRY_BASE: Duration = Duration::from_secs(1);
+/// StartExecution calls in flight at once (each holds a connection).
+const MAX_CALLS_IN_FLIGHT: usize = 32;
 /// Longest retry delay.
 const RETRY_CAP: Duration = Duration::from_secs(60);
 
@@ -119,6 +121,7 @@ pub struct Launcher<S> {
     /// Woken by any successful start: retries waiting out a backoff go at once (still paced by
     /// the bucket), so an outage's backlog clears when the endpoint is back, not a minute later.
     recovered: Arc<tokio::sync::Notify>,
+    in_flight_calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl<S> Clone for Launcher<S> {
@@ -133,6 +136,7 @@ impl<S> Clone for Launcher<S> {
             tasks: self.tasks.clone(),
             shutdown: self.shutdown.clone(),
             recovered: self.recovered.clone(),
+            in_flight_calls: self.in_flight_calls.clone(),
         }
     }
 }
@@ -159,6 +163,7 @@ impl<S: StepFunctions> Launcher<S> {
             tasks: TaskTracker::new(),
             shutdown,
             recovered: Arc::default(),
+            in_flight_calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
         }
     }
 
@@ -232,9 +237,14 @@ impl<S: StepFunctions> Launcher<S> {
         } + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
         let mut attempt: u32 = 0;
         let outcome = loop {
+            // A bounded number of calls in flight: a 10,000-target same-second storm then reuses
+            // a few connections instead of opening one each (memory, file descriptors, CPU).
+            let permit = self.in_flight_calls.acquire().await.expect("never closed");
             self.bucket.acquire().await;
             attempt += 1;
-            match self.sfn.start_execution(&req).await {
+            let result = self.sfn.start_execution(&req).await;
+            drop(permit);
+            match result {
                 Ok(started) => {
                     self.metrics.api_ok();
                     self.recovered.notify_waiters();
@@ -368,7 +378,7 @@ mod tests {
 
     fn target(jitter: Duration) -> Arc<Target> {
         let text = "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n[[backup]]\nname = \"web\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-12345678\"\nschedule = \"0 3 * * *\"\n";
-        let mut t = config::parse(text, "t.toml").unwrap().targets.remove(0);
+        let mut t = (*config::parse(text, "t.toml").unwrap().targets.remove(0)).clone();
         t.jitter = jitter;
         Arc::new(t)
     }

@@ -65,7 +65,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             .targets
             .iter()
             .filter(|t| t.state_machine == sm)
-            .map(|t| (target_part(&t.name, 63), t))
+            .map(|t| (target_part(&t.name, 63), &**t))
             .collect();
         let mut token = None;
         'pages: for _ in 0..MAX_PAGES {
@@ -127,7 +127,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     let mut by_resource: HashMap<String, &Target> = HashMap::new();
     let mut regions: Vec<String> = Vec::new();
     for t in &config.targets {
-        by_resource.insert(t.resource_arn.to_string(), t);
+        by_resource.insert(t.resource_arn.to_string(), &**t);
         if !regions.contains(&t.state_machine.region) {
             regions.push(t.state_machine.region.clone());
         }
@@ -234,7 +234,7 @@ fn resume(tracker: &TrackerHandle, b: Backup) {
 /// (so a second replica or restart cannot run it twice); every other one is logged as skipped.
 #[allow(clippy::too_many_arguments)]
 fn catch_up<S: StepFunctions>(
-    t: &Target,
+    t: &Arc<Target>,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
     ran: &HashSet<(String, DateTime<Utc>)>,
@@ -276,7 +276,7 @@ fn catch_up<S: StepFunctions>(
                 "starting a slot missed while the orchestrator was down"
             );
             launcher.launch(Fire {
-                target: Arc::new(t.clone()),
+                target: t.clone(),
                 slot: latest,
                 trigger: Trigger::CatchUp,
             });

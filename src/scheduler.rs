@@ -51,7 +51,7 @@ pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
         groups
             .entry(t.schedule.group_key())
             .or_default()
-            .push(Arc::new(t.clone()));
+            .push(t.clone());
     }
     groups
 }
