@@ -2,14 +2,17 @@
 //! deadline. The execution name comes from (target, slot), so a retry, a restart or a second
 //! replica can never start the same slot twice: Step Functions refuses the name.
 
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::time::DelayQueue;
 use tracing::{debug, error, info, warn};
 
 use crate::aws::{ErrorKind, StartRequest, StepFunctions};
@@ -26,6 +29,8 @@ use crate::tracker::TrackerHandle;
 const RETRY_BASE: Duration = Duration::from_secs(1);
 /// StartExecution calls in flight at once (each holds a connection).
 const MAX_CALLS_IN_FLIGHT: usize = 32;
+/// Fires being started at once, including those waiting to retry; the rest queue.
+const MAX_FIRES_IN_PROGRESS: usize = 1024;
 /// Longest retry delay.
 const RETRY_CAP: Duration = Duration::from_secs(60);
 
@@ -122,6 +127,40 @@ pub struct Launcher<S> {
     /// the bucket), so an outage's backlog clears when the endpoint is back, not a minute later.
     recovered: Arc<tokio::sync::Notify>,
     in_flight_calls: Arc<tokio::sync::Semaphore>,
+    /// Fires waiting to be started; `None` in the dispatcher's own copy, so that the queue
+    /// closes when every other copy is gone.
+    queue: Option<mpsc::UnboundedSender<Fire>>,
+    /// Fires launched and not yet done (queued, waiting out jitter, or starting).
+    pending: Arc<Pending>,
+}
+
+/// A count that can be waited on until it is zero.
+#[derive(Debug, Default)]
+struct Pending {
+    count: std::sync::atomic::AtomicUsize,
+    zero: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn add(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn done(&self, n: usize) {
+        if n > 0 && self.count.fetch_sub(n, std::sync::atomic::Ordering::SeqCst) == n {
+            self.zero.notify_waiters();
+        }
+    }
+
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl<S> Clone for Launcher<S> {
@@ -137,6 +176,8 @@ impl<S> Clone for Launcher<S> {
             shutdown: self.shutdown.clone(),
             recovered: self.recovered.clone(),
             in_flight_calls: self.in_flight_calls.clone(),
+            queue: self.queue.clone(),
+            pending: self.pending.clone(),
         }
     }
 }
@@ -153,7 +194,8 @@ impl<S: StepFunctions> Launcher<S> {
         dry_run: bool,
         shutdown: CancellationToken,
     ) -> Self {
-        Launcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = Launcher {
             sfn,
             clock,
             tracker,
@@ -164,23 +206,91 @@ impl<S: StepFunctions> Launcher<S> {
             shutdown,
             recovered: Arc::default(),
             in_flight_calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
-        }
+            queue: None,
+            pending: Arc::default(),
+        };
+        let launcher = Launcher {
+            queue: Some(tx),
+            ..dispatcher.clone()
+        };
+        tokio::spawn(dispatcher.dispatch(rx));
+        launcher
     }
 
     /// Starts `fire` in the background (after its jitter).
     pub fn launch(&self, fire: Fire) {
-        let this = self.clone();
-        self.tasks.spawn(async move {
-            let delay = fire.jitter_delay();
-            if !delay.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = this.shutdown.cancelled() => return,
-                }
+        if let Some(queue) = &self.queue {
+            // Fails only once the dispatcher stopped at shutdown: the slot is caught up later.
+            if queue.send(fire).is_ok() {
+                self.pending.add();
             }
-            let nonce: u16 = rand::random();
-            this.start(&fire, nonce).await;
-        });
+        }
+    }
+
+    /// Runs fires from the queue: at most [`MAX_FIRES_IN_PROGRESS`] at once, each after its
+    /// jitter. A same-second storm of 100,000 targets is then a queue of small records, not
+    /// 100,000 tasks with a request each.
+    async fn dispatch(self, mut rx: mpsc::UnboundedReceiver<Fire>) {
+        let room = Arc::new(tokio::sync::Semaphore::new(MAX_FIRES_IN_PROGRESS));
+        let mut ready: VecDeque<Fire> = VecDeque::new();
+        let mut jittered: DelayQueue<Fire> = DelayQueue::new();
+        let mut open = true;
+        loop {
+            while !ready.is_empty() {
+                let Ok(permit) = room.clone().try_acquire_owned() else {
+                    break;
+                };
+                let fire = ready.pop_front().expect("not empty");
+                let this = self.clone();
+                self.tasks.spawn(async move {
+                    let nonce: u16 = rand::random();
+                    this.start(&fire, nonce).await;
+                    drop(permit);
+                    this.pending.done(1);
+                });
+            }
+            if !open && ready.is_empty() && jittered.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                fire = rx.recv(), if open => match fire {
+                    Some(fire) => {
+                        let delay = fire.jitter_delay();
+                        if delay.is_zero() {
+                            ready.push_back(fire);
+                        } else {
+                            jittered.insert(fire, delay);
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(expired) = std::future::poll_fn(|cx| jittered.poll_expired(cx)), if !jittered.is_empty() => {
+                    ready.push_back(expired.into_inner());
+                }
+                permit = room.clone().acquire_owned(), if !ready.is_empty() => drop(permit),
+            }
+        }
+        rx.close();
+        let mut left = ready.len() + jittered.len();
+        while rx.try_recv().is_ok() {
+            left += 1;
+        }
+        self.pending.done(left);
+        if left > 0 {
+            warn!(
+                event = event::EXECUTION_START_FAILED,
+                reason = "shutdown",
+                count = left,
+                "fires not started at shutdown; the next start catches up each target's latest missed slot"
+            );
+        }
+    }
+
+    /// Waits until every launched fire is done: started, skipped or given up.
+    pub async fn settle(&self) {
+        self.pending.wait_zero().await;
     }
 
     /// Waits for started calls to finish, at most `grace`; true if all did.

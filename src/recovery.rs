@@ -404,7 +404,7 @@ mod tests {
             config, &*fake, &*fake, &*clock, &handle, &launcher, &metrics,
         )
         .await;
-        launcher.drain(Duration::from_secs(5)).await;
+        launcher.settle().await;
         (out, fake.execution_names())
     }
 
