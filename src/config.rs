@@ -277,12 +277,14 @@ const TARGET_KEYS: &[&str] = &[
 struct Report<'a> {
     file: &'a str,
     text: &'a str,
+    /// Offset of the piece being parsed (its spans count from its own start).
+    base: usize,
     diags: Vec<Diagnostic>,
 }
 
 impl Report<'_> {
     fn push(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        let (line, column) = line_col(self.text, span.start);
+        let (line, column) = line_col(self.text, self.base + span.start);
         self.diags.push(Diagnostic {
             file: self.file.to_string(),
             line,
@@ -415,82 +417,180 @@ pub fn load_from(path: Option<&Path>) -> Result<Config, ConfigError> {
     }
 }
 
+/// Targets parsed in one piece: the TOML parser holds several times a document's size while it
+/// works, and glibc keeps that memory for the daemon's whole life; in pieces of this many
+/// `[[backup]]` tables the peak stays small at 100,000 targets.
+const TARGETS_PER_CHUNK: usize = 500;
+
+/// Splits the text before every [`TARGETS_PER_CHUNK`]-th `[[backup]]` header (outside multi-line
+/// strings), returning each piece with its byte offset.
+fn chunks(text: &str) -> Vec<(usize, &str)> {
+    let mut cuts = vec![0];
+    let mut headers = 0usize;
+    let mut in_string: Option<&str> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if in_string.is_none() {
+            let header = line.trim_start().strip_prefix("[[").and_then(|r| {
+                let (name, _) = r.split_once("]]")?;
+                (name.trim() == "backup").then_some(())
+            });
+            if header.is_some() {
+                if headers > 0 && headers.is_multiple_of(TARGETS_PER_CHUNK) {
+                    cuts.push(offset);
+                }
+                headers += 1;
+            }
+        }
+        // Track multi-line string delimiters so that a header-like line inside one is no cut.
+        let mut rest = if in_string.is_some() {
+            line
+        } else {
+            line.split('#').next().unwrap_or("")
+        };
+        loop {
+            let next = match in_string {
+                Some(delim) => rest.find(delim).map(|i| (i, delim)),
+                None => ["\"\"\"", "'''"]
+                    .iter()
+                    .filter_map(|d| rest.find(d).map(|i| (i, *d)))
+                    .min_by_key(|(i, _)| *i),
+            };
+            let Some((i, delim)) = next else { break };
+            in_string = if in_string.is_some() {
+                None
+            } else {
+                Some(delim)
+            };
+            rest = &rest[i + 3..];
+        }
+        offset += line.len();
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect()
+}
+
+/// Moves a value's span by `by` bytes (a piece's spans count from the piece's start).
+fn shift<T>(v: Option<Spanned<T>>, by: usize) -> Option<Spanned<T>> {
+    v.map(|s| {
+        let span = s.span();
+        Spanned::new(span.start + by..span.end + by, s.into_inner())
+    })
+}
+
+macro_rules! shift_fields {
+    ($raw:expr, $by:expr; $($field:ident),+) => {
+        $( $raw.$field = shift($raw.$field.take(), $by); )+
+    };
+}
+
 /// Parses and validates TOML text; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut r = Report {
         file,
         text,
+        base: 0,
         diags: Vec::new(),
     };
-    let root = match DeTable::parse(text) {
-        Ok(root) => root,
-        Err(e) => {
-            r.push(
-                e.span().unwrap_or(0..0),
-                "(syntax)",
-                e.message().to_string(),
-            );
-            return Err(ConfigError::Invalid(r.diags));
-        }
-    };
-    let root_span = root.span();
-    let root_table = root.get_ref();
-    r.unknown_keys(root_table, &[GLOBAL_KEYS], "");
-    // Only the top-level settings: cloning the whole document (every target) here would double
-    // the memory a 10,000-target file needs while it is parsed.
-    let mut globals = DeTable::new();
-    for (k, v) in root_table.iter() {
-        if !matches!(k.get_ref().as_ref(), "backup" | "defaults") {
-            globals.insert(k.clone(), v.clone());
-        }
-    }
-    let root_value = Spanned::new(root_span.clone(), DeValue::Table(globals));
-    let global: RawGlobal = r.table(&root_value, "(top level)").unwrap_or_default();
-
-    let get = |k: &str| {
-        root_table
-            .iter()
-            .find(|(key, _)| key.get_ref() == k)
-            .map(|(_, v)| v)
-    };
-
-    let defaults: RawPolicy = match get("defaults") {
-        Some(v) => match v.get_ref().as_table() {
-            Some(t) => {
-                r.unknown_keys(t, &[POLICY_KEYS], "defaults");
-                r.table(v, "defaults").unwrap_or_default()
+    let mut global: Option<RawGlobal> = None;
+    let mut defaults: Option<RawPolicy> = None;
+    let mut raw_targets: Vec<(String, Range<usize>, Option<RawTarget>)> = Vec::new();
+    let mut saw_backup = false;
+    for (base, chunk) in chunks(text) {
+        r.base = base;
+        let root = match DeTable::parse(chunk) {
+            Ok(root) => root,
+            Err(e) => {
+                r.push(
+                    e.span().unwrap_or(0..0),
+                    "(syntax)",
+                    e.message().to_string(),
+                );
+                continue;
             }
-            None => {
-                r.push(v.span(), "defaults", "must be a table: [defaults]");
-                RawPolicy::default()
-            }
-        },
-        None => RawPolicy::default(),
-    };
-
-    let mut raw_targets: Vec<(String, Range<usize>, RawTarget)> = Vec::new();
-    match get("backup") {
-        Some(v) => match v.get_ref().as_array() {
-            Some(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = format!("backup[{i}]");
-                    match item.get_ref().as_table() {
-                        Some(t) => {
-                            r.unknown_keys(t, &[TARGET_KEYS, POLICY_KEYS], &path);
-                            if let Some(raw) = r.table::<RawTarget>(item, &path) {
-                                raw_targets.push((path, item.span(), raw));
-                            }
-                        }
-                        None => r.push(item.span(), path, "must be a table: [[backup]]"),
-                    }
+        };
+        let root_span = root.span();
+        let root_table = root.get_ref();
+        r.unknown_keys(root_table, &[GLOBAL_KEYS], "");
+        // Top-level settings precede every table header, so they are all in the first piece.
+        if global.is_none() {
+            let mut globals = DeTable::new();
+            for (k, v) in root_table.iter() {
+                if !matches!(k.get_ref().as_ref(), "backup" | "defaults") {
+                    globals.insert(k.clone(), v.clone());
                 }
             }
-            None => r.push(v.span(), "backup", "must be an array of tables: [[backup]]"),
-        },
-        None => r.push(0..0, "backup", "no [[backup]] targets"),
+            let value = Spanned::new(root_span.clone(), DeValue::Table(globals));
+            let mut g: RawGlobal = r.table(&value, "(top level)").unwrap_or_default();
+            shift_fields!(g, base; state_machine_arn, region, endpoint_url, timezone,
+                poll_interval, max_poll_interval, log_format, listen, start_rate, start_burst,
+                describe_rate, backup_read_rate, shutdown_grace, recovery_lookback);
+            global = Some(g);
+        }
+        for (key, v) in root_table.iter() {
+            match key.get_ref().as_ref() {
+                "defaults" => match v.get_ref().as_table() {
+                    Some(_) if defaults.is_some() => {
+                        r.push(key.span(), "defaults", "duplicate [defaults] table");
+                    }
+                    Some(t) => {
+                        r.unknown_keys(t, &[POLICY_KEYS], "defaults");
+                        let mut d: RawPolicy = r.table(v, "defaults").unwrap_or_default();
+                        shift_fields!(d, base; catch_up, starting_deadline, concurrency, jitter,
+                            start_window_minutes, complete_window_minutes, delete_after_days);
+                        defaults = Some(d);
+                    }
+                    None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
+                },
+                "backup" => {
+                    saw_backup = true;
+                    let Some(items) = v.get_ref().as_array() else {
+                        r.push(v.span(), "backup", "must be an array of tables: [[backup]]");
+                        continue;
+                    };
+                    for item in items.iter() {
+                        // Numbered across pieces: messages name the target's place in the file.
+                        let path = format!("backup[{}]", raw_targets.len());
+                        let span = item.span().start + base..item.span().end + base;
+                        let Some(t) = item.get_ref().as_table() else {
+                            r.push(item.span(), path.clone(), "must be a table: [[backup]]");
+                            raw_targets.push((path, span, None));
+                            continue;
+                        };
+                        r.unknown_keys(t, &[TARGET_KEYS, POLICY_KEYS], &path);
+                        let raw = r.table::<RawTarget>(item, &path).map(|mut raw| {
+                            shift_fields!(raw, base; name, resource_arn, schedule, timezone,
+                                state_machine_arn, enabled, pre_command, post_command, catch_up,
+                                starting_deadline, concurrency, jitter, start_window_minutes,
+                                complete_window_minutes, delete_after_days);
+                            raw
+                        });
+                        raw_targets.push((path, span, raw));
+                    }
+                }
+                _ => {}
+            }
+        }
     }
-
-    let config = validate(&mut r, global, defaults, raw_targets);
+    // From here on every span is absolute.
+    r.base = 0;
+    if r.diags.iter().any(|d| d.field == "(syntax)") {
+        // What follows a syntax error would only be noise.
+        return Err(ConfigError::Invalid(r.diags));
+    }
+    if !saw_backup {
+        r.push(0..0, "backup", "no [[backup]] targets");
+    }
+    let raw_targets = raw_targets
+        .into_iter()
+        .filter_map(|(path, span, raw)| raw.map(|raw| (path, span, raw)))
+        .collect();
+    let config = validate(
+        &mut r,
+        global.unwrap_or_default(),
+        defaults.unwrap_or_default(),
+        raw_targets,
+    );
     if r.diags.is_empty() {
         Ok(config)
     } else {
@@ -645,6 +745,7 @@ fn validate(
         Duration::from_secs(24 * 3600),
     );
 
+    let defaults = checked_defaults(r, defaults);
     let mut targets = Vec::with_capacity(raw_targets.len());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut exec_parts: HashMap<String, String> = HashMap::new();
@@ -677,6 +778,38 @@ fn validate(
         recovery_lookback,
         targets,
     }
+}
+
+/// Reports each bad `[defaults]` value once, under `defaults.KEY`, and drops it, so that the
+/// targets that inherit it fall back to the built-in default instead of repeating the error.
+fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
+    let check_duration = |v: &mut Option<Spanned<String>>, key: &str, r: &mut Report<'_>| {
+        if let Some(s) = v.as_ref()
+            && let Err(e) = parse_duration(s.get_ref())
+        {
+            r.push(s.span(), format!("defaults.{key}"), e);
+            *v = None;
+        }
+    };
+    check_duration(&mut d.starting_deadline, "starting_deadline", r);
+    check_duration(&mut d.jitter, "jitter", r);
+    if let Some(v) = &d.start_window_minutes
+        && *v.get_ref() < MIN_START_WINDOW_MINUTES
+    {
+        r.push(
+            v.span(),
+            "defaults.start_window_minutes",
+            format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
+        );
+        d.start_window_minutes = None;
+    }
+    if let Some(v) = &d.delete_after_days
+        && *v.get_ref() == 0
+    {
+        r.push(v.span(), "defaults.delete_after_days", "must be at least 1");
+        d.delete_after_days = None;
+    }
+    d
 }
 
 /// The longest target name we accept.
@@ -1127,6 +1260,52 @@ start_window_minutes = 10
         assert!(parse_duration("30").unwrap_err().contains("unit"));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn large_files_are_parsed_in_pieces_with_exact_locations() {
+        let mut text = format!("state_machine_arn = \"{SM}\"\n");
+        for i in 0..1200 {
+            let arn = if i == 1100 {
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-bad".to_string()
+            } else {
+                format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{i:08x}")
+            };
+            // A multi-line string whose lines look like headers must not split the file there.
+            let extra = if i == 600 {
+                "pre_command = \"\"\"\n[[backup]]\n[[backup]]\n\"\"\"\n"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "[[backup]]\nname = \"t{i}\"\nresource_arn = \"{arn}\"\nschedule = \"0 3 * * *\"\n{extra}"
+            ));
+        }
+        text.push_str("[defaults]\njitter = \"forever\"\n");
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let arn = d
+            .iter()
+            .find(|x| x.field == "backup[1100].resource_arn")
+            .expect("located");
+        let expected_line = text[..text.find("i-bad").unwrap()].matches('\n').count() + 1;
+        assert_eq!((arn.line, arn.column), (expected_line, 16), "{show:#?}");
+        let jitter: Vec<&Diagnostic> = d.iter().filter(|x| x.field.ends_with("jitter")).collect();
+        assert_eq!(jitter.len(), 1, "a bad default is reported once: {show:#?}");
+        assert_eq!(jitter[0].field, "defaults.jitter");
+        assert_eq!(jitter[0].line, text.matches('\n').count(), "{show:#?}");
+        assert_eq!(chunks(&text).len(), 3);
+
+        let ok_text = text
+            .replace("i-bad", "i-0000bad0")
+            .replace("jitter = \"forever\"", "jitter = \"1m\"");
+        let c = ok(&ok_text);
+        assert_eq!(c.targets.len(), 1200);
+        assert_eq!(
+            c.targets[600].pre_command.as_deref(),
+            Some("[[backup]]\n[[backup]]\n")
+        );
+        assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
     }
 
     #[test]
