@@ -8,7 +8,7 @@
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
-//! - [`aws`]: the AWS boundary: our traits and types; `aws::sdk` implements them with the SDK.
+//! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement them with the SDK.
 //! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
 //! - [`signals`], [`telemetry`], [`clock`]: OS signals, structured logs, the one clock.
 //! - [`app`]: wires the above into the daemon.
