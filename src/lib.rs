@@ -3,14 +3,19 @@
 //! The flow of one backup, and the module that owns each step:
 //! - [`config`]: `backups.toml` → a validated [`config::Config`] (ARNs, schedules, zones).
 //! - [`schedule`]: pure cron maths: the three accepted syntaxes, time zones, daylight saving.
-//! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`scheduler::Fire`]s.
+//! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`launcher::Fire`]s.
 //! - [`execution`]: pure: the execution name of a slot and the execution input.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
-//! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement them with the SDK.
+//! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
+//!   them with the SDK.
 //! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
-//! - [`signals`], [`telemetry`], [`clock`]: OS signals, structured logs, the one clock.
+//! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
+//! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
+//! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
+//!   clock, token buckets.
+//! - [`cli`]: the command line.
 //! - [`app`]: wires the above into the daemon.
 
 pub mod app;
