@@ -45,13 +45,19 @@ pub struct Options {
 
 /// The SDK settings: the standard chain, plus the config's region and endpoint.
 pub async fn sdk_config(config: &Config, static_credentials: bool) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .operation_timeout(Duration::from_secs(90))
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(Duration::from_secs(90))
+                .build(),
+        )
+        // Responses are small JSON documents, and the attempt timeout already bounds a stall;
+        // the per-request throughput monitor only costs CPU in a same-second storm.
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        );
     if let Some(r) = &config.region {
         loader = loader.region(Region::new(r.clone()));
     }
