@@ -54,12 +54,10 @@ fn a_throttling_storm_and_an_outage_lose_no_slot_and_start_none_twice() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = header(&sb.endpoint_url());
-    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
-    for i in 0..10 {
-        text.push_str(&target(&format!("t{i}"), i + 1, "*/2 * * * * *"));
-    }
-    let cfg = write_config(dir.path(), &text);
+    let cfg = write_config(
+        dir.path(),
+        &fleet(&sb.endpoint_url(), "t", 10, "*/2 * * * * *"),
+    );
     sb.set_faults(Faults {
         throttle_rate: 0.6,
         error_rate: 0.1,
@@ -163,12 +161,10 @@ fn two_replicas_start_each_slot_once_and_both_follow_it() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = header(&sb.endpoint_url());
-    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
-    for i in 0..5 {
-        text.push_str(&target(&format!("r{i}"), i + 1, "*/2 * * * * *"));
-    }
-    let cfg = write_config(dir.path(), &text);
+    let cfg = write_config(
+        dir.path(),
+        &fleet(&sb.endpoint_url(), "r", 5, "*/2 * * * * *"),
+    );
     let mut a = Daemon::start(&cfg, &[]);
     let mut b = Daemon::start(&cfg, &[]);
     std::thread::sleep(Duration::from_secs(9));
@@ -292,12 +288,10 @@ fn ten_seconds_of_latency_delay_starts_but_lose_none() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = header(&sb.endpoint_url());
-    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
-    for i in 0..3 {
-        text.push_str(&target(&format!("l{i}"), i + 1, "*/5 * * * * *"));
-    }
-    let cfg = write_config(dir.path(), &text);
+    let cfg = write_config(
+        dir.path(),
+        &fleet(&sb.endpoint_url(), "l", 3, "*/5 * * * * *"),
+    );
     sb.set_faults(Faults {
         latency: Duration::from_secs(10),
         only_operations: Some(vec!["StartExecution".into()]),
@@ -326,12 +320,10 @@ fn an_endpoint_down_for_a_minute_then_back_loses_no_slot() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
-    let mut text = header(&sb.endpoint_url());
-    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
-    for i in 0..3 {
-        text.push_str(&target(&format!("o{i}"), i + 1, "*/5 * * * * *"));
-    }
-    let cfg = write_config(dir.path(), &text);
+    let cfg = write_config(
+        dir.path(),
+        &fleet(&sb.endpoint_url(), "o", 3, "*/5 * * * * *"),
+    );
     let mut d = Daemon::start(&cfg, &[]);
     d.wait_for("first starts", Duration::from_secs(15), |ev| {
         ev.iter()

@@ -58,6 +58,17 @@ pub fn target(name: &str, n: u32, schedule: &str) -> String {
     )
 }
 
+/// A config of `count` targets `{prefix}0…` on one schedule, overlap allowed (each slot starts
+/// even while the previous backup runs, so every slot can be checked).
+pub fn fleet(endpoint: &str, prefix: &str, count: u32, schedule: &str) -> String {
+    let mut text = header(endpoint);
+    text.push_str("[defaults]\nconcurrency = \"allow\"\n");
+    for i in 0..count {
+        text.push_str(&target(&format!("{prefix}{i}"), i + 1, schedule));
+    }
+    text
+}
+
 /// The orchestrator binary as a child process, its stdout parsed as JSON lines.
 pub struct Daemon {
     pub child: Child,
