@@ -1068,13 +1068,22 @@ def targets(res: dict) -> list[list]:
     if not r:
         return [["all", "N = 10,000 was not run", "n/a"]]
     i, f = r["identical"], r["fire"]
-    peak = max(mib(i["rss_after_startup_kib"]["VmHWM"]), mib(f["burst_peak_rss_kib"]),
-               mib(i.get("reload_peak_rss_kib") or 0))
-    idle = mib(i["rss_idle_kib"]["VmRSS"])
-    ok = peak <= TARGET_RSS_MIB
+    # Every phase counts: idle, start-up, reload, the same-second burst, the RSS left once every
+    # backup of the burst finished, and the whole default-pacing run.
+    phases = [("idle", mib(i["rss_idle_kib"]["VmRSS"])),
+              ("start-up peak", mib(i["rss_after_startup_kib"]["VmHWM"])),
+              ("reload peak", mib(i.get("reload_peak_rss_kib"))),
+              ("same-second burst peak", mib(f["burst_peak_rss_kib"])),
+              ("after tracking every backup",
+               mib(f.get("tracking", {}).get("rss_after_kib", {}).get("VmRSS")))]
+    for p in res.get("pacing", []):
+        if p["n"] == 10000:
+            phases.append(("default-pacing run peak", mib(p["burst_peak_rss_kib"])))
+    phases = [(k, v) for k, v in phases if v is not None]
+    over = [k for k, v in phases if v > TARGET_RSS_MIB]
     rows.append(["10,000 targets within 64 MiB RSS",
-                 f"idle {idle} MiB; peak {peak} MiB (start-up, reload or burst)",
-                 "pass" if ok else ("**fail** (peak)" if idle <= TARGET_RSS_MIB else "**fail**")])
+                 "; ".join(f"{k} {v} MiB" for k, v in phases),
+                 "pass" if not over else f"**fail** ({', '.join(over)})"])
     ic = i["idle"]["pct_one_core"]
     rows.append(["idle CPU < 1 % of one core at 10,000 targets",
                  f"{ic:.2f} % (identical schedules)"
