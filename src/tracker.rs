@@ -319,6 +319,10 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             e.next_poll = now + e.interval;
         }
         self.next_due = self.entries.values().map(|e| e.next_poll).min();
+        // After a burst the map would keep room for every backup of it (8 MiB at 10,000).
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to_fit();
+        }
         self.metrics.set_in_flight(self.entries.len());
     }
 
@@ -733,6 +737,10 @@ mod tests {
         assert_eq!(fake.calls("ListBackupJobs"), 2);
         assert_eq!(fake.calls("DescribeBackupJob"), 0);
         assert!(tracker.is_empty(), "all finished");
+        assert!(
+            tracker.entries.capacity() < 50,
+            "room for the burst is given back"
+        );
         assert!(handle.in_flight.is_empty());
     }
 
