@@ -7,6 +7,7 @@
 //! only 10-15/s).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ pub const BATCH_THRESHOLD: usize = 8;
 const CREATION_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 /// Pages one ListBackupJobs sweep may read.
 const MAX_LIST_PAGES: usize = 100;
+/// Failed calls in a row after which a poll round stops calling: the rest wait for the next
+/// round. Without it an outage turned one round into a call per backup (10,000 failing calls
+/// at 5/s: half an hour, and as many log lines).
+const MAX_FAILURE_STREAK: u32 = 3;
 
 /// Resources with a backup in flight (the `concurrency = "forbid"` rule reads it).
 #[derive(Debug, Clone, Default)]
@@ -118,7 +123,8 @@ pub struct Tracker<S, B> {
     backup: Arc<B>,
     clock: Arc<dyn Clock>,
     rx: mpsc::UnboundedReceiver<Backup>,
-    entries: HashMap<String, Entry>,
+    /// Boxed: a burst's map then holds pointers, not ~500-byte entries in every bucket.
+    entries: HashMap<String, Box<Entry>>,
     settings: TrackerSettings,
     describe_bucket: TokenBucket,
     backup_bucket: TokenBucket,
@@ -128,6 +134,11 @@ pub struct Tracker<S, B> {
     /// The earliest `next_poll`, kept as entries come and go: recomputing it on every insert
     /// made a 10,000-backup burst quadratic.
     next_due: Option<Instant>,
+    /// Calls failed in a row in this poll round (see [`MAX_FAILURE_STREAK`]); atomic only
+    /// because the polling futures borrow the tracker shared.
+    failure_streak: AtomicU32,
+    /// Calls this round did not make because of the streak.
+    calls_held: AtomicU32,
 }
 
 fn key_of(b: &Backup) -> String {
@@ -180,11 +191,15 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             metrics,
             finished_tx: None,
             next_due: None,
+            failure_streak: AtomicU32::new(0),
+            calls_held: AtomicU32::new(0),
         };
         (tracker, TrackerHandle { tx, in_flight })
     }
 
     /// Runs until `shutdown`, or until every handle is dropped and nothing is left to follow.
+    /// A poll round in progress is cut short by `shutdown`: what it did not ask about is still
+    /// in AWS, and the next start's recovery follows it.
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             let next = self.next_due;
@@ -194,17 +209,31 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 b = self.rx.recv() => match b {
                     Some(b) => self.insert(b),
                     None if self.entries.is_empty() => break,
-                    None => self.sleep_until(next, &shutdown).await,
+                    None => {
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = sleep_until_opt(next) => {}
+                        }
+                        if !self.poll_until(&shutdown).await {
+                            break;
+                        }
+                    }
                 },
-                () = sleep_until_opt(next) => self.poll_due().await,
+                () = sleep_until_opt(next) => {
+                    if !self.poll_until(&shutdown).await {
+                        break;
+                    }
+                }
             }
         }
     }
 
-    async fn sleep_until(&mut self, next: Option<Instant>, shutdown: &CancellationToken) {
+    /// One poll round, or less if `shutdown` comes first; false if it did.
+    async fn poll_until(&mut self, shutdown: &CancellationToken) -> bool {
         tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = sleep_until_opt(next) => self.poll_due().await,
+            biased;
+            () = shutdown.cancelled() => false,
+            () = self.poll_due() => true,
         }
     }
 
@@ -220,11 +249,11 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         self.next_due = Some(self.next_due.map_or(next_poll, |n| n.min(next_poll)));
         self.entries.insert(
             key,
-            Entry {
+            Box::new(Entry {
                 backup: b,
                 next_poll,
                 interval: self.settings.poll_interval,
-            },
+            }),
         );
     }
 
@@ -256,6 +285,8 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             self.next_due = self.entries.values().map(|e| e.next_poll).min();
             return;
         }
+        self.failure_streak.store(0, Ordering::Relaxed);
+        self.calls_held.store(0, Ordering::Relaxed);
         let mut changed: HashSet<String> = HashSet::new();
 
         let awaiting: Vec<String> = due
@@ -318,6 +349,14 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             };
             e.next_poll = now + e.interval;
         }
+        let held = self.calls_held.load(Ordering::Relaxed);
+        if held > 0 {
+            warn!(
+                event = event::AWS_CALL_FAILED,
+                calls_held = held,
+                "tracking calls kept failing; the other backups due are asked about at the next poll"
+            );
+        }
         self.next_due = self.entries.values().map(|e| e.next_poll).min();
         // After a burst the map would keep room for every backup of it (8 MiB at 10,000).
         if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
@@ -326,18 +365,40 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         self.metrics.set_in_flight(self.entries.len());
     }
 
+    /// False once this round saw [`MAX_FAILURE_STREAK`] failed calls in a row (counted as held).
+    fn may_call(&self) -> bool {
+        if self.failure_streak.load(Ordering::Relaxed) < MAX_FAILURE_STREAK {
+            return true;
+        }
+        self.calls_held.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    fn call_ok(&self) {
+        self.failure_streak.store(0, Ordering::Relaxed);
+        self.metrics.api_ok();
+    }
+
+    fn call_failed(&self, e: &ApiError) {
+        self.failure_streak.fetch_add(1, Ordering::Relaxed);
+        self.metrics.api_error(e);
+    }
+
     async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<String>) {
         let Some(arn) = self.entries[key].backup.execution_arn.clone() else {
             return;
         };
+        if !self.may_call() {
+            return;
+        }
         self.describe_bucket.acquire().await;
         let detail = match self.sfn.describe_execution(&arn).await {
             Ok(d) => {
-                self.metrics.api_ok();
+                self.call_ok();
                 d
             }
             Err(e) => {
-                self.metrics.api_error(&e);
+                self.call_failed(&e);
                 log_api_error(&self.entries[key].backup, &e);
                 return;
             }
@@ -359,9 +420,13 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     async fn job_id_from_history(&self, arn: &str, key: &str) -> Option<String> {
         let mut token = None;
         for _ in 0..MAX_LIST_PAGES {
+            if !self.may_call() {
+                return None;
+            }
             self.describe_bucket.acquire().await;
             match self.sfn.execution_history(arn, token).await {
                 Ok(page) => {
+                    self.call_ok();
                     let found = page.items.iter().find_map(|ev| {
                         (ev.kind == "TaskSucceeded"
                             && ev.resource.as_deref() == Some("startBackupJob"))
@@ -375,7 +440,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                     token.as_ref()?;
                 }
                 Err(e) => {
-                    self.metrics.api_error(&e);
+                    self.call_failed(&e);
                     log_api_error(&self.entries[key].backup, &e);
                     return None;
                 }
@@ -389,9 +454,13 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         let (region, Some(job_id)) = (b.region.clone(), b.job_id.clone()) else {
             return;
         };
+        if !self.may_call() {
+            return;
+        }
         self.backup_bucket.acquire().await;
         match self.backup.describe_backup_job(&region, &job_id).await {
             Ok(j) => {
+                self.call_ok();
                 let now = self.clock.now();
                 let changes = self
                     .entries
@@ -402,17 +471,19 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 self.report(key, changes, changed);
             }
             Err(e) => {
-                self.metrics.api_error(&e);
+                self.call_failed(&e);
                 log_api_error(&self.entries[key].backup, &e);
             }
         }
     }
 
-    /// Lists jobs created since the oldest of `keys` began, per region, page by page.
+    /// Lists jobs created since the oldest of `keys` began, per region, page by page, and keeps
+    /// those `keep` wants (a page holds every job of the account: 1000 of them at a time).
     async fn list_jobs_since(
         &self,
         keys: &[String],
         since: impl Fn(&Backup) -> DateTime<Utc>,
+        keep: impl Fn(&JobDetail) -> bool,
     ) -> Vec<JobDetail> {
         let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
         for k in keys {
@@ -431,17 +502,21 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             };
             let mut token = None;
             for _ in 0..MAX_LIST_PAGES {
+                if !self.may_call() {
+                    break;
+                }
                 self.backup_bucket.acquire().await;
                 match self.backup.list_backup_jobs(&region, &filter, token).await {
                     Ok(page) => {
-                        jobs.extend(page.items);
+                        self.call_ok();
+                        jobs.extend(page.items.into_iter().filter(|j| keep(j)));
                         token = page.next_token;
                         if token.is_none() {
                             break;
                         }
                     }
                     Err(e) => {
-                        self.metrics.api_error(&e);
+                        self.call_failed(&e);
                         warn!(
                             event = event::AWS_CALL_FAILED,
                             operation = e.operation,
@@ -465,18 +540,32 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         changed: &mut HashSet<String>,
         described: &mut HashSet<String>,
     ) {
-        let mut jobs = self.list_jobs_since(keys, |b| b.started_at).await;
+        let mut jobs = {
+            let waiting: HashSet<&str> = keys
+                .iter()
+                .map(|k| self.entries[k].backup.resource_arn.as_str())
+                .collect();
+            let claimed: HashSet<&str> = self
+                .entries
+                .values()
+                .filter_map(|e| e.backup.job_id.as_deref())
+                .collect();
+            self.list_jobs_since(
+                keys,
+                |b| b.started_at,
+                |j| {
+                    j.resource_arn
+                        .as_deref()
+                        .is_some_and(|r| waiting.contains(r))
+                        && !claimed.contains(j.job_id.as_str())
+                },
+            )
+            .await
+        };
         jobs.sort_by_key(|j| j.creation_date);
-        let claimed: HashSet<String> = self
-            .entries
-            .values()
-            .filter_map(|e| e.backup.job_id.clone())
-            .collect();
         let mut by_resource: HashMap<String, Vec<JobDetail>> = HashMap::new();
         for j in jobs {
-            if let Some(r) = j.resource_arn.clone()
-                && !claimed.contains(&j.job_id)
-            {
+            if let Some(r) = j.resource_arn.clone() {
                 by_resource.entry(r).or_default().push(j);
             }
         }
@@ -515,14 +604,23 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         changed: &mut HashSet<String>,
         described: &mut HashSet<String>,
     ) {
-        let jobs = self
-            .list_jobs_since(keys, |b| {
-                b.job
-                    .as_ref()
-                    .and_then(|j| j.creation_date)
-                    .unwrap_or(b.started_at)
-            })
-            .await;
+        let jobs = {
+            let followed: HashSet<&str> = keys
+                .iter()
+                .filter_map(|k| self.entries[k].backup.job_id.as_deref())
+                .collect();
+            self.list_jobs_since(
+                keys,
+                |b| {
+                    b.job
+                        .as_ref()
+                        .and_then(|j| j.creation_date)
+                        .unwrap_or(b.started_at)
+                },
+                |j| followed.contains(j.job_id.as_str()),
+            )
+            .await
+        };
         let by_id: HashMap<&str, &JobDetail> =
             jobs.iter().map(|j| (j.job_id.as_str(), j)).collect();
         let now = self.clock.now();
@@ -680,6 +778,10 @@ mod tests {
     }
 
     fn setup(fake: &Arc<FakeAws>) -> (Tracker<FakeAws, FakeAws>, TrackerHandle) {
+        setup_paced(fake, 1000.0)
+    }
+
+    fn setup_paced(fake: &Arc<FakeAws>, rate: f64) -> (Tracker<FakeAws, FakeAws>, TrackerHandle) {
         Tracker::new(
             fake.clone(),
             fake.clone(),
@@ -687,11 +789,94 @@ mod tests {
             TrackerSettings {
                 poll_interval: Duration::from_secs(1),
                 max_poll_interval: Duration::from_secs(8),
-                describe_rate: 1000.0,
-                backup_read_rate: 1000.0,
+                describe_rate: rate,
+                backup_read_rate: rate,
             },
             Arc::new(Metrics::new()),
         )
+    }
+
+    fn track_running_jobs(fake: &FakeAws, handle: &TrackerHandle, n: usize) {
+        for i in 0..n {
+            fake.set_job(job(i, "RUNNING"));
+            let mut b = backup(i, None);
+            b.on_job_id(format!("job-{i}"));
+            handle.in_flight.add(&b.resource_arn);
+            handle.track(b);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_costs_a_few_calls_per_round_not_one_per_backup() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        track_running_jobs(&fake, &handle, 200);
+        drain(&mut tracker);
+        // The listing fails, then the first describes of the fallback: the round stops there.
+        fake.fail_next("ListBackupJobs", crate::aws::ErrorKind::Transient);
+        for _ in 0..10 {
+            fake.fail_next("DescribeBackupJob", crate::aws::ErrorKind::Transient);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListBackupJobs"), 1);
+        assert_eq!(
+            fake.calls("DescribeBackupJob") as u32,
+            MAX_FAILURE_STREAK - 1,
+            "three failures in a row end the round"
+        );
+        assert_eq!(tracker.len(), 200, "nothing dropped");
+
+        // Back to normal: one listing reports every job again.
+        for i in 0..200 {
+            fake.set_job(job(i, "COMPLETED"));
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListBackupJobs"), 2);
+        assert!(tracker.is_empty(), "all finished");
+        assert!(handle.in_flight.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_refused_falls_back_to_describing_each_job() {
+        // ListBackupJobs denied (a policy without it), DescribeBackupJob allowed: slower, but
+        // every job is still followed.
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        track_running_jobs(&fake, &handle, 20);
+        drain(&mut tracker);
+        for i in 0..20 {
+            fake.set_job(job(i, "COMPLETED"));
+        }
+        fake.fail_next("ListBackupJobs", crate::aws::ErrorKind::AccessDenied);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("DescribeBackupJob"), 20);
+        assert!(tracker.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cuts_a_long_poll_round_short() {
+        // 200 jobs described one by one at 0.1/s would take 2,000 s.
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup_paced(&fake, 0.1);
+        track_running_jobs(&fake, &handle, 200);
+        drain(&mut tracker);
+        fake.fail_next("ListBackupJobs", crate::aws::ErrorKind::AccessDenied);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(tracker.run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            fake.calls("DescribeBackupJob") >= 1,
+            "the round is under way"
+        );
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the tracker stops within a second of shutdown")
+            .unwrap();
+        drop(handle);
     }
 
     fn drain(tracker: &mut Tracker<FakeAws, FakeAws>) {
