@@ -911,8 +911,9 @@ def render(res: dict) -> str:
     out.append("Idle = VmRSS 3 s after start-up and again after the idle window. Burst peak = "
                "VmHWM reset (`/proc/PID/clear_refs` = 5) 2 s before the slot and read once all N "
                "StartExecution calls arrived (or the larger of that and 50 ms VmRSS samples). "
-               "Reload peak = VmHWM reset before SIGHUP. After tracking = VmRSS once every backup "
-               "finished.\n")
+               "Reload peak = VmHWM reset before SIGHUP. Peak while tracking = VmHWM from that "
+               "same reset until every backup of the burst finished (the burst and every poll "
+               "round). After tracking = VmRSS once every backup finished.\n")
     rows = []
     for n in ns:
         r = per[n]
@@ -924,10 +925,11 @@ def render(res: dict) -> str:
                      fmt(mib(d["rss_idle_kib"]["VmRSS"])) if d else "n/a",
                      fmt(mib(i.get("reload_peak_rss_kib"))),
                      fmt(mib(f["burst_peak_rss_kib"])),
+                     fmt(mib(f.get("tracking", {}).get("rss_after_kib", {}).get("VmHWM"))),
                      fmt(mib(f.get("tracking", {}).get("rss_after_kib", {}).get("VmRSS")))])
     out.append(table(["N", "idle RSS (MiB)", "idle RSS after window", "start-up peak (VmHWM)",
                       "idle RSS, distinct schedules", "reload peak", "burst peak (all N fire)",
-                      "RSS after tracking"], rows))
+                      "peak while tracking", "RSS after tracking"], rows))
 
     # 3. Idle CPU.
     out.append("\n### 3. Idle CPU\n")
@@ -1068,12 +1070,14 @@ def targets(res: dict) -> list[list]:
     if not r:
         return [["all", "N = 10,000 was not run", "n/a"]]
     i, f = r["identical"], r["fire"]
-    # Every phase counts: idle, start-up, reload, the same-second burst, the RSS left once every
-    # backup of the burst finished, and the whole default-pacing run.
+    # Every phase counts: idle, start-up, reload, the same-second burst, the peak while its N
+    # backups are followed, the RSS left once every one finished, and the default-pacing run.
     phases = [("idle", mib(i["rss_idle_kib"]["VmRSS"])),
               ("start-up peak", mib(i["rss_after_startup_kib"]["VmHWM"])),
               ("reload peak", mib(i.get("reload_peak_rss_kib"))),
               ("same-second burst peak", mib(f["burst_peak_rss_kib"])),
+              ("peak while tracking the burst's backups",
+               mib(f.get("tracking", {}).get("rss_after_kib", {}).get("VmHWM"))),
               ("after tracking every backup",
                mib(f.get("tracking", {}).get("rss_after_kib", {}).get("VmRSS")))]
     for p in res.get("pacing", []):

@@ -123,8 +123,10 @@ pub struct Tracker<S, B> {
     backup: Arc<B>,
     clock: Arc<dyn Clock>,
     rx: mpsc::UnboundedReceiver<Backup>,
-    /// Boxed: a burst's map then holds pointers, not ~500-byte entries in every bucket.
-    entries: HashMap<String, Box<Entry>>,
+    /// Keyed by execution ARN (or job id); shared keys, so that a poll round's lists and sets
+    /// of 10,000 keys are pointers, not copies. Boxed: a burst's map then holds pointers, not
+    /// ~500-byte entries in every bucket.
+    entries: HashMap<Arc<str>, Box<Entry>>,
     settings: TrackerSettings,
     describe_bucket: TokenBucket,
     backup_bucket: TokenBucket,
@@ -141,11 +143,12 @@ pub struct Tracker<S, B> {
     calls_held: AtomicU32,
 }
 
-fn key_of(b: &Backup) -> String {
+fn key_of(b: &Backup) -> Arc<str> {
     b.execution_arn
         .clone()
         .or_else(|| b.job_id.clone())
         .unwrap_or_else(|| format!("{}@{}", b.resource_arn, b.started_at))
+        .into()
 }
 
 fn log_api_error(b: &Backup, e: &ApiError) {
@@ -275,7 +278,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// Polls every due backup once (batched where that saves calls).
     pub async fn poll_due(&mut self) {
         let now = Instant::now();
-        let due: Vec<String> = self
+        let due: Vec<Arc<str>> = self
             .entries
             .iter()
             .filter(|(_, e)| e.next_poll <= now)
@@ -287,15 +290,15 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         }
         self.failure_streak.store(0, Ordering::Relaxed);
         self.calls_held.store(0, Ordering::Relaxed);
-        let mut changed: HashSet<String> = HashSet::new();
+        let mut changed: HashSet<Arc<str>> = HashSet::new();
 
-        let awaiting: Vec<String> = due
+        let awaiting: Vec<Arc<str>> = due
             .iter()
             .filter(|k| self.entries[*k].backup.awaits_job())
             .cloned()
             .collect();
         // Jobs a listing already reported this round are not asked about again.
-        let mut described: HashSet<String> = HashSet::new();
+        let mut described: HashSet<Arc<str>> = HashSet::new();
         if awaiting.len() > BATCH_THRESHOLD {
             self.discover_jobs_by_listing(&awaiting, &mut changed, &mut described)
                 .await;
@@ -316,7 +319,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             }
         }
 
-        let job_due: Vec<String> = due
+        let job_due: Vec<Arc<str>> = due
             .iter()
             .filter(|k| !described.contains(*k))
             .filter(|k| self.entries.get(*k).is_some_and(|e| e.backup.needs_job()))
@@ -384,7 +387,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         self.metrics.api_error(e);
     }
 
-    async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<String>) {
+    async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<Arc<str>>) {
         let Some(arn) = self.entries[key].backup.execution_arn.clone() else {
             return;
         };
@@ -449,7 +452,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         None
     }
 
-    async fn poll_job(&mut self, key: &str, changed: &mut HashSet<String>) {
+    async fn poll_job(&mut self, key: &str, changed: &mut HashSet<Arc<str>>) {
         let b = &self.entries[key].backup;
         let (region, Some(job_id)) = (b.region.clone(), b.job_id.clone()) else {
             return;
@@ -481,7 +484,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// those `keep` wants (a page holds every job of the account: 1000 of them at a time).
     async fn list_jobs_since(
         &self,
-        keys: &[String],
+        keys: &[Arc<str>],
         since: impl Fn(&Backup) -> DateTime<Utc>,
         keep: impl Fn(&JobDetail) -> bool,
     ) -> Vec<JobDetail> {
@@ -536,9 +539,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// Finds the jobs of executions that have not told us theirs, by resource and creation time.
     async fn discover_jobs_by_listing(
         &mut self,
-        keys: &[String],
-        changed: &mut HashSet<String>,
-        described: &mut HashSet<String>,
+        keys: &[Arc<str>],
+        changed: &mut HashSet<Arc<str>>,
+        described: &mut HashSet<Arc<str>>,
     ) {
         let mut jobs = {
             let waiting: HashSet<&str> = keys
@@ -563,32 +566,33 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .await
         };
         jobs.sort_by_key(|j| j.creation_date);
-        let mut by_resource: HashMap<String, Vec<JobDetail>> = HashMap::new();
-        for j in jobs {
-            if let Some(r) = j.resource_arn.clone() {
-                by_resource.entry(r).or_default().push(j);
+        // Indexes into `jobs`, oldest first, by resource.
+        let mut by_resource: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(r) = j.resource_arn.as_deref() {
+                by_resource.entry(r).or_default().push(i);
             }
         }
-        let mut ordered: Vec<&String> = keys.iter().collect();
+        let mut ordered: Vec<&Arc<str>> = keys.iter().collect();
         ordered.sort_by_key(|k| self.entries[*k].backup.started_at);
         let now = self.clock.now();
         let mut reports = Vec::new();
         for k in ordered {
             let b = &self.entries[k].backup;
-            let Some(candidates) = by_resource.get_mut(&b.resource_arn) else {
+            let Some(candidates) = by_resource.get_mut(b.resource_arn.as_str()) else {
                 continue;
             };
             let earliest = b.started_at - CREATION_SKEW;
             let Some(pos) = candidates
                 .iter()
-                .position(|j| j.creation_date.is_none_or(|c| c >= earliest))
+                .position(|&i| jobs[i].creation_date.is_none_or(|c| c >= earliest))
             else {
                 continue;
             };
-            let job = candidates.remove(pos);
+            let job = &jobs[candidates.remove(pos)];
             let entry = self.entries.get_mut(k).expect("present");
             let mut changes = entry.backup.on_job_id(job.job_id.clone());
-            changes.extend(entry.backup.on_job(&job, now));
+            changes.extend(entry.backup.on_job(job, now));
             described.insert(k.clone());
             reports.push((k.clone(), changes));
         }
@@ -600,9 +604,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// Updates every followed job that a listing reports; marks the due ones it saw.
     async fn sweep_jobs_by_listing(
         &mut self,
-        keys: &[String],
-        changed: &mut HashSet<String>,
-        described: &mut HashSet<String>,
+        keys: &[Arc<str>],
+        changed: &mut HashSet<Arc<str>>,
+        described: &mut HashSet<Arc<str>>,
     ) {
         let jobs = {
             let followed: HashSet<&str> = keys
@@ -638,12 +642,13 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         }
     }
 
-    fn report(&self, key: &str, changes: Vec<Change>, changed: &mut HashSet<String>) {
+    fn report(&self, key: &str, changes: Vec<Change>, changed: &mut HashSet<Arc<str>>) {
         if changes.is_empty() {
             return;
         }
-        changed.insert(key.to_string());
-        let b = &self.entries[key].backup;
+        let (k, e) = self.entries.get_key_value(key).expect("present");
+        changed.insert(k.clone());
+        let b = &e.backup;
         for c in &changes {
             log_change(b, c);
             self.metrics.backup_change(b, c);
