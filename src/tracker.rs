@@ -906,13 +906,7 @@ mod tests {
     async fn many_jobs_are_polled_with_one_listing_not_one_call_each() {
         let fake = Arc::new(FakeAws::new());
         let (mut tracker, handle) = setup(&fake);
-        for i in 0..200 {
-            fake.set_job(job(i, "RUNNING"));
-            let mut b = backup(i, None);
-            b.on_job_id(format!("job-{i}"));
-            handle.in_flight.add(&b.resource_arn);
-            handle.track(b);
-        }
+        track_running_jobs(&fake, &handle, 200);
         drain(&mut tracker);
         tokio::time::advance(Duration::from_secs(1)).await;
         tracker.poll_due().await;
