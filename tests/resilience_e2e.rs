@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use backup_orchestrator::sandbox::Faults;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use common::*;
 use serde_json::Value;
 
@@ -373,5 +373,61 @@ fn an_endpoint_down_for_a_minute_then_back_loses_no_slot() {
         "outage: 60 s down, {} slots due meanwhile started within {cleared} ms of its end, {total} slots in all, 0 lost, 0 duplicated",
         due_while_down(&m)
     );
+    rt.block_on(sb.shutdown());
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_slow_poll_round_exits_at_once() {
+    let rt = runtime();
+    let sb = rt
+        .block_on(backup_orchestrator::sandbox::Sandbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            backup_orchestrator::sandbox::SandboxConfig {
+                execution_delay: Duration::from_millis(100),
+                job_pending: Duration::from_millis(500),
+                job_running: Duration::from_secs(60),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Eight backups are described one by one (batching starts above eight) at one call every
+    // 5 s: a poll round of about 40 s.
+    let t = Utc::now() + chrono::Duration::seconds(3);
+    let schedule = format!("{} {} {} * * *", t.second(), t.minute(), t.hour());
+    let mut text = header(&sb.endpoint_url());
+    text.push_str("describe_rate = 0.2\nbackup_read_rate = 0.2\n");
+    for i in 0..8 {
+        text.push_str(&target(&format!("s{i}"), i + 1, &schedule));
+    }
+    let cfg = write_config(dir.path(), &text);
+    let mut d = Daemon::start(&cfg, &[]);
+    d.wait_for("eight starts", Duration::from_secs(15), |ev| {
+        ev.iter()
+            .filter(|v| v["event"] == "execution_started")
+            .count()
+            == 8
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let described = |sb: &backup_orchestrator::sandbox::Sandbox| {
+        sb.stats()
+            .by_operation
+            .get("DescribeExecution")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = described(&sb);
+    assert!(
+        (1..8).contains(&before),
+        "the round is under way: {before} of 8 described"
+    );
+    let asked = std::time::Instant::now();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(3)).code(), Some(0));
+    eprintln!(
+        "SIGTERM mid-round: exited in {:?}, {before} of 8 executions described",
+        asked.elapsed()
+    );
+    assert_eq!(described(&sb), before, "no call after SIGTERM");
     rt.block_on(sb.shutdown());
 }
