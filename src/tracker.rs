@@ -204,23 +204,18 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// A poll round in progress is cut short by `shutdown`: what it did not ask about is still
     /// in AWS, and the next start's recovery follows it.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut open = true;
         loop {
+            if !open && self.entries.is_empty() {
+                break;
+            }
             let next = self.next_due;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                b = self.rx.recv() => match b {
+                b = self.rx.recv(), if open => match b {
                     Some(b) => self.insert(b),
-                    None if self.entries.is_empty() => break,
-                    None => {
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            () = sleep_until_opt(next) => {}
-                        }
-                        if !self.poll_until(&shutdown).await {
-                            break;
-                        }
-                    }
+                    None => open = false,
                 },
                 () = sleep_until_opt(next) => {
                     if !self.poll_until(&shutdown).await {
