@@ -796,7 +796,13 @@ mod tests {
         )
     }
 
-    fn track_running_jobs(fake: &FakeAws, handle: &TrackerHandle, n: usize) {
+    /// A tracker (calls paced at `rate`) following `n` RUNNING jobs, due after 1 s.
+    fn following_running_jobs(
+        fake: &Arc<FakeAws>,
+        rate: f64,
+        n: usize,
+    ) -> (Tracker<FakeAws, FakeAws>, TrackerHandle) {
+        let (mut tracker, handle) = setup_paced(fake, rate);
         for i in 0..n {
             fake.set_job(job(i, "RUNNING"));
             let mut b = backup(i, None);
@@ -804,14 +810,14 @@ mod tests {
             handle.in_flight.add(&b.resource_arn);
             handle.track(b);
         }
+        drain(&mut tracker);
+        (tracker, handle)
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_outage_costs_a_few_calls_per_round_not_one_per_backup() {
         let fake = Arc::new(FakeAws::new());
-        let (mut tracker, handle) = setup(&fake);
-        track_running_jobs(&fake, &handle, 200);
-        drain(&mut tracker);
+        let (mut tracker, handle) = following_running_jobs(&fake, 1000.0, 200);
         // The listing fails, then the first describes of the fallback: the round stops there.
         fake.fail_next("ListBackupJobs", crate::aws::ErrorKind::Transient);
         for _ in 0..10 {
@@ -843,9 +849,7 @@ mod tests {
         // ListBackupJobs denied (a policy without it), DescribeBackupJob allowed: slower, but
         // every job is still followed.
         let fake = Arc::new(FakeAws::new());
-        let (mut tracker, handle) = setup(&fake);
-        track_running_jobs(&fake, &handle, 20);
-        drain(&mut tracker);
+        let (mut tracker, _handle) = following_running_jobs(&fake, 1000.0, 20);
         for i in 0..20 {
             fake.set_job(job(i, "COMPLETED"));
         }
@@ -860,9 +864,7 @@ mod tests {
     async fn shutdown_cuts_a_long_poll_round_short() {
         // 200 jobs described one by one at 0.1/s would take 2,000 s.
         let fake = Arc::new(FakeAws::new());
-        let (mut tracker, handle) = setup_paced(&fake, 0.1);
-        track_running_jobs(&fake, &handle, 200);
-        drain(&mut tracker);
+        let (tracker, handle) = following_running_jobs(&fake, 0.1, 200);
         fake.fail_next("ListBackupJobs", crate::aws::ErrorKind::AccessDenied);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(tracker.run(shutdown.clone()));
@@ -900,9 +902,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn many_jobs_are_polled_with_one_listing_not_one_call_each() {
         let fake = Arc::new(FakeAws::new());
-        let (mut tracker, handle) = setup(&fake);
-        track_running_jobs(&fake, &handle, 200);
-        drain(&mut tracker);
+        let (mut tracker, handle) = following_running_jobs(&fake, 1000.0, 200);
         tokio::time::advance(Duration::from_secs(1)).await;
         tracker.poll_due().await;
         assert_eq!(fake.calls("ListBackupJobs"), 1);
