@@ -473,13 +473,67 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// A launcher wired as the daemon wires it, over the in-memory fake (this module's tests and
+/// recovery's).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::aws::fake::FakeAws;
+    use crate::clock::TokioClock;
+    use crate::tracker::{Tracker, TrackerSettings};
+
+    /// The parts, each shared as the daemon shares them.
+    pub(crate) struct Rig {
+        pub clock: Arc<dyn Clock>,
+        pub metrics: Arc<Metrics>,
+        pub handle: TrackerHandle,
+        /// Not running: tests poll it themselves, or not at all.
+        pub tracker: Tracker<FakeAws, FakeAws>,
+        pub launcher: Launcher<FakeAws>,
+    }
+
+    /// A rig whose clock starts at `now`; calls paced at 100/s.
+    pub(crate) fn rig(fake: &Arc<FakeAws>, now: DateTime<Utc>) -> Rig {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now));
+        let metrics = Arc::new(Metrics::new());
+        let settings = TrackerSettings {
+            poll_interval: Duration::from_secs(1),
+            max_poll_interval: Duration::from_secs(10),
+            describe_rate: 100.0,
+            backup_read_rate: 100.0,
+        };
+        let (tracker, handle) = Tracker::new(
+            fake.clone(),
+            fake.clone(),
+            clock.clone(),
+            settings,
+            metrics.clone(),
+        );
+        let launcher = Launcher::new(
+            fake.clone(),
+            clock.clone(),
+            handle.clone(),
+            Arc::new(TokenBucket::new(100.0, 10)),
+            metrics.clone(),
+            false,
+            CancellationToken::new(),
+        );
+        Rig {
+            clock,
+            metrics,
+            handle,
+            tracker,
+            launcher,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aws::fake::FakeAws;
-    use crate::clock::TokioClock;
     use crate::config;
-    use crate::tracker::{Tracker, TrackerSettings};
+    use crate::tracker::Tracker;
     use chrono::TimeZone;
 
     fn allow() -> Arc<Target> {
@@ -500,31 +554,8 @@ mod tests {
     }
 
     fn setup(fake: Arc<FakeAws>) -> (Launcher<FakeAws>, Tracker<FakeAws, FakeAws>) {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(slot()));
-        let metrics = Arc::new(Metrics::new());
-        let settings = TrackerSettings {
-            poll_interval: Duration::from_secs(1),
-            max_poll_interval: Duration::from_secs(10),
-            describe_rate: 100.0,
-            backup_read_rate: 100.0,
-        };
-        let (tracker, handle) = Tracker::new(
-            fake.clone(),
-            fake.clone(),
-            clock.clone(),
-            settings,
-            metrics.clone(),
-        );
-        let launcher = Launcher::new(
-            fake,
-            clock,
-            handle,
-            Arc::new(TokenBucket::new(100.0, 10)),
-            metrics,
-            false,
-            CancellationToken::new(),
-        );
-        (launcher, tracker)
+        let rig = testing::rig(&fake, slot());
+        (rig.launcher, rig.tracker)
     }
 
     #[tokio::test(start_paused = true)]

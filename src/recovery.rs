@@ -334,12 +334,7 @@ mod tests {
     use super::*;
     use crate::aws::StartRequest;
     use crate::aws::fake::FakeAws;
-    use crate::clock::TokioClock;
-    use crate::pacing::TokenBucket;
-    use crate::tracker::{Tracker, TrackerSettings};
     use chrono::TimeZone;
-    use std::time::Duration;
-    use tokio_util::sync::CancellationToken;
 
     const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:b";
 
@@ -376,35 +371,18 @@ mod tests {
                 None,
             );
         }
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(now));
-        let metrics = Arc::new(Metrics::new());
-        let settings = TrackerSettings {
-            poll_interval: Duration::from_secs(1),
-            max_poll_interval: Duration::from_secs(1),
-            describe_rate: 100.0,
-            backup_read_rate: 100.0,
-        };
-        let (_tracker, handle) = Tracker::new(
-            fake.clone(),
-            fake.clone(),
-            clock.clone(),
-            settings,
-            metrics.clone(),
-        );
-        let launcher = Launcher::new(
-            fake.clone(),
-            clock.clone(),
-            handle.clone(),
-            Arc::new(TokenBucket::new(100.0, 10)),
-            metrics.clone(),
-            false,
-            CancellationToken::new(),
-        );
+        let rig = crate::launcher::testing::rig(&fake, now);
         let out = recover(
-            config, &*fake, &*fake, &*clock, &handle, &launcher, &metrics,
+            config,
+            &*fake,
+            &*fake,
+            &*rig.clock,
+            &rig.handle,
+            &rig.launcher,
+            &rig.metrics,
         )
         .await;
-        launcher.settle().await;
+        rig.launcher.settle().await;
         (out, fake.execution_names())
     }
 
