@@ -105,17 +105,7 @@ fn a_throttling_storm_and_an_outage_lose_no_slot_and_start_none_twice() {
 #[test]
 fn kill_9_mid_backup_then_restart_logs_the_final_state_exactly_once() {
     let rt = runtime();
-    let sb = rt
-        .block_on(backup_orchestrator::sandbox::Sandbox::start(
-            "127.0.0.1:0".parse().unwrap(),
-            backup_orchestrator::sandbox::SandboxConfig {
-                execution_delay: Duration::from_millis(100),
-                job_pending: Duration::from_millis(500),
-                job_running: Duration::from_secs(6),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
+    let sb = rt.block_on(sandbox_running(&[], Duration::from_secs(6)));
     let dir = tempfile::tempdir().unwrap();
     // Every 30 s: one slot in flight while we kill the daemon.
     let cfg = write_config(
@@ -379,17 +369,7 @@ fn an_endpoint_down_for_a_minute_then_back_loses_no_slot() {
 #[test]
 fn sigterm_in_the_middle_of_a_slow_poll_round_exits_at_once() {
     let rt = runtime();
-    let sb = rt
-        .block_on(backup_orchestrator::sandbox::Sandbox::start(
-            "127.0.0.1:0".parse().unwrap(),
-            backup_orchestrator::sandbox::SandboxConfig {
-                execution_delay: Duration::from_millis(100),
-                job_pending: Duration::from_millis(500),
-                job_running: Duration::from_secs(60),
-                ..Default::default()
-            },
-        ))
-        .unwrap();
+    let sb = rt.block_on(sandbox_running(&[], Duration::from_secs(60)));
     let dir = tempfile::tempdir().unwrap();
     // Eight backups are described one by one (batching starts above eight) at one call every
     // 5 s: a poll round of about 40 s.

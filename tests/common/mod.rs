@@ -29,12 +29,17 @@ pub fn ec2(n: u32) -> String {
 
 /// A sandbox whose jobs are quick.
 pub async fn sandbox(fail: &[String]) -> Sandbox {
+    sandbox_running(fail, Duration::from_millis(1500)).await
+}
+
+/// A sandbox whose jobs run for `job_running` (after 0.5 s CREATED); `fail` end FAILED.
+pub async fn sandbox_running(fail: &[String], job_running: Duration) -> Sandbox {
     Sandbox::start(
         "127.0.0.1:0".parse().unwrap(),
         SandboxConfig {
             execution_delay: Duration::from_millis(100),
             job_pending: Duration::from_millis(500),
-            job_running: Duration::from_millis(1500),
+            job_running,
             fail_resources: fail.to_vec(),
             ..SandboxConfig::default()
         },
