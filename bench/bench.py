@@ -320,6 +320,12 @@ class Daemon:
             "schedule_groups": loaded.get("schedule_groups"),
         }
 
+    def log_figures(self, samples: int) -> dict:
+        """Counts of the watched log lines so far, and the first `samples` lines kept."""
+        self.log.pump()
+        return {"log_counts": {k.decode(): v for k, v in self.log.counts.items()},
+                "log_samples": self.log.samples[:samples]}
+
     def stop(self) -> int | None:
         stop_process(self.p, signal.SIGTERM, 40)
         self.log.pump()
@@ -457,9 +463,7 @@ def measure_idle_run(binary, sandbox, workdir, n, schedule_of, tag, window, relo
             res["reload_s_median"] = statistics.median(times)
             res["reload_peak_rss_kib"] = max(peaks)
             res["rss_after_reloads_kib"] = mem_kib(d.pid)
-        d.log.pump()
-        res["log_counts"] = {k.decode(): v for k, v in d.log.counts.items()}
-        res["log_samples"] = d.log.samples[:3]
+        res.update(d.log_figures(3))
         return res
     finally:
         res_code = d.stop()
@@ -544,9 +548,7 @@ def measure_fire(binary, workdir, n, tag, margin, start_rate, start_burst, track
             res["per_fire_cpu_ms"] = round(1000 * res["burst_cpu_s"] / max(1, len(accepted)), 4)
             if track_cap > 0:
                 res["tracking"] = track(d, sandbox, n, T, track_cap)
-            d.log.pump()
-            res["log_counts"] = {k.decode(): v for k, v in d.log.counts.items()}
-            res["log_samples"] = d.log.samples[:4]
+            res.update(d.log_figures(4))
             return res
         finally:
             code = d.stop()
