@@ -418,8 +418,8 @@ pub fn load_from(path: Option<&Path>) -> Result<Config, ConfigError> {
 }
 
 /// Targets parsed in one piece: the TOML parser holds several times a document's size while it
-/// works, and glibc keeps that memory for the daemon's whole life; in pieces of this many
-/// `[[backup]]` tables the peak stays small at 100,000 targets.
+/// works; in pieces of this many `[[backup]]` tables the start-up peak stays small at 100,000
+/// targets.
 const TARGETS_PER_CHUNK: usize = 500;
 
 /// Splits the text before every [`TARGETS_PER_CHUNK`]-th `[[backup]]` header (outside multi-line
