@@ -17,8 +17,8 @@ use crate::execution::Trigger;
 use crate::launcher::{Fire, Launcher, Outcome};
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::tracker::{Tracker, TrackerSettings};
+use aws_sandbox::{Sandbox, SandboxConfig};
 
 /// Exit code for an invalid config (sysexits EX_CONFIG); systemd's RestartPreventExitStatus.
 pub const EXIT_CONFIG: i32 = 78;
@@ -86,20 +86,7 @@ enum Command {
         seconds: Option<u64>,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
-    Sandbox {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:4566")]
-        listen: SocketAddr,
-        /// Seconds a job stays CREATED.
-        #[arg(long, default_value_t = 1.0)]
-        job_pending: f64,
-        /// Seconds a job stays RUNNING.
-        #[arg(long, default_value_t = 3.0)]
-        job_running: f64,
-        /// Resource ARNs (or parts of them) whose jobs fail.
-        #[arg(long)]
-        fail_resource: Vec<String>,
-    },
+    Sandbox(aws_sandbox::ServeArgs),
     /// GET /healthz on the daemon's listener; exit 0 if healthy (for container health checks).
     Healthcheck {
         /// The daemon's `listen` address.
@@ -153,31 +140,9 @@ pub async fn main(cli: Cli) -> i32 {
         },
         Some(Command::RunNow { targets }) => run_now(&args, &targets).await,
         Some(Command::Demo { seconds }) => demo(&args, seconds).await,
-        Some(Command::Sandbox {
-            listen,
-            job_pending,
-            job_running,
-            fail_resource,
-        }) => {
+        Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
-            let cfg = SandboxConfig {
-                job_pending: Duration::from_secs_f64(job_pending),
-                job_running: Duration::from_secs_f64(job_running),
-                fail_resources: fail_resource,
-                ..SandboxConfig::default()
-            };
-            match Sandbox::start(listen, cfg).await {
-                Ok(sb) => {
-                    println!("sandbox listening on {}", sb.endpoint_url());
-                    let _ = tokio::signal::ctrl_c().await;
-                    sb.shutdown().await;
-                    0
-                }
-                Err(e) => {
-                    eprintln!("sandbox: cannot listen on {listen}: {e}");
-                    EXIT_FAILURE
-                }
-            }
+            aws_sandbox::serve_until_interrupted(&serve).await
         }
         Some(Command::Healthcheck { addr }) => {
             if crate::http::probe(addr).await {

@@ -10,13 +10,15 @@
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
 //! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
 //!   them with the SDK.
-//! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
 //! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
 //! - [`cli`]: the command line.
 //! - [`app`]: wires the above into the daemon.
+//!
+//! The local AWS-compatible endpoint that `demo`, `sandbox`, the tests and the benchmarks use is
+//! the workspace crate `aws-sandbox` (`crates/aws-sandbox`).
 
 pub mod app;
 pub mod arn;
@@ -31,7 +33,6 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod pacing;
 pub mod recovery;
-pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;

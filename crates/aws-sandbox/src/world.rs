@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::history;
+use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
 
-/// Epoch milliseconds, the world's only notion of time.
-pub(crate) type Millis = i64;
+pub(crate) use super::Millis;
 
 /// Step Functions' limit on an execution name, in characters.
 const MAX_NAME_CHARS: usize = 80;
@@ -29,8 +29,6 @@ pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
 const FORBIDDEN_NAME_CHARS: &str = "<>{}[]?*\"#%\\^|~`$&,;:/";
 /// AWS Backup's start window when StartBackupJob does not set one (8 hours).
 const DEFAULT_START_WINDOW_MINUTES: u64 = 480;
-/// The vault and role the modelled state machine passes when the input names none.
-const DEFAULT_VAULT: &str = "Default";
 /// How far a job meant to fail gets before it does, in percent.
 const FAILING_JOB_PROGRESS: f64 = 50.0;
 const GIB: u64 = 1 << 30;
@@ -1061,53 +1059,6 @@ impl World {
     }
 }
 
-/// The members of an execution input the modelled state machine reads.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskInput<'a> {
-    /// The ResourceArn, or what is wrong with it.
-    pub resource_arn: Result<&'a str, String>,
-    pub vault: &'a str,
-    pub role: Option<&'a str>,
-    pub start_window_minutes: Option<u64>,
-    pub complete_window_minutes: Option<u64>,
-    pub delete_after_days: Option<u64>,
-    pub pre_command: Option<&'a str>,
-    pub post_command: Option<&'a str>,
-}
-
-impl<'a> TaskInput<'a> {
-    /// Reads the members; anything missing takes the state machine's default.
-    pub fn read(input: &'a Value) -> Self {
-        let text = |member: &str| input.get(member).and_then(Value::as_str);
-        let number = |member: &str| input.get(member).and_then(Value::as_u64);
-        let resource_arn = match input.get("ResourceArn") {
-            None | Some(Value::Null) => Err(
-                "The JsonPath argument for the field '$.ResourceArn' could not be found"
-                    .to_string(),
-            ),
-            Some(Value::String(arn)) if looks_like_arn(arn) => Ok(arn.as_str()),
-            Some(other) => Err(format!(
-                "The value {other} of '$.ResourceArn' is not an ARN"
-            )),
-        };
-        Self {
-            resource_arn,
-            vault: text("BackupVaultName").unwrap_or(DEFAULT_VAULT),
-            role: text("IamRoleArn"),
-            start_window_minutes: number("StartWindowMinutes"),
-            complete_window_minutes: number("CompleteWindowMinutes"),
-            delete_after_days: number("DeleteAfterDays"),
-            pre_command: text("PreCommand"),
-            post_command: text("PostCommand"),
-        }
-    }
-
-    /// True for the hook variant, which waits for the job and runs commands around it.
-    pub fn hooked(&self) -> bool {
-        self.pre_command.is_some() || self.post_command.is_some()
-    }
-}
-
 /// Takes up to `max` items; the item after them, if any, is where the next page starts.
 fn take_page<T>(mut items: impl Iterator<Item = T>, max: usize) -> (Vec<T>, Option<T>) {
     let page: Vec<T> = items.by_ref().take(max).collect();
@@ -1168,11 +1119,6 @@ fn parse_execution_arn(arn: &str) -> Option<(String, &str)> {
         parts[1], parts[3], parts[4], parts[6]
     );
     Some((machine, parts[7]))
-}
-
-fn looks_like_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    parts.len() == 6 && parts[0] == "arn" && !parts[2].is_empty() && !parts[5].is_empty()
 }
 
 fn resource_service(arn: &str) -> &str {

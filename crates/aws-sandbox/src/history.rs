@@ -7,7 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::world::{Millis, TaskInput};
+use super::Millis;
+use super::input::TaskInput;
 
 /// One AWS SDK integration, as history events name it.
 #[derive(Debug, Clone, Copy)]
