@@ -87,3 +87,66 @@ pub fn init(format: LogFormat) {
     // A second init (tests) keeps the first subscriber.
     let _ = result;
 }
+
+/// Log capture for unit tests: JSON lines into memory, for the current thread only.
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    /// The captured lines; clone it to read while the guard lives.
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// Every line so far, parsed.
+        pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().expect("capture lock").clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        }
+
+        /// Lines with `event == name`.
+        pub(crate) fn named(&self, name: &str) -> Vec<serde_json::Value> {
+            self.lines()
+                .into_iter()
+                .filter(|v| v["event"] == name)
+                .collect()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// Captures this thread's logs (DEBUG and up) until the guard drops.
+    pub(crate) fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(captured.clone())
+            .with_target(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}
