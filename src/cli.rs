@@ -203,6 +203,9 @@ async fn run_daemon(args: &RunArgs) -> i32 {
         }
     };
     let sdk = app::sdk_config(&config, false).await;
+    if !args.dry_run {
+        app::check_credentials(&sdk).await;
+    }
     let opts = Options {
         config_path: args.config.config.clone(),
         watch: args.watch,
@@ -294,6 +297,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
         }
     }
     let sdk = app::sdk_config(&config, false).await;
+    app::check_credentials(&sdk).await;
     let sfn = Arc::new(SdkStepFunctions::new(sdk.clone()));
     let backup = Arc::new(SdkBackupJobs::new(sdk));
     run_now_with(&config, targets, sfn, backup).await
@@ -375,6 +379,8 @@ pub fn demo_config(endpoint: &str) -> String {
     format!(
         r#"# Demo: fires every 5 seconds against the in-process sandbox.
 state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup"
+# Region and (in code) credentials are given: the demo asks no credential chain and no instance metadata.
+region = "us-east-1"
 endpoint_url = "{endpoint}"
 poll_interval = "1s"
 max_poll_interval = "2s"

@@ -57,18 +57,27 @@ pub mod event {
     pub const BACKUP_JOB_PROGRESS: &str = "backup_job_progress";
     /// One summary line at each backup's end.
     pub const BACKUP_FINISHED: &str = "backup_finished";
+    /// Start-up found targets with no execution in the lookback: new, nothing caught up.
+    pub const FIRST_START: &str = "first_start";
     /// Restart recovery picked up a backup in flight.
     pub const TRACKING_RESUMED: &str = "tracking_resumed";
     /// A tracking call failed (it is retried at the next poll).
     pub const AWS_CALL_FAILED: &str = "aws_call_failed";
+    /// No AWS credentials could be found at start (one short line saying what to set).
+    pub const AWS_CREDENTIALS_MISSING: &str = "aws_credentials_missing";
     /// SIGTERM/SIGINT received.
     pub const SHUTDOWN: &str = "shutdown";
 }
 
+/// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn
+/// at every call that finds no credentials, each a long error report; the daemon says it once
+/// at start (`aws_credentials_missing`), and a failed call's own line carries the details.
+pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn,aws_config::meta::credentials::chain=error,aws_config::imds=error";
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
