@@ -35,5 +35,7 @@ pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;
+pub mod status;
 pub mod telemetry;
 pub mod tracker;
+pub mod when;
