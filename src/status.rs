@@ -79,7 +79,10 @@ pub fn longest_gap(rules: &[Rule<'_>], from: DateTime<Utc>) -> Option<Duration> 
 
 /// The next slot of any of `rules` after `now`.
 pub fn next_slot(rules: &[Rule<'_>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    rules.iter().filter_map(|r| r.schedule.next_after(now)).min()
+    rules
+        .iter()
+        .filter_map(|r| r.schedule.next_after(now))
+        .min()
 }
 
 /// Slots of `rules` in (`from`, `until`], counted up to `cap`: the jobs a target makes.
@@ -129,7 +132,11 @@ pub fn plan(jobs_per_target: &[u64]) -> Plan {
         .iter()
         .map(|n| n.div_ceil(PAGE_SIZE).max(1))
         .sum();
-    let region = jobs_per_target.iter().sum::<u64>().div_ceil(PAGE_SIZE).max(1);
+    let region = jobs_per_target
+        .iter()
+        .sum::<u64>()
+        .div_ceil(PAGE_SIZE)
+        .max(1);
     if region < per_resource {
         Plan::Region {
             budget: per_resource,
@@ -350,7 +357,10 @@ pub fn age(seconds: i64) -> String {
 }
 
 fn stamp(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+    t.map_or_else(
+        || "-".into(),
+        |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
 }
 
 /// The table for people; overdue rows in red when `colour`.
@@ -387,10 +397,8 @@ pub fn render_table(r: &Report, colour: bool) -> String {
                 s.map_or_else(|| "never (30 d)".into(), |s| stamp(s.created)),
                 s.and_then(|s| s.age_seconds)
                     .map_or_else(|| "-".into(), age),
-                t.allowed_age_seconds.map_or_else(
-                    || "-".into(),
-                    |a| age(i64::try_from(a).unwrap_or(i64::MAX)),
-                ),
+                t.allowed_age_seconds
+                    .map_or_else(|| "-".into(), |a| age(i64::try_from(a).unwrap_or(i64::MAX))),
                 s.map_or_else(|| "-".into(), |s| s.backup_job_id.clone()),
                 attempt,
                 stamp(t.next_slot),
@@ -528,7 +536,10 @@ mod tests {
         let s = assess(&c.targets[0], Some(24 * HOUR), &[], now(), HOUR);
         assert_eq!(s.allowed_age_seconds, Some(25 * 3600 + 1800));
         let off = assess(&c.targets[1], Some(24 * HOUR), &[], now(), HOUR);
-        assert_eq!((off.verdict, off.overdue, off.next_slot), (Verdict::Disabled, false, None));
+        assert_eq!(
+            (off.verdict, off.overdue, off.next_slot),
+            (Verdict::Disabled, false, None)
+        );
     }
 
     #[test]
@@ -546,10 +557,7 @@ mod tests {
             longest_gap(&rules_of(&c.targets[1]), from),
             Some(31 * 24 * HOUR)
         );
-        assert_eq!(
-            longest_gap(&rules_of(&c.targets[2]), from),
-            Some(72 * HOUR)
-        );
+        assert_eq!(longest_gap(&rules_of(&c.targets[2]), from), Some(72 * HOUR));
     }
 
     #[test]
@@ -573,7 +581,10 @@ mod tests {
         );
         let r = report(&c.targets, &jobs, now(), HOUR, 1);
         assert_eq!(
-            r.targets.iter().map(|t| t.target.as_str()).collect::<Vec<_>>(),
+            r.targets
+                .iter()
+                .map(|t| t.target.as_str())
+                .collect::<Vec<_>>(),
             ["b", "a"]
         );
         assert_eq!(r.overdue, 1);
@@ -581,11 +592,20 @@ mod tests {
         assert!(!plain.contains('\x1b'), "{plain}");
         let lines: Vec<&str> = plain.lines().collect();
         assert!(lines[0].starts_with("TARGET  STATUS"), "{plain}");
-        assert!(lines[1].starts_with("b       OVERDUE  never (30 d)"), "{plain}");
-        assert!(lines[2].contains("ok-job") && lines[2].contains("1h 0m"), "{plain}");
+        assert!(
+            lines[1].starts_with("b       OVERDUE  never (30 d)"),
+            "{plain}"
+        );
+        assert!(
+            lines[2].contains("ok-job") && lines[2].contains("1h 0m"),
+            "{plain}"
+        );
         assert!(lines[3].starts_with("1 of 2 target(s) overdue"), "{plain}");
         let red = render_table(&r, true);
-        assert!(red.lines().nth(1).unwrap().starts_with("\x1b[31mb "), "{red}");
+        assert!(
+            red.lines().nth(1).unwrap().starts_with("\x1b[31mb "),
+            "{red}"
+        );
         assert!(!red.lines().nth(2).unwrap().contains('\x1b'), "{red}");
     }
 

@@ -42,7 +42,9 @@ impl From {
             return Ok(From::Local(t));
         }
         if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            return Ok(From::Local(d.and_hms_opt(0, 0, 0).expect("midnight exists")));
+            return Ok(From::Local(
+                d.and_hms_opt(0, 0, 0).expect("midnight exists"),
+            ));
         }
         Err(format!(
             "`{s}` is not a time: give RFC 3339 (2026-03-08T01:30:00-05:00, …Z) or a local date-time (2026-03-08T01:30, 2026-03-08 01:30:00, 2026-03-08)"
@@ -118,7 +120,11 @@ mod tests {
         assert_eq!(local("2026-03-08T01:30"), "2026-03-08 01:30:00");
         assert_eq!(local("2026-03-08 01:30:15"), "2026-03-08 01:30:15");
         assert_eq!(local("2026-03-08"), "2026-03-08 00:00:00");
-        assert!(From::parse("next tuesday").unwrap_err().contains("RFC 3339"));
+        assert!(
+            From::parse("next tuesday")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
     }
 
     #[test]

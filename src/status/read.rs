@@ -56,7 +56,11 @@ pub async fn read<B: BackupJobs>(
             .iter()
             .map(|t| {
                 let rules = rules_of(t);
-                let key = rules.iter().map(|r| r.schedule.group_key()).collect::<Vec<_>>().join("|");
+                let key = rules
+                    .iter()
+                    .map(|r| r.schedule.group_key())
+                    .collect::<Vec<_>>()
+                    .join("|");
                 *estimates
                     .entry(key)
                     .or_insert_with(|| slots_between(&rules, since, now, ESTIMATE_CAP))
@@ -73,11 +77,19 @@ pub async fn read<B: BackupJobs>(
             let ours: std::collections::HashSet<String> =
                 targets.iter().map(|t| t.resource_arn.to_string()).collect();
             let mut found: HashMap<String, Vec<JobDetail>> = HashMap::new();
-            let complete = list_all(backup, &region, &filter, budget, bucket, &mut out.calls, |j| {
-                if let Some(r) = j.resource_arn.as_ref().filter(|r| ours.contains(*r)) {
-                    found.entry(r.clone()).or_default().push(j);
-                }
-            })
+            let complete = list_all(
+                backup,
+                &region,
+                &filter,
+                budget,
+                bucket,
+                &mut out.calls,
+                |j| {
+                    if let Some(r) = j.resource_arn.as_ref().filter(|r| ours.contains(*r)) {
+                        found.entry(r.clone()).or_default().push(j);
+                    }
+                },
+            )
             .await?;
             if complete {
                 out.jobs.extend(found);
@@ -219,10 +231,14 @@ mod tests {
         let bucket = TokenBucket::new(1000.0, 1000);
         let fake = FakeAws::new();
         fake.fail_next("ListBackupJobs", ErrorKind::Throttled);
-        let r = read(&fake, &targets(1, "0 3 * * *"), now, &bucket).await.unwrap();
+        let r = read(&fake, &targets(1, "0 3 * * *"), now, &bucket)
+            .await
+            .unwrap();
         assert_eq!(r.calls, 2);
         fake.fail_next("ListBackupJobs", ErrorKind::AccessDenied);
-        let e = read(&fake, &targets(1, "0 3 * * *"), now, &bucket).await.unwrap_err();
+        let e = read(&fake, &targets(1, "0 3 * * *"), now, &bucket)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, ErrorKind::AccessDenied);
     }
 }
