@@ -330,7 +330,7 @@ fn skip(t: &Target, slots: &[DateTime<Utc>], reason: &str, metrics: &Metrics, ou
         event = event::SLOT_SKIPPED,
         target = %t.name,
         resource_arn = %t.resource_arn,
-        scheduled_for = %last.to_rfc3339(),
+        scheduled_for = %first.to_rfc3339(),
         first_slot = %first.to_rfc3339(),
         last_slot = %last.to_rfc3339(),
         count,

@@ -83,7 +83,7 @@ fn status_reports_recent_old_failed_and_missing_backups_and_exits_by_coverage() 
     let old_job = rt.block_on(start_job(&client, &ec2(2)));
     let failed_job = rt.block_on(start_job(&client, &ec2(3)));
     // `old` is past its allowed age once its job is over 3 s old; `recent` is made after.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     let recent_job = rt.block_on(start_job(&client, &ec2(1)));
     wait_until("every job ended", Duration::from_secs(10), || {
         sb.jobs().iter().all(|j| j.state.is_terminal())
