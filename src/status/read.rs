@@ -226,6 +226,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_region_full_of_other_jobs_falls_back_to_listing_by_resource() {
+        let now = Utc::now();
+        let bucket = TokenBucket::new(1000.0, 1000);
+        let fake = FakeAws::new();
+        fake.page_jobs(10);
+        let ours = targets(3, "0 3 * * *");
+        for (i, t) in ours.iter().enumerate() {
+            fake.set_job(job(i, &t.resource_arn.to_string(), now));
+        }
+        // 40 newer jobs of instances not in the config: 5 pages of 10 before ours.
+        for i in 0..40 {
+            let mut j = job(
+                100 + i,
+                &format!("arn:aws:ec2:us-east-1:123456789012:instance/i-f{i:07x}"),
+                now,
+            );
+            j.creation_date = Some(now - chrono::Duration::minutes(1));
+            fake.set_job(j);
+        }
+        let r = read(&fake, &ours, now, &bucket).await.unwrap();
+        // The region listing may take 3 pages (what 3 targets cost by resource), then 3 calls.
+        assert_eq!(
+            r.plans[0],
+            ("us-east-1".to_string(), Plan::Region { budget: 3 }, true)
+        );
+        assert_eq!(r.calls, 6);
+        for t in &ours {
+            assert_eq!(r.jobs[&t.resource_arn.to_string()].len(), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn throttling_is_retried_and_access_denied_is_returned() {
         let now = Utc::now();
         let bucket = TokenBucket::new(1000.0, 1000);
