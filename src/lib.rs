@@ -14,6 +14,10 @@
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
+//! - [`status`]: pure: coverage (overdue = no success within the longest gap between slots plus a
+//!   margin), the listing plan, the table and JSON of `orchestrator status`; `status::read`
+//!   reads AWS Backup through [`aws::BackupJobs`].
+//! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
 //! - [`cli`]: the command line.
 //! - [`app`]: wires the above into the daemon.
 //!
@@ -36,5 +40,7 @@ pub mod recovery;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;
+pub mod status;
 pub mod telemetry;
 pub mod tracker;
+pub mod when;
