@@ -10,6 +10,8 @@
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
 //! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
 //!   them with the SDK.
+//! - [`lease`]: the leader lease (`[ha]`): pure holder/standby state, its driver over
+//!   [`aws::LeaseTable`].
 //! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
@@ -33,6 +35,7 @@ pub mod config;
 pub mod execution;
 pub mod http;
 pub mod launcher;
+pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pacing;

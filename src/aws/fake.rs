@@ -255,3 +255,95 @@ impl BackupJobs for FakeAws {
         })
     }
 }
+
+/// An in-memory lease table with the DynamoDB conditions; [`FakeLeaseTable::handle`] gives each
+/// replica its own view of the same items, so one replica alone can lose the table.
+#[derive(Default)]
+pub struct FakeLeaseTable {
+    items: std::sync::Arc<Mutex<HashMap<String, super::LeaseRecord>>>,
+    unreachable: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeLeaseTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Another client of the same items, with its own fault switch and call count.
+    pub fn handle(&self) -> Self {
+        FakeLeaseTable {
+            items: self.items.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// From now on every call of this handle fails as unreachable (or works again).
+    pub fn set_unreachable(&self, on: bool) {
+        self.unreachable
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Calls made through this handle.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The item of `lease`, if any.
+    pub fn item(&self, lease: &str) -> Option<super::LeaseRecord> {
+        self.items.lock().expect("fake lock").get(lease).cloned()
+    }
+
+    fn enter(&self, op: &'static str) -> Result<(), ApiError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.unreachable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError {
+                operation: op,
+                kind: ErrorKind::Transient,
+                code: None,
+                message: "dispatch failure: connection refused".into(),
+                request_id: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl super::LeaseTable for FakeLeaseTable {
+    async fn claim(
+        &self,
+        lease: &str,
+        owner: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<super::Claim, ApiError> {
+        self.enter("PutItem")?;
+        let mut items = self.items.lock().expect("fake lock");
+        let previous = items.get(lease).cloned();
+        // attribute_not_exists(pk) OR expires_at < :now OR owner = :me
+        let free = previous
+            .as_ref()
+            .is_none_or(|p| p.expires_at_ms < now_ms || p.owner == owner);
+        if !free {
+            return Ok(super::Claim::HeldByOther { holder: previous });
+        }
+        items.insert(
+            lease.to_string(),
+            super::LeaseRecord {
+                owner: owner.to_string(),
+                expires_at_ms,
+            },
+        );
+        Ok(super::Claim::Won { previous })
+    }
+
+    async fn release(&self, lease: &str, owner: &str) -> Result<(), ApiError> {
+        self.enter("DeleteItem")?;
+        let mut items = self.items.lock().expect("fake lock");
+        if items.get(lease).is_some_and(|p| p.owner == owner) {
+            items.remove(lease);
+        }
+        Ok(())
+    }
+}

@@ -558,3 +558,46 @@ mod tests {
         }
     }
 }
+
+/// The lease item as the table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// Who holds (or last held) it.
+    pub owner: String,
+    /// When it expires, by the clock of the replica that wrote it (epoch milliseconds).
+    pub expires_at_ms: i64,
+}
+
+/// The answer to a claim: the lease is ours now, or someone else holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Written; `previous` is the item it replaced (none: the table had no lease).
+    Won {
+        /// The replaced item (another owner's expired lease, or our own renewed one).
+        previous: Option<LeaseRecord>,
+    },
+    /// The condition failed: another owner holds an unexpired lease (when the table said who).
+    HeldByOther {
+        /// The holder, when the service returned the item.
+        holder: Option<LeaseRecord>,
+    },
+}
+
+/// A lease table (DynamoDB conditional writes): one item per lease name.
+pub trait LeaseTable: Send + Sync + 'static {
+    /// Writes `owner` with `expires_at_ms` if the item is absent, expired at `now_ms`, or ours.
+    fn claim(
+        &self,
+        lease: &str,
+        owner: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<Claim, ApiError>> + Send;
+
+    /// Deletes the item if `owner` holds it (on shutdown); not ours is no error.
+    fn release(
+        &self,
+        lease: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
