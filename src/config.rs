@@ -133,6 +133,8 @@ pub struct Config {
     pub recovery_lookback: Duration,
     /// Targets in file order (disabled ones included, flagged); shared with the scheduler.
     pub targets: Vec<Arc<Target>>,
+    /// `[ha]`: the leader lease; none: every replica fires (active-active).
+    pub ha: Option<crate::lease::LeaseSettings>,
 }
 
 /// API pacing (token buckets).
@@ -202,6 +204,15 @@ struct RawGlobal {
     recovery_lookback: Option<Spanned<String>>,
 }
 
+/// `[ha]`: the leader lease.
+#[derive(Deserialize, Default)]
+struct RawHa {
+    lease_table: Option<Spanned<String>>,
+    lease_duration: Option<Spanned<String>>,
+    renew_interval: Option<Spanned<String>>,
+    owner_id: Option<Spanned<String>>,
+}
+
 /// Settings a target may set and `[defaults]` may default.
 #[derive(Deserialize, Default, Clone)]
 struct RawPolicy {
@@ -252,6 +263,13 @@ const GLOBAL_KEYS: &[&str] = &[
     "recovery_lookback",
     "defaults",
     "backup",
+    "ha",
+];
+const HA_KEYS: &[&str] = &[
+    "lease_table",
+    "lease_duration",
+    "renew_interval",
+    "owner_id",
 ];
 const POLICY_KEYS: &[&str] = &[
     "catch_up",
@@ -494,6 +512,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     };
     let mut global: Option<RawGlobal> = None;
     let mut defaults: Option<RawPolicy> = None;
+    let mut ha: Option<(Range<usize>, RawHa)> = None;
     let mut raw_targets: Vec<(String, Range<usize>, Option<RawTarget>)> = Vec::new();
     let mut saw_backup = false;
     for (base, chunk) in chunks(text) {
@@ -516,7 +535,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         if global.is_none() {
             let mut globals = DeTable::new();
             for (k, v) in root_table.iter() {
-                if !matches!(k.get_ref().as_ref(), "backup" | "defaults") {
+                if !matches!(k.get_ref().as_ref(), "backup" | "defaults" | "ha") {
                     globals.insert(k.clone(), v.clone());
                 }
             }
@@ -541,6 +560,20 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
+                },
+                "ha" => match v.get_ref().as_table() {
+                    Some(_) if ha.is_some() => {
+                        r.push(key.span(), "ha", "duplicate [ha] table");
+                    }
+                    Some(t) => {
+                        r.unknown_keys(t, &[HA_KEYS], "ha");
+                        let mut h: RawHa = r.table(v, "ha").unwrap_or_default();
+                        shift_fields!(h, base; lease_table, lease_duration, renew_interval,
+                            owner_id);
+                        let span = key.span().start + base..key.span().end + base;
+                        ha = Some((span, h));
+                    }
+                    None => r.push(v.span(), "ha", "must be a table: [ha]"),
                 },
                 "backup" => {
                     saw_backup = true;
@@ -585,12 +618,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         .into_iter()
         .filter_map(|(path, span, raw)| raw.map(|raw| (path, span, raw)))
         .collect();
-    let config = validate(
+    let mut config = validate(
         &mut r,
         global.unwrap_or_default(),
         defaults.unwrap_or_default(),
         raw_targets,
     );
+    config.ha = ha.and_then(|(span, h)| validate_ha(&mut r, span, h));
     if r.diags.is_empty() {
         Ok(config)
     } else {
@@ -614,6 +648,84 @@ fn duration_field(
             }
         },
     }
+}
+
+fn validate_ha(
+    r: &mut Report<'_>,
+    span: Range<usize>,
+    h: RawHa,
+) -> Option<crate::lease::LeaseSettings> {
+    let table = match &h.lease_table {
+        None => {
+            r.push(
+                span,
+                "ha.lease_table",
+                "missing: the DynamoDB table of the lease",
+            );
+            None
+        }
+        Some(t) => {
+            let name = t.get_ref();
+            // DynamoDB table names: 3-255 of [A-Za-z0-9_.-].
+            let ok = (3..=255).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                r.push(
+                    t.span(),
+                    "ha.lease_table",
+                    "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .",
+                );
+            }
+            ok.then(|| name.clone())
+        }
+    };
+    let duration = duration_field(
+        r,
+        &h.lease_duration,
+        "ha.lease_duration",
+        Duration::from_secs(30),
+    );
+    let renew_interval = duration_field(
+        r,
+        &h.renew_interval,
+        "ha.renew_interval",
+        Duration::from_secs(10),
+    );
+    if duration < Duration::from_secs(3)
+        && let Some(s) = &h.lease_duration
+    {
+        r.push(s.span(), "ha.lease_duration", "must be at least 3s");
+    }
+    // Two renewals fit before the holder's own deadline: one failed call costs no leadership.
+    let usable = duration.saturating_sub(crate::lease::skew_margin(duration));
+    if (renew_interval.is_zero() || renew_interval * 2 > usable)
+        && let Some(s) = h.renew_interval.as_ref().or(h.lease_duration.as_ref())
+    {
+        r.push(
+            s.span(),
+            "ha.renew_interval",
+            format!(
+                "must be more than zero and at most {usable:?} / 2 (lease_duration minus its \
+                 skew margin of a quarter, halved)"
+            ),
+        );
+    }
+    let owner_id = match &h.owner_id {
+        Some(o) if o.get_ref().trim().is_empty() => {
+            r.push(o.span(), "ha.owner_id", "must not be empty");
+            None
+        }
+        Some(o) => Some(o.get_ref().clone()),
+        None => Some(crate::lease::default_owner_id()),
+    };
+    Some(crate::lease::LeaseSettings {
+        table: table?,
+        duration,
+        renew_interval,
+        owner_id: owner_id?,
+    })
 }
 
 fn rate_field(r: &mut Report<'_>, v: &Option<Spanned<f64>>, field: &str, default: f64) -> f64 {
@@ -777,6 +889,7 @@ fn validate(
         shutdown_grace,
         recovery_lookback,
         targets,
+        ha: None,
     }
 }
 
@@ -1117,6 +1230,66 @@ mod tests {
         format!(
             "state_machine_arn = \"{SM}\"\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n"
         )
+    }
+
+    #[test]
+    fn without_ha_there_is_no_lease() {
+        assert_eq!(ok(&minimal()).ha, None);
+    }
+
+    #[test]
+    fn ha_takes_its_keys_and_defaults_the_rest() {
+        let c = ok(&format!(
+            "{}\n[ha]\nlease_table = \"orchestrator-lease\"\n",
+            minimal()
+        ));
+        let ha = c.ha.expect("ha");
+        assert_eq!(ha.table, "orchestrator-lease");
+        assert_eq!(ha.duration, Duration::from_secs(30));
+        assert_eq!(ha.renew_interval, Duration::from_secs(10));
+        assert!(ha.owner_id.ends_with(&format!("-{}", std::process::id())));
+        let c = ok(&format!(
+            "{}\n[ha]\nlease_table = \"t.1\"\nlease_duration = \"1m\"\nrenew_interval = \"20s\"\nowner_id = \"a\"\n",
+            minimal()
+        ));
+        let ha = c.ha.expect("ha");
+        assert_eq!(
+            (ha.duration, ha.renew_interval),
+            (Duration::from_secs(60), Duration::from_secs(20))
+        );
+        assert_eq!(ha.owner_id, "a");
+    }
+
+    #[test]
+    fn bad_ha_names_file_line_column_and_field() {
+        let text = format!(
+            "{}\n[ha]\nlease_table = \"no spaces\"\nrenew_interval = \"20s\"\nowner_id = \"\"\ncolour = 1\n",
+            minimal()
+        );
+        let d = errors(&text);
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("{field} in {d:?}"))
+        };
+        // minimal() has 6 lines, then a blank one: [ha] is line 8.
+        assert_eq!(
+            (find("ha.lease_table").line, find("ha.lease_table").column),
+            (9, 15)
+        );
+        assert_eq!(find("ha.renew_interval").line, 10);
+        assert_eq!(find("ha.owner_id").line, 11);
+        assert_eq!(find("ha.colour").line, 12);
+        let d = errors(&format!("{}\n[ha]\nlease_duration = \"2s\"\n", minimal()));
+        assert!(
+            d.iter().any(|x| x.field == "ha.lease_table" && x.line == 8),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.field == "ha.lease_duration" && x.line == 9),
+            "{d:?}"
+        );
     }
 
     #[test]
