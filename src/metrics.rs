@@ -57,6 +57,9 @@ pub struct Metrics {
     api_errors: Family<ApiLabels, Counter>,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    leader: Gauge,
+    lease_claims: Family<ResultLabel, Counter>,
+    takeovers: Counter,
     targets_seen: Mutex<BTreeSet<String>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
@@ -88,6 +91,9 @@ impl Metrics {
             api_errors: Family::default(),
             reloads: Family::default(),
             generation: Gauge::default(),
+            leader: Gauge::default(),
+            lease_claims: Family::default(),
+            takeovers: Counter::default(),
             targets_seen: Mutex::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
@@ -143,6 +149,21 @@ impl Metrics {
             "config_generation",
             "Generation of the running config (1 at start, +1 per applied reload)",
             m.generation.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the [ha] lease and fires, else 0",
+            m.leader.clone(),
+        );
+        registry.register(
+            "lease_claims",
+            "Lease claims and renewals by result (won, held_by_other, or the error kind)",
+            m.lease_claims.clone(),
+        );
+        registry.register(
+            "lease_takeovers",
+            "Times this replica took the lease (standby to holder)",
+            m.takeovers.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -326,5 +347,28 @@ mod tests {
             text.contains("orchestrator_executions_started_total{target=\"web\"} 1"),
             "{text}"
         );
+    }
+}
+
+impl crate::lease::LeaseObserver for Metrics {
+    fn claimed(&self, result: &'static str, leader: bool) {
+        self.lease_claims
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+        self.leader.set(i64::from(leader));
+    }
+
+    fn changed(&self, event: &crate::lease::Event) {
+        match event {
+            crate::lease::Event::Acquired { .. } => {
+                self.takeovers.inc();
+                self.leader.set(1);
+            }
+            crate::lease::Event::Lost(_) => {
+                self.leader.set(0);
+            }
+        }
     }
 }

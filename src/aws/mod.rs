@@ -1,10 +1,12 @@
 //! The AWS boundary: narrow traits with our own request, response and error types.
 //!
 //! The scheduler, launcher and tracker are generic over [`StepFunctions`] and [`BackupJobs`];
-//! [`sfn`] and [`backup`] implement them with the AWS SDK (one file per service), and
+//! [`sfn`] and [`backup`] implement them with the AWS SDK (one file per service; [`dynamodb`] the
+//! leader lease's [`LeaseTable`]), and
 //! [`fake`] in memory for unit tests. No SDK type crosses this line.
 
 pub mod backup;
+pub mod dynamodb;
 pub mod fake;
 mod sdk_error;
 pub mod sfn;
@@ -99,7 +101,8 @@ impl ApiError {
                 | "Throttling"
                 | "TooManyRequestsException"
                 | "RequestLimitExceeded"
-                | "LimitExceededException",
+                | "LimitExceededException"
+                | "ProvisionedThroughputExceededException",
             ) => ErrorKind::Throttled,
             Some("ExecutionAlreadyExists") => ErrorKind::AlreadyExists,
             Some(

@@ -1,5 +1,6 @@
-//! A local AWS-compatible endpoint: Step Functions (`awsJson1_0`) and AWS Backup (`restJson1`)
-//! on one HTTP port, for the real SDK clients in tests, demos and benchmarks.
+//! A local AWS-compatible endpoint: Step Functions (`awsJson1_0`), AWS Backup (`restJson1`) and a
+//! DynamoDB subset for the leader lease, on one HTTP port, for the real SDK clients in tests,
+//! demos and benchmarks.
 //!
 //! It runs the project's one state machine (StartBackupJob, and the hook variant that waits for
 //! the job), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
@@ -10,11 +11,13 @@
 //! - `history`: GetExecutionHistory events of the modelled state machine (uses `input`).
 //! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock;
 //!   uses `input` and `history`, neither of which knows it).
-//! - `sfn`, `backup`: the two wire protocols.
+//! - `sfn`, `backup`: the two wire protocols; `dynamodb`: the lease subset of DynamoDB
+//!   (`awsJson1_0`, conditional PutItem/DeleteItem).
 //! - `faults`: what to inject into which request.
 //! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
 
 mod backup;
+mod dynamodb;
 mod faults;
 mod history;
 mod input;
@@ -130,6 +133,7 @@ pub(crate) struct Inner {
     world: World,
     stats: Stats,
     start_times: Vec<StartTime>,
+    dynamodb: dynamodb::Tables,
 }
 
 #[derive(Debug)]
@@ -177,6 +181,7 @@ impl Sandbox {
                 world,
                 stats: Stats::default(),
                 start_times: Vec::new(),
+                dynamodb: dynamodb::Tables::default(),
             }),
             faults: Mutex::new(Faults::default()),
         });
@@ -310,6 +315,7 @@ struct Dropped;
 /// Which protocol and operation a request is.
 enum Call {
     Sfn(String),
+    DynamoDb(String),
     Backup(backup::Operation),
     Unknown,
 }
@@ -322,6 +328,9 @@ impl Call {
                 .headers()
                 .get("x-amz-target")
                 .and_then(|v| v.to_str().ok());
+            if let Some(op) = target.and_then(|t| t.strip_prefix(dynamodb::TARGET_PREFIX)) {
+                return Self::DynamoDb(op.to_string());
+            }
             if let Some(target) = target {
                 let operation = target.strip_prefix(sfn::TARGET_PREFIX).unwrap_or(target);
                 return Self::Sfn(operation.to_string());
@@ -332,7 +341,7 @@ impl Call {
 
     fn name(&self) -> &str {
         match self {
-            Self::Sfn(operation) => operation,
+            Self::Sfn(operation) | Self::DynamoDb(operation) => operation,
             Self::Backup(operation) => operation.name(),
             Self::Unknown => "Unknown",
         }
@@ -401,6 +410,7 @@ async fn handle(
         let mut inner = shared.inner();
         match &call {
             Call::Sfn(operation) => sfn::handle(operation, &body, &mut inner, received, now),
+            Call::DynamoDb(operation) => dynamodb::handle(operation, &body, &mut inner.dynamodb),
             Call::Backup(operation) => {
                 backup::handle(operation, query.as_deref(), &body, &mut inner, now)
             }
@@ -434,12 +444,14 @@ fn throttled(call: &Call) -> Reply {
     };
     match call {
         Call::Sfn(_) => sfn::error(&e),
+        Call::DynamoDb(_) => dynamodb::throttled(),
         _ => backup::error(&e),
     }
 }
 
 fn server_error(call: &Call) -> Reply {
     match call {
+        Call::DynamoDb(_) => dynamodb::server_error(),
         Call::Sfn(_) => sfn::error(&world::ApiError {
             code: "InternalFailure",
             message: "The request processing has failed because of an unknown error".into(),
