@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{BackupJobs, StepFunctions};
+use crate::aws::{BackupJobs, LeaseTable, StepFunctions};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError};
 use crate::http::{self, Health};
@@ -174,11 +174,18 @@ fn diff_targets<'a>(
 
 /// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
 /// grace period ran out).
-pub async fn run<S: StepFunctions, B: BackupJobs>(
+///
+/// With `[ha]` and a `lease` table it first stands by (config valid, `/readyz` ready, no Step
+/// Functions or Backup call) until it holds the lease, then runs what a start runs (recovery,
+/// catch-up). When it loses the lease it stops firing, shuts down as on SIGTERM and returns an
+/// error, so its supervisor restarts it as a standby.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     opts: Options,
-    config: Config,
+    mut config: Config,
     sfn: Arc<S>,
     backup: Arc<B>,
+    lease: Option<Arc<L>>,
     clock: Arc<dyn Clock>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> anyhow::Result<()> {
@@ -225,6 +232,56 @@ pub async fn run<S: StepFunctions, B: BackupJobs>(
             health.clone(),
             stop.clone(),
         ));
+    }
+
+    // [ha]: stand by until this replica holds the lease.
+    let lease_stop = CancellationToken::new();
+    let mut lease_task = None;
+    let mut leader_rx = None;
+    if let (Some(ha), Some(table)) = (config.ha.clone(), lease) {
+        let (tx, mut rx) = watch::channel(false);
+        let observer: Arc<dyn crate::lease::LeaseObserver> = metrics.clone();
+        lease_task = Some(tokio::spawn(crate::lease::run(
+            table,
+            ha.clone(),
+            clock.clone(),
+            lease_stop.clone(),
+            tx,
+            observer,
+        )));
+        health.config_loaded.store(true, Ordering::Relaxed);
+        notify(&[sd_notify::NotifyState::Ready]);
+        info!(
+            event = event::STANDBY,
+            owner = %ha.owner_id,
+            table = %ha.table,
+            "standing by: waiting for the lease"
+        );
+        loop {
+            tokio::select! {
+                r = rx.wait_for(|l| *l) => {
+                    if r.is_err() {
+                        anyhow::bail!("the lease task ended");
+                    }
+                    break;
+                }
+                s = signals.recv() => match s {
+                    Some(Signal::Reload) => match config::load_from(opts.config_path.as_deref()) {
+                        Ok(new) => config = new,
+                        Err(e) => log_config_errors(&e),
+                    },
+                    Some(Signal::Shutdown) | None => {
+                        info!(event = event::SHUTDOWN, "shutting down a standby");
+                        lease_stop.cancel();
+                        if let Some(t) = lease_task {
+                            let _ = t.await;
+                        }
+                        return Ok(());
+                    }
+                },
+            }
+        }
+        leader_rx = Some(rx);
     }
 
     let mut generation: u64 = 1;
@@ -274,8 +331,21 @@ pub async fn run<S: StepFunctions, B: BackupJobs>(
         _ => None,
     };
     let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+    let mut lost = false;
     loop {
+        let lost_lease = async {
+            match leader_rx.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|l| !*l).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         let reload = tokio::select! {
+            () = lost_lease => {
+                lost = true;
+                break;
+            }
             s = signals.recv() => match s {
                 Some(Signal::Reload) => true,
                 Some(Signal::Shutdown) | None => break,
@@ -338,6 +408,11 @@ pub async fn run<S: StepFunctions, B: BackupJobs>(
     notify(&[sd_notify::NotifyState::Stopping]);
     stop.cancel();
     let _ = scheduler_task.await;
+    // No slot fires any more: hand the lease over before draining, so a standby takes over now.
+    lease_stop.cancel();
+    if let Some(t) = lease_task {
+        let _ = t.await;
+    }
     // In-flight StartExecution calls finish; waits between retries are cut short.
     stop_retries.cancel();
     if !launcher.drain(grace).await {
@@ -349,6 +424,11 @@ pub async fn run<S: StepFunctions, B: BackupJobs>(
     tracker_stop.cancel();
     let _ = tracker_task.await;
     info!(event = event::SHUTDOWN, "stopped");
+    if lost {
+        anyhow::bail!(
+            "leadership lost: exiting so the supervisor restarts this replica as a standby"
+        );
+    }
     Ok(())
 }
 

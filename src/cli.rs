@@ -200,11 +200,16 @@ async fn run_daemon(args: &RunArgs) -> i32 {
         watch: args.watch,
         dry_run: args.dry_run,
     };
+    let lease = config
+        .ha
+        .as_ref()
+        .map(|ha| Arc::new(crate::aws::dynamodb::SdkLeaseTable::new(&sdk, &ha.table)));
     let result = app::run(
         opts,
         config,
         Arc::new(SdkStepFunctions::new(sdk.clone())),
         Arc::new(SdkBackupJobs::new(sdk)),
+        lease,
         Arc::new(SystemClock),
         signals,
     )
@@ -526,6 +531,7 @@ async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
         config,
         Arc::new(SdkStepFunctions::new(sdk.clone())),
         Arc::new(SdkBackupJobs::new(sdk)),
+        None::<Arc<crate::aws::dynamodb::SdkLeaseTable>>,
         Arc::new(SystemClock),
         rx,
     )

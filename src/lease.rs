@@ -209,14 +209,14 @@ impl LeaseObserver for () {
 fn report(settings: &LeaseSettings, event: &Event, observer: &dyn LeaseObserver) {
     match event {
         Event::Acquired { leaderless } => info!(
-            event = "leadership_acquired",
+            event = crate::telemetry::event::LEADERSHIP_ACQUIRED,
             owner = %settings.owner_id,
             table = %settings.table,
             leaderless_ms = leaderless.map(|d| d.as_millis() as u64),
             "this replica holds the lease and fires"
         ),
         Event::Lost(reason) => warn!(
-            event = "leadership_lost",
+            event = crate::telemetry::event::LEADERSHIP_LOST,
             owner = %settings.owner_id,
             reason = reason.as_str(),
             by = match reason {
@@ -231,10 +231,10 @@ fn report(settings: &LeaseSettings, event: &Event, observer: &dyn LeaseObserver)
 
 /// Claims and renews until `cancel`, publishing `true` on `leader` while this replica holds the
 /// lease; on cancel it releases a held lease so a standby takes over at its next attempt.
-pub async fn run<T: LeaseTable, C: Clock>(
+pub async fn run<T: LeaseTable>(
     table: Arc<T>,
     settings: LeaseSettings,
-    clock: Arc<C>,
+    clock: Arc<dyn Clock>,
     cancel: CancellationToken,
     leader: watch::Sender<bool>,
     observer: Arc<dyn LeaseObserver>,

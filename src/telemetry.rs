@@ -67,6 +67,12 @@ pub mod event {
     pub const AWS_CREDENTIALS_MISSING: &str = "aws_credentials_missing";
     /// SIGTERM/SIGINT received.
     pub const SHUTDOWN: &str = "shutdown";
+    /// `[ha]`: config valid, waiting for the lease (no AWS call but the lease's).
+    pub const STANDBY: &str = "standby";
+    /// `[ha]`: this replica took the lease (`leaderless_ms`: the fleet's gap, when known).
+    pub const LEADERSHIP_ACQUIRED: &str = "leadership_acquired";
+    /// `[ha]`: this replica stopped holding the lease (`reason`).
+    pub const LEADERSHIP_LOST: &str = "leadership_lost";
 }
 
 /// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn
