@@ -106,6 +106,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9464")]
         addr: SocketAddr,
     },
+    /// Write the man pages and shell completions (for packaging; see src/dist.rs).
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write `man/` and `completions/` into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, i32> {
@@ -186,6 +193,16 @@ pub async fn main(cli: Cli) -> i32 {
                 EXIT_FAILURE
             }
         }
+        Some(Command::Generate { out_dir }) => match crate::dist::generate(&out_dir) {
+            Ok(files) => {
+                files.iter().for_each(|f| println!("{}", f.display()));
+                0
+            }
+            Err(e) => {
+                eprintln!("generate: {}: {e}", out_dir.display());
+                EXIT_FAILURE
+            }
+        },
     }
 }
 

@@ -15,7 +15,7 @@
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages.
 //! - [`app`]: wires the above into the daemon.
 
 pub mod app;
@@ -24,6 +24,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dist;
 pub mod execution;
 pub mod http;
 pub mod launcher;
