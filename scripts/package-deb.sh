@@ -47,7 +47,8 @@ install -d -m 0755 "$pkg/etc/orchestrator"
     echo "#"
     sed -e 's/^\(.\)/# \1/' -e 's/^$/#/' config/backups.example.toml
 } > "$pkg/etc/orchestrator/backups.toml"
-chmod 0640 "$pkg/etc/orchestrator/backups.toml"
+# 0644 here; postinst makes it root:orchestrator 0640 with dpkg-statoverride (kept on upgrades).
+chmod 0644 "$pkg/etc/orchestrator/backups.toml"
 echo /etc/orchestrator/backups.toml > "$pkg/DEBIAN/conffiles"
 # Man pages and completions, generated from the clap definitions by the binary itself.
 gen="$(mktemp -d)"
@@ -84,7 +85,7 @@ Comment: /usr/bin/orchestrator statically links these Rust crates, each under
 COPYRIGHT
     cargo tree --locked --offline -e normal --prefix none --format '{p} {l}' \
         --target "$(rustc -vV | awk '/^host:/ {print $2}')" 2>/dev/null \
-        | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u | sed 's/^/ /'
+        | sed 's/ (\*)$//; s/ (proc-macro)//' | grep -v '^backup-orchestrator ' | sort -u | sed 's/^/ /'
 } > "$doc/copyright"
 install -D -m 0644 deploy/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/orchestrator"
 for script in postinst prerm postrm; do

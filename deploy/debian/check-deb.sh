@@ -57,7 +57,7 @@ echo "--> binary: OK (the shipped config is refused until edited)"
 echo "=== the unit ==="
 unit="$root/lib/systemd/system/orchestrator.service"
 # Every absolute path the unit runs or reads that the package provides is in the package.
-for path in $(grep -oE '/(usr|etc)/[A-Za-z0-9_./-]+' "$unit" | sort -u); do
+for path in $(grep -v '^\s*#' "$unit" | grep -oE '/(usr|etc)/[A-Za-z0-9_./-]+' | sort -u); do
     [[ -e "$root$path" ]] || fail "the unit names $path, which the package does not ship"
     echo "  $path: shipped"
 done
