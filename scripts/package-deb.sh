@@ -56,7 +56,8 @@ trap 'rm -rf "$gen"' EXIT
 "$BIN" generate --out-dir "$gen" >/dev/null
 install -d "$pkg/usr/share/man/man1"
 for page in "$gen"/man/*.1; do
-    gzip -9n < "$page" > "$pkg/usr/share/man/man1/$(basename "$page").gz"
+    name="${page##*/}"
+    gzip -9n < "$page" > "$pkg/usr/share/man/man1/$name.gz"
 done
 (cd "$gen/completions" && find . -type f) | while read -r rel; do
     install -D -m 0644 "$gen/completions/$rel" "$pkg/usr/share/$rel"

@@ -57,10 +57,10 @@ echo "--> binary: OK (the shipped config is refused until edited)"
 echo "=== the unit ==="
 unit="$root/lib/systemd/system/orchestrator.service"
 # Every absolute path the unit runs or reads that the package provides is in the package.
-for path in $(grep -v '^\s*#' "$unit" | grep -oE '/(usr|etc)/[A-Za-z0-9_./-]+' | sort -u); do
+while read -r path; do
     [[ -e "$root$path" ]] || fail "the unit names $path, which the package does not ship"
     echo "  $path: shipped"
-done
+done < <(grep -v '^\s*#' "$unit" | grep -oE '/(usr|etc)/[A-Za-z0-9_./-]+' | sort -u)
 # systemd-analyze verify, with the packaged binary at the path the unit names: a copy of the
 # unit in which /usr/bin/orchestrator is the unpacked binary.
 vdir="$(mktemp -d)"
