@@ -4,6 +4,8 @@
 //! - [`config`]: `backups.toml` → a validated [`config::Config`] (ARNs, schedules, zones).
 //! - [`schedule`]: pure cron maths: the three accepted syntaxes, time zones, daylight saving.
 //! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`launcher::Fire`]s.
+//! - [`rules`]: several rules per instance (today's `[[backup]]`s, plans, inline rules) and
+//!   what a fired slot becomes; [`overlap`]: pure: which slots of an instance merge.
 //! - [`execution`]: pure: the execution name of a slot and the execution input.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
@@ -29,8 +31,10 @@ pub mod http;
 pub mod launcher;
 pub mod lifecycle;
 pub mod metrics;
+pub mod overlap;
 pub mod pacing;
 pub mod recovery;
+pub mod rules;
 pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;

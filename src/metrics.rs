@@ -51,6 +51,7 @@ pub struct Metrics {
     start_failed: Family<TargetLabel, Counter>,
     finished: Family<TargetState, Counter>,
     skipped: Family<TargetReason, Counter>,
+    merged: Family<TargetLabel, Counter>,
     last_success: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     next_fire: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     in_flight: Gauge,
@@ -82,6 +83,7 @@ impl Metrics {
             start_failed: Family::default(),
             finished: Family::default(),
             skipped: Family::default(),
+            merged: Family::default(),
             last_success: Family::default(),
             next_fire: Family::default(),
             in_flight: Gauge::default(),
@@ -113,6 +115,11 @@ impl Metrics {
             "slots_skipped",
             "Scheduled slots not started, per target and reason",
             m.skipped.clone(),
+        );
+        registry.register(
+            "slots_merged",
+            "Scheduled slots folded into an overlapping backup of the same instance, per target",
+            m.merged.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
@@ -181,6 +188,12 @@ impl Metrics {
         };
         self.skipped.get_or_create(&l).inc();
         self.skipped_seen.lock().expect("metrics lock").insert(l);
+    }
+
+    /// A slot was folded into an overlapping backup (the overlap rule); not a skip.
+    pub fn slot_merged(&self, target: &str) {
+        self.seen_target(target);
+        self.merged.get_or_create(&Self::t(target)).inc();
     }
 
     /// The target's next slot.
@@ -267,6 +280,7 @@ impl Metrics {
             let l = Self::t(t);
             self.started.remove(&l);
             self.start_failed.remove(&l);
+            self.merged.remove(&l);
             self.last_success.remove(&l);
             self.next_fire.remove(&l);
             seen.remove(t);

@@ -37,6 +37,10 @@ pub mod event {
     pub const SLOT_FIRED: &str = "slot_fired";
     /// A slot was not started, with a reason.
     pub const SLOT_SKIPPED: &str = "slot_skipped";
+    /// A slot was folded into an overlapping backup of the same instance (the overlap rule).
+    pub const SLOT_MERGED: &str = "slot_merged";
+    /// A slot waits for a shorter-retention backup of its instance to end.
+    pub const SLOT_WAITING: &str = "slot_waiting";
     /// Dry run: what would have started.
     pub const DRY_RUN_START: &str = "dry_run_start";
     /// StartExecution succeeded.
