@@ -241,11 +241,16 @@ fn print_summary(c: &Config) {
             .schedule
             .next_after(now)
             .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        let rule = t
+            .rule
+            .as_deref()
+            .map_or(String::new(), |r| format!(" rule {r}"));
         println!(
-            "  {:<24} {:<28} {:<16} next {}{}",
-            t.name,
+            "  {:<24} {:<28} {:<16} {} d next {}{}",
+            format!("{}{rule}", t.name),
             t.schedule.expression(),
             t.schedule.timezone().name(),
+            t.delete_after_days,
             next,
             if t.enabled { "" } else { " (disabled)" }
         );
@@ -253,20 +258,42 @@ fn print_summary(c: &Config) {
     if c.targets.len() > 50 {
         println!("  … and {} more", c.targets.len() - 50);
     }
+    if !c.instances.is_empty() {
+        println!(
+            "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
+            c.instances.len()
+        );
+    }
 }
 
 fn print_next(c: &Config, count: usize) {
     let now = Utc::now();
     for t in c.enabled_targets() {
+        let rule = t
+            .rule
+            .as_deref()
+            .map_or(String::new(), |r| format!(" rule {r}"));
         println!(
-            "{} ({} in {})",
+            "{}{rule} ({} in {}, {} d)",
             t.name,
             t.schedule.expression(),
-            t.schedule.timezone().name()
+            t.schedule.timezone().name(),
+            t.delete_after_days
         );
         for slot in t.schedule.iter_after(now).take(count) {
+            let decision = c.instances.decide(t, slot);
+            let (name, into, _) = decision.covering();
+            let note = if decision.is_merged() {
+                format!(
+                    "  merged into {name} (rule {}, {} d)",
+                    into.rule_name(),
+                    into.delete_after_days
+                )
+            } else {
+                format!("  {name}")
+            };
             println!(
-                "  {}  {}",
+                "  {}  {}{note}",
                 slot.with_timezone(&t.schedule.timezone()).to_rfc3339(),
                 slot.to_rfc3339()
             );
@@ -285,7 +312,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
     init_logs(&args, Some(&config));
     let mut targets = Vec::new();
     for n in names {
-        match config.target(n) {
+        match config.run_now_target(n) {
             Some(t) => targets.push(t.clone()),
             None => {
                 eprintln!("{}: no target named `{n}`", config.source);

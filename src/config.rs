@@ -1528,6 +1528,18 @@ impl Config {
         self.targets.iter().find(|t| t.name == name)
     }
 
+    /// The rule `run-now NAME` starts: the target's rule with the longest retention (the first
+    /// on a tie), so a manual backup of a multi-rule target is kept as long as any.
+    pub fn run_now_target(&self, name: &str) -> Option<&Arc<Target>> {
+        let mut best: Option<&Arc<Target>> = None;
+        for t in self.targets.iter().filter(|t| t.name == name) {
+            if best.is_none_or(|b| t.delete_after_days > b.delete_after_days) {
+                best = Some(t);
+            }
+        }
+        best
+    }
+
     /// Counts by schedule group, for the summary `check` prints.
     pub fn groups(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
@@ -1750,6 +1762,102 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    const PLAN: &str = "[[plan]]\nname = \"gfs\"\n[[plan.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[[plan.rule]]\nname = \"monthly\"\nschedule = \"0 3 1 * *\"\ndelete_after_days = 365\n";
+
+    #[test]
+    fn plans_and_inline_rules_make_one_target_per_rule() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\njitter = \"1m\"\n{PLAN}\n[[backup]]\nname = \"db\"\nresource_arn = \"{EC2}\"\nplan = \"gfs\"\ndelete_after_days = 7\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{}\"\n[[backup.rule]]\nname = \"hourly\"\nschedule = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\n",
+            EC2.replace("0123456789abcdef0", "12345678")
+        );
+        let c = ok(&text);
+        let got: Vec<(String, u32, Duration)> = c
+            .targets
+            .iter()
+            .map(|t| (t.slot_key(), t.delete_after_days, t.jitter))
+            .collect();
+        let m = Duration::from_secs(60);
+        assert_eq!(
+            got,
+            vec![
+                ("db-daily".into(), 7, m),
+                ("db-monthly".into(), 365, m),
+                ("web-hourly".into(), 35, m)
+            ]
+        );
+        assert_eq!(c.targets[2].schedule.timezone(), chrono_tz::Europe::Berlin);
+        assert_eq!(c.instances.len(), 1, "db has two rules, web one");
+    }
+
+    #[test]
+    fn rule_errors_are_located() {
+        let text = format!(
+            r#"state_machine_arn = "{SM}"
+[[plan]]
+name = "gfs"
+[[plan.rule]]
+name = "daily"
+schedule = "0 3 * * *"
+colour = "red"
+[[plan.rule]]
+name = "daily"
+schedule = "0 4 * * *"
+start_window_minutes = 5
+jitter = "soon"
+
+[[backup]]
+name = "db"
+resource_arn = "{EC2}"
+plan = "gfz"
+
+[[backup]]
+name = "db2"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+plan = "gfs"
+
+[[backup]]
+name = "db3"
+resource_arn = "{EC2}"
+[[backup.rule]]
+schedule = "0 3 * * *"
+delete_after_days = 0
+[[backup.rule]]
+name = "bad name"
+schedule = "0 3 * * *"
+"#
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str, line: usize| {
+            let x = d
+                .iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"));
+            assert_eq!(x.line, line, "{x}");
+            x.message.clone()
+        };
+        assert!(find("plan[0].rule[0].colour", 7).contains("unknown key"));
+        assert!(
+            find("plan[0].rule[1].name", 9)
+                .contains("two rules named `daily` (the first on line 5)")
+        );
+        assert!(find("plan[0].rule[1].start_window_minutes", 11).contains("at least 60"));
+        find("plan[0].rule[1].jitter", 12);
+        assert!(find("backup[0].plan", 17).contains("no [[plan]] named `gfz` (plans: gfs)"));
+        assert!(find("backup[1].schedule", 22).contains("not both"));
+        find("backup[2].rule[0].name", 28);
+        assert!(find("backup[2].rule[0].delete_after_days", 30).contains("at least 1"));
+        assert!(find("backup[2].rule[1].name", 32).contains("A-Z"));
+        let col = d
+            .iter()
+            .find(|x| x.field == "backup[0].plan")
+            .unwrap()
+            .column;
+        assert_eq!(col, 8, "{show:#?}");
+        assert_eq!(d.len(), 9, "each once: {show:#?}");
     }
 
     #[test]

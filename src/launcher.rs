@@ -465,7 +465,8 @@ impl<S: StepFunctions> Launcher<S> {
     /// which checks again; at its starting deadline it is skipped.
     fn wait_for_instance(&self, fire: &Fire) -> Outcome {
         let t = &fire.target;
-        let deadline = fire.slot + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+        let deadline =
+            fire.slot + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
         info!(
             event = event::SLOT_WAITING,
             target = %t.name,

@@ -9,9 +9,9 @@
 //! group, which takes the first later slot of each other rule that starts inside the leader's
 //! window. Every replica computes the same groups from the config alone: the function looks
 //! back from a slot to the last point no earlier window covers (an anchor), then replays the
-//! greedy pass from there. When no such point is found within [`MAX_CHAIN`] steps (windows of
-//! two rules that chain without end, e.g. two hourly rules a second apart with hour-long
-//! windows), groups are formed per UTC day instead and never cross midnight.
+//! greedy pass from there. When no such point is found within [`MAX_CHAIN`] steps (windows
+//! that chain without end: rules whose periods are shorter than their windows), groups are
+//! formed per span of the longest window, aligned to the Unix epoch, and never cross its end.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -119,17 +119,22 @@ pub fn group_of<R: RuleSlots>(rules: &[R], rule: usize, slot: DateTime<Utc>) -> 
             }
         }
     }
-    // No quiet point within reach: the windows chain without end. Then groups are formed per UTC
-    // day and never cross midnight, so that every slot of a group still finds the same group.
+    // No quiet point within reach: windows chain without end (periods shorter than windows).
+    // Then groups are formed per span of the longest window (aligned to the Unix epoch) and
+    // never cross its end, so that every slot of a group still finds the same group.
     let (anchor, limit) = if quiet {
         (anchor, None)
     } else {
-        let day = slot
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc();
-        (day, Some(day + Duration::days(1)))
+        let span = rules
+            .iter()
+            .map(RuleSlots::window)
+            .max()
+            .unwrap_or(Duration::hours(1))
+            .num_seconds()
+            .max(1);
+        let from = slot.timestamp().div_euclid(span) * span;
+        let from = DateTime::<Utc>::from_timestamp(from, 0).expect("in range");
+        (from, Some(from + Duration::seconds(span)))
     };
     // Replay the greedy pass from the anchor.
     let mut cursor: Vec<Option<DateTime<Utc>>> =

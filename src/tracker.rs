@@ -434,7 +434,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     fn sharing_an_instance(&self, awaiting: &[Arc<str>]) -> HashSet<Arc<str>> {
         let mut per_resource: HashMap<&str, usize> = HashMap::new();
         for e in self.entries.values() {
-            *per_resource.entry(e.backup.resource_arn.as_str()).or_default() += 1;
+            *per_resource
+                .entry(e.backup.resource_arn.as_str())
+                .or_default() += 1;
         }
         awaiting
             .iter()
