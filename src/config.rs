@@ -386,6 +386,10 @@ impl Report<'_> {
 
 /// The rules of a `[[backup]]` or `[[plan]]`: each with its path, its absolute span and its keys.
 type RawRules = Option<(Range<usize>, Vec<(String, Range<usize>, RawRule)>)>;
+/// A `[[backup]]` as read: its path, its span, and its keys and rules (`None`: not a table).
+type RawTargetAt = (String, Range<usize>, Option<(RawTarget, RawRules)>);
+/// One rule of a target before its values are checked: rule name, schedule, settings, path.
+type Unit = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, String);
 
 impl Report<'_> {
     /// Reads a `rule` array of tables (of a target or a plan at `path`); spans made absolute.
@@ -585,7 +589,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     };
     let mut global: Option<RawGlobal> = None;
     let mut defaults: Option<RawPolicy> = None;
-    let mut raw_targets: Vec<(String, Range<usize>, Option<(RawTarget, RawRules)>)> = Vec::new();
+    let mut raw_targets: Vec<RawTargetAt> = Vec::new();
     let mut plans: Vec<RawPlan> = Vec::new();
     let mut saw_backup = false;
     for (base, chunk) in chunks(text) {
@@ -1233,8 +1237,7 @@ impl Targets<'_> {
 
         // The rules: the target's own schedule (today's form), a plan, or inline rules.
         let own = merge(&t, self.defaults);
-        let mut units: Vec<(Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, String)> =
-            Vec::new();
+        let mut units: Vec<Unit> = Vec::new();
         let compact = t.plan.is_some() || inline.is_some();
         let mut conflict = false;
         if let (Some(s), true) = (&t.schedule, compact) {
