@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::arn::{InstanceArn, StateMachineArn};
+use crate::hooks::{self, Document, OnPreHookFailure, PostHookWhen};
 use crate::schedule::Schedule;
 
 /// The environment variable that may hold the whole TOML text (ECS: an SSM parameter as a secret).
@@ -179,6 +180,43 @@ pub struct Target {
     pub pre_command: Option<String>,
     /// SSM command after the backup.
     pub post_command: Option<String>,
+    /// SSM document run before the backup (instead of `pre_command`).
+    pub pre_document: Option<Document>,
+    /// SSM document run after the backup starts (instead of `post_command`).
+    pub post_document: Option<Document>,
+    /// When the post hook runs.
+    pub post_hook_when: PostHookWhen,
+    /// How long the post hook waits for the job to start at most.
+    pub hook_max_downtime: Duration,
+    /// What a failed pre hook means.
+    pub on_pre_hook_failure: OnPreHookFailure,
+    /// StartBackupJob `BackupOptions: {"WindowsVSS": "enabled"}`.
+    pub windows_vss: bool,
+}
+
+impl Target {
+    /// True when the machine runs a pre or post hook for this target.
+    pub fn has_hooks(&self) -> bool {
+        self.pre_command.is_some()
+            || self.post_command.is_some()
+            || self.pre_document.is_some()
+            || self.post_document.is_some()
+    }
+
+    /// True when a post hook runs.
+    pub fn has_post_hook(&self) -> bool {
+        self.post_command.is_some() || self.post_document.is_some()
+    }
+}
+
+/// A hook document as the file writes it: `{ name = "...", version = "3", parameters = {...} }`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    name: String,
+    version: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
 }
 
 // ---- raw structs: what the file says, with spans ----
@@ -212,6 +250,14 @@ struct RawPolicy {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
 }
 
 // Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
@@ -232,6 +278,14 @@ struct RawTarget {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
 }
 
 /// Names of the keys each section accepts (the raw structs above).
@@ -261,6 +315,14 @@ const POLICY_KEYS: &[&str] = &[
     "start_window_minutes",
     "complete_window_minutes",
     "delete_after_days",
+    "pre_document",
+    "post_document",
+    "post_hook_when",
+    "post_command_when",
+    "hook_max_downtime",
+    "on_pre_hook_failure",
+    "on_pre_command_failure",
+    "windows_vss",
 ];
 const TARGET_KEYS: &[&str] = &[
     "name",
@@ -537,7 +599,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         r.unknown_keys(t, &[POLICY_KEYS], "defaults");
                         let mut d: RawPolicy = r.table(v, "defaults").unwrap_or_default();
                         shift_fields!(d, base; catch_up, starting_deadline, concurrency, jitter,
-                            start_window_minutes, complete_window_minutes, delete_after_days);
+                            start_window_minutes, complete_window_minutes, delete_after_days,
+                            pre_document, post_document, post_hook_when, hook_max_downtime,
+                            on_pre_hook_failure, windows_vss);
                         defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
@@ -562,7 +626,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                             shift_fields!(raw, base; name, resource_arn, schedule, timezone,
                                 state_machine_arn, enabled, pre_command, post_command, catch_up,
                                 starting_deadline, concurrency, jitter, start_window_minutes,
-                                complete_window_minutes, delete_after_days);
+                                complete_window_minutes, delete_after_days, pre_document,
+                                post_document, post_hook_when, hook_max_downtime,
+                                on_pre_hook_failure, windows_vss);
                             raw
                         });
                         raw_targets.push((path, span, raw));
@@ -793,6 +859,22 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
     };
     check_duration(&mut d.starting_deadline, "starting_deadline", r);
     check_duration(&mut d.jitter, "jitter", r);
+    if let Some(s) = d.hook_max_downtime.as_ref()
+        && let Err(e) = max_downtime(s.get_ref())
+    {
+        r.push(s.span(), "defaults.hook_max_downtime", e);
+        d.hook_max_downtime = None;
+    }
+    for (key, doc) in [
+        ("pre_document", &mut d.pre_document),
+        ("post_document", &mut d.post_document),
+    ] {
+        if let Some(raw) = doc.as_ref()
+            && !document_field(r, raw, &format!("defaults.{key}")).1
+        {
+            *doc = None;
+        }
+    }
     if let Some(v) = &d.start_window_minutes
         && *v.get_ref() < MIN_START_WINDOW_MINUTES
     {
@@ -810,6 +892,41 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
         d.delete_after_days = None;
     }
     d
+}
+
+/// `hook_max_downtime`: a duration within the machine's bounds.
+fn max_downtime(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < hooks::MIN_MAX_DOWNTIME || d > hooks::MAX_MAX_DOWNTIME {
+        return Err(format!(
+            "`{s}`: must be between {}s and {}h (the machine polls the job every 10 s while \
+             it waits, and an execution holds at most 25,000 history events)",
+            hooks::MIN_MAX_DOWNTIME.as_secs(),
+            hooks::MAX_MAX_DOWNTIME.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+/// A hook document, checked; reports each problem under `field.name` etc. at the document.
+/// Returns the document and whether it was good.
+fn document_field(
+    r: &mut Report<'_>,
+    raw: &Spanned<RawDocument>,
+    field: &str,
+) -> (Option<Document>, bool) {
+    let d = raw.get_ref();
+    let doc = Document {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        parameters: d.parameters.clone(),
+    };
+    let problems = hooks::check_document(&doc);
+    let good = problems.is_empty();
+    for (sub, message) in problems {
+        r.push(raw.span(), format!("{field}.{sub}"), message);
+    }
+    (Some(doc), good)
 }
 
 /// The longest target name we accept.
@@ -1015,6 +1132,44 @@ fn validate_target(
     };
     let pre_command = command(&t.pre_command, "pre_command", r);
     let post_command = command(&t.post_command, "post_command", r);
+    // A target's own document is checked here; an inherited one was checked in [defaults].
+    let document = |own: &Option<Spanned<RawDocument>>,
+                    merged: &Option<Spanned<RawDocument>>,
+                    key: &str,
+                    r: &mut Report<'_>| match (own, merged) {
+        (Some(raw), _) => {
+            let (doc, good) = document_field(r, raw, &f(key));
+            doc.filter(|_| good)
+        }
+        (None, Some(raw)) => document_field(&mut Report { diags: Vec::new(), ..*r }, raw, "")
+            .0,
+        (None, None) => None,
+    };
+    let pre_document = document(&t.pre_document, &policy.pre_document, "pre_document", r);
+    let post_document = document(&t.post_document, &policy.post_document, "post_document", r);
+    for (cmd, doc, key) in [
+        (&t.pre_command, &pre_document, "pre_command"),
+        (&t.post_command, &post_document, "post_command"),
+    ] {
+        if let (Some(c), Some(_)) = (cmd, doc) {
+            r.push(
+                c.span(),
+                f(key),
+                format!(
+                    "the target has a {} too: a hook is either a document or a command",
+                    key.replace("command", "document")
+                ),
+            );
+        }
+    }
+    let hook_max_downtime = match &policy.hook_max_downtime {
+        None => hooks::DEFAULT_MAX_DOWNTIME,
+        Some(s) => max_downtime(s.get_ref()).unwrap_or_else(|e| {
+            // An inherited bad default was reported (and dropped) in [defaults].
+            r.push(s.span(), f("hook_max_downtime"), e);
+            hooks::DEFAULT_MAX_DOWNTIME
+        }),
+    };
 
     Some(Target {
         name,
@@ -1034,6 +1189,18 @@ fn validate_target(
         delete_after_days,
         pre_command,
         post_command,
+        pre_document,
+        post_document,
+        post_hook_when: policy
+            .post_hook_when
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
+        hook_max_downtime,
+        on_pre_hook_failure: policy
+            .on_pre_hook_failure
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
+        windows_vss: policy.windows_vss.is_some_and(Spanned::into_inner),
     })
     .filter(|_| ok)
 }
@@ -1049,6 +1216,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.clone(),
         complete_window_minutes: o.complete_window_minutes.clone(),
         delete_after_days: o.delete_after_days.clone(),
+        pre_document: o.pre_document.clone(),
+        post_document: o.post_document.clone(),
+        post_hook_when: o.post_hook_when.clone(),
+        hook_max_downtime: o.hook_max_downtime.clone(),
+        on_pre_hook_failure: o.on_pre_hook_failure.clone(),
+        windows_vss: o.windows_vss.clone(),
     };
     RawPolicy {
         catch_up: o.catch_up.or(d.catch_up),
@@ -1058,6 +1231,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.or(d.start_window_minutes),
         complete_window_minutes: o.complete_window_minutes.or(d.complete_window_minutes),
         delete_after_days: o.delete_after_days.or(d.delete_after_days),
+        pre_document: o.pre_document.or(d.pre_document),
+        post_document: o.post_document.or(d.post_document),
+        post_hook_when: o.post_hook_when.or(d.post_hook_when),
+        hook_max_downtime: o.hook_max_downtime.or(d.hook_max_downtime),
+        on_pre_hook_failure: o.on_pre_hook_failure.or(d.on_pre_hook_failure),
+        windows_vss: o.windows_vss.or(d.windows_vss),
     }
 }
 

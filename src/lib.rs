@@ -8,6 +8,8 @@
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
+//! - [`hooks`]: pure: hook documents, their timing settings, and what a hook execution's
+//!   history says about them (`hook_finished`, downtime).
 //! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
 //!   them with the SDK.
 //! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod execution;
+pub mod hooks;
 pub mod http;
 pub mod launcher;
 pub mod lifecycle;

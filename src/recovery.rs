@@ -109,7 +109,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                             sm.region.clone(),
                             Some(slot),
                             Some(ex.execution_arn.clone()),
-                            t.pre_command.is_some() || t.post_command.is_some(),
+                            t.has_hooks(),
                             ex.start_date,
                         ),
                     );
