@@ -1141,15 +1141,24 @@ fn validate_target(
             let (doc, good) = document_field(r, raw, &f(key));
             doc.filter(|_| good)
         }
-        (None, Some(raw)) => document_field(&mut Report { diags: Vec::new(), ..*r }, raw, "")
-            .0,
+        (None, Some(raw)) => {
+            document_field(
+                &mut Report {
+                    diags: Vec::new(),
+                    ..*r
+                },
+                raw,
+                "",
+            )
+            .0
+        }
         (None, None) => None,
     };
     let pre_document = document(&t.pre_document, &policy.pre_document, "pre_document", r);
     let post_document = document(&t.post_document, &policy.post_document, "post_document", r);
     for (cmd, doc, key) in [
-        (&t.pre_command, &pre_document, "pre_command"),
-        (&t.post_command, &post_document, "post_command"),
+        (&t.pre_command, &policy.pre_document, "pre_command"),
+        (&t.post_command, &policy.post_document, "post_command"),
     ] {
         if let (Some(c), Some(_)) = (cmd, doc) {
             r.push(
@@ -1485,6 +1494,99 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn hook_documents_and_their_settings() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\nhook_max_downtime = \"20m\"\nwindows_vss = true\n\n[[backup]]\nname = \"db\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\npre_document = {{ name = \"orchestrator-systemd-unit\", version = \"2\", parameters = {{ action = \"stop\", unit = \"postgresql\" }} }}\npost_document = {{ name = \"orchestrator-systemd-unit\", parameters = {{ action = \"start\", unit = \"postgresql\" }} }}\npost_command_when = \"completed\"\non_pre_command_failure = \"skip\"\n"
+        );
+        let c = ok(&text);
+        let t = &c.targets[0];
+        let pre = t.pre_document.as_ref().unwrap();
+        assert_eq!(
+            (pre.name.as_str(), pre.version.as_deref()),
+            ("orchestrator-systemd-unit", Some("2"))
+        );
+        assert_eq!(pre.parameters["unit"], "postgresql");
+        assert_eq!(
+            t.post_document.as_ref().unwrap().parameters["action"],
+            "start"
+        );
+        assert_eq!(
+            t.post_hook_when,
+            PostHookWhen::Completed,
+            "the alias post_command_when"
+        );
+        assert_eq!(
+            t.on_pre_hook_failure,
+            OnPreHookFailure::Skip,
+            "the alias on_pre_command_failure"
+        );
+        assert_eq!(t.hook_max_downtime, Duration::from_secs(1200));
+        assert!(t.windows_vss && t.has_hooks() && t.has_post_hook());
+
+        let plain = ok(&minimal());
+        let t = &plain.targets[0];
+        assert_eq!(
+            (
+                t.post_hook_when,
+                t.on_pre_hook_failure,
+                t.hook_max_downtime,
+                t.windows_vss
+            ),
+            (
+                PostHookWhen::Started,
+                OnPreHookFailure::Backup,
+                hooks::DEFAULT_MAX_DOWNTIME,
+                false
+            )
+        );
+        assert!(!t.has_hooks());
+    }
+
+    #[test]
+    fn bad_hook_settings_are_located() {
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"\npost_hook_when = \"later\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        // A type error in one table stops that target's other checks: fix it first.
+        assert!(
+            find("backup[0].post_hook_when").message.contains("started"),
+            "{show:#?}"
+        );
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        assert_eq!(find("backup[0].pre_document.name").line, 7);
+        assert_eq!(find("backup[0].pre_command").line, 8);
+        assert!(
+            find("backup[0].hook_max_downtime").message.contains("4h"),
+            "{show:#?}"
+        );
+        let d = errors(&minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npost_document = { name = \"ok-doc\", colour = \"x\" }",
+        ));
+        assert_eq!(d[0].field, "backup[0].post_document", "{d:?}");
+        assert!(d[0].message.contains("colour"), "{d:?}");
+        assert_eq!(d[0].line, 7);
     }
 
     #[test]

@@ -92,8 +92,7 @@ impl From<&Document> for DocumentInput {
 pub fn check_document(d: &Document) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let name_ok = (3..=MAX_DOCUMENT_NAME_LEN).contains(&d.name.len())
-        && d
-            .name
+        && d.name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !name_ok {
@@ -118,7 +117,10 @@ pub fn check_document(d: &Document) -> Vec<(String, String)> {
     if d.parameters.len() > MAX_PARAMETERS {
         problems.push((
             "parameters".to_string(),
-            format!("{} parameters; at most {MAX_PARAMETERS}", d.parameters.len()),
+            format!(
+                "{} parameters; at most {MAX_PARAMETERS}",
+                d.parameters.len()
+            ),
         ));
     }
     for (k, v) in &d.parameters {
@@ -284,9 +286,13 @@ mod tests {
         assert_eq!(arn[0].0, "name");
         let mut d = doc("ok-doc");
         d.version = Some("03".into());
-        d.parameters.insert("bad key".into(), "x".repeat(MAX_PARAMETER_VALUE_LEN + 1));
+        d.parameters
+            .insert("bad key".into(), "x".repeat(MAX_PARAMETER_VALUE_LEN + 1));
         let fields: Vec<String> = check_document(&d).into_iter().map(|p| p.0).collect();
-        assert_eq!(fields, ["version", "parameters.bad key", "parameters.bad key"]);
+        assert_eq!(
+            fields,
+            ["version", "parameters.bad key", "parameters.bad key"]
+        );
         d.version = Some("$LATEST".into());
         d.parameters.clear();
         assert!(check_document(&d).is_empty());
@@ -294,7 +300,8 @@ mod tests {
 
     #[test]
     fn the_input_carries_send_command_shapes() {
-        let v = serde_json::to_value(DocumentInput::from(&doc("orchestrator-systemd-unit"))).unwrap();
+        let v =
+            serde_json::to_value(DocumentInput::from(&doc("orchestrator-systemd-unit"))).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"Name": "orchestrator-systemd-unit", "Version": "$DEFAULT",
@@ -306,7 +313,13 @@ mod tests {
         Some(Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap())
     }
 
-    fn ev(kind: &str, t: i64, state: Option<&str>, resource: Option<&str>, output: Option<&str>) -> HistoryEvent {
+    fn ev(
+        kind: &str,
+        t: i64,
+        state: Option<&str>,
+        resource: Option<&str>,
+        output: Option<&str>,
+    ) -> HistoryEvent {
         HistoryEvent {
             kind: kind.into(),
             resource: resource.map(Into::into),
@@ -326,22 +339,52 @@ mod tests {
             ev("TaskScheduled", 1, None, Some("sendCommand"), None),
             ev("TaskSucceeded", 1, None, Some("sendCommand"), Some(sent)),
             ev("TaskStateEntered", 11, Some("GetPreHook"), None, None),
-            ev("TaskSucceeded", 12, None, Some("getCommandInvocation"), Some(r#"{"Status":"Success"}"#)),
+            ev(
+                "TaskSucceeded",
+                12,
+                None,
+                Some("getCommandInvocation"),
+                Some(r#"{"Status":"Success"}"#),
+            ),
             ev("TaskStateEntered", 12, Some("StartBackupJob"), None, None),
-            ev("TaskSucceeded", 13, None, Some("startBackupJob"), Some("{}")),
+            ev(
+                "TaskSucceeded",
+                13,
+                None,
+                Some("startBackupJob"),
+                Some("{}"),
+            ),
             ev("TaskStateEntered", 40, Some("SendPostHook"), None, None),
             ev("TaskScheduled", 40, None, Some("sendCommand"), None),
-            ev("TaskSucceeded", 41, None, Some("sendCommand"), Some(r#"{"Command":{"CommandId":"c-post"}}"#)),
+            ev(
+                "TaskSucceeded",
+                41,
+                None,
+                Some("sendCommand"),
+                Some(r#"{"Command":{"CommandId":"c-post"}}"#),
+            ),
             ev("TaskStateEntered", 51, Some("GetPostHook"), None, None),
-            ev("TaskSucceeded", 52, None, Some("getCommandInvocation"), Some(r#"{"Status":"Failed"}"#)),
+            ev(
+                "TaskSucceeded",
+                52,
+                None,
+                Some("getCommandInvocation"),
+                Some(r#"{"Status":"Failed"}"#),
+            ),
             ev("ExecutionFailed", 52, None, None, None),
         ];
         let r = read_history(&events);
         let pre = r.pre.as_ref().unwrap();
-        assert_eq!((pre.status.as_str(), pre.command_id.as_deref()), ("Success", Some("c-pre")));
+        assert_eq!(
+            (pre.status.as_str(), pre.command_id.as_deref()),
+            ("Success", Some("c-pre"))
+        );
         assert_eq!(pre.duration(), Duration::from_secs(11));
         let post = r.post.as_ref().unwrap();
-        assert_eq!((post.status.as_str(), post.command_id.as_deref()), ("Failed", Some("c-post")));
+        assert_eq!(
+            (post.status.as_str(), post.command_id.as_deref()),
+            ("Failed", Some("c-post"))
+        );
         assert!(!post.succeeded());
         assert_eq!(r.downtime(), Some(Duration::from_secs(51)));
     }

@@ -75,9 +75,9 @@ impl Fire {
             hook_max_downtime_seconds: t.has_post_hook().then(|| t.hook_max_downtime.as_secs()),
             on_pre_hook_failure: (t.pre_command.is_some() || t.pre_document.is_some())
                 .then_some(t.on_pre_hook_failure),
-            backup_options: t.windows_vss.then(|| {
-                BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])
-            }),
+            backup_options: t
+                .windows_vss
+                .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
         }
     }
 

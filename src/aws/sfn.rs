@@ -160,7 +160,9 @@ impl StepFunctions for SdkStepFunctions {
                             .map(|t| t.resource().to_string())
                             .or_else(|| failed.map(|t| t.resource().to_string())),
                         output: task.and_then(|t| t.output()).map(str::to_string),
-                        timestamp: DateTime::from_timestamp_millis(e.timestamp().to_millis().unwrap_or(0)),
+                        timestamp: DateTime::from_timestamp_millis(
+                            e.timestamp().to_millis().unwrap_or(0),
+                        ),
                         state_name,
                         error: failed.and_then(|t| t.error()).map(str::to_string),
                     }
