@@ -55,6 +55,8 @@ pub mod event {
     pub const BACKUP_JOB_STATE: &str = "backup_job_state";
     /// The job's progress moved.
     pub const BACKUP_JOB_PROGRESS: &str = "backup_job_progress";
+    /// A pre or post hook ended (one line per phase, read from the execution's history).
+    pub const HOOK_FINISHED: &str = "hook_finished";
     /// One summary line at each backup's end.
     pub const BACKUP_FINISHED: &str = "backup_finished";
     /// Restart recovery picked up a backup in flight.
