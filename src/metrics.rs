@@ -166,7 +166,9 @@ impl Metrics {
     /// A hooked backup's downtime (pre hook start to post hook end).
     pub fn hook_downtime(&self, target: &str, seconds: f64) {
         self.seen_target(target);
-        self.hook_downtime.get_or_create(&Self::t(target)).observe(seconds);
+        self.hook_downtime
+            .get_or_create(&Self::t(target))
+            .observe(seconds);
     }
 
     fn seen_target(&self, target: &str) {

@@ -412,9 +412,8 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         });
         let mut changes = entry.backup.on_execution(&detail, now);
         let running = detail.status == crate::aws::ExecutionStatus::Running;
-        let closed_now = !was_closed
-            && !running
-            && detail.status != crate::aws::ExecutionStatus::PendingRedrive;
+        let closed_now =
+            !was_closed && !running && detail.status != crate::aws::ExecutionStatus::PendingRedrive;
         if closed_now && entry.backup.hooks {
             // Before the summary: the hooks' lines come first when the execution ends last.
             self.report_hooks(&arn, key).await;
