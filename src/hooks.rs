@@ -205,9 +205,22 @@ pub struct HookReport {
     pub pre: Option<HookRun>,
     /// The post hook, if it ran.
     pub post: Option<HookRun>,
+    /// The job state the machine saw last before it sent the post hook.
+    pub job_state_at_post: Option<String>,
 }
 
 impl HookReport {
+    /// True when the post hook ran before the job had started (the downtime cap, or the job
+    /// could not be followed): the backup goes on crash-consistent.
+    pub fn post_before_job_started(&self) -> bool {
+        self.post.is_some()
+            && self
+                .job_state_at_post
+                .as_deref()
+                .is_none_or(|s| matches!(s, "CREATED" | "PENDING"))
+            && self.pre.as_ref().is_some_and(HookRun::succeeded)
+    }
+
     /// The application's downtime: pre hook start to post hook end (both must have run).
     pub fn downtime(&self) -> Option<Duration> {
         let (pre, post) = (self.pre.as_ref()?, self.post.as_ref()?);
@@ -221,6 +234,14 @@ pub fn read_history(events: &[HistoryEvent]) -> HookReport {
     let mut report = HookReport::default();
     let mut phase: Option<Phase> = None;
     for ev in events {
+        if ev.kind == "TaskSucceeded"
+            && ev.resource.as_deref() == Some("describeBackupJob")
+            && report.post.is_none()
+        {
+            report.job_state_at_post = parse(ev.output.as_deref())["State"]
+                .as_str()
+                .map(str::to_string);
+        }
         if ev.kind.ends_with("StateEntered") {
             phase = ev.state_name.as_deref().and_then(Phase::of_state);
             continue;
@@ -387,6 +408,25 @@ mod tests {
         );
         assert!(!post.succeeded());
         assert_eq!(r.downtime(), Some(Duration::from_secs(51)));
+        assert_eq!(r.job_state_at_post, None);
+        assert!(
+            r.post_before_job_started(),
+            "no job state seen: not known to have started"
+        );
+        let mut seen = events.clone();
+        seen.insert(
+            8,
+            ev(
+                "TaskSucceeded",
+                39,
+                None,
+                Some("describeBackupJob"),
+                Some(r#"{"State":"RUNNING"}"#),
+            ),
+        );
+        let r = read_history(&seen);
+        assert_eq!(r.job_state_at_post.as_deref(), Some("RUNNING"));
+        assert!(!r.post_before_job_started());
     }
 
     #[test]

@@ -464,7 +464,24 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 .then_some(downtime)
                 .flatten()
                 .map(|d| d.as_secs_f64());
-            if run.succeeded() {
+            let job_state = (run.phase == hooks::Phase::Post)
+                .then(|| report.job_state_at_post.clone())
+                .flatten();
+            if run.phase == hooks::Phase::Post && report.post_before_job_started() {
+                warn!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    job_state = job_state.as_deref().unwrap_or(""),
+                    crash_consistent = true,
+                    "post hook ran before the backup job started (hook_max_downtime): the backup goes on crash-consistent"
+                );
+            } else if run.succeeded() {
                 info!(
                     event = event::HOOK_FINISHED,
                     target = %b.target,
