@@ -114,15 +114,14 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
     }]);
     let dir = tempfile::tempdir().unwrap();
     let eu_machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:orchestrator-backup";
-    let text = format!(
-        "{}{}{}{}{}{}{}{}{}{}state_machine_arn = \"{eu_machine}\"\n",
+    let text = [
         header(&sb.endpoint_url()),
         hooked("started", 1, "postgresql.service", ""),
         hooked(
             "completed",
             2,
             "app.service",
-            "post_hook_when = \"completed\"\n"
+            "post_hook_when = \"completed\"\n",
         ),
         hooked("stuck", 3, "stuck.service", "hook_max_downtime = \"10s\"\n"),
         hooked("pre-fails", 4, "quiesce-fails.service", ""),
@@ -130,19 +129,19 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
             "pre-fails-skip",
             5,
             "quiesce-fails.service",
-            "on_pre_hook_failure = \"skip\"\n"
+            "on_pre_hook_failure = \"skip\"\n",
         ),
-        format!(
-            "{}pre_document = {{ name = \"AWS-RunShellScript\", parameters = {{ commands = \"id\" }} }}\n",
-            target("outside", 6, "*/3 * * * * *")
-        ),
-        format!(
-            "{}pre_command = \"systemctl stop app\"\n",
-            target("raw", 7, "*/3 * * * * *")
-        ),
-        format!("{}windows_vss = true\n", target("vss", 8, "*/3 * * * * *")),
+        target("outside", 6, "*/3 * * * * *"),
+        "pre_document = { name = \"AWS-RunShellScript\", parameters = { commands = \"id\" } }\n"
+            .to_string(),
+        target("raw", 7, "*/3 * * * * *"),
+        "pre_command = \"systemctl stop app\"\n".to_string(),
+        target("vss", 8, "*/3 * * * * *"),
+        "windows_vss = true\n".to_string(),
         target("eu", 9, "*/3 * * * * *").replace("us-east-1", "eu-west-1"),
-    );
+        format!("state_machine_arn = \"{eu_machine}\"\n"),
+    ]
+    .concat();
     let cfg = write_config(dir.path(), &text);
     let mut d = Daemon::start(&cfg, &[]);
     let all = [
