@@ -133,7 +133,8 @@ pub fn parse_name(name: &str) -> Option<ParsedName> {
 pub enum Trigger {
     /// A slot of the target's schedule, on time.
     Schedule,
-    /// A slot missed while the daemon was down, started late within its starting deadline.
+    /// A slot missed while the daemon was down, started late within its starting deadline (only
+    /// for a target with an execution in the recovery lookback: a first start catches nothing up).
     CatchUp,
     /// `orchestrator run-now`.
     Manual,

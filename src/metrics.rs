@@ -198,12 +198,17 @@ impl Metrics {
 
     /// A slot was skipped.
     pub fn slot_skipped(&self, target: &str, reason: &str) {
+        self.slots_skipped(target, reason, 1);
+    }
+
+    /// `n` slots were skipped for the same reason at once (one stall).
+    pub fn slots_skipped(&self, target: &str, reason: &str, n: u64) {
         self.seen_target(target);
         let l = TargetReason {
             target: target.to_string(),
             reason: reason.to_string(),
         };
-        self.skipped.get_or_create(&l).inc();
+        self.skipped.get_or_create(&l).inc_by(n);
         self.skipped_seen.lock().expect("metrics lock").insert(l);
     }
 

@@ -11,9 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use backup_orchestrator::sandbox::{
-    CommandRecord, CommandRule, HookSettings, JobTiming, Sandbox, SandboxConfig,
-};
+use aws_sandbox::{CommandRecord, CommandRule, HookSettings, JobTiming, Sandbox, SandboxConfig};
 use common::*;
 use serde_json::{Value, json};
 
@@ -64,13 +62,7 @@ fn timing(n: u32, created_ms: u64, running_ms: u64) -> JobTiming {
 }
 
 /// The first execution of `target` (the sandbox's record) and the commands it sent.
-fn first_run(
-    sb: &Sandbox,
-    target: &str,
-) -> (
-    backup_orchestrator::sandbox::ExecutionRecord,
-    Vec<CommandRecord>,
-) {
+fn first_run(sb: &Sandbox, target: &str) -> (aws_sandbox::ExecutionRecord, Vec<CommandRecord>) {
     let exec = sb
         .executions()
         .into_iter()
@@ -171,7 +163,7 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
     assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
     let ev = d.events();
     let jobs = sb.jobs();
-    let job_of = |exec: &backup_orchestrator::sandbox::ExecutionRecord| {
+    let job_of = |exec: &aws_sandbox::ExecutionRecord| {
         jobs.iter()
             .find(|j| j.execution_name.as_deref() == Some(exec.name.as_str()))
             .cloned()

@@ -391,6 +391,8 @@ pub struct JobFilter {
     pub resource_arn: Option<String>,
     /// Only this state.
     pub state: Option<String>,
+    /// Only this resource type (`EC2`).
+    pub resource_type: Option<String>,
 }
 
 /// The Step Functions calls the daemon makes.

@@ -7,8 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::ssm::CommandRecord;
-use super::world::{HookRun, Millis, TaskInput};
+use super::Millis;
+use super::input::TaskInput;
+use super::ssm::{CommandRecord, HookRun};
 
 /// One AWS SDK integration, as history events name it.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::world::{Millis, iso_millis, mentions_fail};
+use super::Millis;
+use super::world::{iso_millis, mentions_fail};
 
 /// The document the machine uses for a raw command (`AllowRawCommands = true`).
 pub(crate) const RUN_SHELL_SCRIPT: &str = "AWS-RunShellScript";
@@ -160,6 +161,19 @@ pub(crate) struct Hooks {
     pub when_completed: bool,
     pub max_downtime_ms: Millis,
     pub skip_on_pre_failure: bool,
+}
+
+/// What the modelled machine did about an execution's hooks.
+#[derive(Debug)]
+pub(crate) struct HookRun {
+    /// The hook members of the input, or why the machine refused it.
+    pub request: Result<Hooks, String>,
+    pub pre: Option<CommandRecord>,
+    pub post: Option<CommandRecord>,
+    /// The job state the machine saw when it sent the post hook.
+    pub job_state_seen: Option<&'static str>,
+    /// True when `HookMaxDowntimeSeconds` sent the post hook.
+    pub capped: bool,
 }
 
 /// Why the machine refused an input before sending anything (`PreCommandFailed`).

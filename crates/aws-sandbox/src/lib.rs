@@ -6,14 +6,19 @@
 //! idempotency rules, and injects faults (throttling, 5xx, latency, dropped connections).
 //! An admin surface under `/_sandbox/` reports what it saw and sets faults.
 //!
-//! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock).
-//! - `history`: GetExecutionHistory events of the modelled state machine.
+//! - `input`: the execution input as the modelled state machine reads it (pure).
+//! - `history`: GetExecutionHistory events of the modelled state machine (uses `input`).
+//! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock;
+//!   uses `input` and `history`, neither of which knows it).
 //! - `sfn`, `backup`: the two wire protocols.
 //! - `faults`: what to inject into which request.
+//! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
 
 mod backup;
 mod faults;
 mod history;
+mod input;
+mod serve;
 mod sfn;
 mod ssm;
 mod world;
@@ -38,11 +43,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 pub use faults::Faults;
+pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
 pub use world::{ExecutionRecord, ExecutionStatus, JobRecord, JobState};
 
 use faults::{FaultsJson, Injected};
-use world::{Millis, World, WorldConfig};
+use world::{World, WorldConfig};
+
+/// Epoch milliseconds, the sandbox's only notion of time.
+pub(crate) type Millis = i64;
 
 /// The largest request body read; StartExecution's 256 KiB input, JSON-escaped, fits.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

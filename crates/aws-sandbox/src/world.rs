@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::history;
-use super::ssm::{self, CommandRecord, CommandRule, HookSettings, Hooks, JobTiming};
+use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
+use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
 
-/// Epoch milliseconds, the world's only notion of time.
-pub(crate) type Millis = i64;
+pub(crate) use super::Millis;
 
 /// Step Functions' limit on an execution name, in characters.
 const MAX_NAME_CHARS: usize = 80;
@@ -30,8 +30,6 @@ pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
 const FORBIDDEN_NAME_CHARS: &str = "<>{}[]?*\"#%\\^|~`$&,;:/";
 /// AWS Backup's start window when StartBackupJob does not set one (8 hours).
 const DEFAULT_START_WINDOW_MINUTES: u64 = 480;
-/// The vault and role the modelled state machine passes when the input names none.
-const DEFAULT_VAULT: &str = "Default";
 /// How far a job meant to fail gets before it does, in percent.
 const FAILING_JOB_PROGRESS: f64 = 50.0;
 const GIB: u64 = 1 << 30;
@@ -285,19 +283,6 @@ struct Execution {
     /// The hooks it runs, once decided (the pre hook at start, the post hook with the job).
     hooks: Option<Box<HookRun>>,
     run: Run,
-}
-
-/// What the modelled machine did about an execution's hooks.
-#[derive(Debug)]
-pub(crate) struct HookRun {
-    /// The hook members of the input, or why the machine refused it.
-    pub request: Result<Hooks, String>,
-    pub pre: Option<CommandRecord>,
-    pub post: Option<CommandRecord>,
-    /// The job state the machine saw when it sent the post hook.
-    pub job_state_seen: Option<&'static str>,
-    /// True when `HookMaxDowntimeSeconds` sent the post hook.
-    pub capped: bool,
 }
 
 #[derive(Debug)]
@@ -1262,46 +1247,6 @@ impl World {
     }
 }
 
-/// The members of an execution input the modelled state machine reads.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskInput<'a> {
-    /// The ResourceArn, or what is wrong with it.
-    pub resource_arn: Result<&'a str, String>,
-    pub vault: &'a str,
-    pub role: Option<&'a str>,
-    pub start_window_minutes: Option<u64>,
-    pub complete_window_minutes: Option<u64>,
-    pub delete_after_days: Option<u64>,
-    pub backup_options: Option<&'a Value>,
-}
-
-impl<'a> TaskInput<'a> {
-    /// Reads the members; anything missing takes the state machine's default.
-    pub fn read(input: &'a Value) -> Self {
-        let text = |member: &str| input.get(member).and_then(Value::as_str);
-        let number = |member: &str| input.get(member).and_then(Value::as_u64);
-        let resource_arn = match input.get("ResourceArn") {
-            None | Some(Value::Null) => Err(
-                "The JsonPath argument for the field '$.ResourceArn' could not be found"
-                    .to_string(),
-            ),
-            Some(Value::String(arn)) if looks_like_arn(arn) => Ok(arn.as_str()),
-            Some(other) => Err(format!(
-                "The value {other} of '$.ResourceArn' is not an ARN"
-            )),
-        };
-        Self {
-            resource_arn,
-            vault: text("BackupVaultName").unwrap_or(DEFAULT_VAULT),
-            role: text("IamRoleArn"),
-            start_window_minutes: number("StartWindowMinutes"),
-            complete_window_minutes: number("CompleteWindowMinutes"),
-            delete_after_days: number("DeleteAfterDays"),
-            backup_options: input.get("BackupOptions"),
-        }
-    }
-}
-
 /// StartBackupJob's `BackupOptions`: `WindowsVSS` = `enabled` | `disabled`, for EC2 only.
 pub(crate) fn check_backup_options(
     options: Option<&Value>,
@@ -1407,11 +1352,6 @@ fn parse_execution_arn(arn: &str) -> Option<(String, &str)> {
         parts[1], parts[3], parts[4], parts[6]
     );
     Some((machine, parts[7]))
-}
-
-fn looks_like_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    parts.len() == 6 && parts[0] == "arn" && !parts[2].is_empty() && !parts[5].is_empty()
 }
 
 fn resource_service(arn: &str) -> &str {

@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sandbox::{Faults, HookSettings, Sandbox, SandboxConfig};
 use aws_sdk_backup::types::BackupJobState;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use aws_smithy_types::DateTime as SmithyDateTime;
-use backup_orchestrator::sandbox::{Faults, HookSettings, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
