@@ -872,6 +872,30 @@ fn send_command_reaches_only_prefixed_documents_and_tagged_instances() {
 }
 
 #[test]
+fn numbers_in_the_definition_are_numbers() {
+    // DefinitionSubstitutions are text: `Seconds: ${X}` would become the string "10", which
+    // Step Functions refuses. Numbers from stack parameters go through States.StringToJson.
+    let m = machine();
+    for (name, s) in states(&m.definition) {
+        for key in ["Seconds", "IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+            if let Some(v) = s.get(key) {
+                assert!(v.is_number(), "{name}.{key} = {v}");
+            }
+        }
+        for r in s
+            .get("Retry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for key in ["IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+                assert!(r[key].is_number(), "{name}.Retry.{key} = {}", r[key]);
+            }
+        }
+    }
+}
+
+#[test]
 fn the_machine_refuses_documents_outside_the_prefix_before_sending() {
     let m = machine();
     let st = states(&m.definition);

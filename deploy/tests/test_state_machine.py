@@ -53,7 +53,6 @@ SUBSTITUTIONS = {
     "CommandTimeoutSeconds": "600",
     "HookDocumentPrefix": "orchestrator-",
     "AllowRawCommands": "false",
-    "JobStartPollSeconds": "10",
 }
 DOCUMENT = "orchestrator-systemd-unit"
 
