@@ -283,17 +283,28 @@ fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) 
         .enabled_targets()
         .filter(|t| only.is_none_or(|n| n == t.name))
     {
-        let rule = t
-            .rule
-            .as_deref()
-            .map_or(String::new(), |r| format!(" rule {r}"));
-        println!(
-            "{}{rule} ({} in {}, {} d)",
-            t.name,
-            t.schedule.expression(),
-            t.schedule.timezone().name(),
-            t.delete_after_days
-        );
+        // A target alone on its instance prints as it always did; rules show their retention
+        // and what each slot starts or is merged into.
+        let plain = t.rule.is_none() && c.instances.rules_of(t).is_none();
+        if plain {
+            println!(
+                "{} ({} in {})",
+                t.name,
+                t.schedule.expression(),
+                t.schedule.timezone().name()
+            );
+        } else {
+            println!(
+                "{}{} ({} in {}, {} d)",
+                t.name,
+                t.rule
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" rule {r}")),
+                t.schedule.expression(),
+                t.schedule.timezone().name(),
+                t.delete_after_days
+            );
+        }
         // `--from`: slots at or after that moment (iter_after is strictly after).
         let after = from.map_or(now, |f| {
             f.resolve(t.schedule.timezone()) - chrono::Duration::nanoseconds(1)
@@ -301,7 +312,9 @@ fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) 
         for slot in t.schedule.iter_after(after).take(count) {
             let decision = c.instances.decide(t, slot);
             let (name, into, _) = decision.covering();
-            let note = if decision.is_merged() {
+            let note = if plain {
+                String::new()
+            } else if decision.is_merged() {
                 format!(
                     "  merged into {name} (rule {}, {} d)",
                     into.rule_name(),
