@@ -15,6 +15,7 @@
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
+//! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
 //! - [`cli`]: the command line.
 //! - [`app`]: wires the above into the daemon.
 
@@ -37,3 +38,4 @@ pub mod scheduler;
 pub mod signals;
 pub mod telemetry;
 pub mod tracker;
+pub mod watch;
