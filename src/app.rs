@@ -57,8 +57,17 @@ pub async fn sdk_config(config: &Config, static_credentials: bool) -> SdkConfig 
         .stalled_stream_protection(
             aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
         );
-    if let Some(r) = &config.region {
-        loader = loader.region(Region::new(r.clone()));
+    // Every client is made for its machine's region (`RegionalClients`), so the base region only
+    // needs to be some region: without `region`, take the first machine's rather than asking the
+    // chain, which off EC2 ends in instance metadata (IMDS) calls and long warnings.
+    let region = config.region.clone().or_else(|| {
+        config
+            .targets
+            .first()
+            .map(|t| t.state_machine.region.clone())
+    });
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
     }
     if let Some(u) = &config.endpoint_url {
         loader = loader.endpoint_url(u);
@@ -73,6 +82,30 @@ pub async fn sdk_config(config: &Config, static_credentials: bool) -> SdkConfig 
         ));
     }
     loader.load().await
+}
+
+/// How long the start-up credentials check may take (the chain's instance metadata step
+/// times out by itself after about a second off EC2).
+const CREDENTIALS_CHECK: Duration = Duration::from_secs(10);
+
+/// Resolves credentials once at start: when none can be found, says in one short line what to
+/// set (the SDK would otherwise fail each call with a long chain report). The answer is cached
+/// by the SDK, so the first call does not resolve them again.
+pub async fn check_credentials(sdk: &SdkConfig) -> bool {
+    use aws_sdk_sfn::config::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        return true;
+    };
+    let found = tokio::time::timeout(CREDENTIALS_CHECK, provider.provide_credentials())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !found {
+        warn!(
+            event = event::AWS_CREDENTIALS_MISSING,
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or task role"
+        );
+    }
+    found
 }
 
 fn log_config_errors(e: &ConfigError) {

@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::arn::{InstanceArn, StateMachineArn};
+use crate::hooks::{self, Document, OnPreHookFailure, PostHookWhen};
 use crate::schedule::Schedule;
 
 /// The environment variable that may hold the whole TOML text (ECS: an SSM parameter as a secret).
@@ -191,6 +192,43 @@ pub struct Target {
     pub pre_command: Option<String>,
     /// SSM command after the backup.
     pub post_command: Option<String>,
+    /// SSM document run before the backup (instead of `pre_command`).
+    pub pre_document: Option<Document>,
+    /// SSM document run after the backup starts (instead of `post_command`).
+    pub post_document: Option<Document>,
+    /// When the post hook runs.
+    pub post_hook_when: PostHookWhen,
+    /// How long the post hook waits for the job to start at most.
+    pub hook_max_downtime: Duration,
+    /// What a failed pre hook means.
+    pub on_pre_hook_failure: OnPreHookFailure,
+    /// StartBackupJob `BackupOptions: {"WindowsVSS": "enabled"}`.
+    pub windows_vss: bool,
+}
+
+impl Target {
+    /// True when the machine runs a pre or post hook for this target.
+    pub fn has_hooks(&self) -> bool {
+        self.pre_command.is_some()
+            || self.post_command.is_some()
+            || self.pre_document.is_some()
+            || self.post_document.is_some()
+    }
+
+    /// True when a post hook runs.
+    pub fn has_post_hook(&self) -> bool {
+        self.post_command.is_some() || self.post_document.is_some()
+    }
+}
+
+/// A hook document as the file writes it: `{ name = "...", version = "3", parameters = {...} }`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    name: String,
+    version: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
 }
 
 // ---- raw structs: what the file says, with spans ----
@@ -224,6 +262,14 @@ struct RawPolicy {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
 }
 
 // Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
@@ -244,6 +290,14 @@ struct RawTarget {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
 }
 
 /// Names of the keys each section accepts (the raw structs above).
@@ -273,6 +327,14 @@ const POLICY_KEYS: &[&str] = &[
     "start_window_minutes",
     "complete_window_minutes",
     "delete_after_days",
+    "pre_document",
+    "post_document",
+    "post_hook_when",
+    "post_command_when",
+    "hook_max_downtime",
+    "on_pre_hook_failure",
+    "on_pre_command_failure",
+    "windows_vss",
 ];
 const TARGET_KEYS: &[&str] = &[
     "name",
@@ -558,7 +620,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         r.unknown_keys(t, &[POLICY_KEYS], "defaults");
                         let mut d: RawPolicy = r.table(v, "defaults").unwrap_or_default();
                         shift_fields!(d, base; catch_up, starting_deadline, concurrency, jitter,
-                            start_window_minutes, complete_window_minutes, delete_after_days);
+                            start_window_minutes, complete_window_minutes, delete_after_days,
+                            pre_document, post_document, post_hook_when, hook_max_downtime,
+                            on_pre_hook_failure, windows_vss);
                         defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
@@ -583,7 +647,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                             shift_fields!(raw, base; name, resource_arn, schedule, timezone,
                                 state_machine_arn, enabled, pre_command, post_command, catch_up,
                                 starting_deadline, concurrency, jitter, start_window_minutes,
-                                complete_window_minutes, delete_after_days);
+                                complete_window_minutes, delete_after_days, pre_document,
+                                post_document, post_hook_when, hook_max_downtime,
+                                on_pre_hook_failure, windows_vss);
                             raw
                         });
                         raw_targets.push((path, span, raw));
@@ -815,6 +881,22 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
     };
     check_duration(&mut d.starting_deadline, "starting_deadline", r);
     check_duration(&mut d.jitter, "jitter", r);
+    if let Some(s) = d.hook_max_downtime.as_ref()
+        && let Err(e) = max_downtime(s.get_ref())
+    {
+        r.push(s.span(), "defaults.hook_max_downtime", e);
+        d.hook_max_downtime = None;
+    }
+    for (key, doc) in [
+        ("pre_document", &mut d.pre_document),
+        ("post_document", &mut d.post_document),
+    ] {
+        if let Some(raw) = doc.as_ref()
+            && !document_field(r, raw, &format!("defaults.{key}")).1
+        {
+            *doc = None;
+        }
+    }
     if let Some(v) = &d.start_window_minutes
         && *v.get_ref() < MIN_START_WINDOW_MINUTES
     {
@@ -832,6 +914,41 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
         d.delete_after_days = None;
     }
     d
+}
+
+/// `hook_max_downtime`: a duration within the machine's bounds.
+fn max_downtime(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < hooks::MIN_MAX_DOWNTIME || d > hooks::MAX_MAX_DOWNTIME {
+        return Err(format!(
+            "`{s}`: must be between {}s and {}h (the machine polls the job every 10 s while \
+             it waits, and an execution holds at most 25,000 history events)",
+            hooks::MIN_MAX_DOWNTIME.as_secs(),
+            hooks::MAX_MAX_DOWNTIME.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+/// A hook document, checked; reports each problem under `field.name` etc. at the document.
+/// Returns the document and whether it was good.
+fn document_field(
+    r: &mut Report<'_>,
+    raw: &Spanned<RawDocument>,
+    field: &str,
+) -> (Option<Document>, bool) {
+    let d = raw.get_ref();
+    let doc = Document {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        parameters: d.parameters.clone(),
+    };
+    let problems = hooks::check_document(&doc);
+    let good = problems.is_empty();
+    for (sub, message) in problems {
+        r.push(raw.span(), format!("{field}.{sub}"), message);
+    }
+    (Some(doc), good)
 }
 
 /// The longest target name we accept.
@@ -1037,6 +1154,53 @@ fn validate_target(
     };
     let pre_command = command(&t.pre_command, "pre_command", r);
     let post_command = command(&t.post_command, "post_command", r);
+    // A target's own document is checked here; an inherited one was checked in [defaults].
+    let document = |own: &Option<Spanned<RawDocument>>,
+                    merged: &Option<Spanned<RawDocument>>,
+                    key: &str,
+                    r: &mut Report<'_>| match (own, merged) {
+        (Some(raw), _) => {
+            let (doc, good) = document_field(r, raw, &f(key));
+            doc.filter(|_| good)
+        }
+        (None, Some(raw)) => {
+            document_field(
+                &mut Report {
+                    diags: Vec::new(),
+                    ..*r
+                },
+                raw,
+                "",
+            )
+            .0
+        }
+        (None, None) => None,
+    };
+    let pre_document = document(&t.pre_document, &policy.pre_document, "pre_document", r);
+    let post_document = document(&t.post_document, &policy.post_document, "post_document", r);
+    for (cmd, doc, key) in [
+        (&t.pre_command, &policy.pre_document, "pre_command"),
+        (&t.post_command, &policy.post_document, "post_command"),
+    ] {
+        if let (Some(c), Some(_)) = (cmd, doc) {
+            r.push(
+                c.span(),
+                f(key),
+                format!(
+                    "the target has a {} too: a hook is either a document or a command",
+                    key.replace("command", "document")
+                ),
+            );
+        }
+    }
+    let hook_max_downtime = match &policy.hook_max_downtime {
+        None => hooks::DEFAULT_MAX_DOWNTIME,
+        Some(s) => max_downtime(s.get_ref()).unwrap_or_else(|e| {
+            // An inherited bad default was reported (and dropped) in [defaults].
+            r.push(s.span(), f("hook_max_downtime"), e);
+            hooks::DEFAULT_MAX_DOWNTIME
+        }),
+    };
 
     Some(Target {
         name,
@@ -1056,6 +1220,18 @@ fn validate_target(
         delete_after_days,
         pre_command,
         post_command,
+        pre_document,
+        post_document,
+        post_hook_when: policy
+            .post_hook_when
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
+        hook_max_downtime,
+        on_pre_hook_failure: policy
+            .on_pre_hook_failure
+            .map(Spanned::into_inner)
+            .unwrap_or_default(),
+        windows_vss: policy.windows_vss.is_some_and(Spanned::into_inner),
     })
     .filter(|_| ok)
 }
@@ -1071,6 +1247,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.clone(),
         complete_window_minutes: o.complete_window_minutes.clone(),
         delete_after_days: o.delete_after_days.clone(),
+        pre_document: o.pre_document.clone(),
+        post_document: o.post_document.clone(),
+        post_hook_when: o.post_hook_when.clone(),
+        hook_max_downtime: o.hook_max_downtime.clone(),
+        on_pre_hook_failure: o.on_pre_hook_failure.clone(),
+        windows_vss: o.windows_vss.clone(),
     };
     RawPolicy {
         catch_up: o.catch_up.or(d.catch_up),
@@ -1080,6 +1262,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.or(d.start_window_minutes),
         complete_window_minutes: o.complete_window_minutes.or(d.complete_window_minutes),
         delete_after_days: o.delete_after_days.or(d.delete_after_days),
+        pre_document: o.pre_document.or(d.pre_document),
+        post_document: o.post_document.or(d.post_document),
+        post_hook_when: o.post_hook_when.or(d.post_hook_when),
+        hook_max_downtime: o.hook_max_downtime.or(d.hook_max_downtime),
+        on_pre_hook_failure: o.on_pre_hook_failure.or(d.on_pre_hook_failure),
+        windows_vss: o.windows_vss.or(d.windows_vss),
     }
 }
 
@@ -1328,6 +1516,99 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn hook_documents_and_their_settings() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\nhook_max_downtime = \"20m\"\nwindows_vss = true\n\n[[backup]]\nname = \"db\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\npre_document = {{ name = \"orchestrator-systemd-unit\", version = \"2\", parameters = {{ action = \"stop\", unit = \"postgresql\" }} }}\npost_document = {{ name = \"orchestrator-systemd-unit\", parameters = {{ action = \"start\", unit = \"postgresql\" }} }}\npost_command_when = \"completed\"\non_pre_command_failure = \"skip\"\n"
+        );
+        let c = ok(&text);
+        let t = &c.targets[0];
+        let pre = t.pre_document.as_ref().unwrap();
+        assert_eq!(
+            (pre.name.as_str(), pre.version.as_deref()),
+            ("orchestrator-systemd-unit", Some("2"))
+        );
+        assert_eq!(pre.parameters["unit"], "postgresql");
+        assert_eq!(
+            t.post_document.as_ref().unwrap().parameters["action"],
+            "start"
+        );
+        assert_eq!(
+            t.post_hook_when,
+            PostHookWhen::Completed,
+            "the alias post_command_when"
+        );
+        assert_eq!(
+            t.on_pre_hook_failure,
+            OnPreHookFailure::Skip,
+            "the alias on_pre_command_failure"
+        );
+        assert_eq!(t.hook_max_downtime, Duration::from_secs(1200));
+        assert!(t.windows_vss && t.has_hooks() && t.has_post_hook());
+
+        let plain = ok(&minimal());
+        let t = &plain.targets[0];
+        assert_eq!(
+            (
+                t.post_hook_when,
+                t.on_pre_hook_failure,
+                t.hook_max_downtime,
+                t.windows_vss
+            ),
+            (
+                PostHookWhen::Started,
+                OnPreHookFailure::Backup,
+                hooks::DEFAULT_MAX_DOWNTIME,
+                false
+            )
+        );
+        assert!(!t.has_hooks());
+    }
+
+    #[test]
+    fn bad_hook_settings_are_located() {
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"\npost_hook_when = \"later\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        // A type error in one table stops that target's other checks: fix it first.
+        assert!(
+            find("backup[0].post_hook_when").message.contains("started"),
+            "{show:#?}"
+        );
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        assert_eq!(find("backup[0].pre_document.name").line, 7);
+        assert_eq!(find("backup[0].pre_command").line, 8);
+        assert!(
+            find("backup[0].hook_max_downtime").message.contains("4h"),
+            "{show:#?}"
+        );
+        let d = errors(&minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npost_document = { name = \"ok-doc\", colour = \"x\" }",
+        ));
+        assert_eq!(d[0].field, "backup[0].post_document", "{d:?}");
+        assert!(d[0].message.contains("colour"), "{d:?}");
+        assert_eq!(d[0].line, 7);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! deadline. The execution name comes from (target, slot), so a retry, a restart or a second
 //! replica can never start the same slot twice: Step Functions refuses the name.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,15 @@ impl Fire {
             delete_after_days: t.delete_after_days,
             pre_command: t.pre_command.clone(),
             post_command: t.post_command.clone(),
+            pre_document: t.pre_document.as_ref().map(Into::into),
+            post_document: t.post_document.as_ref().map(Into::into),
+            post_hook_when: t.has_post_hook().then_some(t.post_hook_when),
+            hook_max_downtime_seconds: t.has_post_hook().then(|| t.hook_max_downtime.as_secs()),
+            on_pre_hook_failure: (t.pre_command.is_some() || t.pre_document.is_some())
+                .then_some(t.on_pre_hook_failure),
+            backup_options: t
+                .windows_vss
+                .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
         }
     }
 
@@ -459,7 +468,7 @@ impl<S: StepFunctions> Launcher<S> {
             t.state_machine.region.clone(),
             (fire.trigger != Trigger::Manual).then_some(fire.slot),
             Some(execution_arn),
-            t.pre_command.is_some() || t.post_command.is_some(),
+            t.has_hooks(),
             started_at,
         ));
     }

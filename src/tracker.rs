@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, StepFunctions};
 use crate::clock::Clock;
+use crate::hooks;
 use crate::lifecycle::{Backup, Change, Summary, job_id_from_output};
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
@@ -403,8 +404,21 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         };
         let now = self.clock.now();
         let entry = self.entries.get_mut(key).expect("present");
+        let was_closed = entry.backup.execution_status.as_ref().is_some_and(|s| {
+            !matches!(
+                s,
+                crate::aws::ExecutionStatus::Running | crate::aws::ExecutionStatus::PendingRedrive
+            )
+        });
         let mut changes = entry.backup.on_execution(&detail, now);
         let running = detail.status == crate::aws::ExecutionStatus::Running;
+        let closed_now =
+            !was_closed && !running && detail.status != crate::aws::ExecutionStatus::PendingRedrive;
+        if closed_now && entry.backup.hooks {
+            // Before the summary: the hooks' lines come first when the execution ends last.
+            self.report_hooks(&arn, key).await;
+        }
+        let entry = self.entries.get_mut(key).expect("present");
         if running && entry.backup.awaits_job() && entry.backup.hooks {
             // The hook variant runs as long as the backup: read the job from its history.
             if let Some(id) = self.job_id_from_history(&arn, key).await {
@@ -413,6 +427,89 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             }
         }
         self.report(key, changes, changed);
+    }
+
+    /// Reads a closed hook execution's history and logs one `hook_finished` line per phase,
+    /// the post line with the application's downtime.
+    async fn report_hooks(&self, arn: &str, key: &str) {
+        let mut events = Vec::new();
+        let mut token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            if !self.may_call() {
+                return;
+            }
+            self.describe_bucket.acquire().await;
+            match self.sfn.execution_history(arn, token).await {
+                Ok(page) => {
+                    self.call_ok();
+                    events.extend(page.items);
+                    token = page.next_token;
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The backup itself is still followed; only the hook lines are lost.
+                    self.call_failed(&e);
+                    log_api_error(&self.entries[key].backup, &e);
+                    return;
+                }
+            }
+        }
+        let b = &self.entries[key].backup;
+        let report = hooks::read_history(&events);
+        let downtime = report.downtime();
+        for run in [&report.pre, &report.post].into_iter().flatten() {
+            let downtime_seconds = (run.phase == hooks::Phase::Post)
+                .then_some(downtime)
+                .flatten()
+                .map(|d| d.as_secs_f64());
+            let job_state = (run.phase == hooks::Phase::Post)
+                .then(|| report.job_state_at_post.clone())
+                .flatten();
+            if run.phase == hooks::Phase::Post && report.post_before_job_started() {
+                warn!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    job_state = job_state.as_deref().unwrap_or(""),
+                    crash_consistent = true,
+                    "post hook ran before the backup job started (hook_max_downtime): the backup goes on crash-consistent"
+                );
+            } else if run.succeeded() {
+                info!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    "hook finished"
+                );
+            } else {
+                warn!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    "hook did not succeed"
+                );
+            }
+        }
+        if let Some(d) = downtime {
+            self.metrics.hook_downtime(&b.target, d.as_secs_f64());
+        }
     }
 
     async fn job_id_from_history(&self, arn: &str, key: &str) -> Option<String> {

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
-use backup_orchestrator::sandbox::Faults;
+use aws_sandbox::Faults;
 use chrono::{Timelike, Utc};
 use common::*;
 
@@ -172,7 +172,16 @@ fn metrics_match_what_happened() {
     d.wait_for("reload", Duration::from_secs(10), |ev| {
         ev.iter().any(|v| v["event"] == "config_reloaded")
     });
-    let (_, text) = scrape(port, "/metrics");
+    // The log line comes before the metrics and the scheduler take the new config: wait for
+    // that state, not for the line.
+    let start = std::time::Instant::now();
+    let text = loop {
+        let (_, text) = scrape(port, "/metrics");
+        if !text.contains("target=\"bad\"") || start.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(!text.contains("target=\"bad\""), "{text}");
     assert_eq!(metric(&text, "orchestrator_config_generation"), 2.0);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backup_orchestrator::sandbox::{Sandbox, SandboxConfig};
+use aws_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 
 pub const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup";
