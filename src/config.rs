@@ -137,6 +137,18 @@ pub struct Config {
     pub targets: Vec<Arc<Target>>,
     /// The enabled rules of every instance that has more than one (the overlap rule's input).
     pub instances: crate::rules::Instances,
+    /// SHA-256 of the exact text this config was parsed from: `--watch`'s baseline, so an edit
+    /// made at any moment after that read is seen as a change.
+    pub content_hash: ContentHash,
+}
+
+/// SHA-256 of a config's text.
+pub type ContentHash = [u8; 32];
+
+/// The [`ContentHash`] of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
 }
 
 /// API pacing (token buckets).
@@ -542,11 +554,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Loads and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    parse(&text, &file)
+    from_bytes(bytes, &file)
+}
+
+/// Validates the bytes of a config file already read (`--watch` parses what it compared).
+pub fn from_bytes(bytes: Vec<u8>, file: &str) -> Result<Config, ConfigError> {
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
+        file: file.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })?;
+    parse(&text, file)
 }
 
 /// Loads the config from `path`, or from [`CONFIG_TOML_ENV`] when no path is given.
@@ -985,6 +1006,7 @@ fn validate(
         recovery_lookback,
         targets,
         instances,
+        content_hash: content_hash(r.text.as_bytes()),
     }
 }
 

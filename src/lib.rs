@@ -22,6 +22,7 @@
 //!   margin), the listing plan, the table and JSON of `orchestrator status`; `status::read`
 //!   reads AWS Backup through [`aws::BackupJobs`].
 //! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
+//! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
 //! - [`cli`]: the command line.
 //! - [`app`]: wires the above into the daemon.
 //!
@@ -50,4 +51,5 @@ pub mod signals;
 pub mod status;
 pub mod telemetry;
 pub mod tracker;
+pub mod watch;
 pub mod when;

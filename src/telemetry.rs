@@ -33,6 +33,10 @@ pub mod event {
     pub const CONFIG_RELOADED: &str = "config_reloaded";
     /// A reload was refused; the old config keeps running.
     pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
+    /// `--watch`: the config file cannot be read (once until it can); the old config keeps running.
+    pub const CONFIG_FILE_UNREADABLE: &str = "config_file_unreadable";
+    /// Start-up is over: timers registered, restart recovery done, reloads and `--watch` live.
+    pub const READY: &str = "ready";
     /// A slot fired.
     pub const SLOT_FIRED: &str = "slot_fired";
     /// A slot was not started, with a reason.
