@@ -1,4 +1,4 @@
-//! The command line: run (default), `check`, `next`, `run-now`, `demo`, `sandbox`, `healthcheck`.
+//! The command line: run (default), `check`, `next`, `status`, `run-now`, `demo`, `sandbox`, `healthcheck`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,13 +17,16 @@ use crate::execution::Trigger;
 use crate::launcher::{Fire, Launcher, Outcome};
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::tracker::{Tracker, TrackerSettings};
+use crate::when::From as When;
+use aws_sandbox::{Sandbox, SandboxConfig};
 
 /// Exit code for an invalid config (sysexits EX_CONFIG); systemd's RestartPreventExitStatus.
 pub const EXIT_CONFIG: i32 = 78;
-/// Exit code for a failed run-now or a runtime error.
+/// Exit code for a failed run-now or a runtime error; `status`: a target is overdue.
 pub const EXIT_FAILURE: i32 = 1;
+/// `status`: AWS could not be read (after retries); also clap's code for a bad argument.
+pub const EXIT_USAGE: i32 = 2;
 
 /// Scheduled AWS Backup jobs through AWS Step Functions.
 #[derive(Debug, Parser)]
@@ -72,6 +75,25 @@ enum Command {
         /// How many per target.
         #[arg(long, default_value_t = 5)]
         count: usize,
+        /// Slots at or after this moment: RFC 3339 (2026-03-08T01:30:00-05:00), or a local
+        /// date-time read in each target's zone (2026-03-08T01:30, 2026-03-08).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Only this target.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
+    /// For every target: the last successful backup, the last attempt, the next slot, read from
+    /// AWS Backup; overdue targets first. Exit 0 all covered, 1 any overdue, 2 AWS unreadable,
+    /// 78 config invalid.
+    Status {
+        /// JSON for scripts instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Added to each target's longest gap between slots (and its jitter): the start window
+        /// and the job's run time.
+        #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = config::parse_duration)]
+        margin: Duration,
     },
     /// Start a backup now for the named targets and follow each to its end.
     RunNow {
@@ -86,20 +108,7 @@ enum Command {
         seconds: Option<u64>,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
-    Sandbox {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:4566")]
-        listen: SocketAddr,
-        /// Seconds a job stays CREATED.
-        #[arg(long, default_value_t = 1.0)]
-        job_pending: f64,
-        /// Seconds a job stays RUNNING.
-        #[arg(long, default_value_t = 3.0)]
-        job_running: f64,
-        /// Resource ARNs (or parts of them) whose jobs fail.
-        #[arg(long)]
-        fail_resource: Vec<String>,
-    },
+    Sandbox(aws_sandbox::ServeArgs),
     /// GET /healthz on the daemon's listener; exit 0 if healthy (for container health checks).
     Healthcheck {
         /// The daemon's `listen` address.
@@ -151,40 +160,20 @@ pub async fn main(cli: Cli) -> i32 {
             }
             Err(code) => code,
         },
-        Some(Command::Next { count }) => match load(&args.config) {
-            Ok(c) => {
-                print_next(&c, count);
-                0
-            }
+        Some(Command::Next {
+            count,
+            from,
+            target,
+        }) => match load(&args.config) {
+            Ok(c) => next(&c, count, from.as_deref(), target.as_deref()),
             Err(code) => code,
         },
+        Some(Command::Status { json, margin }) => status(&args, json, margin).await,
         Some(Command::RunNow { targets }) => run_now(&args, &targets).await,
         Some(Command::Demo { seconds }) => demo(&args, seconds).await,
-        Some(Command::Sandbox {
-            listen,
-            job_pending,
-            job_running,
-            fail_resource,
-        }) => {
+        Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
-            let cfg = SandboxConfig {
-                job_pending: Duration::from_secs_f64(job_pending),
-                job_running: Duration::from_secs_f64(job_running),
-                fail_resources: fail_resource,
-                ..SandboxConfig::default()
-            };
-            match Sandbox::start(listen, cfg).await {
-                Ok(sb) => {
-                    println!("sandbox listening on {}", sb.endpoint_url());
-                    let _ = tokio::signal::ctrl_c().await;
-                    sb.shutdown().await;
-                    0
-                }
-                Err(e) => {
-                    eprintln!("sandbox: cannot listen on {listen}: {e}");
-                    EXIT_FAILURE
-                }
-            }
+            aws_sandbox::serve_until_interrupted(&serve).await
         }
         Some(Command::Healthcheck { addr }) => {
             if crate::http::probe(addr).await {
@@ -220,6 +209,9 @@ async fn run_daemon(args: &RunArgs) -> i32 {
         }
     };
     let sdk = app::sdk_config(&config, false).await;
+    if !args.dry_run {
+        app::check_credentials(&sdk).await;
+    }
     let opts = Options {
         config_path: args.config.config.clone(),
         watch: args.watch,
@@ -258,11 +250,16 @@ fn print_summary(c: &Config) {
             .schedule
             .next_after(now)
             .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        let rule = t
+            .rule
+            .as_deref()
+            .map_or(String::new(), |r| format!(" rule {r}"));
         println!(
-            "  {:<24} {:<28} {:<16} next {}{}",
-            t.name,
+            "  {:<24} {:<28} {:<16} {} d next {}{}",
+            format!("{}{rule}", t.name),
             t.schedule.expression(),
             t.schedule.timezone().name(),
+            t.delete_after_days,
             next,
             if t.enabled { "" } else { " (disabled)" }
         );
@@ -270,25 +267,130 @@ fn print_summary(c: &Config) {
     if c.targets.len() > 50 {
         println!("  … and {} more", c.targets.len() - 50);
     }
+    if !c.instances.is_empty() {
+        println!(
+            "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
+            c.instances.len()
+        );
+    }
 }
 
-fn print_next(c: &Config, count: usize) {
+/// `next`: checks `--from` and `--target`, then prints.
+fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i32 {
+    let from = match from.map(When::parse).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("--from: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(name) = target
+        && c.target(name).is_none()
+    {
+        eprintln!("{}: no target named `{name}`", c.source);
+        return EXIT_CONFIG;
+    }
+    print_next(c, count, from, target);
+    0
+}
+
+fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) {
     let now = Utc::now();
-    for t in c.enabled_targets() {
-        println!(
-            "{} ({} in {})",
-            t.name,
-            t.schedule.expression(),
-            t.schedule.timezone().name()
-        );
-        for slot in t.schedule.iter_after(now).take(count) {
+    for t in c
+        .enabled_targets()
+        .filter(|t| only.is_none_or(|n| n == t.name))
+    {
+        // A target alone on its instance prints as it always did; rules show their retention
+        // and what each slot starts or is merged into.
+        let plain = t.rule.is_none() && c.instances.rules_of(t).is_none();
+        if plain {
             println!(
-                "  {}  {}",
+                "{} ({} in {})",
+                t.name,
+                t.schedule.expression(),
+                t.schedule.timezone().name()
+            );
+        } else {
+            println!(
+                "{}{} ({} in {}, {} d)",
+                t.name,
+                t.rule
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" rule {r}")),
+                t.schedule.expression(),
+                t.schedule.timezone().name(),
+                t.delete_after_days
+            );
+        }
+        // `--from`: slots at or after that moment (iter_after is strictly after).
+        let after = from.map_or(now, |f| {
+            f.resolve(t.schedule.timezone()) - chrono::Duration::nanoseconds(1)
+        });
+        for slot in t.schedule.iter_after(after).take(count) {
+            let decision = c.instances.decide(t, slot);
+            let (name, into, _) = decision.covering();
+            let note = if plain {
+                String::new()
+            } else if decision.is_merged() {
+                format!(
+                    "  merged into {name} (rule {}, {} d)",
+                    into.rule_name(),
+                    into.delete_after_days
+                )
+            } else {
+                format!("  {name}")
+            };
+            println!(
+                "  {}  {}{note}",
                 slot.with_timezone(&t.schedule.timezone()).to_rfc3339(),
                 slot.to_rfc3339()
             );
         }
     }
+}
+
+/// `status`: reads AWS Backup, prints the table or JSON; the exit code says whether all are covered.
+async fn status(args: &RunArgs, json: bool, margin: Duration) -> i32 {
+    use std::io::IsTerminal;
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // No log subscriber: the report is the output (the SDK's own warnings stay silent).
+    let sdk = app::sdk_config(&config, false).await;
+    if !app::check_credentials(&sdk).await {
+        eprintln!(
+            "status: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or task role"
+        );
+        return EXIT_USAGE;
+    }
+    let backup = SdkBackupJobs::new(sdk);
+    let bucket = TokenBucket::new(config.pacing.backup_read_rate, 1);
+    let now = Utc::now();
+    let enabled: Vec<Arc<config::Target>> = config.enabled_targets().cloned().collect();
+    let reading = match crate::status::read::read(&backup, &enabled, now, &bucket).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("status: cannot read AWS Backup jobs: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let report = crate::status::report(&config.targets, &reading.jobs, now, margin, reading.calls);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("status: {e}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        // Red only for a person: not into a pipe or file, and never with NO_COLOR set.
+        let colour = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        print!("{}", crate::status::render_table(&report, colour));
+    }
+    if report.overdue > 0 { EXIT_FAILURE } else { 0 }
 }
 
 async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
@@ -302,7 +404,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
     init_logs(&args, Some(&config));
     let mut targets = Vec::new();
     for n in names {
-        match config.target(n) {
+        match config.run_now_target(n) {
             Some(t) => targets.push(t.clone()),
             None => {
                 eprintln!("{}: no target named `{n}`", config.source);
@@ -311,6 +413,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
         }
     }
     let sdk = app::sdk_config(&config, false).await;
+    app::check_credentials(&sdk).await;
     let sfn = Arc::new(SdkStepFunctions::new(sdk.clone()));
     let backup = Arc::new(SdkBackupJobs::new(sdk));
     run_now_with(&config, targets, sfn, backup).await
@@ -392,6 +495,8 @@ pub fn demo_config(endpoint: &str) -> String {
     format!(
         r#"# Demo: fires every 5 seconds against the in-process sandbox.
 state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup"
+# Region and (in code) credentials are given: the demo asks no credential chain and no instance metadata.
+region = "us-east-1"
 endpoint_url = "{endpoint}"
 poll_interval = "1s"
 max_poll_interval = "2s"

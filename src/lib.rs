@@ -4,19 +4,30 @@
 //! - [`config`]: `backups.toml` → a validated [`config::Config`] (ARNs, schedules, zones).
 //! - [`schedule`]: pure cron maths: the three accepted syntaxes, time zones, daylight saving.
 //! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`launcher::Fire`]s.
+//! - [`rules`]: several rules per instance (today's `[[backup]]`s, plans, inline rules) and
+//!   what a fired slot becomes; [`overlap`]: pure: which slots of an instance merge.
 //! - [`execution`]: pure: the execution name of a slot and the execution input.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
+//! - [`hooks`]: pure: hook documents, their timing settings, and what a hook execution's
+//!   history says about them (`hook_finished`, downtime).
 //! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
 //!   them with the SDK.
-//! - [`sandbox`]: a local AWS-compatible endpoint (Step Functions + AWS Backup wire protocols).
 //! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
+//! - [`status`]: pure: coverage (overdue = no success within the longest gap between slots plus a
+//!   margin), the listing plan, the table and JSON of `orchestrator status`; `status::read`
+//!   reads AWS Backup through [`aws::BackupJobs`].
+//! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
+//! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
 //! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages.
 //! - [`app`]: wires the above into the daemon.
+//!
+//! The local AWS-compatible endpoint that `demo`, `sandbox`, the tests and the benchmarks use is
+//! the workspace crate `aws-sandbox` (`crates/aws-sandbox`).
 
 pub mod app;
 pub mod arn;
@@ -26,15 +37,20 @@ pub mod clock;
 pub mod config;
 pub mod dist;
 pub mod execution;
+pub mod hooks;
 pub mod http;
 pub mod launcher;
 pub mod lifecycle;
 pub mod metrics;
+pub mod overlap;
 pub mod pacing;
 pub mod recovery;
-pub mod sandbox;
+pub mod rules;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;
+pub mod status;
 pub mod telemetry;
 pub mod tracker;
+pub mod watch;
+pub mod when;

@@ -15,15 +15,16 @@ use crate::execution::{ParsedName, Trigger, parse_name, target_part};
 use crate::launcher::{Fire, Launcher};
 use crate::lifecycle::Backup;
 use crate::metrics::Metrics;
+use crate::rules::Instances;
 use crate::telemetry::event;
-use crate::tracker::TrackerHandle;
+use crate::tracker::{Hold, TrackerHandle};
 
 /// Pages one listing may read at start-up.
 const MAX_PAGES: usize = 200;
 /// Slots of one target that catch-up looks at (a per-second schedule over a day is 86,400).
 const MAX_SLOTS_CONSIDERED: usize = 10_000;
-/// Skipped slots logged one by one per target; the rest are counted in one line.
-const MAX_SKIP_LINES: usize = 20;
+/// Names of new targets the start-up summary line lists (the count is complete).
+const LOGGED_NAMES: usize = 20;
 
 /// What recovery found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,9 +37,12 @@ pub struct Recovered {
     pub caught_up: usize,
     /// Missed slots not started.
     pub skipped: usize,
-    /// Targets with no execution in the lookback whose latest slot is past its deadline: most
-    /// likely a first start, so not a missed slot worth a warning each (one summary line).
+    /// Targets with no execution in the lookback: new to the orchestrator, nothing started.
     pub without_history: usize,
+    /// Targets whose machine's executions could not be listed: nothing decided for them.
+    pub unchecked: usize,
+    /// The first of the new targets' names, for the summary line.
+    pub new_targets: Vec<String>,
 }
 
 /// Finds our running executions and unfinished jobs, follows them, and catches up missed slots.
@@ -59,13 +63,16 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     let mut ran: HashSet<(String, DateTime<Utc>)> = HashSet::new();
     let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
+    // Machines whose executions could not be listed: their targets' history is unknown, so they
+    // are neither caught up nor called new.
+    let mut unlisted: HashSet<crate::arn::StateMachineArn> = HashSet::new();
 
     for sm in config.state_machines() {
         let by_part: HashMap<String, &Target> = config
             .targets
             .iter()
             .filter(|t| t.state_machine == sm)
-            .map(|t| (target_part(&t.name, 63), &**t))
+            .map(|t| (target_part(&t.slot_key(), 63), &**t))
             .collect();
         let mut token = None;
         'pages: for _ in 0..MAX_PAGES {
@@ -79,8 +86,9 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                         state_machine_arn = %sm,
                         request_id = e.request_id.as_deref().unwrap_or(""),
                         error = %e,
-                        "restart recovery could not list executions; in-flight backups of this machine are not followed"
+                        "restart recovery could not list executions; in-flight backups of this machine are not followed and its missed slots are not caught up"
                     );
+                    unlisted.insert(sm.clone());
                     break;
                 }
             };
@@ -94,25 +102,24 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 let Some(t) = by_part.get(&target_part) else {
                     continue;
                 };
-                ran.insert((t.name.clone(), slot));
+                ran.insert((t.slot_key(), slot));
                 newest
-                    .entry(t.name.clone())
+                    .entry(t.slot_key())
                     .and_modify(|n| *n = (*n).max(slot))
                     .or_insert(slot);
                 if ex.status == ExecutionStatus::Running {
                     busy.insert(t.resource_arn.to_string());
-                    resume(
-                        tracker,
-                        Backup::started(
-                            t.name.clone(),
-                            t.resource_arn.to_string(),
-                            sm.region.clone(),
-                            Some(slot),
-                            Some(ex.execution_arn.clone()),
-                            t.pre_command.is_some() || t.post_command.is_some(),
-                            ex.start_date,
-                        ),
+                    let mut b = Backup::started(
+                        t.name.clone(),
+                        t.resource_arn.to_string(),
+                        sm.region.clone(),
+                        Some(slot),
+                        Some(ex.execution_arn.clone()),
+                        t.has_hooks(),
+                        ex.start_date,
                     );
+                    b.hold = hold_of(t);
+                    resume(tracker, b);
                     out.executions += 1;
                 }
             }
@@ -177,6 +184,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                     j.creation_date.unwrap_or(now),
                 );
                 b.on_job_id(j.job_id.clone());
+                b.hold = hold_of(t);
                 busy.insert(resource);
                 resume(tracker, b);
                 out.jobs += 1;
@@ -189,12 +197,24 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     }
 
     for t in config.enabled_targets() {
+        if unlisted.contains(&t.state_machine) {
+            out.unchecked += 1;
+            continue;
+        }
         catch_up(
             t,
             since,
             now,
             &ran,
-            newest.get(&t.name).copied(),
+            // An instance's backups may carry any of its rules' names (the overlap rule).
+            match config.instances.rules_of(t) {
+                Some(rules) => rules
+                    .iter()
+                    .filter_map(|r| newest.get(&r.slot_key()).copied())
+                    .max(),
+                None => newest.get(&t.slot_key()).copied(),
+            },
+            &config.instances,
             launcher,
             metrics,
             &mut out,
@@ -202,8 +222,11 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     }
     if out.without_history > 0 {
         info!(
+            event = event::FIRST_START,
             targets = out.without_history,
-            "targets with no execution in the recovery lookback: their latest slots are past the starting deadline and are not started (a first start, or down longer than the lookback)"
+            names = ?out.new_targets,
+            lookback_seconds = config.recovery_lookback.as_secs(),
+            "no execution of these targets in the recovery lookback: treated as new, nothing is caught up; each one's first backup is its next slot"
         );
     }
     info!(
@@ -211,9 +234,19 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
         resumed_jobs = out.jobs,
         caught_up = out.caught_up,
         skipped = out.skipped,
+        new_targets = out.without_history,
+        unchecked = out.unchecked,
         "restart recovery done"
     );
     out
+}
+
+/// What a recovered backup of `t` holds on its instance (its rule's current retention).
+fn hold_of(t: &Target) -> Hold {
+    Hold {
+        rule: t.slot_key().into(),
+        delete_after_days: t.delete_after_days,
+    }
 }
 
 fn resume(tracker: &TrackerHandle, b: Backup) {
@@ -226,12 +259,17 @@ fn resume(tracker: &TrackerHandle, b: Backup) {
         backup_job_id = b.job_id.as_deref().unwrap_or(""),
         "following a backup that was in flight before this start"
     );
-    tracker.in_flight.add(&b.resource_arn);
+    tracker.in_flight.add(&b.resource_arn, b.hold.clone());
     tracker.track(b);
 }
 
 /// Missed slots of one target: the latest within its deadline starts under its own slot name
-/// (so a second replica or restart cannot run it twice); every other one is logged as skipped.
+/// (so a second replica or restart cannot run it twice); the others are logged as skipped, one
+/// line per reason with the count and the first and last slot.
+///
+/// A target with no execution in the lookback is new to the orchestrator (a first start, or a
+/// target just added): like a Kubernetes CronJob, which does not run the slots from before it
+/// existed, nothing is started for it and its first backup is its next slot.
 #[allow(clippy::too_many_arguments)]
 fn catch_up<S: StepFunctions>(
     t: &Arc<Target>,
@@ -239,29 +277,42 @@ fn catch_up<S: StepFunctions>(
     now: DateTime<Utc>,
     ran: &HashSet<(String, DateTime<Utc>)>,
     newest: Option<DateTime<Utc>>,
+    instances: &Instances,
     launcher: &Launcher<S>,
     metrics: &Metrics,
     out: &mut Recovered,
 ) {
-    // Slots older than the target's newest execution were not missed by downtime; with no
-    // execution in the lookback, only the latest slot is a candidate (a first start).
-    let from = newest.unwrap_or(since).max(since);
+    let Some(newest) = newest else {
+        debug!(
+            target = %t.name,
+            next_slot = %t.schedule.next_after(now).map(|s| s.to_rfc3339()).unwrap_or_default(),
+            "no execution of this target in the recovery lookback: new, its first backup is its next slot"
+        );
+        out.without_history += 1;
+        if out.new_targets.len() < LOGGED_NAMES {
+            out.new_targets.push(t.name.clone());
+        }
+        return;
+    };
+    // Slots older than the target's newest execution were not missed by downtime.
+    let from = newest.max(since);
     let Some(latest) = t.schedule.latest_in(from, now) else {
         return;
     };
-    if ran.contains(&(t.name.clone(), latest)) {
+    let key = t.slot_key();
+    // The overlap rule: the backup that covers the slot is the one to look for and start.
+    let covering = instances.decide(t, latest);
+    let (_, into, start) = covering.covering();
+    if ran.contains(&(key.clone(), latest)) || ran.contains(&(into.slot_key(), start)) {
         return;
     }
-    let missed: Vec<DateTime<Utc>> = if newest.is_some() {
-        t.schedule
-            .iter_after(from)
-            .take_while(|s| *s < latest)
-            .take(MAX_SLOTS_CONSIDERED)
-            .filter(|s| !ran.contains(&(t.name.clone(), *s)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let missed: Vec<DateTime<Utc>> = t
+        .schedule
+        .iter_after(from)
+        .take_while(|s| *s < latest)
+        .take(MAX_SLOTS_CONSIDERED)
+        .filter(|s| !ran.contains(&(key.clone(), *s)))
+        .collect();
     let deadline = chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
     let latest_reason = match t.catch_up {
         CatchUp::None => Some("catch_up_disabled"),
@@ -270,63 +321,47 @@ fn catch_up<S: StepFunctions>(
     };
     match latest_reason {
         None => {
+            let Some(fire) = crate::scheduler::decide(instances, t, latest, metrics) else {
+                return;
+            };
             info!(
-                target = %t.name,
-                scheduled_for = %latest.to_rfc3339(),
-                "starting a slot missed while the orchestrator was down"
+                target = %fire.target.name,
+                rule = %fire.target.rule_name(),
+                scheduled_for = %fire.slot.to_rfc3339(),
+                last_execution_slot = %newest.to_rfc3339(),
+                trigger = Trigger::CatchUp.as_str(),
+                "starting the latest slot missed while the orchestrator was down"
             );
             launcher.launch(Fire {
-                target: t.clone(),
-                slot: latest,
                 trigger: Trigger::CatchUp,
+                ..fire
             });
             out.caught_up += 1;
         }
-        Some("past_starting_deadline") if newest.is_none() => {
-            debug!(
-                target = %t.name,
-                scheduled_for = %latest.to_rfc3339(),
-                "no execution of this target in the lookback; its latest slot is past the starting deadline"
-            );
-            out.without_history += 1;
-        }
-        Some(reason) => skip(t, latest, reason, metrics, out, true),
+        Some(reason) => skip(t, &[latest], reason, metrics, out),
     }
-    let n = missed.len();
-    for (i, slot) in missed.into_iter().rev().enumerate() {
-        skip(t, slot, "superseded", metrics, out, i < MAX_SKIP_LINES);
-    }
-    if n > MAX_SKIP_LINES {
-        warn!(
-            event = event::SLOT_SKIPPED,
-            target = %t.name,
-            reason = "superseded",
-            count = n - MAX_SKIP_LINES,
-            "more missed slots skipped (older ones are superseded by a newer slot)"
-        );
-    }
+    skip(t, &missed, "superseded", metrics, out);
 }
 
-fn skip(
-    t: &Target,
-    slot: DateTime<Utc>,
-    reason: &str,
-    metrics: &Metrics,
-    out: &mut Recovered,
-    log: bool,
-) {
-    out.skipped += 1;
-    metrics.slot_skipped(&t.name, reason);
-    if log {
-        warn!(
-            event = event::SLOT_SKIPPED,
-            target = %t.name,
-            resource_arn = %t.resource_arn,
-            scheduled_for = %slot.to_rfc3339(),
-            reason,
-            "missed slot not started"
-        );
-    }
+/// Logs `slots` (oldest first) as skipped for `reason`: one line, whatever their number.
+fn skip(t: &Target, slots: &[DateTime<Utc>], reason: &str, metrics: &Metrics, out: &mut Recovered) {
+    let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
+        return;
+    };
+    let count = slots.len() as u64;
+    out.skipped += slots.len();
+    metrics.slots_skipped(&t.name, reason, count);
+    warn!(
+        event = event::SLOT_SKIPPED,
+        target = %t.name,
+        resource_arn = %t.resource_arn,
+        scheduled_for = %first.to_rfc3339(),
+        first_slot = %first.to_rfc3339(),
+        last_slot = %last.to_rfc3339(),
+        count,
+        reason,
+        "missed slots not started"
+    );
 }
 
 #[cfg(test)]
@@ -425,12 +460,75 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_first_start_catches_up_only_a_recent_slot_and_does_not_warn_about_old_ones() {
+    async fn a_first_start_runs_no_missed_slot_and_says_so_in_one_line() {
+        let (logs, _guard) = crate::telemetry::capture::start();
+        // 09:00 is within the deadline, but the target never ran: it is new, nothing starts.
         let (out, names) = recover_at(&config(""), at(9, 10), &[]).await;
-        assert_eq!(out.caught_up, 1);
-        assert_eq!(names, vec!["hourly-20261129T090000Z"]);
-        let (out, names) = recover_at(&config("starting_deadline = \"5m\""), at(9, 10), &[]).await;
         assert_eq!((out.caught_up, out.skipped, out.without_history), (0, 0, 1));
-        assert!(names.is_empty());
+        assert_eq!(out.new_targets, vec!["hourly"]);
+        assert!(names.is_empty(), "{names:?}");
+        let first = logs.named(event::FIRST_START);
+        assert_eq!(first.len(), 1, "{:?}", logs.lines());
+        assert_eq!(first[0]["targets"], 1);
+        assert!(logs.named(event::SLOT_SKIPPED).is_empty());
+        assert!(
+            !logs
+                .lines()
+                .iter()
+                .any(|l| l["message"].as_str().is_some_and(|m| m.contains("down"))),
+            "a first start does not claim the daemon was down: {:?}",
+            logs.lines()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlisted_machine_makes_no_target_new() {
+        let (logs, _guard) = crate::telemetry::capture::start();
+        let fake = Arc::new(FakeAws::new());
+        fake.fail_next("ListExecutions", crate::aws::ErrorKind::AccessDenied);
+        let rig = crate::launcher::testing::rig(&fake, at(9, 10));
+        let out = recover(
+            &config(""),
+            &*fake,
+            &*fake,
+            &*rig.clock,
+            &rig.handle,
+            &rig.launcher,
+            &rig.metrics,
+        )
+        .await;
+        assert_eq!(
+            (out.unchecked, out.without_history, out.caught_up),
+            (1, 0, 0)
+        );
+        assert!(logs.named(event::FIRST_START).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_superseded_slots_are_one_line_with_their_count() {
+        let (logs, _guard) = crate::telemetry::capture::start();
+        // Ran at 00:00; down until 09:10: 01:00 … 08:00 superseded, 09:00 caught up.
+        let (out, _) = recover_at(&config(""), at(9, 10), &[at(0, 0)]).await;
+        assert_eq!((out.caught_up, out.skipped), (1, 8));
+        let skipped = logs.named(event::SLOT_SKIPPED);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0]["reason"], "superseded");
+        assert_eq!(skipped[0]["count"], 8);
+        assert_eq!(skipped[0]["first_slot"], "2026-11-29T01:00:00+00:00");
+        assert_eq!(skipped[0]["last_slot"], "2026-11-29T08:00:00+00:00");
+        let started: Vec<_> = logs
+            .lines()
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("starting the latest slot missed"))
+            })
+            .collect();
+        assert_eq!(started.len(), 1);
+        assert_eq!(
+            started[0]["last_execution_slot"],
+            "2026-11-29T00:00:00+00:00"
+        );
     }
 }

@@ -24,6 +24,7 @@ use crate::config::{Config, Target};
 use crate::execution::Trigger;
 use crate::launcher::{Fire, Launcher};
 use crate::metrics::Metrics;
+use crate::rules::{Decision, Instances};
 use crate::schedule::Schedule;
 use crate::telemetry::event;
 
@@ -38,10 +39,30 @@ struct Due {
 }
 
 struct Group {
-    schedule: Schedule,
+    schedule: Arc<Schedule>,
     targets: Vec<Arc<Target>>,
     next: Option<DateTime<Utc>>,
     job: Option<Uuid>,
+}
+
+/// The slots one stall skipped: a count and the first and last, not a list.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Stalled {
+    count: u64,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+impl Stalled {
+    fn add(&mut self, slot: DateTime<Utc>) {
+        self.count += 1;
+        self.first.get_or_insert(slot);
+        self.last = Some(slot);
+    }
+
+    fn range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.first.zip(self.last)
+    }
 }
 
 /// Groups enabled targets by schedule group key, in config order.
@@ -56,6 +77,43 @@ pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
     groups
 }
 
+/// Applies the overlap rule to slot `slot` of `t`: the fire to launch, if any (its trigger is
+/// the caller's to set). A slot folded into another slot's backup is logged `slot_merged` once
+/// here, where it is due, and counted apart from skipped slots.
+pub fn decide(
+    instances: &Instances,
+    t: &Arc<Target>,
+    slot: DateTime<Utc>,
+    metrics: &Metrics,
+) -> Option<Fire> {
+    let decision = instances.decide(t, slot);
+    if decision.is_merged() {
+        let (name, into, start) = decision.covering();
+        info!(
+            event = event::SLOT_MERGED,
+            target = %t.name,
+            rule = %t.rule_name(),
+            resource_arn = %t.resource_arn,
+            scheduled_for = %slot.to_rfc3339(),
+            covering_execution = %name,
+            covering_target = %into.name,
+            covering_rule = %into.rule_name(),
+            covering_slot = %start.to_rfc3339(),
+            delete_after_days = into.delete_after_days,
+            "slot merged into an overlapping backup of the same instance (the rule with the longest retention)"
+        );
+        metrics.slot_merged(&t.name);
+    }
+    match decision {
+        Decision::Start { target, slot, .. } => Some(Fire {
+            target,
+            slot,
+            trigger: Trigger::Schedule,
+        }),
+        Decision::Merged { .. } => None,
+    }
+}
+
 /// Owns the tokio-cron-scheduler instance and the groups.
 pub struct Scheduler<S> {
     tcs: JobScheduler,
@@ -65,6 +123,8 @@ pub struct Scheduler<S> {
     launcher: Launcher<S>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// The rules of instances with several (the overlap rule), from the config applied last.
+    instances: Instances,
 }
 
 impl<S: StepFunctions> Scheduler<S> {
@@ -85,6 +145,7 @@ impl<S: StepFunctions> Scheduler<S> {
             launcher,
             clock,
             metrics,
+            instances: Instances::default(),
         })
     }
 
@@ -95,6 +156,7 @@ impl<S: StepFunctions> Scheduler<S> {
 
     /// Swaps in `config`'s targets; slots after `after` fire. Unchanged groups keep their timer.
     pub async fn apply(&mut self, config: &Config, after: DateTime<Utc>) {
+        self.instances = config.instances.clone();
         let mut wanted = group_targets(config);
         let gone: Vec<String> = self
             .groups
@@ -204,28 +266,38 @@ impl<S: StepFunctions> Scheduler<S> {
                 scheduled_for = %due.slot.to_rfc3339(),
                 "slot fired"
             );
-            self.launcher.launch(Fire {
-                target: t.clone(),
-                slot: due.slot,
-                trigger: Trigger::Schedule,
-            });
+            if let Some(fire) = decide(&self.instances, t, due.slot, &self.metrics) {
+                self.launcher.launch(Fire {
+                    trigger: Trigger::Schedule,
+                    ..fire
+                });
+            }
         }
         let now = self.clock.now();
         let mut next = g.schedule.next_after(due.slot);
         // Slots that passed while the process was frozen (suspend, a stopped container) are not
         // fired in a burst: the next start's catch-up policy is the one place that decides those.
+        // One line per target for the whole stall (an hour of a 5 s schedule is 719 slots).
+        let mut stalled = Stalled::default();
         while let Some(n) = next.filter(|n| *n < now - chrono::Duration::seconds(1)) {
+            stalled.add(n);
+            next = g.schedule.next_after(n);
+        }
+        if let Some((first, last)) = stalled.range() {
             for t in &g.targets {
                 warn!(
                     event = event::SLOT_SKIPPED,
                     target = %t.name,
-                    scheduled_for = %n.to_rfc3339(),
+                    scheduled_for = %first.to_rfc3339(),
+                    first_slot = %first.to_rfc3339(),
+                    last_slot = %last.to_rfc3339(),
+                    count = stalled.count,
                     reason = "process_stalled",
-                    "slot skipped: the process was not running when it was due"
+                    "slots skipped: the process was not running when they were due"
                 );
-                self.metrics.slot_skipped(&t.name, "process_stalled");
+                self.metrics
+                    .slots_skipped(&t.name, "process_stalled", stalled.count);
             }
-            next = g.schedule.next_after(n);
         }
         g.next = next;
         self.arm(&due.key, &mut g).await;
@@ -256,5 +328,76 @@ impl<S: StepFunctions> Scheduler<S> {
         if let Err(e) = self.tcs.shutdown().await {
             warn!(error = %e, "timer shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::fake::FakeAws;
+    use crate::telemetry::capture;
+    use chrono::TimeZone;
+    use std::sync::Mutex;
+
+    /// A wall clock the test sets by hand: a jump is one assignment.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clock_jump_over_many_slots_logs_one_line_per_target() {
+        let (logs, _guard) = capture::start();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap();
+        let clock = Arc::new(ManualClock(Mutex::new(t0)));
+        let fake = Arc::new(FakeAws::new());
+        let rig = crate::launcher::testing::rig(&fake, t0);
+        let metrics = rig.metrics.clone();
+        let mut scheduler = Scheduler::new(rig.launcher.clone(), clock.clone(), metrics.clone())
+            .await
+            .unwrap();
+        let mut text = String::from(
+            "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n",
+        );
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[backup]]\nname = \"{name}\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-{i:08x}\"\nschedule = \"*/5 * * * * *\"\n"
+            ));
+        }
+        let config = crate::config::parse(&text, "t.toml").unwrap();
+        scheduler.apply(&config, t0).await;
+        let (key, slot) = {
+            let (k, g) = scheduler.groups.iter().next().unwrap();
+            (k.clone(), g.next.unwrap())
+        };
+        assert_eq!(slot, t0 + chrono::Duration::seconds(5));
+        // The process wakes an hour later: its timer for 09:00:05 goes off at 10:00:05.5.
+        *clock.0.lock().unwrap() = t0 + chrono::Duration::milliseconds(3_605_500);
+        scheduler.on_due(Due { key, slot }).await;
+
+        let lines = logs.named(event::SLOT_SKIPPED);
+        assert_eq!(lines.len(), 2, "one line per target: {lines:?}");
+        // 09:00:10 … 10:00:00 passed while frozen (10:00:05 is within the second of now).
+        for (line, target) in lines.iter().zip(["a", "b"]) {
+            assert_eq!(line["target"], target);
+            assert_eq!(line["reason"], "process_stalled");
+            assert_eq!(line["count"], 719);
+            assert_eq!(line["first_slot"], "2026-11-29T09:00:10+00:00");
+            assert_eq!(line["last_slot"], "2026-11-29T10:00:00+00:00");
+        }
+        // The metric still counts every slot.
+        let text = metrics.encode();
+        for target in ["a", "b"] {
+            let series = format!(
+                "orchestrator_slots_skipped_total{{target=\"{target}\",reason=\"process_stalled\"}} 719"
+            );
+            assert!(text.contains(&series), "{series} in\n{text}");
+        }
+        // 10:00:05, less than a second late, is armed (and fires at once), not skipped.
+        let g = scheduler.groups.values().next().unwrap();
+        assert_eq!(g.next, Some(t0 + chrono::Duration::seconds(3605)));
     }
 }

@@ -33,10 +33,18 @@ pub mod event {
     pub const CONFIG_RELOADED: &str = "config_reloaded";
     /// A reload was refused; the old config keeps running.
     pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
+    /// `--watch`: the config file cannot be read (once until it can); the old config keeps running.
+    pub const CONFIG_FILE_UNREADABLE: &str = "config_file_unreadable";
+    /// Start-up is over: timers registered, restart recovery done, reloads and `--watch` live.
+    pub const READY: &str = "ready";
     /// A slot fired.
     pub const SLOT_FIRED: &str = "slot_fired";
     /// A slot was not started, with a reason.
     pub const SLOT_SKIPPED: &str = "slot_skipped";
+    /// A slot was folded into an overlapping backup of the same instance (the overlap rule).
+    pub const SLOT_MERGED: &str = "slot_merged";
+    /// A slot waits for a shorter-retention backup of its instance to end.
+    pub const SLOT_WAITING: &str = "slot_waiting";
     /// Dry run: what would have started.
     pub const DRY_RUN_START: &str = "dry_run_start";
     /// StartExecution succeeded.
@@ -55,20 +63,31 @@ pub mod event {
     pub const BACKUP_JOB_STATE: &str = "backup_job_state";
     /// The job's progress moved.
     pub const BACKUP_JOB_PROGRESS: &str = "backup_job_progress";
+    /// A pre or post hook ended (one line per phase, read from the execution's history).
+    pub const HOOK_FINISHED: &str = "hook_finished";
     /// One summary line at each backup's end.
     pub const BACKUP_FINISHED: &str = "backup_finished";
+    /// Start-up found targets with no execution in the lookback: new, nothing caught up.
+    pub const FIRST_START: &str = "first_start";
     /// Restart recovery picked up a backup in flight.
     pub const TRACKING_RESUMED: &str = "tracking_resumed";
     /// A tracking call failed (it is retried at the next poll).
     pub const AWS_CALL_FAILED: &str = "aws_call_failed";
+    /// No AWS credentials could be found at start (one short line saying what to set).
+    pub const AWS_CREDENTIALS_MISSING: &str = "aws_credentials_missing";
     /// SIGTERM/SIGINT received.
     pub const SHUTDOWN: &str = "shutdown";
 }
 
+/// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn
+/// at every call that finds no credentials, each a long error report; the daemon says it once
+/// at start (`aws_credentials_missing`), and a failed call's own line carries the details.
+pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn,aws_config::meta::credentials::chain=error,aws_config::imds=error";
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
@@ -86,4 +105,67 @@ pub fn init(format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// Log capture for unit tests: JSON lines into memory, for the current thread only.
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    /// The captured lines; clone it to read while the guard lives.
+    #[derive(Clone, Default)]
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        /// Every line so far, parsed.
+        pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().expect("capture lock").clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        }
+
+        /// Lines with `event == name`.
+        pub(crate) fn named(&self, name: &str) -> Vec<serde_json::Value> {
+            self.lines()
+                .into_iter()
+                .filter(|v| v["event"] == name)
+                .collect()
+        }
+    }
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("capture lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// Captures this thread's logs (DEBUG and up) until the guard drops.
+    pub(crate) fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(captured.clone())
+            .with_target(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
 }

@@ -6,13 +6,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use backup_orchestrator::sandbox::Faults;
+use aws_sandbox::Faults;
 use chrono::{DateTime, Timelike, Utc};
 use common::*;
 use serde_json::Value;
 
 /// (target, slot) of every execution the endpoint holds, with how many executions each has.
-fn slots(sb: &backup_orchestrator::sandbox::Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
+fn slots(sb: &aws_sandbox::Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
     let mut m = BTreeMap::new();
     for e in sb.executions() {
         let input: Value = serde_json::from_str(&e.input).unwrap();
@@ -389,7 +389,7 @@ fn sigterm_in_the_middle_of_a_slow_poll_round_exits_at_once() {
             == 8
     });
     std::thread::sleep(Duration::from_secs(3));
-    let described = |sb: &backup_orchestrator::sandbox::Sandbox| {
+    let described = |sb: &aws_sandbox::Sandbox| {
         sb.stats()
             .by_operation
             .get("DescribeExecution")

@@ -94,6 +94,7 @@ impl BackupJobs for SdkBackupJobs {
             .set_by_created_after(filter.created_after.map(from_chrono))
             .set_by_resource_arn(filter.resource_arn.clone())
             .set_by_state(filter.state.as_deref().map(BackupJobState::from))
+            .set_by_resource_type(filter.resource_type.clone())
             .max_results(MAX_PAGE)
             .set_next_token(next_token)
             .send()

@@ -1,5 +1,5 @@
 //! In-memory [`StepFunctions`] and [`BackupJobs`] for unit tests: scripted states, injected errors,
-//! counted calls. End-to-end tests use the real SDK against [`crate::sandbox`] instead.
+//! counted calls. End-to-end tests use the real SDK against the `aws-sandbox` crate instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -25,6 +25,8 @@ struct State {
     jobs: HashMap<String, JobDetail>,
     errors: HashMap<&'static str, VecDeque<ApiError>>,
     calls: HashMap<&'static str, usize>,
+    /// ListBackupJobs rows a page (None: everything in one page).
+    job_page: Option<usize>,
 }
 
 impl FakeAws {
@@ -89,6 +91,11 @@ impl FakeAws {
     pub fn push_history(&self, arn: &str, event: HistoryEvent) {
         let mut s = self.state.lock().expect("fake lock");
         s.history.entry(arn.to_string()).or_default().push(event);
+    }
+
+    /// ListBackupJobs answers `n` rows a page, newest first, with a next token.
+    pub fn page_jobs(&self, n: usize) {
+        self.state.lock().expect("fake lock").job_page = Some(n.max(1));
     }
 
     /// Creates or replaces a backup job.
@@ -213,10 +220,10 @@ impl BackupJobs for FakeAws {
         &self,
         _region: &str,
         filter: &JobFilter,
-        _next_token: Option<String>,
+        next_token: Option<String>,
     ) -> Result<Page<JobDetail>, ApiError> {
         let s = self.call("ListBackupJobs")?;
-        let items = s
+        let mut items: Vec<JobDetail> = s
             .jobs
             .values()
             .filter(|j| {
@@ -232,9 +239,19 @@ impl BackupJobs for FakeAws {
             })
             .cloned()
             .collect();
+        let Some(size) = s.job_page else {
+            return Ok(Page {
+                items,
+                next_token: None,
+            });
+        };
+        items.sort_by(|a, b| (b.creation_date, &b.job_id).cmp(&(a.creation_date, &a.job_id)));
+        let from: usize = next_token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let rest = items.split_off(from.min(items.len()));
+        let next_token = (rest.len() > size).then(|| (from + size).to_string());
         Ok(Page {
-            items,
-            next_token: None,
+            items: rest.into_iter().take(size).collect(),
+            next_token,
         })
     }
 }

@@ -271,6 +271,12 @@ pub struct HistoryEvent {
     pub resource: Option<String>,
     /// For TaskSucceeded: the task's output JSON.
     pub output: Option<String>,
+    /// When it happened.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// For state entered/exited events: the state's name.
+    pub state_name: Option<String>,
+    /// For TaskFailed: the error name.
+    pub error: Option<String>,
 }
 
 /// One page of a paginated listing.
@@ -385,6 +391,8 @@ pub struct JobFilter {
     pub resource_arn: Option<String>,
     /// Only this state.
     pub state: Option<String>,
+    /// Only this resource type (`EC2`).
+    pub resource_type: Option<String>,
 }
 
 /// The Step Functions calls the daemon makes.
