@@ -32,16 +32,14 @@ want="$(sort <<'LIST'
 /usr/share/doc/orchestrator/copyright
 /usr/share/fish/vendor_completions.d/orchestrator.fish
 /usr/share/lintian/overrides/orchestrator
-/usr/share/man/man1/orchestrator-check.1.gz
-/usr/share/man/man1/orchestrator-demo.1.gz
-/usr/share/man/man1/orchestrator-healthcheck.1.gz
-/usr/share/man/man1/orchestrator-next.1.gz
-/usr/share/man/man1/orchestrator-run-now.1.gz
-/usr/share/man/man1/orchestrator-sandbox.1.gz
-/usr/share/man/man1/orchestrator.1.gz
 /usr/share/zsh/vendor-completions/_orchestrator
 LIST
 )"
+# One man page per visible subcommand, as the packaged binary generates them.
+"$root/usr/bin/orchestrator" generate --out-dir "$root/gen" >/dev/null
+want="$( (printf '%s\n' "$want"; for page in "$root"/gen/man/*.1; do echo "/usr/share/man/man1/${page##*/}.gz"; done) | sort)"
+[[ "$want" == *"/usr/share/man/man1/orchestrator.1.gz"* ]] || fail "no orchestrator.1 generated"
+rm -rf "$root/gen"
 [[ "$got" == "$want" ]] || fail "file list differs from the expected one: $(diff <(echo "$want") <(echo "$got") || true)"
 [[ "$(cat "$root/DEBIAN/conffiles")" == "/etc/orchestrator/backups.toml" ]] || fail "conffiles"
 echo "--> file list: OK"
