@@ -13,7 +13,7 @@
 #   systemd-analyze    verify + offline security score of deploy/systemd/orchestrator.service
 #   hadolint           deploy/container/Dockerfile
 #   botocore           deploy/ecs/task-definition.json vs ecs:RegisterTaskDefinition's input shape
-#   ShellCheck         this script
+#   ShellCheck         this script, the .deb's build and check scripts and maintainer scripts
 #
 # The Rust side of the contract (execution input vs the machine's $.paths) is
 # `cargo test --test deploy_contract`, part of `cargo test`.
@@ -102,7 +102,8 @@ run "hadolint" "$VENV/bin/hadolint" deploy/container/Dockerfile
 
 run "botocore RegisterTaskDefinition" "$VENV/bin/python" deploy/ecs/validate_task_definition.py
 
-run "shellcheck" "$VENV/bin/shellcheck" deploy/validate.sh
+run "shellcheck" "$VENV/bin/shellcheck" deploy/validate.sh scripts/package-deb.sh deploy/debian/check-deb.sh \
+    deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm
 
 # --- result ------------------------------------------------------------------------------
 section "summary"

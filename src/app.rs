@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{BackupJobs, LeaseTable, StepFunctions};
 use crate::clock::Clock;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ContentHash};
 use crate::http::{self, Health};
 use crate::launcher::Launcher;
 use crate::metrics::Metrics;
@@ -26,11 +26,10 @@ use crate::scheduler::Scheduler;
 use crate::signals::Signal;
 use crate::telemetry::event;
 use crate::tracker::{Tracker, TrackerSettings};
+use crate::watch::{self as file_watch, Action, Look, Watch};
 
 /// Target names a `config_reloaded` line lists per kind of change (the counts are complete).
 const LOGGED_NAMES: usize = 20;
-/// How often `--watch` looks at the config file.
-const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How the daemon runs.
 #[derive(Debug, Clone, Default)]
@@ -172,6 +171,27 @@ fn diff_targets<'a>(
     (added, removed, changed)
 }
 
+/// Parses `bytes` (a watched change) or reads the source afresh (SIGHUP); with the content
+/// hash of a file that was read, so that a refused content is refused once.
+async fn reload(
+    path: Option<&std::path::Path>,
+    bytes: Option<Vec<u8>>,
+) -> (Result<Config, ConfigError>, Option<ContentHash>) {
+    let Some(path) = path else {
+        return (config::load_from(None), None);
+    };
+    let file = path.display().to_string();
+    let bytes = match bytes {
+        Some(b) => b,
+        None => match tokio::fs::read(path).await {
+            Ok(b) => b,
+            Err(source) => return (Err(ConfigError::Read { file, source }), None),
+        },
+    };
+    let hash = config::content_hash(&bytes);
+    (config::from_bytes(bytes, &file), Some(hash))
+}
+
 /// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
 /// grace period ran out).
 ///
@@ -308,10 +328,20 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         )
         .await;
     }
+    // The baseline is the text `config` was parsed from: an edit made since (during recovery
+    // above, say) differs from it and is reloaded at the first look.
+    let mut watched = Watch::new(config.content_hash);
+    let watched_path = opts.config_path.clone().filter(|_| opts.watch);
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let scheduler_task = tokio::spawn(scheduler.run(config_rx, stop.clone()));
     health.config_loaded.store(true, Ordering::Relaxed);
     notify(&[sd_notify::NotifyState::Ready]);
+    info!(
+        event = event::READY,
+        generation,
+        watch = watched_path.is_some(),
+        "ready: schedules registered, restart recovery done"
+    );
 
     if let Some(period) = sd_notify::watchdog_enabled() {
         let stop = stop.clone();
@@ -326,11 +356,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         });
     }
 
-    let mut watched = match (&opts.watch, &opts.config_path) {
-        (true, Some(p)) => std::fs::read(p).ok(),
-        _ => None,
-    };
-    let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+    let mut watch_tick = tokio::time::interval(file_watch::INTERVAL);
     let mut lost = false;
     loop {
         let lost_lease = async {
@@ -341,35 +367,57 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                 None => std::future::pending::<()>().await,
             }
         };
-        let reload = tokio::select! {
+        // Some(bytes): a watched change, already read; None: SIGHUP (read the source now).
+        let changed: Option<Vec<u8>> = tokio::select! {
             () = lost_lease => {
                 lost = true;
                 break;
             }
             s = signals.recv() => match s {
-                Some(Signal::Reload) => true,
+                Some(Signal::Reload) => None,
                 Some(Signal::Shutdown) | None => break,
             },
-            _ = watch_tick.tick(), if opts.watch => {
-                let now = opts.config_path.as_ref().and_then(|p| std::fs::read(p).ok());
-                if now.is_some() && now != watched {
-                    watched = now;
-                    info!("config file changed");
-                    true
-                } else {
-                    false
+            _ = watch_tick.tick(), if watched_path.is_some() => {
+                let path = watched_path.as_deref().unwrap_or_else(|| unreachable!());
+                let read = tokio::fs::read(path).await;
+                let look = match &read {
+                    Ok(bytes) => Look::Read(config::content_hash(bytes)),
+                    Err(e) => Look::Unreadable(e.kind()),
+                };
+                match (watched.observe(look), read) {
+                    (Action::Load, Ok(bytes)) => {
+                        info!(file = %path.display(), "config file changed");
+                        Some(bytes)
+                    }
+                    (Action::Settle, _) => {
+                        // Look again soon: a writer may still be at work.
+                        watch_tick.reset_after(file_watch::SETTLE);
+                        continue;
+                    }
+                    (Action::ReportUnreadable(_), Err(e)) => {
+                        warn!(
+                            event = event::CONFIG_FILE_UNREADABLE,
+                            file = %path.display(),
+                            error = %e,
+                            "config file cannot be read; the running config stays"
+                        );
+                        continue;
+                    }
+                    (Action::ReportBack, _) => {
+                        info!(file = %path.display(), "config file readable again, unchanged");
+                        continue;
+                    }
+                    _ => continue,
                 }
             }
         };
-        if !reload {
-            continue;
-        }
         notify(&[
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::monotonic_usec_now()
                 .unwrap_or(sd_notify::NotifyState::Status("reloading")),
         ]);
-        match config::load_from(opts.config_path.as_deref()) {
+        let (loaded, hash) = reload(opts.config_path.as_deref(), changed).await;
+        match loaded {
             Ok(new) => {
                 generation += 1;
                 let old = config_tx.borrow().clone();
@@ -389,9 +437,14 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                 );
                 metrics.reload("applied");
                 metrics.set_generation(generation);
+                watched.applied(new.content_hash);
                 let _ = config_tx.send(Arc::new(new));
             }
             Err(e) => {
+                if let Some(h) = hash {
+                    // Refused once: `--watch` neither retries nor re-reports this content.
+                    watched.refused(h);
+                }
                 metrics.reload("rejected");
                 log_config_errors(&e);
             }

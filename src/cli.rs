@@ -115,6 +115,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9464")]
         addr: SocketAddr,
     },
+    /// Write the man pages and shell completions (for packaging; see src/dist.rs).
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write `man/` and `completions/` into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, i32> {
@@ -175,6 +182,16 @@ pub async fn main(cli: Cli) -> i32 {
                 EXIT_FAILURE
             }
         }
+        Some(Command::Generate { out_dir }) => match crate::dist::generate(&out_dir) {
+            Ok(files) => {
+                files.iter().for_each(|f| println!("{}", f.display()));
+                0
+            }
+            Err(e) => {
+                eprintln!("generate: {}: {e}", out_dir.display());
+                EXIT_FAILURE
+            }
+        },
     }
 }
 
@@ -238,17 +255,28 @@ fn print_summary(c: &Config) {
             .schedule
             .next_after(now)
             .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        let rule = t
+            .rule
+            .as_deref()
+            .map_or(String::new(), |r| format!(" rule {r}"));
         println!(
-            "  {:<24} {:<28} {:<16} next {}{}",
-            t.name,
+            "  {:<24} {:<28} {:<16} {} d next {}{}",
+            format!("{}{rule}", t.name),
             t.schedule.expression(),
             t.schedule.timezone().name(),
+            t.delete_after_days,
             next,
             if t.enabled { "" } else { " (disabled)" }
         );
     }
     if c.targets.len() > 50 {
         println!("  … and {} more", c.targets.len() - 50);
+    }
+    if !c.instances.is_empty() {
+        println!(
+            "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
+            c.instances.len()
+        );
     }
 }
 
@@ -277,19 +305,48 @@ fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) 
         .enabled_targets()
         .filter(|t| only.is_none_or(|n| n == t.name))
     {
-        println!(
-            "{} ({} in {})",
-            t.name,
-            t.schedule.expression(),
-            t.schedule.timezone().name()
-        );
+        // A target alone on its instance prints as it always did; rules show their retention
+        // and what each slot starts or is merged into.
+        let plain = t.rule.is_none() && c.instances.rules_of(t).is_none();
+        if plain {
+            println!(
+                "{} ({} in {})",
+                t.name,
+                t.schedule.expression(),
+                t.schedule.timezone().name()
+            );
+        } else {
+            println!(
+                "{}{} ({} in {}, {} d)",
+                t.name,
+                t.rule
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(" rule {r}")),
+                t.schedule.expression(),
+                t.schedule.timezone().name(),
+                t.delete_after_days
+            );
+        }
         // `--from`: slots at or after that moment (iter_after is strictly after).
         let after = from.map_or(now, |f| {
             f.resolve(t.schedule.timezone()) - chrono::Duration::nanoseconds(1)
         });
         for slot in t.schedule.iter_after(after).take(count) {
+            let decision = c.instances.decide(t, slot);
+            let (name, into, _) = decision.covering();
+            let note = if plain {
+                String::new()
+            } else if decision.is_merged() {
+                format!(
+                    "  merged into {name} (rule {}, {} d)",
+                    into.rule_name(),
+                    into.delete_after_days
+                )
+            } else {
+                format!("  {name}")
+            };
             println!(
-                "  {}  {}",
+                "  {}  {}{note}",
                 slot.with_timezone(&t.schedule.timezone()).to_rfc3339(),
                 slot.to_rfc3339()
             );
@@ -352,7 +409,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
     init_logs(&args, Some(&config));
     let mut targets = Vec::new();
     for n in names {
-        match config.target(n) {
+        match config.run_now_target(n) {
             Some(t) => targets.push(t.clone()),
             None => {
                 eprintln!("{}: no target named `{n}`", config.source);

@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::arn::{InstanceArn, StateMachineArn};
+use crate::hooks::{self, Document, OnPreHookFailure, PostHookWhen};
 use crate::schedule::Schedule;
 
 /// The environment variable that may hold the whole TOML text (ECS: an SSM parameter as a secret).
@@ -35,7 +36,7 @@ pub const DEFAULT_DESCRIBE_RATE: f64 = 8.0;
 pub const DEFAULT_BACKUP_READ_RATE: f64 = 5.0;
 
 /// One problem in a config file, located.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     /// The file (or `<env ORCHESTRATOR_CONFIG_TOML>`).
     pub file: String,
@@ -131,10 +132,25 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How far back restart recovery looks for our executions and jobs.
     pub recovery_lookback: Duration,
-    /// Targets in file order (disabled ones included, flagged); shared with the scheduler.
+    /// Targets in file order (disabled ones included, flagged), one per rule; shared with the
+    /// scheduler.
     pub targets: Vec<Arc<Target>>,
     /// `[ha]`: the leader lease; none: every replica fires (active-active).
     pub ha: Option<crate::lease::LeaseSettings>,
+    /// The enabled rules of every instance that has more than one (the overlap rule's input).
+    pub instances: crate::rules::Instances,
+    /// SHA-256 of the exact text this config was parsed from: `--watch`'s baseline, so an edit
+    /// made at any moment after that read is seen as a change.
+    pub content_hash: ContentHash,
+}
+
+/// SHA-256 of a config's text.
+pub type ContentHash = [u8; 32];
+
+/// The [`ContentHash`] of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
 }
 
 /// API pacing (token buckets).
@@ -150,15 +166,19 @@ pub struct Pacing {
     pub backup_read_rate: f64,
 }
 
-/// One backup target.
+/// One rule of one backup target: the unit that fires. A `[[backup]]` with `schedule` is one
+/// (its `rule` is `None`); one with `plan` or `[[backup.rule]]`s is one per rule, all with the
+/// target's name. Several of them may name the same instance (see [`crate::rules`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
-    /// Unique name; appears in logs and execution names.
+    /// The target's name (unique per `[[backup]]`); appears in logs and execution names.
     pub name: String,
+    /// The rule's name in the compact form; `None` for a `[[backup]]` with its own `schedule`.
+    pub rule: Option<Arc<str>>,
     /// The instance.
     pub resource_arn: InstanceArn,
-    /// When, in which zone.
-    pub schedule: Schedule,
+    /// When, in which zone (shared by every target on one plan rule).
+    pub schedule: Arc<Schedule>,
     /// The machine that runs its backup.
     pub state_machine: StateMachineArn,
     /// False: parsed and validated, never fired.
@@ -177,10 +197,47 @@ pub struct Target {
     pub complete_window_minutes: u32,
     /// Lifecycle DeleteAfterDays.
     pub delete_after_days: u32,
-    /// SSM command before the backup.
+    /// SSM command before the backup (per target: every rule of it runs it).
     pub pre_command: Option<String>,
     /// SSM command after the backup.
     pub post_command: Option<String>,
+    /// SSM document run before the backup (instead of `pre_command`).
+    pub pre_document: Option<Document>,
+    /// SSM document run after the backup starts (instead of `post_command`).
+    pub post_document: Option<Document>,
+    /// When the post hook runs.
+    pub post_hook_when: PostHookWhen,
+    /// How long the post hook waits for the job to start at most.
+    pub hook_max_downtime: Duration,
+    /// What a failed pre hook means.
+    pub on_pre_hook_failure: OnPreHookFailure,
+    /// StartBackupJob `BackupOptions: {"WindowsVSS": "enabled"}`.
+    pub windows_vss: bool,
+}
+
+impl Target {
+    /// True when the machine runs a pre or post hook for this target.
+    pub fn has_hooks(&self) -> bool {
+        self.pre_command.is_some()
+            || self.post_command.is_some()
+            || self.pre_document.is_some()
+            || self.post_document.is_some()
+    }
+
+    /// True when a post hook runs.
+    pub fn has_post_hook(&self) -> bool {
+        self.post_command.is_some() || self.post_document.is_some()
+    }
+}
+
+/// A hook document as the file writes it: `{ name = "...", version = "3", parameters = {...} }`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    name: String,
+    version: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
 }
 
 // ---- raw structs: what the file says, with spans ----
@@ -223,6 +280,14 @@ struct RawPolicy {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
 }
 
 // Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
@@ -243,6 +308,37 @@ struct RawTarget {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    pre_document: Option<Spanned<RawDocument>>,
+    post_document: Option<Spanned<RawDocument>>,
+    #[serde(alias = "post_command_when")]
+    post_hook_when: Option<Spanned<PostHookWhen>>,
+    hook_max_downtime: Option<Spanned<String>>,
+    #[serde(alias = "on_pre_command_failure")]
+    on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
+    windows_vss: Option<Spanned<bool>>,
+    plan: Option<Spanned<String>>,
+}
+
+/// One `[[plan.rule]]` or `[[backup.rule]]`: a schedule and the settings it overrides.
+#[derive(Deserialize, Default, Clone)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    catch_up: Option<Spanned<CatchUp>>,
+    starting_deadline: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    start_window_minutes: Option<Spanned<u32>>,
+    complete_window_minutes: Option<Spanned<u32>>,
+    delete_after_days: Option<Spanned<u32>>,
+}
+
+/// A `[[plan]]`: named rules that targets share with `plan = "NAME"`.
+struct RawPlan {
+    path: String,
+    span: Range<usize>,
+    name: Option<Spanned<String>>,
+    rules: Vec<(String, Range<usize>, RawRule)>,
 }
 
 /// Names of the keys each section accepts (the raw structs above).
@@ -263,6 +359,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "recovery_lookback",
     "defaults",
     "backup",
+    "plan",
     "ha",
 ];
 const HA_KEYS: &[&str] = &[
@@ -279,6 +376,14 @@ const POLICY_KEYS: &[&str] = &[
     "start_window_minutes",
     "complete_window_minutes",
     "delete_after_days",
+    "pre_document",
+    "post_document",
+    "post_hook_when",
+    "post_command_when",
+    "hook_max_downtime",
+    "on_pre_hook_failure",
+    "on_pre_command_failure",
+    "windows_vss",
 ];
 const TARGET_KEYS: &[&str] = &[
     "name",
@@ -289,6 +394,22 @@ const TARGET_KEYS: &[&str] = &[
     "enabled",
     "pre_command",
     "post_command",
+    "plan",
+    "rule",
+];
+/// Keys of a `[[plan]]`.
+const PLAN_KEYS: &[&str] = &["name", "rule"];
+/// Keys of a rule (`[[plan.rule]]`, `[[backup.rule]]`); `concurrency` and hooks stay per target.
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "schedule",
+    "timezone",
+    "catch_up",
+    "starting_deadline",
+    "jitter",
+    "start_window_minutes",
+    "complete_window_minutes",
+    "delete_after_days",
 ];
 
 /// Collects diagnostics against one source text.
@@ -355,6 +476,46 @@ impl Report<'_> {
     }
 }
 
+/// The rules of a `[[backup]]` or `[[plan]]`: each with its path, its absolute span and its keys.
+type RawRules = Option<(Range<usize>, Vec<(String, Range<usize>, RawRule)>)>;
+/// A `[[backup]]` as read: its path, its span, and its keys and rules (`None`: not a table).
+type RawTargetAt = (String, Range<usize>, Option<(RawTarget, RawRules)>);
+/// One rule of a target before its values are checked: rule name, schedule, settings, path.
+type Unit = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, String);
+
+impl Report<'_> {
+    /// Reads a `rule` array of tables (of a target or a plan at `path`); spans made absolute.
+    fn rules(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        path: &str,
+        base: usize,
+    ) -> Vec<(String, Range<usize>, RawRule)> {
+        let Some(items) = v.get_ref().as_array() else {
+            self.push(
+                v.span(),
+                join(path, "rule"),
+                "must be an array of tables: [[…rule]]",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let rpath = format!("{path}.rule[{i}]");
+            let span = item.span().start + base..item.span().end + base;
+            let Some(t) = item.get_ref().as_table() else {
+                self.push(item.span(), rpath, "must be a table: [[…rule]]");
+                continue;
+            };
+            self.unknown_keys(t, &[RULE_KEYS], &rpath);
+            if let Some(raw) = self.table::<RawRule>(item, &rpath) {
+                out.push((rpath, span, raw.shifted(base)));
+            }
+        }
+        out
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -411,11 +572,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Loads and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    parse(&text, &file)
+    from_bytes(bytes, &file)
+}
+
+/// Validates the bytes of a config file already read (`--watch` parses what it compared).
+pub fn from_bytes(bytes: Vec<u8>, file: &str) -> Result<Config, ConfigError> {
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
+        file: file.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })?;
+    parse(&text, file)
 }
 
 /// Loads the config from `path`, or from [`CONFIG_TOML_ENV`] when no path is given.
@@ -502,6 +672,14 @@ macro_rules! shift_fields {
     };
 }
 
+impl RawRule {
+    fn shifted(mut self, by: usize) -> Self {
+        shift_fields!(self, by; name, schedule, timezone, catch_up, starting_deadline, jitter,
+            start_window_minutes, complete_window_minutes, delete_after_days);
+        self
+    }
+}
+
 /// Parses and validates TOML text; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut r = Report {
@@ -513,7 +691,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let mut global: Option<RawGlobal> = None;
     let mut defaults: Option<RawPolicy> = None;
     let mut ha: Option<(Range<usize>, RawHa)> = None;
-    let mut raw_targets: Vec<(String, Range<usize>, Option<RawTarget>)> = Vec::new();
+    let mut raw_targets: Vec<RawTargetAt> = Vec::new();
+    let mut plans: Vec<RawPlan> = Vec::new();
     let mut saw_backup = false;
     for (base, chunk) in chunks(text) {
         r.base = base;
@@ -535,7 +714,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         if global.is_none() {
             let mut globals = DeTable::new();
             for (k, v) in root_table.iter() {
-                if !matches!(k.get_ref().as_ref(), "backup" | "defaults" | "ha") {
+                if !matches!(k.get_ref().as_ref(), "backup" | "defaults" | "plan" | "ha") {
                     globals.insert(k.clone(), v.clone());
                 }
             }
@@ -556,7 +735,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         r.unknown_keys(t, &[POLICY_KEYS], "defaults");
                         let mut d: RawPolicy = r.table(v, "defaults").unwrap_or_default();
                         shift_fields!(d, base; catch_up, starting_deadline, concurrency, jitter,
-                            start_window_minutes, complete_window_minutes, delete_after_days);
+                            start_window_minutes, complete_window_minutes, delete_after_days,
+                            pre_document, post_document, post_hook_when, hook_max_downtime,
+                            on_pre_hook_failure, windows_vss);
                         defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
@@ -591,14 +772,55 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                             continue;
                         };
                         r.unknown_keys(t, &[TARGET_KEYS, POLICY_KEYS], &path);
+                        let rules = t.get("rule").map(|v| {
+                            let span = v.span().start + base..v.span().end + base;
+                            (span, r.rules(v, &path, base))
+                        });
                         let raw = r.table::<RawTarget>(item, &path).map(|mut raw| {
                             shift_fields!(raw, base; name, resource_arn, schedule, timezone,
                                 state_machine_arn, enabled, pre_command, post_command, catch_up,
                                 starting_deadline, concurrency, jitter, start_window_minutes,
-                                complete_window_minutes, delete_after_days);
-                            raw
+                                complete_window_minutes, delete_after_days, pre_document,
+                                post_document, post_hook_when, hook_max_downtime,
+                                on_pre_hook_failure, windows_vss, plan);
+                            (raw, rules)
                         });
                         raw_targets.push((path, span, raw));
+                    }
+                }
+                "plan" => {
+                    let Some(items) = v.get_ref().as_array() else {
+                        r.push(v.span(), "plan", "must be an array of tables: [[plan]]");
+                        continue;
+                    };
+                    for item in items.iter() {
+                        let path = format!("plan[{}]", plans.len());
+                        let span = item.span().start + base..item.span().end + base;
+                        let Some(t) = item.get_ref().as_table() else {
+                            r.push(item.span(), path.clone(), "must be a table: [[plan]]");
+                            continue;
+                        };
+                        r.unknown_keys(t, &[PLAN_KEYS], &path);
+                        let name = t.get("name").and_then(|n| match n.get_ref().as_str() {
+                            Some(s) => Some(Spanned::new(
+                                n.span().start + base..n.span().end + base,
+                                s.to_string(),
+                            )),
+                            None => {
+                                r.push(n.span(), join(&path, "name"), "must be a string");
+                                None
+                            }
+                        });
+                        let rules = match t.get("rule") {
+                            Some(v) => r.rules(v, &path, base),
+                            None => Vec::new(),
+                        };
+                        plans.push(RawPlan {
+                            path,
+                            span,
+                            name,
+                            rules,
+                        });
                     }
                 }
                 _ => {}
@@ -622,12 +844,16 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         &mut r,
         global.unwrap_or_default(),
         defaults.unwrap_or_default(),
+        plans,
         raw_targets,
     );
     config.ha = ha.and_then(|(span, h)| validate_ha(&mut r, span, h));
     if r.diags.is_empty() {
         Ok(config)
     } else {
+        // A target's bad value is met once per rule of it: report it once.
+        let mut seen = std::collections::HashSet::new();
+        r.diags.retain(|d| seen.insert(d.clone()));
         Err(ConfigError::Invalid(r.diags))
     }
 }
@@ -764,7 +990,8 @@ fn validate(
     r: &mut Report<'_>,
     g: RawGlobal,
     defaults: RawPolicy,
-    raw_targets: Vec<(String, Range<usize>, RawTarget)>,
+    plans: Vec<RawPlan>,
+    raw_targets: Vec<(String, Range<usize>, (RawTarget, RawRules))>,
 ) -> Config {
     let default_machine = g.state_machine_arn.as_ref().and_then(|s| {
         StateMachineArn::parse(s.get_ref())
@@ -858,24 +1085,25 @@ fn validate(
     );
 
     let defaults = checked_defaults(r, defaults);
+    let plans = check_plans(r, plans);
+    let mut ctx = Targets {
+        defaults: &defaults,
+        default_tz,
+        default_machine: default_machine.as_ref(),
+        plans,
+        seen: HashMap::new(),
+        exec_parts: HashMap::new(),
+        schedules: HashMap::new(),
+    };
     let mut targets = Vec::with_capacity(raw_targets.len());
-    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
-    let mut exec_parts: HashMap<String, String> = HashMap::new();
-    for (path, span, t) in raw_targets {
-        if let Some(target) = validate_target(
-            r,
-            &path,
-            span,
-            t,
-            &defaults,
-            default_tz,
-            default_machine.as_ref(),
-            &mut seen,
-            &mut exec_parts,
-        ) {
-            targets.push(Arc::new(target));
-        }
+    for (path, span, (t, rules)) in raw_targets {
+        targets.extend(
+            ctx.validate(r, &path, span, t, rules)
+                .into_iter()
+                .map(Arc::new),
+        );
     }
+    let instances = crate::rules::Instances::of(&targets);
 
     Config {
         source: r.file.to_string(),
@@ -890,6 +1118,8 @@ fn validate(
         recovery_lookback,
         targets,
         ha: None,
+        instances,
+        content_hash: content_hash(r.text.as_bytes()),
     }
 }
 
@@ -906,6 +1136,22 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
     };
     check_duration(&mut d.starting_deadline, "starting_deadline", r);
     check_duration(&mut d.jitter, "jitter", r);
+    if let Some(s) = d.hook_max_downtime.as_ref()
+        && let Err(e) = max_downtime(s.get_ref())
+    {
+        r.push(s.span(), "defaults.hook_max_downtime", e);
+        d.hook_max_downtime = None;
+    }
+    for (key, doc) in [
+        ("pre_document", &mut d.pre_document),
+        ("post_document", &mut d.post_document),
+    ] {
+        if let Some(raw) = doc.as_ref()
+            && !document_field(r, raw, &format!("defaults.{key}")).1
+        {
+            *doc = None;
+        }
+    }
     if let Some(v) = &d.start_window_minutes
         && *v.get_ref() < MIN_START_WINDOW_MINUTES
     {
@@ -925,230 +1171,645 @@ fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolicy {
     d
 }
 
+/// `hook_max_downtime`: a duration within the machine's bounds.
+fn max_downtime(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < hooks::MIN_MAX_DOWNTIME || d > hooks::MAX_MAX_DOWNTIME {
+        return Err(format!(
+            "`{s}`: must be between {}s and {}h (the machine polls the job every 10 s while \
+             it waits, and an execution holds at most 25,000 history events)",
+            hooks::MIN_MAX_DOWNTIME.as_secs(),
+            hooks::MAX_MAX_DOWNTIME.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+/// A hook document, checked; reports each problem under `field.name` etc. at the document.
+/// Returns the document and whether it was good.
+fn document_field(
+    r: &mut Report<'_>,
+    raw: &Spanned<RawDocument>,
+    field: &str,
+) -> (Option<Document>, bool) {
+    let d = raw.get_ref();
+    let doc = Document {
+        name: d.name.clone(),
+        version: d.version.clone(),
+        parameters: d.parameters.clone(),
+    };
+    let problems = hooks::check_document(&doc);
+    let good = problems.is_empty();
+    for (sub, message) in problems {
+        r.push(raw.span(), format!("{field}.{sub}"), message);
+    }
+    (Some(doc), good)
+}
+
 /// The longest target name we accept.
 const MAX_TARGET_NAME_LEN: usize = 128;
+/// The longest rule name we accept (it is part of execution names).
+const MAX_RULE_NAME_LEN: usize = 32;
 
-#[allow(clippy::too_many_arguments)]
-fn validate_target(
-    r: &mut Report<'_>,
-    path: &str,
-    span: Range<usize>,
-    t: RawTarget,
-    defaults: &RawPolicy,
+/// A `[[plan]]` after its rules were checked (each bad value reported once, then dropped).
+struct Plan {
+    /// False when a rule of it is unusable: its targets are then left out, not reported again.
+    usable: bool,
+    rules: Vec<CheckedRule>,
+}
+
+/// A rule whose own values were checked.
+struct CheckedRule {
+    path: String,
+    name: Arc<str>,
+    raw: RawRule,
+    /// Its own zone, if it names one.
+    tz: Option<Tz>,
+}
+
+/// What validating every target shares.
+struct Targets<'a> {
+    defaults: &'a RawPolicy,
     default_tz: Tz,
-    default_machine: Option<&StateMachineArn>,
-    seen: &mut HashMap<String, Range<usize>>,
-    exec_parts: &mut HashMap<String, String>,
-) -> Option<Target> {
-    let f = |k: &str| format!("{path}.{k}");
-    let mut ok = true;
+    default_machine: Option<&'a StateMachineArn>,
+    plans: HashMap<String, Plan>,
+    seen: HashMap<String, Range<usize>>,
+    exec_parts: HashMap<String, String>,
+    /// Plan rules' schedules, parsed once per zone (100,000 targets on one plan share three).
+    schedules: HashMap<(String, usize, Tz), Option<Arc<Schedule>>>,
+}
 
-    let name = match &t.name {
-        None => {
-            r.push(
-                span.clone(),
-                f("name"),
-                "missing (every [[backup]] needs a unique name)",
-            );
-            ok = false;
-            String::new()
-        }
-        Some(n) => {
-            let s = n.get_ref();
-            let good_chars = s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if s.is_empty() || s.len() > MAX_TARGET_NAME_LEN || !good_chars {
-                r.push(
-                    n.span(),
-                    f("name"),
-                    format!("`{s}`: use 1-{MAX_TARGET_NAME_LEN} of A-Z a-z 0-9 - _ ."),
-                );
-                ok = false;
-            } else if let Some(first) = seen.get(s) {
-                let (line, _) = line_col(r.text, first.start);
-                r.push(
-                    n.span(),
-                    f("name"),
-                    format!("`{s}` is used already (line {line})"),
-                );
-                ok = false;
-            } else {
-                seen.insert(s.clone(), n.span());
-                let part = crate::execution::target_part(s, 63);
-                if let Some(other) = exec_parts.insert(part.clone(), s.clone()) {
+/// Checks a list of rules (of a plan or a target): names, duplicates, and each value once.
+fn check_rules(r: &mut Report<'_>, rules: Vec<(String, Range<usize>, RawRule)>) -> Plan {
+    let mut usable = !rules.is_empty();
+    let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    let mut out = Vec::with_capacity(rules.len());
+    for (path, span, mut raw) in rules {
+        let f = |k: &str| format!("{path}.{k}");
+        let name = match &raw.name {
+            None => {
+                r.push(span.clone(), f("name"), "missing (every rule needs a name)");
+                None
+            }
+            Some(n) => {
+                let s = n.get_ref();
+                let good = s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+                if s.is_empty() || s.len() > MAX_RULE_NAME_LEN || !good {
                     r.push(
                         n.span(),
                         f("name"),
-                        format!("`{s}` and `{other}` give the same execution name prefix `{part}`"),
+                        format!("`{s}`: use 1-{MAX_RULE_NAME_LEN} of A-Z a-z 0-9 - _"),
+                    );
+                    None
+                } else if let Some(first) = names.get(s) {
+                    let (line, _) = line_col(r.text, first.start);
+                    r.push(
+                        n.span(),
+                        f("name"),
+                        format!("two rules named `{s}` (the first on line {line})"),
+                    );
+                    None
+                } else {
+                    names.insert(s.clone(), n.span());
+                    Some(Arc::<str>::from(s.as_str()))
+                }
+            }
+        };
+        if raw.schedule.is_none() {
+            r.push(span.clone(), f("schedule"), "missing (a cron expression)");
+        }
+        let tz = raw
+            .timezone
+            .as_ref()
+            .map(|z| zone_field(r, z, &f("timezone")));
+        for (v, key) in [
+            (&mut raw.starting_deadline, "starting_deadline"),
+            (&mut raw.jitter, "jitter"),
+        ] {
+            if let Some(s) = v.as_ref()
+                && let Err(e) = parse_duration(s.get_ref())
+            {
+                r.push(s.span(), f(key), e);
+                *v = None;
+            }
+        }
+        if let Some(v) = &raw.start_window_minutes
+            && *v.get_ref() < MIN_START_WINDOW_MINUTES
+        {
+            r.push(
+                v.span(),
+                f("start_window_minutes"),
+                format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
+            );
+            raw.start_window_minutes = None;
+        }
+        if let Some(v) = &raw.delete_after_days
+            && *v.get_ref() == 0
+        {
+            r.push(v.span(), f("delete_after_days"), "must be at least 1");
+            raw.delete_after_days = None;
+        }
+        match (name, &raw.schedule, tz) {
+            (Some(name), Some(_), None | Some(Some(_))) => out.push(CheckedRule {
+                path,
+                name,
+                tz: tz.flatten(),
+                raw,
+            }),
+            _ => usable = false,
+        }
+    }
+    Plan { usable, rules: out }
+}
+
+/// Checks every `[[plan]]` once; targets then only look them up.
+fn check_plans(r: &mut Report<'_>, plans: Vec<RawPlan>) -> HashMap<String, Plan> {
+    let mut out: HashMap<String, (Range<usize>, Plan)> = HashMap::new();
+    for p in plans {
+        let Some(name) = p.name else {
+            r.push(
+                p.span.clone(),
+                format!("{}.name", p.path),
+                "missing (targets name a plan with plan = \"NAME\")",
+            );
+            continue;
+        };
+        if p.rules.is_empty() {
+            r.push(
+                name.span(),
+                format!("{}.rule", p.path),
+                "a plan needs at least one [[plan.rule]]",
+            );
+        }
+        let checked = check_rules(r, p.rules);
+        if let Some((first, _)) = out.get(name.get_ref()) {
+            let (line, _) = line_col(r.text, first.start);
+            r.push(
+                name.span(),
+                format!("{}.name", p.path),
+                format!("a plan `{}` exists already (line {line})", name.get_ref()),
+            );
+            continue;
+        }
+        out.insert(name.get_ref().clone(), (name.span(), checked));
+    }
+    out.into_iter().map(|(k, (_, p))| (k, p)).collect()
+}
+
+impl Targets<'_> {
+    /// Validates one `[[backup]]` into one [`Target`] per rule (none if anything is wrong).
+    fn validate(
+        &mut self,
+        r: &mut Report<'_>,
+        path: &str,
+        span: Range<usize>,
+        t: RawTarget,
+        inline: RawRules,
+    ) -> Vec<Target> {
+        let f = |k: &str| format!("{path}.{k}");
+        let mut ok = true;
+
+        let name = match &t.name {
+            None => {
+                r.push(
+                    span.clone(),
+                    f("name"),
+                    "missing (every [[backup]] needs a unique name)",
+                );
+                ok = false;
+                String::new()
+            }
+            Some(n) => {
+                let s = n.get_ref();
+                let good_chars = s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                if s.is_empty() || s.len() > MAX_TARGET_NAME_LEN || !good_chars {
+                    r.push(
+                        n.span(),
+                        f("name"),
+                        format!("`{s}`: use 1-{MAX_TARGET_NAME_LEN} of A-Z a-z 0-9 - _ ."),
+                    );
+                    ok = false;
+                } else if let Some(first) = self.seen.get(s) {
+                    let (line, _) = line_col(r.text, first.start);
+                    r.push(
+                        n.span(),
+                        f("name"),
+                        format!("`{s}` is used already (line {line})"),
+                    );
+                    ok = false;
+                } else {
+                    self.seen.insert(s.clone(), n.span());
+                }
+                s.clone()
+            }
+        };
+
+        let resource_arn = match &t.resource_arn {
+            None => {
+                r.push(
+                    span.clone(),
+                    f("resource_arn"),
+                    "missing (the EC2 instance ARN to back up)",
+                );
+                None
+            }
+            Some(a) => InstanceArn::parse(a.get_ref())
+                .map_err(|e| r.push(a.span(), f("resource_arn"), e))
+                .ok(),
+        };
+
+        let tz = match &t.timezone {
+            Some(z) => zone_field(r, z, &f("timezone")),
+            None => Some(self.default_tz),
+        };
+
+        let state_machine = match &t.state_machine_arn {
+            Some(s) => StateMachineArn::parse(s.get_ref())
+                .map_err(|e| r.push(s.span(), f("state_machine_arn"), e))
+                .ok(),
+            None => {
+                if self.default_machine.is_none() {
+                    r.push(
+                        span.clone(),
+                        f("state_machine_arn"),
+                        "no state machine: set state_machine_arn at the top or in this target",
+                    );
+                }
+                self.default_machine.cloned()
+            }
+        };
+
+        if let (Some(res), Some(sm)) = (&resource_arn, &state_machine) {
+            let at = t
+                .resource_arn
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or(span.clone());
+            if res.region != sm.region {
+                r.push(
+                    at.clone(),
+                    f("resource_arn"),
+                    format!(
+                        "the instance is in {} but its state machine runs in {}: AWS Backup backs up resources in its own region",
+                        res.region, sm.region
+                    ),
+                );
+            } else if res.account != sm.account || res.partition != sm.partition {
+                r.push(
+                    at,
+                    f("resource_arn"),
+                    format!(
+                        "the instance is in account {} but its state machine in {}: StartBackupJob needs the same account",
+                        res.account, sm.account
+                    ),
+                );
+            }
+        }
+
+        let command = |c: &Option<Spanned<String>>, key: &str, r: &mut Report<'_>| {
+            c.as_ref().and_then(|c| {
+                if c.get_ref().trim().is_empty() {
+                    r.push(
+                        c.span(),
+                        f(key),
+                        "empty command (leave the key out instead)",
+                    );
+                    None
+                } else {
+                    Some(c.get_ref().clone())
+                }
+            })
+        };
+        let pre_command = command(&t.pre_command, "pre_command", r);
+        let post_command = command(&t.post_command, "post_command", r);
+
+        // The rules: the target's own schedule (today's form), a plan, or inline rules.
+        let own = merge(&t, self.defaults);
+        // Hooks stay per target: every rule of it runs them. A target's own document is checked
+        // here; an inherited one was checked in [defaults].
+        let policy = &own;
+        let document = |own: &Option<Spanned<RawDocument>>,
+                        merged: &Option<Spanned<RawDocument>>,
+                        key: &str,
+                        r: &mut Report<'_>| match (own, merged) {
+            (Some(raw), _) => {
+                let (doc, good) = document_field(r, raw, &f(key));
+                doc.filter(|_| good)
+            }
+            (None, Some(raw)) => {
+                document_field(
+                    &mut Report {
+                        diags: Vec::new(),
+                        ..*r
+                    },
+                    raw,
+                    "",
+                )
+                .0
+            }
+            (None, None) => None,
+        };
+        let pre_document = document(&t.pre_document, &policy.pre_document, "pre_document", r);
+        let post_document = document(&t.post_document, &policy.post_document, "post_document", r);
+        for (cmd, doc, key) in [
+            (&t.pre_command, &policy.pre_document, "pre_command"),
+            (&t.post_command, &policy.post_document, "post_command"),
+        ] {
+            if let (Some(c), Some(_)) = (cmd, doc) {
+                r.push(
+                    c.span(),
+                    f(key),
+                    format!(
+                        "the target has a {} too: a hook is either a document or a command",
+                        key.replace("command", "document")
+                    ),
+                );
+            }
+        }
+        let hook_max_downtime = match &policy.hook_max_downtime {
+            None => hooks::DEFAULT_MAX_DOWNTIME,
+            Some(s) => max_downtime(s.get_ref()).unwrap_or_else(|e| {
+                // An inherited bad default was reported (and dropped) in [defaults].
+                r.push(s.span(), f("hook_max_downtime"), e);
+                hooks::DEFAULT_MAX_DOWNTIME
+            }),
+        };
+        let post_hook_when = policy
+            .post_hook_when
+            .clone()
+            .map(Spanned::into_inner)
+            .unwrap_or_default();
+        let on_pre_hook_failure = policy
+            .on_pre_hook_failure
+            .clone()
+            .map(Spanned::into_inner)
+            .unwrap_or_default();
+        let windows_vss = policy.windows_vss.clone().is_some_and(Spanned::into_inner);
+        let mut units: Vec<Unit> = Vec::new();
+        let compact = t.plan.is_some() || inline.is_some();
+        let mut conflict = false;
+        if let (Some(s), true) = (&t.schedule, compact) {
+            r.push(
+                s.span(),
+                f("schedule"),
+                "a target has either its own schedule or rules (plan = \"…\" or [[backup.rule]]), not both",
+            );
+            conflict = true;
+        }
+        if let (Some(p), Some((rspan, _))) = (&t.plan, &inline) {
+            r.push(
+                p.span(),
+                f("plan"),
+                format!(
+                    "a target has either plan = \"…\" or [[backup.rule]]s (line {}), not both",
+                    line_col(r.text, rspan.start).0
+                ),
+            );
+            conflict = true;
+        }
+        ok &= !conflict;
+        match (&t.schedule, &t.plan, inline) {
+            (_, _, _) if conflict => {}
+            (None, None, None) => {
+                r.push(
+                    span.clone(),
+                    f("schedule"),
+                    "missing (a cron expression, plan = \"…\" or [[backup.rule]]s)",
+                );
+                ok = false;
+            }
+            (Some(s), None, None) => {
+                let schedule = tz.and_then(|tz| {
+                    Schedule::parse(s.get_ref(), tz)
+                        .map_err(|e| r.push(s.span(), f("schedule"), e.message))
+                        .ok()
+                        .map(Arc::new)
+                });
+                units.push((None, schedule, own, path.to_string()));
+            }
+            (None, Some(p), None) => match self.plans.get(p.get_ref()) {
+                None => {
+                    let mut known: Vec<&str> = self.plans.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    r.push(
+                        p.span(),
+                        f("plan"),
+                        format!(
+                            "no [[plan]] named `{}` (plans: {})",
+                            p.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(plan) if !plan.usable => ok = false,
+                Some(plan) => {
+                    for (i, rule) in plan.rules.iter().enumerate() {
+                        let Some(zone) = rule.tz.or(tz) else {
+                            continue;
+                        };
+                        let schedule = self
+                            .schedules
+                            .entry((p.get_ref().clone(), i, zone))
+                            .or_insert_with(|| {
+                                let s = rule.raw.schedule.as_ref().expect("checked");
+                                Schedule::parse(s.get_ref(), zone)
+                                    .map_err(|e| {
+                                        r.push(
+                                            s.span(),
+                                            format!("{}.schedule", rule.path),
+                                            e.message,
+                                        )
+                                    })
+                                    .ok()
+                                    .map(Arc::new)
+                            })
+                            .clone();
+                        units.push((
+                            Some(rule.name.clone()),
+                            schedule,
+                            over(&rule.raw, &own),
+                            rule.path.clone(),
+                        ));
+                    }
+                }
+            },
+            (None, None, Some((rspan, rules))) => {
+                if rules.is_empty() {
+                    r.push(rspan, f("rule"), "no rules");
+                    ok = false;
+                }
+                let checked = check_rules(r, rules);
+                ok &= checked.usable;
+                for rule in checked.rules {
+                    let Some(zone) = rule.tz.or(tz) else {
+                        continue;
+                    };
+                    let s = rule.raw.schedule.as_ref().expect("checked");
+                    let schedule = Schedule::parse(s.get_ref(), zone)
+                        .map_err(|e| r.push(s.span(), format!("{}.schedule", rule.path), e.message))
+                        .ok()
+                        .map(Arc::new);
+                    units.push((Some(rule.name), schedule, over(&rule.raw, &own), rule.path));
+                }
+            }
+            _ => {}
+        }
+
+        let mut out = Vec::with_capacity(units.len());
+        for (rule, schedule, policy, rule_path) in units {
+            // A value's error names where it was written: the rule, the target or [defaults].
+            let at = |key: &str, from_rule: bool| {
+                if from_rule {
+                    format!("{rule_path}.{key}")
+                } else {
+                    f(key)
+                }
+            };
+            let slot_key = match &rule {
+                Some(rule) => format!("{name}-{rule}"),
+                None => name.clone(),
+            };
+            if ok && !name.is_empty() {
+                let part = crate::execution::target_part(&slot_key, 63);
+                if let Some(other) = self.exec_parts.insert(part.clone(), slot_key.clone()) {
+                    r.push(
+                        t.name.as_ref().map_or(span.clone(), Spanned::span),
+                        f("name"),
+                        format!(
+                            "`{slot_key}` and `{other}` give the same execution name prefix `{part}`"
+                        ),
                     );
                     ok = false;
                 }
             }
-            s.clone()
-        }
-    };
-
-    let resource_arn = match &t.resource_arn {
-        None => {
-            r.push(
-                span.clone(),
-                f("resource_arn"),
-                "missing (the EC2 instance ARN to back up)",
+            let from_rule = rule.is_some();
+            let starting_deadline = duration_field(
+                r,
+                &policy.starting_deadline,
+                &at("starting_deadline", false),
+                Duration::from_secs(3600),
             );
-            None
-        }
-        Some(a) => InstanceArn::parse(a.get_ref())
-            .map_err(|e| r.push(a.span(), f("resource_arn"), e))
-            .ok(),
-    };
-
-    let tz = match &t.timezone {
-        Some(z) => zone_field(r, z, &f("timezone")),
-        None => Some(default_tz),
-    };
-
-    let schedule = match (&t.schedule, tz) {
-        (None, _) => {
-            r.push(span.clone(), f("schedule"), "missing (a cron expression)");
-            None
-        }
-        (Some(_), None) => None,
-        (Some(s), Some(tz)) => Schedule::parse(s.get_ref(), tz)
-            .map_err(|e| r.push(s.span(), f("schedule"), e.message))
-            .ok(),
-    };
-
-    let state_machine = match &t.state_machine_arn {
-        Some(s) => StateMachineArn::parse(s.get_ref())
-            .map_err(|e| r.push(s.span(), f("state_machine_arn"), e))
-            .ok(),
-        None => {
-            if default_machine.is_none() {
+            let jitter = duration_field(r, &policy.jitter, &at("jitter", false), Duration::ZERO);
+            if let (Some(j), false) = (&policy.jitter, jitter < starting_deadline) {
                 r.push(
-                    span.clone(),
-                    f("state_machine_arn"),
-                    "no state machine: set state_machine_arn at the top or in this target",
+                    j.span(),
+                    at("jitter", from_rule),
+                    "must be shorter than starting_deadline",
                 );
+                ok = false;
             }
-            default_machine.cloned()
-        }
-    };
-
-    if let (Some(res), Some(sm)) = (&resource_arn, &state_machine) {
-        let at = t
-            .resource_arn
-            .as_ref()
-            .map(Spanned::span)
-            .unwrap_or(span.clone());
-        if res.region != sm.region {
-            r.push(
-                at.clone(),
-                f("resource_arn"),
-                format!(
-                    "the instance is in {} but its state machine runs in {}: AWS Backup backs up resources in its own region",
-                    res.region, sm.region
-                ),
-            );
-        } else if res.account != sm.account || res.partition != sm.partition {
-            r.push(
-                at,
-                f("resource_arn"),
-                format!(
-                    "the instance is in account {} but its state machine in {}: StartBackupJob needs the same account",
-                    res.account, sm.account
-                ),
-            );
-        }
-    }
-
-    let policy = merge(&t, defaults);
-    let starting_deadline = duration_field(
-        r,
-        &policy.starting_deadline,
-        &f("starting_deadline"),
-        Duration::from_secs(3600),
-    );
-    let jitter = duration_field(r, &policy.jitter, &f("jitter"), Duration::ZERO);
-    if let (Some(j), false) = (&policy.jitter, jitter < starting_deadline) {
-        r.push(
-            j.span(),
-            f("jitter"),
-            "must be shorter than starting_deadline",
-        );
-    }
-    let start_window_minutes = policy
-        .start_window_minutes
-        .as_ref()
-        .map_or(MIN_START_WINDOW_MINUTES, |v| *v.get_ref());
-    if let Some(v) = &policy.start_window_minutes
-        && *v.get_ref() < MIN_START_WINDOW_MINUTES
-    {
-        r.push(
-            v.span(),
-            f("start_window_minutes"),
-            format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
-        );
-    }
-    let complete_window_minutes = policy
-        .complete_window_minutes
-        .as_ref()
-        .map_or(7 * 24 * 60, |v| *v.get_ref());
-    if let Some(v) = &policy.complete_window_minutes
-        && *v.get_ref() <= start_window_minutes
-    {
-        r.push(
-            v.span(),
-            f("complete_window_minutes"),
-            "must be more than start_window_minutes",
-        );
-    }
-    let delete_after_days = policy
-        .delete_after_days
-        .as_ref()
-        .map_or(35, |v| *v.get_ref());
-    if let Some(v) = &policy.delete_after_days
-        && *v.get_ref() == 0
-    {
-        r.push(v.span(), f("delete_after_days"), "must be at least 1");
-    }
-    let command = |c: &Option<Spanned<String>>, key: &str, r: &mut Report<'_>| {
-        c.as_ref().and_then(|c| {
-            if c.get_ref().trim().is_empty() {
+            let start_window_minutes = policy
+                .start_window_minutes
+                .as_ref()
+                .map_or(MIN_START_WINDOW_MINUTES, |v| *v.get_ref());
+            if let Some(v) = &policy.start_window_minutes
+                && *v.get_ref() < MIN_START_WINDOW_MINUTES
+            {
                 r.push(
-                    c.span(),
-                    f(key),
-                    "empty command (leave the key out instead)",
+                    v.span(),
+                    at("start_window_minutes", false),
+                    format!("AWS Backup needs at least {MIN_START_WINDOW_MINUTES}"),
                 );
-                None
-            } else {
-                Some(c.get_ref().clone())
+                ok = false;
             }
-        })
-    };
-    let pre_command = command(&t.pre_command, "pre_command", r);
-    let post_command = command(&t.post_command, "post_command", r);
+            let complete_window_minutes = policy
+                .complete_window_minutes
+                .as_ref()
+                .map_or(7 * 24 * 60, |v| *v.get_ref());
+            if let Some(v) = &policy.complete_window_minutes
+                && *v.get_ref() <= start_window_minutes
+            {
+                r.push(
+                    v.span(),
+                    at("complete_window_minutes", from_rule),
+                    "must be more than start_window_minutes",
+                );
+                ok = false;
+            }
+            let delete_after_days = policy
+                .delete_after_days
+                .as_ref()
+                .map_or(35, |v| *v.get_ref());
+            if let Some(v) = &policy.delete_after_days
+                && *v.get_ref() == 0
+            {
+                r.push(
+                    v.span(),
+                    at("delete_after_days", false),
+                    "must be at least 1",
+                );
+                ok = false;
+            }
+            let (Some(resource_arn), Some(schedule), Some(state_machine)) =
+                (&resource_arn, schedule, &state_machine)
+            else {
+                ok = false;
+                continue;
+            };
+            out.push(Target {
+                name: name.clone(),
+                rule,
+                resource_arn: resource_arn.clone(),
+                schedule,
+                state_machine: state_machine.clone(),
+                enabled: t.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+                catch_up: policy.catch_up.map(Spanned::into_inner).unwrap_or_default(),
+                starting_deadline,
+                concurrency: policy
+                    .concurrency
+                    .map(Spanned::into_inner)
+                    .unwrap_or_default(),
+                jitter,
+                start_window_minutes,
+                complete_window_minutes,
+                delete_after_days,
+                pre_command: pre_command.clone(),
+                post_command: post_command.clone(),
+                pre_document: pre_document.clone(),
+                post_document: post_document.clone(),
+                post_hook_when,
+                hook_max_downtime,
+                on_pre_hook_failure,
+                windows_vss,
+            });
+        }
+        if ok { out } else { Vec::new() }
+    }
+}
 
-    Some(Target {
-        name,
-        resource_arn: resource_arn?,
-        schedule: schedule?,
-        state_machine: state_machine?,
-        enabled: t.enabled.is_none_or(Spanned::into_inner),
-        catch_up: policy.catch_up.map(Spanned::into_inner).unwrap_or_default(),
-        starting_deadline,
-        concurrency: policy
-            .concurrency
-            .map(Spanned::into_inner)
-            .unwrap_or_default(),
-        jitter,
-        start_window_minutes,
-        complete_window_minutes,
-        delete_after_days,
-        pre_command,
-        post_command,
-    })
-    .filter(|_| ok)
+/// A rule's own settings over its target's (which are already over `[defaults]`).
+fn over(rule: &RawRule, target: &RawPolicy) -> RawPolicy {
+    let t = target.clone();
+    RawPolicy {
+        catch_up: rule.catch_up.clone().or(t.catch_up.clone()),
+        starting_deadline: rule
+            .starting_deadline
+            .clone()
+            .or(t.starting_deadline.clone()),
+        jitter: rule.jitter.clone().or(t.jitter.clone()),
+        start_window_minutes: rule
+            .start_window_minutes
+            .clone()
+            .or(t.start_window_minutes.clone()),
+        complete_window_minutes: rule
+            .complete_window_minutes
+            .clone()
+            .or(t.complete_window_minutes.clone()),
+        delete_after_days: rule
+            .delete_after_days
+            .clone()
+            .or(t.delete_after_days.clone()),
+        ..t
+    }
 }
 
 /// A target's own settings over `[defaults]`.
@@ -1162,6 +1823,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.clone(),
         complete_window_minutes: o.complete_window_minutes.clone(),
         delete_after_days: o.delete_after_days.clone(),
+        pre_document: o.pre_document.clone(),
+        post_document: o.post_document.clone(),
+        post_hook_when: o.post_hook_when.clone(),
+        hook_max_downtime: o.hook_max_downtime.clone(),
+        on_pre_hook_failure: o.on_pre_hook_failure.clone(),
+        windows_vss: o.windows_vss.clone(),
     };
     RawPolicy {
         catch_up: o.catch_up.or(d.catch_up),
@@ -1171,6 +1838,12 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         start_window_minutes: o.start_window_minutes.or(d.start_window_minutes),
         complete_window_minutes: o.complete_window_minutes.or(d.complete_window_minutes),
         delete_after_days: o.delete_after_days.or(d.delete_after_days),
+        pre_document: o.pre_document.or(d.pre_document),
+        post_document: o.post_document.or(d.post_document),
+        post_hook_when: o.post_hook_when.or(d.post_hook_when),
+        hook_max_downtime: o.hook_max_downtime.or(d.hook_max_downtime),
+        on_pre_hook_failure: o.on_pre_hook_failure.or(d.on_pre_hook_failure),
+        windows_vss: o.windows_vss.or(d.windows_vss),
     }
 }
 
@@ -1195,6 +1868,18 @@ impl Config {
     /// Targets by name.
     pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The rule `run-now NAME` starts: the target's rule with the longest retention (the first
+    /// on a tie), so a manual backup of a multi-rule target is kept as long as any.
+    pub fn run_now_target(&self, name: &str) -> Option<&Arc<Target>> {
+        let mut best: Option<&Arc<Target>> = None;
+        for t in self.targets.iter().filter(|t| t.name == name) {
+            if best.is_none_or(|b| t.delete_after_days > b.delete_after_days) {
+                best = Some(t);
+            }
+        }
+        best
     }
 
     /// Counts by schedule group, for the summary `check` prints.
@@ -1479,6 +2164,195 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    const PLAN: &str = "[[plan]]\nname = \"gfs\"\n[[plan.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[[plan.rule]]\nname = \"monthly\"\nschedule = \"0 3 1 * *\"\ndelete_after_days = 365\n";
+
+    #[test]
+    fn plans_and_inline_rules_make_one_target_per_rule() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\njitter = \"1m\"\n{PLAN}\n[[backup]]\nname = \"db\"\nresource_arn = \"{EC2}\"\nplan = \"gfs\"\ndelete_after_days = 7\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{}\"\n[[backup.rule]]\nname = \"hourly\"\nschedule = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\n",
+            EC2.replace("0123456789abcdef0", "12345678")
+        );
+        let c = ok(&text);
+        let got: Vec<(String, u32, Duration)> = c
+            .targets
+            .iter()
+            .map(|t| (t.slot_key(), t.delete_after_days, t.jitter))
+            .collect();
+        let m = Duration::from_secs(60);
+        assert_eq!(
+            got,
+            vec![
+                ("db-daily".into(), 7, m),
+                ("db-monthly".into(), 365, m),
+                ("web-hourly".into(), 35, m)
+            ]
+        );
+        assert_eq!(c.targets[2].schedule.timezone(), chrono_tz::Europe::Berlin);
+        assert_eq!(c.instances.len(), 1, "db has two rules, web one");
+    }
+
+    #[test]
+    fn rule_errors_are_located() {
+        let text = format!(
+            r#"state_machine_arn = "{SM}"
+[[plan]]
+name = "gfs"
+[[plan.rule]]
+name = "daily"
+schedule = "0 3 * * *"
+colour = "red"
+[[plan.rule]]
+name = "daily"
+schedule = "0 4 * * *"
+start_window_minutes = 5
+jitter = "soon"
+
+[[backup]]
+name = "db"
+resource_arn = "{EC2}"
+plan = "gfz"
+
+[[backup]]
+name = "db2"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+plan = "gfs"
+
+[[backup]]
+name = "db3"
+resource_arn = "{EC2}"
+[[backup.rule]]
+schedule = "0 3 * * *"
+delete_after_days = 0
+[[backup.rule]]
+name = "bad name"
+schedule = "0 3 * * *"
+"#
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str, line: usize| {
+            let x = d
+                .iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"));
+            assert_eq!(x.line, line, "{x}");
+            x.message.clone()
+        };
+        assert!(find("plan[0].rule[0].colour", 7).contains("unknown key"));
+        assert!(
+            find("plan[0].rule[1].name", 9)
+                .contains("two rules named `daily` (the first on line 5)")
+        );
+        assert!(find("plan[0].rule[1].start_window_minutes", 11).contains("at least 60"));
+        find("plan[0].rule[1].jitter", 12);
+        assert!(find("backup[0].plan", 17).contains("no [[plan]] named `gfz` (plans: gfs)"));
+        assert!(find("backup[1].schedule", 22).contains("not both"));
+        find("backup[2].rule[0].name", 28);
+        assert!(find("backup[2].rule[0].delete_after_days", 30).contains("at least 1"));
+        assert!(find("backup[2].rule[1].name", 32).contains("A-Z"));
+        let col = d
+            .iter()
+            .find(|x| x.field == "backup[0].plan")
+            .unwrap()
+            .column;
+        assert_eq!(col, 8, "{show:#?}");
+        assert_eq!(d.len(), 9, "each once: {show:#?}");
+    }
+
+    #[test]
+    fn hook_documents_and_their_settings() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\nhook_max_downtime = \"20m\"\nwindows_vss = true\n\n[[backup]]\nname = \"db\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\npre_document = {{ name = \"orchestrator-systemd-unit\", version = \"2\", parameters = {{ action = \"stop\", unit = \"postgresql\" }} }}\npost_document = {{ name = \"orchestrator-systemd-unit\", parameters = {{ action = \"start\", unit = \"postgresql\" }} }}\npost_command_when = \"completed\"\non_pre_command_failure = \"skip\"\n"
+        );
+        let c = ok(&text);
+        let t = &c.targets[0];
+        let pre = t.pre_document.as_ref().unwrap();
+        assert_eq!(
+            (pre.name.as_str(), pre.version.as_deref()),
+            ("orchestrator-systemd-unit", Some("2"))
+        );
+        assert_eq!(pre.parameters["unit"], "postgresql");
+        assert_eq!(
+            t.post_document.as_ref().unwrap().parameters["action"],
+            "start"
+        );
+        assert_eq!(
+            t.post_hook_when,
+            PostHookWhen::Completed,
+            "the alias post_command_when"
+        );
+        assert_eq!(
+            t.on_pre_hook_failure,
+            OnPreHookFailure::Skip,
+            "the alias on_pre_command_failure"
+        );
+        assert_eq!(t.hook_max_downtime, Duration::from_secs(1200));
+        assert!(t.windows_vss && t.has_hooks() && t.has_post_hook());
+
+        let plain = ok(&minimal());
+        let t = &plain.targets[0];
+        assert_eq!(
+            (
+                t.post_hook_when,
+                t.on_pre_hook_failure,
+                t.hook_max_downtime,
+                t.windows_vss
+            ),
+            (
+                PostHookWhen::Started,
+                OnPreHookFailure::Backup,
+                hooks::DEFAULT_MAX_DOWNTIME,
+                false
+            )
+        );
+        assert!(!t.has_hooks());
+    }
+
+    #[test]
+    fn bad_hook_settings_are_located() {
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"\npost_hook_when = \"later\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        // A type error in one table stops that target's other checks: fix it first.
+        assert!(
+            find("backup[0].post_hook_when").message.contains("started"),
+            "{show:#?}"
+        );
+        let text = minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npre_document = { name = \"arn:aws:ssm:x\", parameters = { unit = \"a\" } }\npre_command = \"true\"\nhook_max_downtime = \"5h\"",
+        );
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field} in {show:#?}"))
+        };
+        assert_eq!(find("backup[0].pre_document.name").line, 7);
+        assert_eq!(find("backup[0].pre_command").line, 8);
+        assert!(
+            find("backup[0].hook_max_downtime").message.contains("4h"),
+            "{show:#?}"
+        );
+        let d = errors(&minimal().replace(
+            "schedule = \"0 3 * * *\"",
+            "schedule = \"0 3 * * *\"\npost_document = { name = \"ok-doc\", colour = \"x\" }",
+        ));
+        assert_eq!(d[0].field, "backup[0].post_document", "{d:?}");
+        assert!(d[0].message.contains("colour"), "{d:?}");
+        assert_eq!(d[0].line, 7);
     }
 
     #[test]

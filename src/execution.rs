@@ -3,8 +3,12 @@
 //! Pure functions only. A scheduled slot always maps to the same name, so Step Functions itself
 //! refuses a second start of that slot (see `shared/docs/aws-facts.md`, StartExecution idempotency).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::hooks::{DocumentInput, OnPreHookFailure, PostHookWhen};
 use sha2::{Digest, Sha256};
 
 /// Step Functions' limit on an execution name.
@@ -178,6 +182,25 @@ pub struct ExecutionInput {
     /// Shell command run on the instance after the backup, even when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<String>,
+    /// SSM document run before the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_document: Option<DocumentInput>,
+    /// SSM document run once the job has started (or ended, see `PostHookWhen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_document: Option<DocumentInput>,
+    /// `started` or `completed`; sent only with a post hook (the machine defaults it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_hook_when: Option<PostHookWhen>,
+    /// How long the post hook waits for the job to start; sent only with a post hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_max_downtime_seconds: Option<u64>,
+    /// `backup` or `skip`; sent only with a pre hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_pre_hook_failure: Option<OnPreHookFailure>,
+    /// StartBackupJob `BackupOptions` (`{"WindowsVSS": "enabled"}`); sent only when set, so
+    /// the input of a target without it stays what it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_options: Option<BTreeMap<String, String>>,
 }
 
 impl ExecutionInput {
@@ -276,6 +299,12 @@ mod tests {
             delete_after_days: 35,
             pre_command: None,
             post_command: Some("systemctl start app".into()),
+            pre_document: None,
+            post_document: None,
+            post_hook_when: None,
+            hook_max_downtime_seconds: None,
+            on_pre_hook_failure: None,
+            backup_options: None,
         };
         let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
         assert_eq!(v["ResourceArn"], input.resource_arn);

@@ -2,7 +2,7 @@
 //! deadline. The execution name comes from (target, slot), so a retry, a restart or a second
 //! replica can never start the same slot twice: Step Functions refuses the name.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use crate::lifecycle::Backup;
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
 use crate::telemetry::event;
-use crate::tracker::TrackerHandle;
+use crate::tracker::{Hold, TrackerHandle};
 
 /// First retry delay of a failed StartExecution.
 const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -49,10 +49,8 @@ impl Fire {
     /// The execution name of this fire (`nonce` only matters for manual runs).
     pub fn execution_name(&self, nonce: u16) -> String {
         match self.trigger {
-            Trigger::Manual => execution::manual_name(&self.target.name, self.slot, nonce),
-            Trigger::Schedule | Trigger::CatchUp => {
-                execution::scheduled_name(&self.target.name, self.slot)
-            }
+            Trigger::Manual => execution::manual_name(&self.target.slot_key(), self.slot, nonce),
+            Trigger::Schedule | Trigger::CatchUp => self.target.scheduled_name(self.slot),
         }
     }
 
@@ -69,6 +67,23 @@ impl Fire {
             delete_after_days: t.delete_after_days,
             pre_command: t.pre_command.clone(),
             post_command: t.post_command.clone(),
+            pre_document: t.pre_document.as_ref().map(Into::into),
+            post_document: t.post_document.as_ref().map(Into::into),
+            post_hook_when: t.has_post_hook().then_some(t.post_hook_when),
+            hook_max_downtime_seconds: t.has_post_hook().then(|| t.hook_max_downtime.as_secs()),
+            on_pre_hook_failure: (t.pre_command.is_some() || t.pre_document.is_some())
+                .then_some(t.on_pre_hook_failure),
+            backup_options: t
+                .windows_vss
+                .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
+        }
+    }
+
+    /// What this fire's backup holds on its instance while in flight.
+    pub fn hold(&self) -> Hold {
+        Hold {
+            rule: self.target.slot_key().into(),
+            delete_after_days: self.target.delete_after_days,
         }
     }
 
@@ -80,7 +95,8 @@ impl Fire {
         }
         // FNV-1a: stable across processes and Rust versions, unlike DefaultHasher's seed.
         let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-        self.target.name.hash(&mut h);
+        // The slot key is the target's name in today's form: today's delays do not move.
+        self.target.slot_key().hash(&mut h);
         self.slot.timestamp().hash(&mut h);
         Duration::from_millis(h.0 % j)
     }
@@ -305,21 +321,25 @@ impl<S: StepFunctions> Launcher<S> {
         let name = fire.execution_name(nonce);
         let slot = fire.slot.to_rfc3339();
         let resource = t.resource_arn.to_string();
-        if fire.trigger != Trigger::Manual
-            && t.concurrency == Concurrency::Forbid
-            && self.tracker.in_flight.contains(&resource)
-        {
-            warn!(
-                event = event::SLOT_SKIPPED,
-                target = %t.name,
-                resource_arn = %resource,
-                scheduled_for = %slot,
-                reason = "previous_backup_running",
-                "slot skipped: the previous backup of this resource is still running (concurrency = \"forbid\")"
-            );
-            self.metrics
-                .slot_skipped(&t.name, "previous_backup_running");
-            return Outcome::Skipped("previous_backup_running");
+        if fire.trigger != Trigger::Manual && t.concurrency == Concurrency::Forbid {
+            let holds = self.tracker.in_flight.holds(&resource);
+            match busy(&fire.hold(), &holds) {
+                None => {}
+                Some(Busy::Wait) => return self.wait_for_instance(fire),
+                Some(Busy::Skip(reason)) => {
+                    warn!(
+                        event = event::SLOT_SKIPPED,
+                        target = %t.name,
+                        rule = %t.rule_name(),
+                        resource_arn = %resource,
+                        scheduled_for = %slot,
+                        reason,
+                        "slot skipped: a backup of this resource is still running (concurrency = \"forbid\")"
+                    );
+                    self.metrics.slot_skipped(&t.name, reason);
+                    return Outcome::Skipped(reason);
+                }
+            }
         }
         let input = fire.input().to_json();
         if self.dry_run {
@@ -335,7 +355,7 @@ impl<S: StepFunctions> Launcher<S> {
             );
             return Outcome::Skipped("dry_run");
         }
-        self.tracker.in_flight.add(&resource);
+        self.tracker.in_flight.add(&resource, fire.hold());
         let req = StartRequest {
             state_machine: t.state_machine.clone(),
             name: name.clone(),
@@ -444,24 +464,106 @@ impl<S: StepFunctions> Launcher<S> {
             }
         };
         if !matches!(outcome, Outcome::Started(_) | Outcome::AlreadyStarted(_)) {
-            self.tracker.in_flight.remove(&resource);
+            self.tracker.in_flight.remove(&resource, &fire.hold());
         }
         outcome
+    }
+
+    /// A slot that must not lose to the shorter-retention backup running on its instance: it
+    /// waits (without holding a start permit) for that backup to end, then is launched again,
+    /// which checks again; at its starting deadline it is skipped.
+    fn wait_for_instance(&self, fire: &Fire) -> Outcome {
+        let t = &fire.target;
+        let deadline =
+            fire.slot + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+        info!(
+            event = event::SLOT_WAITING,
+            target = %t.name,
+            rule = %t.rule_name(),
+            resource_arn = %t.resource_arn,
+            scheduled_for = %fire.slot.to_rfc3339(),
+            delete_after_days = t.delete_after_days,
+            starting_deadline = %deadline.to_rfc3339(),
+            "slot waits for the running backup of this resource, which keeps its recovery point for a shorter time, to end"
+        );
+        let this = self.clone();
+        let fire = fire.clone();
+        tokio::spawn(async move {
+            let resource = fire.target.resource_arn.to_string();
+            loop {
+                let freed = this.tracker.in_flight.freed();
+                let holds = this.tracker.in_flight.holds(&resource);
+                if busy(&fire.hold(), &holds) != Some(Busy::Wait) {
+                    this.launch(fire);
+                    return;
+                }
+                let left = (deadline - this.clock.now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = freed => {}
+                    () = tokio::time::sleep(left) => {
+                        let t = &fire.target;
+                        warn!(
+                            event = event::SLOT_SKIPPED,
+                            target = %t.name,
+                            rule = %t.rule_name(),
+                            resource_arn = %resource,
+                            scheduled_for = %fire.slot.to_rfc3339(),
+                            reason = "past_starting_deadline",
+                            "slot skipped: the backup it waited for still ran at its starting deadline"
+                        );
+                        this.metrics.slot_skipped(&t.name, "past_starting_deadline");
+                        return;
+                    }
+                    () = this.shutdown.cancelled() => return,
+                }
+            }
+        });
+        Outcome::Skipped("waiting")
     }
 
     fn follow(&self, fire: &Fire, execution_arn: String, started_at: DateTime<Utc>) {
         let t = &fire.target;
         self.metrics.execution_started(&t.name);
         debug!(target = %t.name, execution_arn = %execution_arn, "tracking");
-        self.tracker.track(Backup::started(
+        let mut backup = Backup::started(
             t.name.clone(),
             t.resource_arn.to_string(),
             t.state_machine.region.clone(),
             (fire.trigger != Trigger::Manual).then_some(fire.slot),
             Some(execution_arn),
-            t.pre_command.is_some() || t.post_command.is_some(),
+            t.has_hooks(),
             started_at,
-        ));
+        );
+        backup.hold = fire.hold();
+        self.tracker.track(backup);
+    }
+}
+
+/// Why a slot cannot start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Skip it, for this reason.
+    Skip(&'static str),
+    /// Wait for the running backups to end (they keep their recovery points for less time).
+    Wait,
+}
+
+/// Pure: what a slot holding `mine` does while backups holding `running` are in flight on its
+/// instance (`concurrency = "forbid"`). Its own rule's previous backup still running: skipped,
+/// as always (`previous_backup_running`). Another rule's backup that keeps its recovery point at
+/// least as long: skipped (`covered_by_running_backup`). Only shorter ones: it waits.
+pub fn busy(mine: &Hold, running: &[Hold]) -> Option<Busy> {
+    if running.is_empty() {
+        None
+    } else if running.iter().any(|h| h.rule == mine.rule) {
+        Some(Busy::Skip("previous_backup_running"))
+    } else if running
+        .iter()
+        .any(|h| h.delete_after_days >= mine.delete_after_days)
+    {
+        Some(Busy::Skip("covered_by_running_backup"))
+    } else {
+        Some(Busy::Wait)
     }
 }
 
@@ -662,6 +764,71 @@ mod tests {
         assert_eq!(
             launcher.start(&next, 0).await,
             Outcome::Skipped("previous_backup_running")
+        );
+    }
+
+    #[test]
+    fn a_busy_instance_skips_covered_slots_and_holds_longer_ones_back() {
+        let h = |rule: &str, d: u32| Hold {
+            rule: rule.into(),
+            delete_after_days: d,
+        };
+        assert_eq!(busy(&h("daily", 35), &[]), None);
+        assert_eq!(
+            busy(&h("daily", 35), &[h("daily", 35)]),
+            Some(Busy::Skip("previous_backup_running"))
+        );
+        assert_eq!(
+            busy(&h("daily", 35), &[h("monthly", 365)]),
+            Some(Busy::Skip("covered_by_running_backup"))
+        );
+        assert_eq!(
+            busy(&h("monthly", 365), &[h("daily", 35)]),
+            Some(Busy::Wait)
+        );
+        assert_eq!(busy(&h("monthly", 365), &[h("", 0)]), Some(Busy::Wait));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retention_slot_waits_for_a_short_one_and_starts_after_it() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        let daily = target(Duration::ZERO);
+        let mut monthly = (*daily).clone();
+        monthly.name = "web-monthly".into();
+        monthly.delete_after_days = 365;
+        let monthly = Arc::new(monthly);
+        let first = Fire {
+            target: daily.clone(),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        assert!(matches!(
+            launcher.start(&first, 0).await,
+            Outcome::Started(_)
+        ));
+        let long = Fire {
+            target: monthly,
+            slot: slot() + chrono::Duration::minutes(10),
+            trigger: Trigger::Schedule,
+        };
+        assert_eq!(launcher.start(&long, 0).await, Outcome::Skipped("waiting"));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(fake.execution_names().len(), 1, "still waiting");
+        // The daily backup ends (the tracker would do this at its end).
+        launcher
+            .tracker
+            .in_flight
+            .remove(&daily.resource_arn.to_string(), &first.hold());
+        for _ in 0..100 {
+            if fake.execution_names().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            fake.execution_names(),
+            vec!["web-20261129T030000Z", "web-monthly-20261129T031000Z"]
         );
     }
 

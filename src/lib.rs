@@ -4,10 +4,14 @@
 //! - [`config`]: `backups.toml` → a validated [`config::Config`] (ARNs, schedules, zones).
 //! - [`schedule`]: pure cron maths: the three accepted syntaxes, time zones, daylight saving.
 //! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`launcher::Fire`]s.
+//! - [`rules`]: several rules per instance (today's `[[backup]]`s, plans, inline rules) and
+//!   what a fired slot becomes; [`overlap`]: pure: which slots of an instance merge.
 //! - [`execution`]: pure: the execution name of a slot and the execution input.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
+//! - [`hooks`]: pure: hook documents, their timing settings, and what a hook execution's
+//!   history says about them (`hook_finished`, downtime).
 //! - [`aws`]: the AWS boundary: our traits and types; `aws::sfn` and `aws::backup` implement
 //!   them with the SDK.
 //! - [`lease`]: the leader lease (`[ha]`): pure holder/standby state, its driver over
@@ -20,7 +24,8 @@
 //!   margin), the listing plan, the table and JSON of `orchestrator status`; `status::read`
 //!   reads AWS Backup through [`aws::BackupJobs`].
 //! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
-//! - [`cli`]: the command line.
+//! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
+//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages.
 //! - [`app`]: wires the above into the daemon.
 //!
 //! The local AWS-compatible endpoint that `demo`, `sandbox`, the tests and the benchmarks use is
@@ -32,18 +37,23 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dist;
 pub mod execution;
+pub mod hooks;
 pub mod http;
 pub mod launcher;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
+pub mod overlap;
 pub mod pacing;
 pub mod recovery;
+pub mod rules;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;
 pub mod status;
 pub mod telemetry;
 pub mod tracker;
+pub mod watch;
 pub mod when;

@@ -41,6 +41,8 @@ pub struct Backup {
     pub percent_done: Option<f64>,
     /// The job's size, recovery point and message, as last seen.
     pub job: Option<JobDetail>,
+    /// What it holds on its instance while in flight (rule and retention).
+    pub hold: crate::tracker::Hold,
     finished: bool,
 }
 
@@ -126,6 +128,7 @@ impl Backup {
             job_state: None,
             percent_done: None,
             job: None,
+            hold: crate::tracker::Hold::default(),
             finished: false,
         }
     }

@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::aws::ApiError;
@@ -44,6 +45,12 @@ struct ResultLabel {
     result: String,
 }
 
+/// Buckets of `hook_downtime_seconds`: seconds (a document's own run) to hours (a job that
+/// waited long in CREATED, or `post_hook_when = "completed"`).
+const HOOK_DOWNTIME_BUCKETS: &[f64] = &[
+    5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
+];
+
 /// All metrics of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +58,7 @@ pub struct Metrics {
     start_failed: Family<TargetLabel, Counter>,
     finished: Family<TargetState, Counter>,
     skipped: Family<TargetReason, Counter>,
+    merged: Family<TargetLabel, Counter>,
     last_success: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     next_fire: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     in_flight: Gauge,
@@ -60,6 +68,7 @@ pub struct Metrics {
     leader: Gauge,
     lease_claims: Family<ResultLabel, Counter>,
     takeovers: Counter,
+    hook_downtime: Family<TargetLabel, Histogram, fn() -> Histogram>,
     targets_seen: Mutex<BTreeSet<String>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
@@ -85,6 +94,7 @@ impl Metrics {
             start_failed: Family::default(),
             finished: Family::default(),
             skipped: Family::default(),
+            merged: Family::default(),
             last_success: Family::default(),
             next_fire: Family::default(),
             in_flight: Gauge::default(),
@@ -94,6 +104,9 @@ impl Metrics {
             leader: Gauge::default(),
             lease_claims: Family::default(),
             takeovers: Counter::default(),
+            hook_downtime: Family::new_with_constructor(|| {
+                Histogram::new(HOOK_DOWNTIME_BUCKETS.iter().copied())
+            }),
             targets_seen: Mutex::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
@@ -119,6 +132,11 @@ impl Metrics {
             "slots_skipped",
             "Scheduled slots not started, per target and reason",
             m.skipped.clone(),
+        );
+        registry.register(
+            "slots_merged",
+            "Scheduled slots folded into an overlapping backup of the same instance, per target",
+            m.merged.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
@@ -165,7 +183,20 @@ impl Metrics {
             "Times this replica took the lease (standby to holder)",
             m.takeovers.clone(),
         );
+        registry.register(
+            "hook_downtime_seconds",
+            "The application's downtime per hooked backup: pre hook start to post hook end",
+            m.hook_downtime.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A hooked backup's downtime (pre hook start to post hook end).
+    pub fn hook_downtime(&self, target: &str, seconds: f64) {
+        self.seen_target(target);
+        self.hook_downtime
+            .get_or_create(&Self::t(target))
+            .observe(seconds);
     }
 
     fn seen_target(&self, target: &str) {
@@ -207,6 +238,12 @@ impl Metrics {
         };
         self.skipped.get_or_create(&l).inc_by(n);
         self.skipped_seen.lock().expect("metrics lock").insert(l);
+    }
+
+    /// A slot was folded into an overlapping backup (the overlap rule); not a skip.
+    pub fn slot_merged(&self, target: &str) {
+        self.seen_target(target);
+        self.merged.get_or_create(&Self::t(target)).inc();
     }
 
     /// The target's next slot.
@@ -293,8 +330,10 @@ impl Metrics {
             let l = Self::t(t);
             self.started.remove(&l);
             self.start_failed.remove(&l);
+            self.merged.remove(&l);
             self.last_success.remove(&l);
             self.next_fire.remove(&l);
+            self.hook_downtime.remove(&l);
             seen.remove(t);
         }
         let mut f = self.finished_seen.lock().expect("metrics lock");
@@ -324,6 +363,29 @@ impl Metrics {
     }
 }
 
+impl crate::lease::LeaseObserver for Metrics {
+    fn claimed(&self, result: &'static str, leader: bool) {
+        self.lease_claims
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+        self.leader.set(i64::from(leader));
+    }
+
+    fn changed(&self, event: &crate::lease::Event) {
+        match event {
+            crate::lease::Event::Acquired { .. } => {
+                self.takeovers.inc();
+                self.leader.set(1);
+            }
+            crate::lease::Event::Lost(_) => {
+                self.leader.set(0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,28 +409,5 @@ mod tests {
             text.contains("orchestrator_executions_started_total{target=\"web\"} 1"),
             "{text}"
         );
-    }
-}
-
-impl crate::lease::LeaseObserver for Metrics {
-    fn claimed(&self, result: &'static str, leader: bool) {
-        self.lease_claims
-            .get_or_create(&ResultLabel {
-                result: result.to_string(),
-            })
-            .inc();
-        self.leader.set(i64::from(leader));
-    }
-
-    fn changed(&self, event: &crate::lease::Event) {
-        match event {
-            crate::lease::Event::Acquired { .. } => {
-                self.takeovers.inc();
-                self.leader.set(1);
-            }
-            crate::lease::Event::Lost(_) => {
-                self.leader.set(0);
-            }
-        }
     }
 }

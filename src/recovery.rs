@@ -15,8 +15,9 @@ use crate::execution::{ParsedName, Trigger, parse_name, target_part};
 use crate::launcher::{Fire, Launcher};
 use crate::lifecycle::Backup;
 use crate::metrics::Metrics;
+use crate::rules::Instances;
 use crate::telemetry::event;
-use crate::tracker::TrackerHandle;
+use crate::tracker::{Hold, TrackerHandle};
 
 /// Pages one listing may read at start-up.
 const MAX_PAGES: usize = 200;
@@ -71,7 +72,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             .targets
             .iter()
             .filter(|t| t.state_machine == sm)
-            .map(|t| (target_part(&t.name, 63), &**t))
+            .map(|t| (target_part(&t.slot_key(), 63), &**t))
             .collect();
         let mut token = None;
         'pages: for _ in 0..MAX_PAGES {
@@ -101,25 +102,24 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 let Some(t) = by_part.get(&target_part) else {
                     continue;
                 };
-                ran.insert((t.name.clone(), slot));
+                ran.insert((t.slot_key(), slot));
                 newest
-                    .entry(t.name.clone())
+                    .entry(t.slot_key())
                     .and_modify(|n| *n = (*n).max(slot))
                     .or_insert(slot);
                 if ex.status == ExecutionStatus::Running {
                     busy.insert(t.resource_arn.to_string());
-                    resume(
-                        tracker,
-                        Backup::started(
-                            t.name.clone(),
-                            t.resource_arn.to_string(),
-                            sm.region.clone(),
-                            Some(slot),
-                            Some(ex.execution_arn.clone()),
-                            t.pre_command.is_some() || t.post_command.is_some(),
-                            ex.start_date,
-                        ),
+                    let mut b = Backup::started(
+                        t.name.clone(),
+                        t.resource_arn.to_string(),
+                        sm.region.clone(),
+                        Some(slot),
+                        Some(ex.execution_arn.clone()),
+                        t.has_hooks(),
+                        ex.start_date,
                     );
+                    b.hold = hold_of(t);
+                    resume(tracker, b);
                     out.executions += 1;
                 }
             }
@@ -184,6 +184,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                     j.creation_date.unwrap_or(now),
                 );
                 b.on_job_id(j.job_id.clone());
+                b.hold = hold_of(t);
                 busy.insert(resource);
                 resume(tracker, b);
                 out.jobs += 1;
@@ -205,7 +206,15 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             since,
             now,
             &ran,
-            newest.get(&t.name).copied(),
+            // An instance's backups may carry any of its rules' names (the overlap rule).
+            match config.instances.rules_of(t) {
+                Some(rules) => rules
+                    .iter()
+                    .filter_map(|r| newest.get(&r.slot_key()).copied())
+                    .max(),
+                None => newest.get(&t.slot_key()).copied(),
+            },
+            &config.instances,
             launcher,
             metrics,
             &mut out,
@@ -232,6 +241,14 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     out
 }
 
+/// What a recovered backup of `t` holds on its instance (its rule's current retention).
+fn hold_of(t: &Target) -> Hold {
+    Hold {
+        rule: t.slot_key().into(),
+        delete_after_days: t.delete_after_days,
+    }
+}
+
 fn resume(tracker: &TrackerHandle, b: Backup) {
     info!(
         event = event::TRACKING_RESUMED,
@@ -242,7 +259,7 @@ fn resume(tracker: &TrackerHandle, b: Backup) {
         backup_job_id = b.job_id.as_deref().unwrap_or(""),
         "following a backup that was in flight before this start"
     );
-    tracker.in_flight.add(&b.resource_arn);
+    tracker.in_flight.add(&b.resource_arn, b.hold.clone());
     tracker.track(b);
 }
 
@@ -260,6 +277,7 @@ fn catch_up<S: StepFunctions>(
     now: DateTime<Utc>,
     ran: &HashSet<(String, DateTime<Utc>)>,
     newest: Option<DateTime<Utc>>,
+    instances: &Instances,
     launcher: &Launcher<S>,
     metrics: &Metrics,
     out: &mut Recovered,
@@ -281,7 +299,11 @@ fn catch_up<S: StepFunctions>(
     let Some(latest) = t.schedule.latest_in(from, now) else {
         return;
     };
-    if ran.contains(&(t.name.clone(), latest)) {
+    let key = t.slot_key();
+    // The overlap rule: the backup that covers the slot is the one to look for and start.
+    let covering = instances.decide(t, latest);
+    let (_, into, start) = covering.covering();
+    if ran.contains(&(key.clone(), latest)) || ran.contains(&(into.slot_key(), start)) {
         return;
     }
     let missed: Vec<DateTime<Utc>> = t
@@ -289,7 +311,7 @@ fn catch_up<S: StepFunctions>(
         .iter_after(from)
         .take_while(|s| *s < latest)
         .take(MAX_SLOTS_CONSIDERED)
-        .filter(|s| !ran.contains(&(t.name.clone(), *s)))
+        .filter(|s| !ran.contains(&(key.clone(), *s)))
         .collect();
     let deadline = chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
     let latest_reason = match t.catch_up {
@@ -299,17 +321,20 @@ fn catch_up<S: StepFunctions>(
     };
     match latest_reason {
         None => {
+            let Some(fire) = crate::scheduler::decide(instances, t, latest, metrics) else {
+                return;
+            };
             info!(
-                target = %t.name,
-                scheduled_for = %latest.to_rfc3339(),
+                target = %fire.target.name,
+                rule = %fire.target.rule_name(),
+                scheduled_for = %fire.slot.to_rfc3339(),
                 last_execution_slot = %newest.to_rfc3339(),
                 trigger = Trigger::CatchUp.as_str(),
                 "starting the latest slot missed while the orchestrator was down"
             );
             launcher.launch(Fire {
-                target: t.clone(),
-                slot: latest,
                 trigger: Trigger::CatchUp,
+                ..fire
             });
             out.caught_up += 1;
         }

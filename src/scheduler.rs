@@ -24,6 +24,7 @@ use crate::config::{Config, Target};
 use crate::execution::Trigger;
 use crate::launcher::{Fire, Launcher};
 use crate::metrics::Metrics;
+use crate::rules::{Decision, Instances};
 use crate::schedule::Schedule;
 use crate::telemetry::event;
 
@@ -38,7 +39,7 @@ struct Due {
 }
 
 struct Group {
-    schedule: Schedule,
+    schedule: Arc<Schedule>,
     targets: Vec<Arc<Target>>,
     next: Option<DateTime<Utc>>,
     job: Option<Uuid>,
@@ -76,6 +77,43 @@ pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
     groups
 }
 
+/// Applies the overlap rule to slot `slot` of `t`: the fire to launch, if any (its trigger is
+/// the caller's to set). A slot folded into another slot's backup is logged `slot_merged` once
+/// here, where it is due, and counted apart from skipped slots.
+pub fn decide(
+    instances: &Instances,
+    t: &Arc<Target>,
+    slot: DateTime<Utc>,
+    metrics: &Metrics,
+) -> Option<Fire> {
+    let decision = instances.decide(t, slot);
+    if decision.is_merged() {
+        let (name, into, start) = decision.covering();
+        info!(
+            event = event::SLOT_MERGED,
+            target = %t.name,
+            rule = %t.rule_name(),
+            resource_arn = %t.resource_arn,
+            scheduled_for = %slot.to_rfc3339(),
+            covering_execution = %name,
+            covering_target = %into.name,
+            covering_rule = %into.rule_name(),
+            covering_slot = %start.to_rfc3339(),
+            delete_after_days = into.delete_after_days,
+            "slot merged into an overlapping backup of the same instance (the rule with the longest retention)"
+        );
+        metrics.slot_merged(&t.name);
+    }
+    match decision {
+        Decision::Start { target, slot, .. } => Some(Fire {
+            target,
+            slot,
+            trigger: Trigger::Schedule,
+        }),
+        Decision::Merged { .. } => None,
+    }
+}
+
 /// Owns the tokio-cron-scheduler instance and the groups.
 pub struct Scheduler<S> {
     tcs: JobScheduler,
@@ -85,6 +123,8 @@ pub struct Scheduler<S> {
     launcher: Launcher<S>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// The rules of instances with several (the overlap rule), from the config applied last.
+    instances: Instances,
 }
 
 impl<S: StepFunctions> Scheduler<S> {
@@ -105,6 +145,7 @@ impl<S: StepFunctions> Scheduler<S> {
             launcher,
             clock,
             metrics,
+            instances: Instances::default(),
         })
     }
 
@@ -115,6 +156,7 @@ impl<S: StepFunctions> Scheduler<S> {
 
     /// Swaps in `config`'s targets; slots after `after` fire. Unchanged groups keep their timer.
     pub async fn apply(&mut self, config: &Config, after: DateTime<Utc>) {
+        self.instances = config.instances.clone();
         let mut wanted = group_targets(config);
         let gone: Vec<String> = self
             .groups
@@ -224,11 +266,12 @@ impl<S: StepFunctions> Scheduler<S> {
                 scheduled_for = %due.slot.to_rfc3339(),
                 "slot fired"
             );
-            self.launcher.launch(Fire {
-                target: t.clone(),
-                slot: due.slot,
-                trigger: Trigger::Schedule,
-            });
+            if let Some(fire) = decide(&self.instances, t, due.slot, &self.metrics) {
+                self.launcher.launch(Fire {
+                    trigger: Trigger::Schedule,
+                    ..fire
+                });
+            }
         }
         let now = self.clock.now();
         let mut next = g.schedule.next_after(due.slot);

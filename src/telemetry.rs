@@ -33,10 +33,18 @@ pub mod event {
     pub const CONFIG_RELOADED: &str = "config_reloaded";
     /// A reload was refused; the old config keeps running.
     pub const CONFIG_RELOAD_FAILED: &str = "config_reload_failed";
+    /// `--watch`: the config file cannot be read (once until it can); the old config keeps running.
+    pub const CONFIG_FILE_UNREADABLE: &str = "config_file_unreadable";
+    /// Start-up is over: timers registered, restart recovery done, reloads and `--watch` live.
+    pub const READY: &str = "ready";
     /// A slot fired.
     pub const SLOT_FIRED: &str = "slot_fired";
     /// A slot was not started, with a reason.
     pub const SLOT_SKIPPED: &str = "slot_skipped";
+    /// A slot was folded into an overlapping backup of the same instance (the overlap rule).
+    pub const SLOT_MERGED: &str = "slot_merged";
+    /// A slot waits for a shorter-retention backup of its instance to end.
+    pub const SLOT_WAITING: &str = "slot_waiting";
     /// Dry run: what would have started.
     pub const DRY_RUN_START: &str = "dry_run_start";
     /// StartExecution succeeded.
@@ -55,6 +63,8 @@ pub mod event {
     pub const BACKUP_JOB_STATE: &str = "backup_job_state";
     /// The job's progress moved.
     pub const BACKUP_JOB_PROGRESS: &str = "backup_job_progress";
+    /// A pre or post hook ended (one line per phase, read from the execution's history).
+    pub const HOOK_FINISHED: &str = "hook_finished";
     /// One summary line at each backup's end.
     pub const BACKUP_FINISHED: &str = "backup_finished";
     /// Start-up found targets with no execution in the lookback: new, nothing caught up.

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, StepFunctions};
 use crate::clock::Clock;
+use crate::hooks;
 use crate::lifecycle::{Backup, Change, Summary, job_id_from_output};
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
@@ -35,43 +36,81 @@ const MAX_LIST_PAGES: usize = 100;
 /// at 5/s: half an hour, and as many log lines).
 const MAX_FAILURE_STREAK: u32 = 3;
 
+/// What one backup in flight holds on its instance: which rule runs it and how long its
+/// recovery point is kept (the overlap rule of a slot that fires meanwhile reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hold {
+    /// The running rule's [`crate::config::Target::slot_key`]; empty when not known.
+    pub rule: Arc<str>,
+    /// Its `delete_after_days`; 0 when not known (then treated as the shortest).
+    pub delete_after_days: u32,
+}
+
 /// Resources with a backup in flight (the `concurrency = "forbid"` rule reads it).
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<String, usize>>>);
+pub struct InFlight {
+    held: Arc<Mutex<HashMap<String, Vec<Hold>>>>,
+    freed: Arc<tokio::sync::Notify>,
+}
 
 impl InFlight {
     /// Marks one more backup of `resource` in flight.
-    pub fn add(&self, resource: &str) {
-        *self
-            .0
+    pub fn add(&self, resource: &str, hold: Hold) {
+        self.held
             .lock()
             .expect("in-flight lock")
             .entry(resource.to_string())
-            .or_default() += 1;
+            .or_default()
+            .push(hold);
     }
 
-    /// Marks one backup of `resource` done.
-    pub fn remove(&self, resource: &str) {
-        let mut m = self.0.lock().expect("in-flight lock");
-        if let Some(n) = m.get_mut(resource) {
-            *n -= 1;
-            if *n == 0 {
+    /// Marks one backup of `resource` done (the one holding `hold`, else any).
+    pub fn remove(&self, resource: &str, hold: &Hold) {
+        let mut m = self.held.lock().expect("in-flight lock");
+        if let Some(v) = m.get_mut(resource) {
+            let i = v.iter().position(|h| h == hold).unwrap_or(0);
+            if i < v.len() {
+                v.remove(i);
+            }
+            if v.is_empty() {
                 m.remove(resource);
             }
         }
+        drop(m);
+        self.freed.notify_waiters();
     }
 
     /// True when a backup of `resource` is in flight.
     pub fn contains(&self, resource: &str) -> bool {
-        self.0
+        self.held
             .lock()
             .expect("in-flight lock")
             .contains_key(resource)
     }
 
+    /// What the backups of `resource` in flight hold.
+    pub fn holds(&self, resource: &str) -> Vec<Hold> {
+        self.held
+            .lock()
+            .expect("in-flight lock")
+            .get(resource)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Resolves at the next removal (make it before checking, so that none is missed).
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+
     /// Backups in flight.
     pub fn len(&self) -> usize {
-        self.0.lock().expect("in-flight lock").values().sum()
+        self.held
+            .lock()
+            .expect("in-flight lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     /// True when nothing is in flight.
@@ -93,7 +132,7 @@ impl TrackerHandle {
     pub fn track(&self, b: Backup) {
         if let Err(e) = self.tx.send(b) {
             // Only after shutdown: the backup is still in AWS; a restart recovers it.
-            self.in_flight.remove(&e.0.resource_arn);
+            self.in_flight.remove(&e.0.resource_arn, &e.0.hold);
         }
     }
 }
@@ -239,7 +278,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         let key = key_of(&b);
         if self.entries.contains_key(&key) {
             // Already followed (a replica's or a retry's duplicate): one summary only.
-            self.in_flight.remove(&b.resource_arn);
+            self.in_flight.remove(&b.resource_arn, &b.hold);
             return;
         }
         self.metrics.set_in_flight(self.entries.len() + 1);
@@ -294,8 +333,16 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .collect();
         // Jobs a listing already reported this round are not asked about again.
         let mut described: HashSet<Arc<str>> = HashSet::new();
-        if awaiting.len() > BATCH_THRESHOLD {
-            self.discover_jobs_by_listing(&awaiting, &mut changed, &mut described)
+        // Executions of an instance that has others in flight: a listing cannot tell whose job
+        // is whose, so these learn theirs only from their own record (output or history).
+        let shared = self.sharing_an_instance(&awaiting);
+        let listable: Vec<Arc<str>> = awaiting
+            .iter()
+            .filter(|k| !shared.contains(*k))
+            .cloned()
+            .collect();
+        if awaiting.len() > BATCH_THRESHOLD && !listable.is_empty() {
+            self.discover_jobs_by_listing(&listable, &mut changed, &mut described)
                 .await;
         }
         for k in &due {
@@ -304,13 +351,15 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 .get(k)
                 .is_some_and(|e| e.backup.needs_execution());
             let batched_and_young = awaiting.len() > BATCH_THRESHOLD
+                && !shared.contains(k)
                 && self.entries.get(k).is_some_and(|e| {
                     e.backup.awaits_job() && e.interval < self.settings.max_poll_interval
                 });
             // In batch mode an execution is described only once listing has not found its
             // job for a while (it may have failed): failures are rare, listing is cheap.
             if needs && !batched_and_young && !changed.contains(k) {
-                self.poll_execution(k, &mut changed).await;
+                self.poll_execution(k, shared.contains(k), &mut changed)
+                    .await;
             }
         }
 
@@ -337,7 +386,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             };
             if e.backup.is_finished() {
                 let b = self.entries.remove(k).expect("present").backup;
-                self.in_flight.remove(&b.resource_arn);
+                self.in_flight.remove(&b.resource_arn, &b.hold);
                 continue;
             }
             e.interval = if changed.contains(k) {
@@ -382,7 +431,29 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         self.metrics.api_error(e);
     }
 
-    async fn poll_execution(&mut self, key: &str, changed: &mut HashSet<Arc<str>>) {
+    /// The keys among `awaiting` whose instance has another backup followed (in flight).
+    fn sharing_an_instance(&self, awaiting: &[Arc<str>]) -> HashSet<Arc<str>> {
+        let mut per_resource: HashMap<&str, usize> = HashMap::new();
+        for e in self.entries.values() {
+            *per_resource
+                .entry(e.backup.resource_arn.as_str())
+                .or_default() += 1;
+        }
+        awaiting
+            .iter()
+            .filter(|k| per_resource[self.entries[*k].backup.resource_arn.as_str()] > 1)
+            .cloned()
+            .collect()
+    }
+
+    /// Asks about one execution; `own_record`: while it runs, read its job from its own history
+    /// (the hook variant outlives the job; an execution sharing its instance must not guess).
+    async fn poll_execution(
+        &mut self,
+        key: &str,
+        own_record: bool,
+        changed: &mut HashSet<Arc<str>>,
+    ) {
         let Some(arn) = self.entries[key].backup.execution_arn.clone() else {
             return;
         };
@@ -403,9 +474,22 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         };
         let now = self.clock.now();
         let entry = self.entries.get_mut(key).expect("present");
+        let was_closed = entry.backup.execution_status.as_ref().is_some_and(|s| {
+            !matches!(
+                s,
+                crate::aws::ExecutionStatus::Running | crate::aws::ExecutionStatus::PendingRedrive
+            )
+        });
         let mut changes = entry.backup.on_execution(&detail, now);
         let running = detail.status == crate::aws::ExecutionStatus::Running;
-        if running && entry.backup.awaits_job() && entry.backup.hooks {
+        let closed_now =
+            !was_closed && !running && detail.status != crate::aws::ExecutionStatus::PendingRedrive;
+        if closed_now && entry.backup.hooks {
+            // Before the summary: the hooks' lines come first when the execution ends last.
+            self.report_hooks(&arn, key).await;
+        }
+        let entry = self.entries.get_mut(key).expect("present");
+        if running && entry.backup.awaits_job() && (entry.backup.hooks || own_record) {
             // The hook variant runs as long as the backup: read the job from its history.
             if let Some(id) = self.job_id_from_history(&arn, key).await {
                 let entry = self.entries.get_mut(key).expect("present");
@@ -413,6 +497,89 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             }
         }
         self.report(key, changes, changed);
+    }
+
+    /// Reads a closed hook execution's history and logs one `hook_finished` line per phase,
+    /// the post line with the application's downtime.
+    async fn report_hooks(&self, arn: &str, key: &str) {
+        let mut events = Vec::new();
+        let mut token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            if !self.may_call() {
+                return;
+            }
+            self.describe_bucket.acquire().await;
+            match self.sfn.execution_history(arn, token).await {
+                Ok(page) => {
+                    self.call_ok();
+                    events.extend(page.items);
+                    token = page.next_token;
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // The backup itself is still followed; only the hook lines are lost.
+                    self.call_failed(&e);
+                    log_api_error(&self.entries[key].backup, &e);
+                    return;
+                }
+            }
+        }
+        let b = &self.entries[key].backup;
+        let report = hooks::read_history(&events);
+        let downtime = report.downtime();
+        for run in [&report.pre, &report.post].into_iter().flatten() {
+            let downtime_seconds = (run.phase == hooks::Phase::Post)
+                .then_some(downtime)
+                .flatten()
+                .map(|d| d.as_secs_f64());
+            let job_state = (run.phase == hooks::Phase::Post)
+                .then(|| report.job_state_at_post.clone())
+                .flatten();
+            if run.phase == hooks::Phase::Post && report.post_before_job_started() {
+                warn!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    job_state = job_state.as_deref().unwrap_or(""),
+                    crash_consistent = true,
+                    "post hook ran before the backup job started (hook_max_downtime): the backup goes on crash-consistent"
+                );
+            } else if run.succeeded() {
+                info!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    "hook finished"
+                );
+            } else {
+                warn!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    "hook did not succeed"
+                );
+            }
+        }
+        if let Some(d) = downtime {
+            self.metrics.hook_downtime(&b.target, d.as_secs_f64());
+        }
     }
 
     async fn job_id_from_history(&self, arn: &str, key: &str) -> Option<String> {
@@ -807,7 +974,7 @@ mod tests {
             fake.set_job(job(i, "RUNNING"));
             let mut b = backup(i, None);
             b.on_job_id(format!("job-{i}"));
-            handle.in_flight.add(&b.resource_arn);
+            handle.in_flight.add(&b.resource_arn, b.hold.clone());
             handle.track(b);
         }
         drain(&mut tracker);
@@ -961,6 +1128,65 @@ mod tests {
         }
     }
 
+    /// Issue 11 §4: ten executions of ONE instance started in the same second, their jobs
+    /// created in the reverse order. A listing cannot tell whose job is whose (it guessed by
+    /// resource and creation time, and named other executions' jobs); each must learn its job
+    /// from its own record. Fails without the fix: jobs attributed in creation order.
+    #[tokio::test(start_paused = true)]
+    async fn executions_sharing_an_instance_learn_their_job_from_their_own_record() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        let sm = crate::arn::StateMachineArn::parse(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:b",
+        )
+        .unwrap();
+        let n = 10;
+        let mut arns = Vec::new();
+        for i in 0..n {
+            let started = fake
+                .start_execution(&StartRequest {
+                    state_machine: sm.clone(),
+                    name: format!("r{i}-20261129T030000Z"),
+                    input: "{}".into(),
+                })
+                .await
+                .unwrap();
+            // Job i is created later the earlier its execution started.
+            let mut j = job(i, "CREATED");
+            j.resource_arn = Some(resource(0));
+            j.creation_date = Some(t0() + chrono::Duration::seconds((n - i) as i64));
+            fake.set_job(j);
+            fake.finish_execution(
+                &started.execution_arn,
+                crate::aws::ExecutionStatus::Succeeded,
+                Some(&format!("{{\"BackupJobId\":\"job-{i}\"}}")),
+                None,
+            );
+            let mut b = backup(i, Some(started.execution_arn.clone()));
+            b.resource_arn = resource(0);
+            handle.in_flight.add(&b.resource_arn, b.hold.clone());
+            handle.track(b);
+            arns.push(started.execution_arn);
+        }
+        drain(&mut tracker);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        for e in tracker.entries.values() {
+            let i: usize = e.backup.target[1..].parse().unwrap();
+            assert_eq!(
+                e.backup.job_id.as_deref(),
+                Some(format!("job-{i}").as_str()),
+                "{}",
+                e.backup.target
+            );
+        }
+        assert_eq!(
+            fake.calls("DescribeExecution"),
+            n,
+            "the fallback costs one DescribeExecution per execution"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_few_backups_are_described_one_by_one_and_back_off_while_quiet() {
         let fake = Arc::new(FakeAws::new());
@@ -988,7 +1214,7 @@ mod tests {
         fake.set_job(job(0, "COMPLETED"));
         let mut b = backup(0, None);
         b.on_job_id("job-0".into());
-        handle.in_flight.add(&b.resource_arn);
+        handle.in_flight.add(&b.resource_arn, b.hold.clone());
         handle.track(b);
         drain(&mut tracker);
         fake.fail_next("DescribeBackupJob", crate::aws::ErrorKind::Throttled);

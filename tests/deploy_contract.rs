@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backup_orchestrator::execution::{ExecutionInput, Trigger};
+use backup_orchestrator::hooks::{DocumentInput, OnPreHookFailure, PostHookWhen};
 use serde_json::Value;
 
 const TEMPLATE: &str = include_str!("../deploy/cloudformation/orchestrator.yaml");
@@ -30,9 +31,31 @@ const NEEDED: &[&str] = &[
     "DeleteAfterDays",
     "PreCommand",
     "PostCommand",
+    "PreDocument",
+    "PostDocument",
+    "PostHookWhen",
+    "HookMaxDowntimeSeconds",
+    "OnPreHookFailure",
+    "BackupOptions",
+];
+
+/// Optional members the machine gives a default (ReadDefaults) instead of an IsPresent check:
+/// the daemon sends them only when they matter, so the input of a target without hooks or VSS
+/// stays what it was (a slot in flight during an upgrade is found, not refused).
+const OPTIONAL_WITH_DEFAULT: &[&str] = &[
+    "PostHookWhen",
+    "HookMaxDowntimeSeconds",
+    "OnPreHookFailure",
+    "BackupOptions",
 ];
 
 fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
+    let document = |action: &str| DocumentInput {
+        name: "orchestrator-systemd-unit".into(),
+        version: "$DEFAULT".into(),
+        parameters: BTreeMap::from([("action".to_string(), vec![action.to_string()])]),
+    };
+    let all = pre.is_some();
     ExecutionInput {
         resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into(),
         target: "web-1".into(),
@@ -43,6 +66,13 @@ fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
         delete_after_days: 35,
         pre_command: pre.map(Into::into),
         post_command: post.map(Into::into),
+        pre_document: all.then(|| document("stop")),
+        post_document: all.then(|| document("start")),
+        post_hook_when: all.then_some(PostHookWhen::Started),
+        hook_max_downtime_seconds: all.then_some(900),
+        on_pre_hook_failure: all.then_some(OnPreHookFailure::Backup),
+        backup_options: all
+            .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
     }
 }
 
@@ -443,15 +473,29 @@ fn every_path_the_machine_reads_from_the_input_is_an_execution_input_member() {
         "NOT_READ_BY_THE_MACHINE is stale"
     );
 
-    // Optional members are only used behind an `IsPresent` check.
+    // Optional members are only used behind an `IsPresent` check, or get a default.
     for optional in inputs.difference(&always) {
+        let defaulted = OPTIONAL_WITH_DEFAULT.contains(&optional.as_str());
         assert!(
-            a.present_checks.contains(optional),
-            "the machine reads optional member {optional:?} without an IsPresent check"
+            a.present_checks.contains(optional) ^ defaulted,
+            "the machine reads optional member {optional:?} without an IsPresent check \
+             (or it is in OPTIONAL_WITH_DEFAULT and checked anyway)"
+        );
+        assert_eq!(
+            a.defaults.contains(optional),
+            defaulted,
+            "{optional:?}: OPTIONAL_WITH_DEFAULT vs the ReadDefaults state"
         );
     }
     // Defaults exist only for members a hand-started execution may leave out.
-    assert!(a.defaults.is_subset(&always));
+    let with_default: BTreeSet<String> = OPTIONAL_WITH_DEFAULT
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    assert!(
+        a.defaults
+            .is_subset(&always.union(&with_default).cloned().collect())
+    );
 }
 
 #[test]
@@ -568,4 +612,311 @@ fn the_state_graph_is_closed_and_substitutions_match() {
         used, m.substitutions,
         "placeholders vs DefinitionSubstitutions"
     );
+}
+
+/// The template as JSON, `!Ref`/`!Sub`/`!If`... turned into `{"Fn::Name": ...}` maps.
+fn template_json() -> Value {
+    fn conv(v: &serde_yaml::Value) -> Value {
+        use serde_yaml::Value as Y;
+        match v {
+            Y::Tagged(t) => {
+                let tag = t.tag.to_string();
+                let tag = tag.trim_start_matches('!');
+                let name = if tag == "Ref" {
+                    "Ref".to_string()
+                } else {
+                    format!("Fn::{tag}")
+                };
+                serde_json::json!({ name: conv(&t.value) })
+            }
+            Y::Sequence(items) => Value::Array(items.iter().map(conv).collect()),
+            Y::Mapping(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.as_str().expect("string keys").to_string(), conv(v)))
+                    .collect(),
+            ),
+            other => yaml_to_json(other, "template"),
+        }
+    }
+    conv(&serde_yaml::from_str(TEMPLATE).expect("orchestrator.yaml is YAML"))
+}
+
+/// Every policy statement of the state machine role, with the condition (if any) under which
+/// the statement or its policy exists: `(condition, statement)`.
+fn state_machine_statements(t: &Value) -> Vec<(Option<String>, Value)> {
+    let resources = t["Resources"].as_object().expect("Resources");
+    let mut out = Vec::new();
+    let mut push = |cond: Option<String>, doc: &Value| {
+        for st in doc["Statement"].as_array().expect("Statement list") {
+            match st.get("Fn::If").and_then(Value::as_array) {
+                Some(branches) => {
+                    let c = branches[0].as_str().expect("condition").to_string();
+                    out.push((Some(c.clone()), branches[1].clone()));
+                    out.push((Some(format!("!{c}")), branches[2].clone()));
+                }
+                None => out.push((cond.clone(), st.clone())),
+            }
+        }
+    };
+    for (name, r) in resources {
+        let props = &r["Properties"];
+        let cond = r
+            .get("Condition")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if r["Type"] == "AWS::IAM::RolePolicy" {
+            assert_eq!(
+                props["RoleName"],
+                serde_json::json!({"Ref": "StateMachineRole"}),
+                "{name}"
+            );
+            push(cond, &props["PolicyDocument"]);
+        } else if name == "StateMachineRole" {
+            for p in props["Policies"].as_array().into_iter().flatten() {
+                push(None, &p["PolicyDocument"]);
+            }
+        }
+    }
+    out
+}
+
+fn actions(st: &Value) -> Vec<String> {
+    match &st["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `Fn::Sub` text of a resource (the first element when it has variables).
+fn sub_text(resource: &Value) -> String {
+    let sub = &resource["Fn::Sub"];
+    sub.as_str()
+        .or_else(|| sub[0].as_str())
+        .unwrap_or_else(|| panic!("a SendCommand resource is a !Sub: {resource}"))
+        .to_string()
+}
+
+#[test]
+fn send_command_reaches_only_prefixed_documents_and_tagged_instances() {
+    let t = template_json();
+    let params = &t["Parameters"];
+    assert_eq!(
+        params["RequireHookTag"]["Default"], "true",
+        "the tag is required by default"
+    );
+    assert_eq!(
+        params["AllowRawCommands"]["Default"], "false",
+        "no raw shell by default"
+    );
+    assert_eq!(params["HookDocumentPrefix"]["Default"], "");
+    let prefix_pattern = params["HookDocumentPrefix"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(
+        !prefix_pattern.contains('*'),
+        "a prefix must not widen the document ARN"
+    );
+    assert_eq!(
+        t["Conditions"]["RawCommandsAllowed"],
+        serde_json::json!({"Fn::Equals": [{"Ref": "AllowRawCommands"}, "true"]})
+    );
+
+    let statements = state_machine_statements(&t);
+    let sends: Vec<&(Option<String>, Value)> = statements
+        .iter()
+        .filter(|(_, st)| {
+            actions(st)
+                .iter()
+                .any(|a| a == "ssm:SendCommand" || a == "ssm:*" || a == "*")
+        })
+        .collect();
+    assert!(!sends.is_empty());
+    let (mut documents, mut instances) = (0, 0);
+    for (cond, st) in &sends {
+        assert_eq!(st["Effect"], "Allow");
+        assert_eq!(
+            actions(st),
+            ["ssm:SendCommand"],
+            "SendCommand statements grant nothing else"
+        );
+        let text = sub_text(&st["Resource"]);
+        if text.contains(":document/") {
+            if text.ends_with("document/AWS-RunShellScript") {
+                assert_eq!(
+                    cond.as_deref(),
+                    Some("RawCommandsAllowed"),
+                    "raw shell only when opted in: {st}"
+                );
+            } else {
+                assert_eq!(
+                    text,
+                    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${Prefix}*",
+                    "documents: the prefixed ones of this account and region only"
+                );
+                let prefix = &st["Resource"]["Fn::Sub"][1]["Prefix"]["Fn::If"];
+                assert_eq!(prefix[0], "StackNamePrefix");
+                assert_eq!(
+                    prefix[1],
+                    serde_json::json!({"Fn::Sub": "${AWS::StackName}-"})
+                );
+                assert_eq!(prefix[2], serde_json::json!({"Ref": "HookDocumentPrefix"}));
+                assert!(cond.is_none(), "document hooks need no opt-in");
+                documents += 1;
+            }
+        } else {
+            assert_eq!(
+                text, "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*",
+                "instances of this account and region only: {st}"
+            );
+            match cond.as_deref() {
+                Some("HookTagRequired") => assert_eq!(
+                    st["Condition"]["StringEquals"]["ssm:resourceTag/OrchestratorHooks"], "enabled",
+                    "the default branch requires the tag: {st}"
+                ),
+                Some("!HookTagRequired") => assert!(st.get("Condition").is_none()),
+                other => panic!(
+                    "an instance statement outside the RequireHookTag switch ({other:?}): {st}"
+                ),
+            }
+            instances += 1;
+        }
+    }
+    assert_eq!((documents, instances), (1, 2), "{sends:#?}");
+    // AWS-RunShellScript only in the opt-in policy and in the machine's raw-command states,
+    // which the machine reaches only when the stack says AllowRawCommands = "true".
+    fn find(v: &Value, at: String, hits: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.contains("AWS-RunShellScript") => hits.push(at),
+            Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    find(x, format!("{at}[{i}]"), hits);
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    find(x, format!("{at}.{k}"), hits);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut hits = Vec::new();
+    find(&t, String::new(), &mut hits);
+    let states_at = ".Resources.BackupStateMachine.Properties.Definition.States.";
+    for h in &hits {
+        assert!(
+            h.ends_with(".Description")
+                || h.starts_with(".Resources.RawCommandPolicy.")
+                || h.starts_with(&format!("{states_at}PrepareCommandBefore."))
+                || h.starts_with(&format!("{states_at}PrepareCommandAfter.")),
+            "AWS-RunShellScript outside the opt-in: {h}"
+        );
+    }
+    assert_eq!(
+        t["Resources"]["RawCommandPolicy"]["Condition"], "RawCommandsAllowed",
+        "{hits:?}"
+    );
+    let m = machine();
+    let st = states(&m.definition);
+    assert_eq!(
+        st["InitRun"]["Parameters"]["RawCommands"],
+        "${AllowRawCommands}"
+    );
+    assert_eq!(
+        st["RawCommandsAllowed"]["Choices"][0],
+        serde_json::json!({"Variable": "$.Run.RawCommands", "StringEquals": "true", "Next": "CheckPreDocument"})
+    );
+    assert_eq!(st["RawCommandsAllowed"]["Default"], "RawCommandsRefused");
+    assert_eq!(st["RawCommandsRefused"]["Error"], "PreCommandFailed");
+    assert!(
+        st["RawCommandsRefused"]["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("AllowRawCommands")
+    );
+
+    // The daemon's role never sends commands.
+    let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
+    for st in daemon["Statement"].as_array().unwrap() {
+        assert!(
+            actions(st)
+                .iter()
+                .all(|a| a.starts_with("states:") || a.starts_with("backup:")),
+            "the daemon's own policy: {st}"
+        );
+    }
+
+    // The example document exists and is named with the prefix.
+    let doc = &t["Resources"]["SystemdUnitDocument"];
+    assert_eq!(doc["Type"], "AWS::SSM::Document");
+    assert_eq!(
+        doc["Properties"]["Name"]["Fn::Sub"][0],
+        "${Prefix}systemd-unit"
+    );
+    let p = &doc["Properties"]["Content"]["parameters"];
+    assert_eq!(
+        p["action"]["allowedValues"],
+        serde_json::json!(["stop", "start"])
+    );
+    assert!(
+        p["unit"]["allowedPattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^[A-Za-z0-9")
+    );
+}
+
+#[test]
+fn numbers_in_the_definition_are_numbers() {
+    // DefinitionSubstitutions are text: `Seconds: ${X}` would become the string "10", which
+    // Step Functions refuses. Numbers from stack parameters go through States.StringToJson.
+    let m = machine();
+    for (name, s) in states(&m.definition) {
+        for key in ["Seconds", "IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+            if let Some(v) = s.get(key) {
+                assert!(v.is_number(), "{name}.{key} = {v}");
+            }
+        }
+        for r in s
+            .get("Retry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for key in ["IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+                assert!(r[key].is_number(), "{name}.Retry.{key} = {}", r[key]);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_machine_refuses_documents_outside_the_prefix_before_sending() {
+    let m = machine();
+    let st = states(&m.definition);
+    for member in ["PreDocument", "PostDocument"] {
+        let check = &st[&format!("Check{member}Name")];
+        let rule = &check["Choices"][0]["And"];
+        assert_eq!(rule[1]["Variable"], format!("$.{member}.Name"));
+        assert_eq!(rule[1]["StringMatches"], "${HookDocumentPrefix}*");
+        assert_eq!(st[check["Default"].as_str().unwrap()]["Type"], "Fail");
+    }
+    // Every SendCommand task sends a request the checks above have passed.
+    for (name, s) in st
+        .iter()
+        .filter(|(_, s)| s["Resource"] == "arn:aws:states:::aws-sdk:ssm:sendCommand")
+    {
+        let doc = s["Parameters"]["DocumentName.$"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            doc.starts_with("$.Run.P") && doc.ends_with("Request.DocumentName"),
+            "{name}: {doc}"
+        );
+    }
 }

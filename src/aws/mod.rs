@@ -274,6 +274,12 @@ pub struct HistoryEvent {
     pub resource: Option<String>,
     /// For TaskSucceeded: the task's output JSON.
     pub output: Option<String>,
+    /// When it happened.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// For state entered/exited events: the state's name.
+    pub state_name: Option<String>,
+    /// For TaskFailed: the error name.
+    pub error: Option<String>,
 }
 
 /// One page of a paginated listing.

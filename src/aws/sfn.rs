@@ -149,10 +149,22 @@ impl StepFunctions for SdkStepFunctions {
                 .iter()
                 .map(|e| {
                     let task = e.task_succeeded_event_details();
+                    let failed = e.task_failed_event_details();
+                    let state_name = e
+                        .state_entered_event_details()
+                        .map(|d| d.name().to_string())
+                        .or_else(|| e.state_exited_event_details().map(|d| d.name().to_string()));
                     HistoryEvent {
                         kind: e.r#type().as_str().to_string(),
-                        resource: task.map(|t| t.resource().to_string()),
+                        resource: task
+                            .map(|t| t.resource().to_string())
+                            .or_else(|| failed.map(|t| t.resource().to_string())),
                         output: task.and_then(|t| t.output()).map(str::to_string),
+                        timestamp: DateTime::from_timestamp_millis(
+                            e.timestamp().to_millis().unwrap_or(0),
+                        ),
+                        state_name,
+                        error: failed.and_then(|t| t.error()).map(str::to_string),
                     }
                 })
                 .collect(),

@@ -160,6 +160,20 @@ impl Daemon {
         panic!("timed out after {timeout:?} waiting for {what}");
     }
 
+    /// Waits until `state` holds (a sandbox record, a file, anything but a log line), or panics
+    /// with the log after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, state: impl Fn() -> bool) {
+        self.wait_for(what, timeout, |_| state());
+    }
+
+    /// Waits for the `ready` line: timers registered, restart recovery done, the reload loop
+    /// (SIGHUP, `--watch`) running. Acting on `config_loaded` instead races start-up.
+    pub fn wait_ready(&self, timeout: Duration) {
+        self.wait_for("ready", timeout, |ev| {
+            ev.iter().any(|v| v["event"] == "ready")
+        });
+    }
+
     /// Prints what the daemon said (for a failing test).
     pub fn dump(&self) {
         for v in self.events() {
@@ -212,6 +226,12 @@ pub fn finished(events: &[Value], target: &str) -> Vec<Value> {
         .filter(|v| v["event"] == "backup_finished" && v["target"] == target)
         .cloned()
         .collect()
+}
+
+/// How many `operation` requests the sandbox has received (counted on arrival, before any
+/// injected latency).
+pub fn requests(sb: &Sandbox, operation: &str) -> u64 {
+    sb.stats().by_operation.get(operation).copied().unwrap_or(0)
 }
 
 /// A temp dir with a config file.

@@ -89,6 +89,7 @@ fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value
             iam_role_arn: text("IamRoleArn"),
             idempotency_token: text("IdempotencyToken"),
             start_window_minutes: request.get("StartWindowMinutes").and_then(Value::as_u64),
+            backup_options: request.get("BackupOptions").cloned(),
         },
         now,
     )?;
@@ -200,6 +201,9 @@ fn describe(record: &JobRecord, inner: &Inner) -> Value {
     }
     if let Some(message) = &record.status_message {
         job["StatusMessage"] = json!(message);
+    }
+    if let Some(options) = &record.backup_options {
+        job["BackupOptions"] = options.clone();
     }
     job
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::Millis;
 use super::input::TaskInput;
+use super::ssm::{CommandRecord, HookRun};
 
 /// One AWS SDK integration, as history events name it.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,10 @@ const SEND_COMMAND: Integration = Integration {
     resource_type: "aws-sdk:ssm",
     resource: "sendCommand",
 };
+const GET_COMMAND_INVOCATION: Integration = Integration {
+    resource_type: "aws-sdk:ssm",
+    resource: "getCommandInvocation",
+};
 
 /// How the execution went, as far as the world has decided.
 #[derive(Debug)]
@@ -45,7 +50,6 @@ pub(crate) enum Outcome<'a> {
     Job {
         at: Millis,
         start_response: String,
-        job_state: &'a str,
         stop: Millis,
         post_failure: Option<&'a str>,
         output: String,
@@ -62,6 +66,9 @@ pub(crate) struct Timeline<'a> {
     pub region: &'a str,
     pub account_id: &'a str,
     pub start: Millis,
+    /// When StartBackupJob was entered (after the pre hook).
+    pub task_at: Millis,
+    pub hooks: Option<&'a HookRun>,
     pub outcome: Outcome<'a>,
 }
 
@@ -124,20 +131,6 @@ impl Events {
         );
     }
 
-    fn fail_task(&mut self, at: Millis, integration: Integration, error: &str, cause: &str) {
-        self.push(
-            at,
-            "TaskFailed",
-            "taskFailedEventDetails",
-            json!({
-                "resourceType": integration.resource_type,
-                "resource": integration.resource,
-                "error": error,
-                "cause": cause,
-            }),
-        );
-    }
-
     fn fail_execution(&mut self, at: Millis, error: &str, cause: &str) {
         self.push(
             at,
@@ -157,44 +150,37 @@ impl Events {
     }
 }
 
-/// An SSM RunCommand step (PreCommand / PostCommand).
-struct Command<'a> {
-    state: &'static str,
-    text: &'a str,
-}
-
-impl Command<'_> {
-    fn begin(&self, events: &mut Events, at: Millis, line: &Timeline<'_>) {
-        let instance = line
-            .task
-            .resource_arn
-            .as_ref()
-            .ok()
-            .and_then(|arn| arn.rsplit_once('/'))
-            .map_or("", |(_, id)| id);
-        events.enter(at, self.state, line.input);
-        events.schedule(
-            at,
-            SEND_COMMAND,
-            line.region,
-            json!({
-                "DocumentName": "AWS-RunShellScript",
-                "InstanceIds": [instance],
-                "Parameters": { "commands": [self.text] },
-            }),
-        );
-    }
-
-    fn succeed(&self, events: &mut Events, at: Millis, line: &Timeline<'_>) {
-        let output = json!({
-            "Command": {
-                "CommandId": format!("{}-{}", line.execution_name, self.state.to_lowercase()),
-                "Status": "Success",
-            }
-        })
-        .to_string();
-        events.succeed(at, SEND_COMMAND, self.state, &output);
-    }
+/// A hook command's two tasks, named as the template's states: SendCommand when it was sent,
+/// then the GetCommandInvocation that saw its final status (the machine's earlier polls, which
+/// saw it in progress, are left out).
+fn command_events(
+    events: &mut Events,
+    c: &CommandRecord,
+    send: &str,
+    get: &str,
+    line: &Timeline<'_>,
+) {
+    events.enter(c.sent_at_ms, send, line.input);
+    events.schedule(c.sent_at_ms, SEND_COMMAND, line.region, c.request());
+    events.succeed(
+        c.sent_at_ms,
+        SEND_COMMAND,
+        send,
+        &c.send_response().to_string(),
+    );
+    events.enter(c.ended_at_ms, get, line.input);
+    events.schedule(
+        c.ended_at_ms,
+        GET_COMMAND_INVOCATION,
+        line.region,
+        json!({ "CommandId": c.command_id, "InstanceId": c.instance_id }),
+    );
+    events.succeed(
+        c.ended_at_ms,
+        GET_COMMAND_INVOCATION,
+        get,
+        &c.invocation().to_string(),
+    );
 }
 
 /// The events of one execution that have happened by `now`, ready for the wire.
@@ -211,33 +197,21 @@ pub(crate) fn events(line: &Timeline<'_>, now: Millis) -> Vec<Value> {
             "roleArn": format!("arn:aws:iam::{}:role/backup-orchestrator-state-machine", line.account_id),
         }),
     );
-    let pre = line.task.pre_command.map(|text| Command {
-        state: "PreCommand",
-        text,
-    });
-    let task_at = match &line.outcome {
-        Outcome::Pending => None,
-        Outcome::FailedBeforeJob { at, .. } | Outcome::Job { at, .. } => Some(*at),
-    };
-    // When StartBackupJob is entered: at once, or once the PreCommand has succeeded.
-    let backup_entered = if let Some(pre) = &pre {
-        pre.begin(&mut events, start, line);
-        match (&line.outcome, task_at) {
-            (Outcome::FailedBeforeJob { at, error, cause }, _) if *error == "PreCommandFailed" => {
-                events.fail_task(*at, SEND_COMMAND, error, cause);
-                events.fail_execution(*at, error, cause);
-                return finish(events, now);
-            }
-            (_, Some(at)) => {
-                pre.succeed(&mut events, at, line);
-                Some(at)
-            }
-            (_, None) => return finish(events, now),
+    let hooks = line.hooks;
+    if let Some(pre) = hooks.and_then(|h| h.pre.as_ref()) {
+        command_events(&mut events, pre, "SendPreHook", "GetPreHook", line);
+    }
+    if let Outcome::FailedBeforeJob { at, error, cause } = &line.outcome
+        && *error == "PreCommandFailed"
+    {
+        // Refused before sending, or the pre hook failed with skip (then the post hook ran).
+        if let Some(post) = hooks.and_then(|h| h.post.as_ref()) {
+            command_events(&mut events, post, "SendPostHook", "GetPostHook", line);
         }
-    } else {
-        Some(start)
-    };
-    let entered = backup_entered.unwrap_or(start);
+        events.fail_execution(*at, error, cause);
+        return finish(events, now);
+    }
+    let entered = line.task_at;
     events.enter(entered, "StartBackupJob", line.input);
     if let Outcome::FailedBeforeJob { at, error, cause } = &line.outcome {
         events.fail_execution(*at, error, cause);
@@ -261,48 +235,50 @@ pub(crate) fn events(line: &Timeline<'_>, now: Millis) -> Vec<Value> {
     if let Some(days) = line.task.delete_after_days {
         parameters["Lifecycle"] = json!({ "DeleteAfterDays": days });
     }
+    if let Some(options) = line.task.backup_options {
+        parameters["BackupOptions"] = options.clone();
+    }
     events.schedule(entered, START_BACKUP_JOB, line.region, parameters);
     let Outcome::Job {
         at,
         start_response,
-        job_state,
         stop,
         post_failure,
         output,
+        ..
     } = &line.outcome
     else {
         return finish(events, now);
     };
     events.succeed(*at, START_BACKUP_JOB, "StartBackupJob", start_response);
-    if !line.task.hooked() {
+    let post = hooks.and_then(|h| h.post.as_ref().map(|p| (h, p)));
+    let Some((h, post)) = post else {
         events.succeed_execution(*at, output);
         return finish(events, now);
-    }
-    events.enter(*at, "WaitForBackupJob", start_response);
+    };
+    // The poll that let the post hook go (the earlier ones saw CREATED and are left out).
+    let poll = if h.request.as_ref().is_ok_and(|r| r.when_completed) {
+        "DescribeBackupJob"
+    } else {
+        "DescribeJobForStart"
+    };
     let job_id = serde_json::from_str::<Value>(start_response)
         .ok()
         .and_then(|v| v["BackupJobId"].as_str().map(str::to_string))
         .unwrap_or_default();
+    events.enter(post.sent_at_ms, poll, start_response);
     events.schedule(
-        *at,
+        post.sent_at_ms,
         DESCRIBE_BACKUP_JOB,
         line.region,
         json!({ "BackupJobId": job_id }),
     );
-    let waited = json!({ "BackupJobId": job_id, "State": job_state }).to_string();
-    events.succeed(*stop, DESCRIBE_BACKUP_JOB, "WaitForBackupJob", &waited);
-    if let Some(text) = line.task.post_command {
-        let post = Command {
-            state: "PostCommand",
-            text,
-        };
-        post.begin(&mut events, *stop, line);
-        if let Some(cause) = post_failure {
-            events.fail_task(*stop, SEND_COMMAND, "PostCommandFailed", cause);
-            events.fail_execution(*stop, "PostCommandFailed", cause);
-            return finish(events, now);
-        }
-        post.succeed(&mut events, *stop, line);
+    let seen = json!({ "State": h.job_state_seen.unwrap_or("CREATED") }).to_string();
+    events.succeed(post.sent_at_ms, DESCRIBE_BACKUP_JOB, poll, &seen);
+    command_events(&mut events, post, "SendPostHook", "GetPostHook", line);
+    if let Some(cause) = post_failure {
+        events.fail_execution(*stop, "PostCommandFailed", cause);
+        return finish(events, now);
     }
     events.succeed_execution(*stop, output);
     finish(events, now)

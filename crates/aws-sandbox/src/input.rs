@@ -18,8 +18,7 @@ pub(crate) struct TaskInput<'a> {
     pub start_window_minutes: Option<u64>,
     pub complete_window_minutes: Option<u64>,
     pub delete_after_days: Option<u64>,
-    pub pre_command: Option<&'a str>,
-    pub post_command: Option<&'a str>,
+    pub backup_options: Option<&'a Value>,
 }
 
 impl<'a> TaskInput<'a> {
@@ -44,14 +43,8 @@ impl<'a> TaskInput<'a> {
             start_window_minutes: number("StartWindowMinutes"),
             complete_window_minutes: number("CompleteWindowMinutes"),
             delete_after_days: number("DeleteAfterDays"),
-            pre_command: text("PreCommand"),
-            post_command: text("PostCommand"),
+            backup_options: input.get("BackupOptions"),
         }
-    }
-
-    /// True for the hook variant, which waits for the job and runs commands around it.
-    pub fn hooked(&self) -> bool {
-        self.pre_command.is_some() || self.post_command.is_some()
     }
 }
 

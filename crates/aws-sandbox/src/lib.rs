@@ -23,6 +23,7 @@ mod history;
 mod input;
 mod serve;
 mod sfn;
+mod ssm;
 mod world;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ use tracing::{debug, info, warn};
 
 pub use faults::Faults;
 pub use serve::{ServeArgs, serve_until_interrupted};
+pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
 pub use world::{ExecutionRecord, ExecutionStatus, JobRecord, JobState};
 
 use faults::{FaultsJson, Injected};
@@ -78,6 +80,8 @@ pub struct SandboxConfig {
     pub fail_resources: Vec<String>,
     /// `None`: every well-formed state machine ARN exists; `Some`: only these do.
     pub state_machines: Option<Vec<String>>,
+    /// How the modelled machine is deployed (hook prefix, raw commands) and how fast it polls.
+    pub hooks: HookSettings,
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +94,7 @@ impl Default for SandboxConfig {
             job_running: Duration::from_secs(3),
             fail_resources: Vec::new(),
             state_machines: None,
+            hooks: HookSettings::default(),
         }
     }
 }
@@ -175,6 +180,7 @@ impl Sandbox {
             job_running: millis(config.job_running),
             fail_resources: config.fail_resources,
             state_machines: config.state_machines.map(|list| list.into_iter().collect()),
+            hooks: config.hooks,
         });
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -242,6 +248,21 @@ impl Sandbox {
     /// Every backup job, oldest first, with its state now.
     pub fn jobs(&self) -> Vec<JobRecord> {
         self.shared.inner().world.jobs(now_ms())
+    }
+
+    /// Every hook command the modelled machine has sent, oldest first.
+    pub fn ssm_commands(&self) -> Vec<CommandRecord> {
+        self.shared.inner().world.ssm_commands(now_ms())
+    }
+
+    /// Replaces how hook commands run (first matching rule wins).
+    pub fn set_command_rules(&self, rules: Vec<CommandRule>) {
+        self.shared.inner().world.set_command_rules(rules);
+    }
+
+    /// Replaces the per-resource CREATED/RUNNING durations of jobs created from now on.
+    pub fn set_job_timings(&self, timings: Vec<JobTiming>) {
+        self.shared.inner().world.set_job_timings(timings);
     }
 
     /// Every StartExecution request received, in arrival order.
@@ -471,6 +492,21 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
         ("GET", "executions") => Reply::json(200, &shared.inner().world.executions(now)),
         ("GET", "jobs") => Reply::json(200, &shared.inner().world.jobs(now)),
         ("GET", "start-times") => Reply::json(200, &shared.inner().start_times),
+        ("GET", "ssm-commands") => Reply::json(200, &shared.inner().world.ssm_commands(now)),
+        ("POST", "ssm-rules") => match serde_json::from_slice::<Vec<CommandRule>>(body) {
+            Ok(rules) => {
+                shared.inner().world.set_command_rules(rules);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "job-timings") => match serde_json::from_slice::<Vec<JobTiming>>(body) {
+            Ok(timings) => {
+                shared.inner().world.set_job_timings(timings);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
         ("GET", "faults") => Reply::json(200, &FaultsJson::from(&*shared.faults())),
         ("POST", "faults") => {
             let parsed = serde_json::from_slice::<FaultsJson>(body)

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::history;
 use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
+use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
 
 pub(crate) use super::Millis;
 
@@ -43,6 +44,7 @@ pub(crate) struct WorldConfig {
     pub job_running: Millis,
     pub fail_resources: Vec<String>,
     pub state_machines: Option<HashSet<String>>,
+    pub hooks: HookSettings,
 }
 
 /// A refusal, named by the error code the real service sends.
@@ -203,6 +205,8 @@ pub struct JobRecord {
     pub idempotency_token: Option<String>,
     /// The execution whose task created it, if any.
     pub execution_name: Option<String>,
+    /// StartBackupJob `BackupOptions`, as sent.
+    pub backup_options: Option<Value>,
 }
 
 /// The result of an accepted StartExecution.
@@ -232,6 +236,7 @@ pub(crate) struct JobRequest {
     pub iam_role_arn: Option<String>,
     pub idempotency_token: Option<String>,
     pub start_window_minutes: Option<u64>,
+    pub backup_options: Option<Value>,
 }
 
 /// The ListBackupJobs filters the sandbox honours.
@@ -273,6 +278,10 @@ struct Execution {
     name: Arc<str>,
     input: Box<str>,
     start: Millis,
+    /// When its StartBackupJob task runs (after the pre hook, if any).
+    task_at: Millis,
+    /// The hooks it runs, once decided (the pre hook at start, the post hook with the job).
+    hooks: Option<Box<HookRun>>,
     run: Run,
 }
 
@@ -287,6 +296,9 @@ struct Job {
     token: Option<Arc<str>>,
     execution: Option<u32>,
     fails: bool,
+    pending: Millis,
+    running: Millis,
+    backup_options: Option<Box<Value>>,
 }
 
 /// The phases of a job's life, from its creation time and the configured durations.
@@ -311,6 +323,10 @@ pub(crate) struct World {
     job_ids: HashMap<Uuid, u32>,
     job_tokens: HashMap<Arc<str>, u32>,
     last_job_created: Millis,
+    /// `/_sandbox/ssm-rules`: how hook commands run.
+    command_rules: Vec<CommandRule>,
+    /// `/_sandbox/job-timings`: CREATED/RUNNING durations per resource.
+    job_timings: Vec<JobTiming>,
 }
 
 impl World {
@@ -329,6 +345,56 @@ impl World {
             job_ids: HashMap::new(),
             job_tokens: HashMap::new(),
             last_job_created: Millis::MIN,
+            command_rules: Vec::new(),
+            job_timings: Vec::new(),
+        }
+    }
+
+    /// Replaces the rules hook commands run by (first match wins).
+    pub fn set_command_rules(&mut self, rules: Vec<CommandRule>) {
+        self.command_rules = rules;
+    }
+
+    /// Replaces the per-resource job durations (first match wins; for jobs created later).
+    pub fn set_job_timings(&mut self, timings: Vec<JobTiming>) {
+        self.job_timings = timings;
+    }
+
+    /// Every hook command the machine has sent by `now`, oldest first.
+    pub fn ssm_commands(&mut self, now: Millis) -> Vec<CommandRecord> {
+        self.advance(now);
+        let mut all: Vec<CommandRecord> = self
+            .executions
+            .iter()
+            .filter_map(|e| e.hooks.as_deref())
+            .flat_map(|h| h.pre.iter().chain(h.post.iter()))
+            .filter(|c| c.sent_at_ms <= now)
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.sent_at_ms);
+        all
+    }
+
+    fn command(
+        &self,
+        execution: &str,
+        phase: &'static str,
+        hook: &ssm::HookRequest,
+        instance: &str,
+        at: Millis,
+    ) -> CommandRecord {
+        let (ms, status) = ssm::outcome(&self.command_rules, &self.config.hooks, phase, hook);
+        CommandRecord {
+            command_id: Uuid::new_v4().to_string(),
+            execution_name: execution.to_string(),
+            phase,
+            document_name: hook.document_name.clone(),
+            document_version: hook.document_version.clone(),
+            parameters: hook.parameters.clone(),
+            instance_id: instance.to_string(),
+            sent_at_ms: at,
+            ended_at_ms: at + ms,
+            status,
         }
     }
 
@@ -451,17 +517,46 @@ impl World {
             ));
         }
         let index = u32::try_from(self.executions.len()).expect("fewer than 2^32 executions");
+        // The pre hook is decided now: the job is requested once it has ended.
+        let parsed: Value = serde_json::from_str(input).unwrap_or(Value::Null);
+        let mut task_at = now + self.config.execution_delay;
+        let hooks = match Hooks::read(&parsed, &self.config.hooks) {
+            Ok(h) if !h.any() => None,
+            request => {
+                let instance = TaskInput::read(&parsed)
+                    .resource_arn
+                    .ok()
+                    .and_then(|a| a.rsplit_once('/'))
+                    .map_or(String::new(), |(_, id)| id.to_string());
+                let pre = request
+                    .as_ref()
+                    .ok()
+                    .and_then(|h| h.pre.as_ref())
+                    .map(|p| self.command(&name, "pre", p, &instance, task_at));
+                if let Some(p) = &pre {
+                    task_at = p.ended_at_ms;
+                }
+                Some(Box::new(HookRun {
+                    request,
+                    pre,
+                    post: None,
+                    job_state_seen: None,
+                    capped: false,
+                }))
+            }
+        };
         self.executions.push(Execution {
             machine,
             name: name.clone(),
             input: input.into(),
             start: now,
+            task_at,
+            hooks,
             run: Run::Pending,
         });
         self.execution_ids.insert((machine, name), index);
         self.machine_executions[machine as usize].push(index);
-        self.due
-            .push(Reverse((now + self.config.execution_delay, index)));
+        self.due.push(Reverse((task_at, index)));
         Ok(Started {
             execution_arn,
             start_ms: now,
@@ -469,26 +564,48 @@ impl World {
         })
     }
 
-    /// Runs the modelled state machine's work for one execution at time `at`.
+    /// Runs the modelled state machine's work for one execution at time `at`: its
+    /// StartBackupJob task (after the pre hook), and decides the post hook.
     fn run_task(&mut self, index: u32, at: Millis) {
         let execution = &self.executions[index as usize];
         let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
         let task = TaskInput::read(&input);
         let name = execution.name.clone();
-        let run = if let Some(pre) = task.pre_command.filter(|c| mentions_fail(c)) {
-            Run::Failed {
+        let mut hook = self.executions[index as usize].hooks.take();
+        let run = match hook.as_deref_mut() {
+            Some(HookRun {
+                request: Err(refusal),
+                ..
+            }) => Run::Failed {
                 at,
                 error: "PreCommandFailed",
-                cause: command_failure_cause("PreCommand", pre, task.resource_arn.ok()).into(),
+                cause: refusal.clone().into(),
+            },
+            Some(h) if h.pre.as_ref().is_some_and(|p| p.status != "Success")
+                && h.request.as_ref().is_ok_and(|r| r.skip_on_pre_failure) =>
+            {
+                // No backup; the post hook still runs, then PreCommandFailed.
+                let pre = h.pre.as_ref().expect("checked");
+                let cause = format!(
+                    "pre hook failed: {}; OnPreHookFailure = skip: no backup was started",
+                    pre.invocation()
+                );
+                let post = h.request.as_ref().ok().and_then(|r| r.post.clone());
+                let instance = pre.instance_id.clone();
+                h.post = post.map(|p| self.command(&name, "post", &p, &instance, at));
+                Run::Failed {
+                    at: h.post.as_ref().map_or(at, |p| p.ended_at_ms),
+                    error: "PreCommandFailed",
+                    cause: cause.into(),
+                }
             }
-        } else {
-            match task.resource_arn {
+            _ => match task.resource_arn {
                 Err(problem) => Run::Failed {
                     at,
                     error: "States.Runtime",
                     cause: format!(
                         "An error occurred while executing the state 'StartBackupJob'. {problem} in the input '{}'",
-                        execution.input
+                        self.executions[index as usize].input
                     )
                     .into(),
                 },
@@ -503,27 +620,62 @@ impl World {
                         ),
                         idempotency_token: Some(name.to_string()),
                         start_window_minutes: task.start_window_minutes,
+                        backup_options: task.backup_options.cloned(),
                     };
-                    let hooked = task.pre_command.is_some() || task.post_command.is_some();
-                    let post_failure = task
-                        .post_command
-                        .filter(|c| mentions_fail(c))
-                        .map(|c| command_failure_cause("PostCommand", c, Some(resource)).into());
-                    let (job, _) = self.create_job(request, Some(index), at);
-                    let stop = if hooked {
-                        self.job_times(&self.jobs[job as usize]).ends.max(at)
+                    if let Err(e) = check_backup_options(request.backup_options.as_ref(), resource)
+                    {
+                        Run::Failed {
+                            at,
+                            error: "StartBackupJobFailed",
+                            cause: json!({"Error": format!("Backup.{}", e.code), "Cause": e.message})
+                                .to_string()
+                                .into(),
+                        }
                     } else {
-                        at
-                    };
-                    Run::Job {
-                        job,
-                        stop,
-                        post_failure,
+                        let (job, _) = self.create_job(request, Some(index), at);
+                        let times = self.job_times(&self.jobs[job as usize]);
+                        let mut stop = at;
+                        let mut post_failure = None;
+                        if let Some(h) = hook.as_deref_mut()
+                            && let Ok(r) = &h.request
+                            && let Some(post) = r.post.clone()
+                        {
+                            let (post_at, capped) = ssm::post_hook_time(
+                                r,
+                                &self.config.hooks,
+                                at,
+                                times.running_from,
+                                times.ends,
+                            );
+                            let instance = resource.rsplit_once('/').map_or("", |(_, id)| id);
+                            let sent = self.command(&name, "post", &post, instance, post_at);
+                            h.capped = capped;
+                            h.job_state_seen =
+                                Some(self.job_state(&self.jobs[job as usize], post_at).as_str());
+                            stop = sent.ended_at_ms;
+                            if sent.status != "Success" {
+                                post_failure = Some(
+                                    format!(
+                                        "post hook {} on {} ended {}: {} (exit code 1)",
+                                        sent.command_id, sent.instance_id, sent.status, sent.status
+                                    )
+                                    .into(),
+                                );
+                            }
+                            h.post = Some(sent);
+                        }
+                        Run::Job {
+                            job,
+                            stop,
+                            post_failure,
+                        }
                     }
                 }
-            }
+            },
         };
-        self.executions[index as usize].run = run;
+        let execution = &mut self.executions[index as usize];
+        execution.hooks = hook;
+        execution.run = run;
     }
 
     fn status_of(&self, execution: &Execution, now: Millis) -> ExecutionStatus {
@@ -606,15 +758,25 @@ impl World {
         record
     }
 
-    /// The output of a SUCCEEDED execution: the StartBackupJob response, plus the job's final
-    /// state for the hook variant (which waits for the job).
-    fn execution_output(&self, execution: &Execution, job: &Job, stop: Millis) -> String {
+    /// The output of a SUCCEEDED execution: the StartBackupJob response, plus (with hooks) what
+    /// the template's `Done` state merges in: the hook results and the job state seen.
+    fn execution_output(&self, execution: &Execution, job: &Job, _stop: Millis) -> String {
         let mut output = self.start_response_for_sfn(job);
-        let hooked = serde_json::from_str::<Value>(&execution.input)
-            .map(|v| TaskInput::read(&v).hooked())
-            .unwrap_or(false);
-        if hooked {
-            output["BackupState"] = json!(self.job_state(job, stop).as_str());
+        if let Some(h) = execution.hooks.as_deref() {
+            let consistent = h.pre.as_ref().is_some_and(|p| p.status == "Success");
+            output["AppConsistent"] = json!(if consistent { "true" } else { "false" });
+            if let Some(p) = &h.pre {
+                output["PreHook"] = p.invocation();
+            }
+            if let Some(p) = &h.post {
+                output["PostHook"] = p.invocation();
+            }
+            if let Some(state) = h.job_state_seen {
+                output["BackupJob"] = json!({ "State": state });
+            }
+            if h.capped {
+                output["DowntimeCapped"] = json!(true);
+            }
         }
         output.to_string()
     }
@@ -741,7 +903,6 @@ impl World {
                 history::Outcome::Job {
                     at: self.job_task_time(execution),
                     start_response: self.start_response_for_sfn(job).to_string(),
-                    job_state: self.job_state(job, *stop).as_str(),
                     stop: *stop,
                     post_failure: post_failure.as_deref(),
                     output: self.execution_output(execution, job, *stop),
@@ -756,6 +917,8 @@ impl World {
             region: &self.config.region,
             account_id: &self.config.account_id,
             start: execution.start,
+            task_at: execution.task_at,
+            hooks: execution.hooks.as_deref(),
             outcome,
         };
         history::events(&timeline, now)
@@ -763,7 +926,7 @@ impl World {
 
     /// When an execution's task ran (its deadline, which `advance` back-dates to).
     fn job_task_time(&self, execution: &Execution) -> Millis {
-        execution.start + self.config.execution_delay
+        execution.task_at
     }
 
     /// StartBackupJob: a new job, or the one an earlier call with the same token created.
@@ -798,6 +961,16 @@ impl World {
                     request.resource_arn.as_deref().unwrap_or_default()
                 ),
             ));
+        }
+        if let (Some(resource), Err(e)) = (
+            request.resource_arn.as_deref(),
+            check_backup_options(
+                request.backup_options.as_ref(),
+                request.resource_arn.as_deref().unwrap_or_default(),
+            ),
+        ) {
+            let _ = resource;
+            return Err(e);
         }
         if let Some(minutes) = request.start_window_minutes
             && minutes < 60
@@ -854,6 +1027,17 @@ impl World {
             .iter()
             .any(|pattern| !pattern.is_empty() && resource.contains(pattern.as_str()));
         let index = u32::try_from(self.jobs.len()).expect("fewer than 2^32 jobs");
+        let timing = self
+            .job_timings
+            .iter()
+            .find(|t| !t.resource.is_empty() && resource.contains(t.resource.as_str()));
+        let (pending, running) =
+            timing.map_or((self.config.job_pending, self.config.job_running), |t| {
+                (
+                    Millis::try_from(t.created_ms).unwrap_or(Millis::MAX),
+                    Millis::try_from(t.running_ms).unwrap_or(Millis::MAX),
+                )
+            });
         self.jobs.push(Job {
             id,
             resource,
@@ -866,6 +1050,9 @@ impl World {
             token: token.clone(),
             execution,
             fails,
+            pending,
+            running,
+            backup_options: request.backup_options.map(Box::new),
         });
         self.job_ids.insert(id, index);
         if let Some(token) = token {
@@ -875,10 +1062,10 @@ impl World {
     }
 
     fn job_times(&self, job: &Job) -> JobTimes {
-        let running_from = job.created + self.config.job_pending;
+        let running_from = job.created.saturating_add(job.pending);
         JobTimes {
             running_from,
-            ends: running_from + self.config.job_running,
+            ends: running_from.saturating_add(job.running),
         }
     }
 
@@ -920,10 +1107,10 @@ impl World {
         } else {
             100.0
         };
-        let fraction = if self.config.job_running <= 0 || now >= times.ends {
+        let fraction = if job.running <= 0 || now >= times.ends {
             1.0
         } else {
-            ((now - times.running_from) as f64 / self.config.job_running as f64).clamp(0.0, 1.0)
+            ((now - times.running_from) as f64 / job.running as f64).clamp(0.0, 1.0)
         };
         let percent = (fraction * ceiling * 10.0).floor() / 10.0;
         // A stable size per job, between 1 and 16 GiB.
@@ -958,6 +1145,7 @@ impl World {
             execution_name: job
                 .execution
                 .map(|e| self.executions[e as usize].name.to_string()),
+            backup_options: job.backup_options.as_deref().cloned(),
         }
     }
 
@@ -1059,6 +1247,51 @@ impl World {
     }
 }
 
+/// StartBackupJob's `BackupOptions`: `WindowsVSS` = `enabled` | `disabled`, for EC2 only.
+pub(crate) fn check_backup_options(
+    options: Option<&Value>,
+    resource: &str,
+) -> Result<(), ApiError> {
+    let Some(options) = options else {
+        return Ok(());
+    };
+    let Some(map) = options.as_object() else {
+        return Err(ApiError::new(
+            "InvalidParameterValueException",
+            "BackupOptions must be a map of strings",
+        ));
+    };
+    for (key, value) in map {
+        match (key.as_str(), value.as_str()) {
+            ("WindowsVSS", Some("enabled" | "disabled")) => {
+                if resource_type(resource) != "EC2" {
+                    return Err(ApiError::new(
+                        "InvalidParameterValueException",
+                        format!(
+                            "BackupOptions WindowsVSS is supported for EC2 instances only, not {resource}"
+                        ),
+                    ));
+                }
+            }
+            ("WindowsVSS", _) => {
+                return Err(ApiError::new(
+                    "InvalidParameterValueException",
+                    format!(
+                        "BackupOptions WindowsVSS must be \"enabled\" or \"disabled\", got {value}"
+                    ),
+                ));
+            }
+            (other, _) => {
+                return Err(ApiError::new(
+                    "InvalidParameterValueException",
+                    format!("Unsupported BackupOptions key {other:?} (expected WindowsVSS)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Takes up to `max` items; the item after them, if any, is where the next page starts.
 fn take_page<T>(mut items: impl Iterator<Item = T>, max: usize) -> (Vec<T>, Option<T>) {
     let page: Vec<T> = items.by_ref().take(max).collect();
@@ -1146,13 +1379,6 @@ pub(crate) fn mentions_fail(command: &str) -> bool {
         .any(|word| word.eq_ignore_ascii_case("fail"))
 }
 
-fn command_failure_cause(state: &str, command: &str, resource: Option<&str>) -> String {
-    let instance = resource
-        .and_then(|arn| arn.rsplit_once('/'))
-        .map_or("the instance", |(_, id)| id);
-    format!("{state} {command:?} exited with status 1 on {instance}")
-}
-
 fn default_role(account_id: &str) -> String {
     format!("arn:aws:iam::{account_id}:role/service-role/AWSBackupDefaultServiceRole")
 }
@@ -1191,6 +1417,7 @@ mod tests {
             job_running: 3_000,
             fail_resources: vec!["i-bad".into()],
             state_machines: None,
+            hooks: HookSettings::default(),
         })
     }
 
@@ -1279,6 +1506,7 @@ mod tests {
             iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
             idempotency_token: None,
             start_window_minutes: Some(60),
+            backup_options: None,
         };
         let ok = w.start_backup_job(request(EC2), T0).unwrap().record;
         let bad_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-bad";
@@ -1316,6 +1544,7 @@ mod tests {
             iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
             idempotency_token: Some("tok".into()),
             start_window_minutes: None,
+            backup_options: None,
         };
         let a = w.start_backup_job(request.clone(), T0).unwrap();
         let b = w.start_backup_job(request, T0 + 5).unwrap();
@@ -1324,38 +1553,84 @@ mod tests {
         assert_eq!(w.jobs(T0 + 5).len(), 1);
     }
 
+    fn doc(action: &str) -> Value {
+        json!({"Name": "orchestrator-systemd-unit", "Version": "$DEFAULT",
+               "Parameters": {"action": [action], "unit": ["db"]}})
+    }
+
     #[test]
-    fn hook_variant_waits_for_the_job_and_fails_on_request() {
+    fn hooks_run_around_the_job_with_the_post_hook_at_its_start() {
+        // Polls every 1 s; CREATED 2.5 s, RUNNING 3 s (world()), commands 200 ms.
         let mut w = world();
-        let hooked =
-            json!({ "ResourceArn": EC2, "PostCommand": "systemctl start app" }).to_string();
+        w.config.hooks.start_poll = std::time::Duration::from_secs(1);
+        let hooked = json!({ "ResourceArn": EC2, "PreDocument": doc("stop"),
+                             "PostDocument": doc("start") })
+        .to_string();
+        w.set_job_timings(vec![JobTiming {
+            resource: "i-0123".into(),
+            created_ms: 2_500,
+            running_ms: 3_000,
+        }]);
         let s = w
             .start_execution(Some(SM), Some("h1"), Some(&hooked), T0)
             .unwrap();
-        let mid = w.describe_execution(&s.execution_arn, T0 + 1_000).unwrap();
+        // Pre hook 200..400 ms, job requested at 400 ms, RUNNING from 2.9 s: polled at 3.4 s.
+        assert_eq!(w.jobs(T0 + 399).len(), 0, "the job waits for the pre hook");
+        let mid = w.describe_execution(&s.execution_arn, T0 + 3_500).unwrap();
         assert_eq!(mid.status, ExecutionStatus::Running);
-        assert!(mid.backup_job_id.is_some());
-        let end = w.describe_execution(&s.execution_arn, T0 + 4_200).unwrap();
-        assert_eq!(end.status, ExecutionStatus::Succeeded);
+        let sent = w.ssm_commands(T0 + 3_500);
+        assert_eq!(sent.len(), 2);
+        assert_eq!((sent[0].phase, sent[0].sent_at_ms), ("pre", T0 + 200));
+        assert_eq!((sent[1].phase, sent[1].sent_at_ms), ("post", T0 + 3_400));
+        assert_eq!(
+            sent[1].parameters,
+            json!({"action": ["start"], "unit": ["db"]})
+        );
+        let end = w.describe_execution(&s.execution_arn, T0 + 3_600).unwrap();
+        assert_eq!(
+            end.status,
+            ExecutionStatus::Succeeded,
+            "before the job ends"
+        );
+        assert_eq!(w.jobs(T0 + 3_600)[0].state, JobState::Running);
         let output: Value = serde_json::from_str(end.output.as_deref().unwrap()).unwrap();
-        assert_eq!(output["BackupState"], json!("COMPLETED"));
+        assert_eq!(output["BackupJob"], json!({"State": "RUNNING"}));
+        assert_eq!(output["AppConsistent"], json!("true"));
 
-        let pre = json!({ "ResourceArn": EC2, "PreCommand": "/opt/fail.sh" }).to_string();
+        // A refused document: PreCommandFailed, nothing sent, no job.
+        let outside = json!({ "ResourceArn": EC2, "PreDocument": {"Name": "AWS-RunShellScript"} })
+            .to_string();
         let s = w
-            .start_execution(Some(SM), Some("h2"), Some(&pre), T0)
+            .start_execution(Some(SM), Some("h2"), Some(&outside), T0)
             .unwrap();
         let failed = w.describe_execution(&s.execution_arn, T0 + 200).unwrap();
-        assert_eq!(failed.status, ExecutionStatus::Failed);
         assert_eq!(failed.error.as_deref(), Some("PreCommandFailed"));
+        assert!(failed.cause.unwrap().contains("HookDocumentPrefix"));
         assert_eq!(failed.backup_job_id, None);
 
-        let post = json!({ "ResourceArn": EC2, "PostCommand": "exit 1 # fail" }).to_string();
+        // A failing post hook is reported.
+        w.set_command_rules(vec![CommandRule {
+            phase: Some("post".into()),
+            status: Some("Failed".into()),
+            ..CommandRule::default()
+        }]);
         let s = w
-            .start_execution(Some(SM), Some("h3"), Some(&post), T0)
+            .start_execution(Some(SM), Some("h3"), Some(&hooked), T0)
             .unwrap();
-        let failed = w.describe_execution(&s.execution_arn, T0 + 4_200).unwrap();
+        let failed = w.describe_execution(&s.execution_arn, T0 + 10_000).unwrap();
         assert_eq!(failed.error.as_deref(), Some("PostCommandFailed"));
         assert!(failed.backup_job_id.is_some());
+    }
+
+    #[test]
+    fn backup_options_are_validated() {
+        assert!(check_backup_options(Some(&json!({"WindowsVSS": "enabled"})), EC2).is_ok());
+        assert!(check_backup_options(None, EC2).is_ok());
+        let bad = check_backup_options(Some(&json!({"WindowsVSS": "on"})), EC2).unwrap_err();
+        assert_eq!(bad.code, "InvalidParameterValueException");
+        let ebs = "arn:aws:ec2:us-east-1:123456789012:volume/vol-1";
+        assert!(check_backup_options(Some(&json!({"WindowsVSS": "enabled"})), ebs).is_err());
+        assert!(check_backup_options(Some(&json!({"Other": "x"})), EC2).is_err());
     }
 
     #[test]

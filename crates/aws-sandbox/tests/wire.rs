@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sandbox::{Faults, Sandbox, SandboxConfig};
+use aws_sandbox::{Faults, HookSettings, Sandbox, SandboxConfig};
 use aws_sdk_backup::types::BackupJobState;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
@@ -505,13 +505,23 @@ async fn hook_variant_shows_the_job_in_history_while_running() {
         execution_delay: Duration::from_millis(50),
         job_pending: Duration::from_millis(400),
         job_running: Duration::from_millis(400),
+        hooks: HookSettings {
+            end_poll: Duration::from_millis(200),
+            command_duration: Duration::from_millis(50),
+            ..HookSettings::default()
+        },
         ..SandboxConfig::default()
     })
     .await;
     let client = sfn(&sandbox);
     let mut hooked = input(WEB, "s");
-    hooked["PreCommand"] = json!("systemctl stop app");
-    hooked["PostCommand"] = json!("systemctl start app");
+    let document = |action: &str| {
+        json!({"Name": "orchestrator-systemd-unit", "Version": "$DEFAULT",
+               "Parameters": {"action": [action], "unit": ["app.service"]}})
+    };
+    hooked["PreDocument"] = document("stop");
+    hooked["PostDocument"] = document("start");
+    hooked["PostHookWhen"] = json!("completed");
     let started = start_execution(&client, "hooked", &hooked).await.unwrap();
     let arn = started.execution_arn().to_string();
 
@@ -587,7 +597,32 @@ async fn hook_variant_shows_the_job_in_history_while_running() {
     assert_eq!(closed.status(), &ExecutionStatus::Succeeded);
     let output: Value = serde_json::from_str(closed.output().unwrap()).unwrap();
     assert_eq!(output["BackupJobId"], json!(job_id));
-    assert_eq!(output["BackupState"], json!("COMPLETED"));
+    assert_eq!(output["BackupJob"], json!({"State": "COMPLETED"}));
+    assert_eq!(output["PostHook"]["Status"], json!("Success"));
+    // The SSM calls the machine made, in SendCommand's and GetCommandInvocation's shapes.
+    let ssm: Vec<_> = all
+        .events()
+        .iter()
+        .filter_map(|e| e.task_scheduled_event_details())
+        .filter(|d| d.resource_type() == "aws-sdk:ssm")
+        .map(|d| (d.resource().to_string(), d.parameters().to_string()))
+        .collect();
+    assert_eq!(ssm[0].0, "sendCommand");
+    let sent: Value = serde_json::from_str(&ssm[0].1).unwrap();
+    assert_eq!(sent["DocumentName"], "orchestrator-systemd-unit");
+    assert_eq!(
+        sent["Parameters"],
+        json!({"action": ["stop"], "unit": ["app.service"]})
+    );
+    assert_eq!(sent["InstanceIds"], json!(["i-0123456789abcdef0"]));
+    assert_eq!(ssm[1].0, "getCommandInvocation");
+    let (status, recorded) = admin(&sandbox, "GET", "/_sandbox/ssm-commands", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(recorded.as_array().unwrap().len(), 2, "{recorded}");
+    assert_eq!(
+        recorded[1]["parameters"],
+        json!({"action": ["start"], "unit": ["app.service"]})
+    );
     let history = client
         .get_execution_history()
         .execution_arn(&arn)
@@ -608,12 +643,19 @@ async fn failing_hooks_fail_the_execution() {
         execution_delay: Duration::from_millis(30),
         job_pending: Duration::from_millis(50),
         job_running: Duration::from_millis(100),
+        hooks: HookSettings {
+            allow_raw_commands: true,
+            start_poll: Duration::from_millis(50),
+            command_duration: Duration::from_millis(20),
+            ..HookSettings::default()
+        },
         ..SandboxConfig::default()
     })
     .await;
     let client = sfn(&sandbox);
     let mut pre = input(WEB, "s");
     pre["PreCommand"] = json!("/usr/local/bin/quiesce --fail");
+    pre["OnPreHookFailure"] = json!("skip");
     let pre_arn = start_execution(&client, "pre-fails", &pre)
         .await
         .unwrap()
@@ -642,10 +684,53 @@ async fn failing_hooks_fail_the_execution() {
     let failed = wait_closed(&client, &missing_arn).await;
     assert_eq!(failed.error(), Some("States.Runtime"));
 
-    // Only the PostCommand execution got as far as a job.
+    // Only the PostCommand execution got as far as a job (the failed pre command skipped it).
     let jobs = sandbox.jobs();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].execution_name.as_deref(), Some("post-fails"));
+}
+
+#[tokio::test]
+async fn backup_options_are_validated_and_reported() {
+    let sandbox = start(quick()).await;
+    let client = backup(&sandbox);
+    let vss = client
+        .start_backup_job()
+        .backup_vault_name("Default")
+        .resource_arn(WEB)
+        .iam_role_arn(ROLE)
+        .backup_options("WindowsVSS", "enabled")
+        .send()
+        .await
+        .unwrap();
+    let described = client
+        .describe_backup_job()
+        .backup_job_id(vss.backup_job_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described
+            .backup_options()
+            .and_then(|o| o.get("WindowsVSS"))
+            .map(String::as_str),
+        Some("enabled")
+    );
+    let err = client
+        .start_backup_job()
+        .backup_vault_name("Default")
+        .resource_arn(WEB)
+        .iam_role_arn(ROLE)
+        .backup_options("WindowsVSS", "yes")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_invalid_parameter_value_exception()),
+        "{err:?}"
+    );
+    assert_eq!(sandbox.jobs().len(), 1);
 }
 
 #[tokio::test]
