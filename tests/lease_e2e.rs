@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use common::*;
-use serde_json::Value;
 
 const LEASE: &str = "\n[ha]\nlease_table = \"orchestrator-lease\"\nlease_duration = \"4s\"\nrenew_interval = \"1s\"\n";
 
@@ -18,19 +16,6 @@ fn config(endpoint: &str, owner: &str) -> String {
         "{}{LEASE}owner_id = \"{owner}\"\n",
         fleet(endpoint, "r", 5, "*/2 * * * * *")
     )
-}
-
-fn slots(sb: &aws_sandbox::Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
-    let mut m = BTreeMap::new();
-    for e in sb.executions() {
-        let input: Value = serde_json::from_str(&e.input).unwrap();
-        let slot = DateTime::parse_from_rfc3339(input["ScheduledFor"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&Utc);
-        *m.entry((input["Target"].as_str().unwrap().to_string(), slot))
-            .or_insert(0) += 1;
-    }
-    m
 }
 
 fn start_calls(sb: &aws_sandbox::Sandbox) -> u64 {

@@ -11,20 +11,6 @@ use chrono::{DateTime, Timelike, Utc};
 use common::*;
 use serde_json::Value;
 
-/// (target, slot) of every execution the endpoint holds, with how many executions each has.
-fn slots(sb: &aws_sandbox::Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
-    let mut m = BTreeMap::new();
-    for e in sb.executions() {
-        let input: Value = serde_json::from_str(&e.input).unwrap();
-        let slot = DateTime::parse_from_rfc3339(input["ScheduledFor"].as_str().unwrap())
-            .unwrap()
-            .with_timezone(&Utc);
-        *m.entry((input["Target"].as_str().unwrap().to_string(), slot))
-            .or_insert(0) += 1;
-    }
-    m
-}
-
 /// Every slot of an every-`period`-seconds schedule between the first and last one seen has an
 /// execution: nothing was lost in between.
 fn assert_no_gaps(

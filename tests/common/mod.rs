@@ -2,6 +2,7 @@
 //! real signals, and the sandbox endpoint.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sandbox::{Sandbox, SandboxConfig};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup";
@@ -239,4 +241,18 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("backups.toml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// (target, slot) of every execution the endpoint holds, with how many executions each has.
+pub fn slots(sb: &Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
+    let mut m = BTreeMap::new();
+    for e in sb.executions() {
+        let input: Value = serde_json::from_str(&e.input).unwrap();
+        let slot = DateTime::parse_from_rfc3339(input["ScheduledFor"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        *m.entry((input["Target"].as_str().unwrap().to_string(), slot))
+            .or_insert(0) += 1;
+    }
+    m
 }
