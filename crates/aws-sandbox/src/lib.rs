@@ -106,6 +106,9 @@ pub struct Stats {
     pub requests: u64,
     /// AWS requests by operation name.
     pub by_operation: BTreeMap<String, u64>,
+    /// AWS requests by the access key id that signed them, then by operation (unsigned
+    /// requests are not counted here): which client made which calls.
+    pub by_access_key: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests throttled, answered 5xx or dropped, plus connections dropped on accept.
     pub faults_injected: u64,
     /// StartExecution calls that created an execution.
@@ -130,6 +133,9 @@ pub struct StartTime {
     /// `accepted`, `duplicate`, `already_exists`, `rejected`, `throttled`, `server_error`
     /// or `dropped`.
     pub outcome: &'static str,
+    /// The access key id that signed the request (SigV4 `Credential=`), when signed: which
+    /// client sent it.
+    pub access_key: Option<String>,
 }
 
 /// The state behind one lock: requests are short, so one lock is simplest and fast enough.
@@ -270,6 +276,12 @@ impl Sandbox {
         self.shared.inner().start_times.clone()
     }
 
+    /// The items of a DynamoDB table in the wire's attribute-value JSON (`{"pk": {"S": …}}`),
+    /// ordered by `pk`: what a `GetItem` of each would answer.
+    pub fn dynamodb_items(&self, table: &str) -> Vec<serde_json::Value> {
+        self.shared.inner().dynamodb.items(table)
+    }
+
     /// Stops accepting, closes every connection and waits for the tasks to end.
     pub async fn shutdown(self) {
         self.cancel.cancel();
@@ -384,13 +396,16 @@ async fn handle(
         return Ok(reply.into_response());
     }
     let call = Call::of(&request);
+    let access_key = access_key(&request);
     let query = request.uri().query().map(str::to_string);
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(reply) => return Ok(reply.into_response()),
     };
     let operation = call.name().to_string();
-    let decision = shared.faults().decide(&operation, rand::random::<f64>);
+    let decision = shared
+        .faults()
+        .decide(&operation, access_key.as_deref(), rand::random::<f64>);
     {
         let mut inner = shared.inner();
         inner.stats.requests += 1;
@@ -399,6 +414,15 @@ async fn handle(
             .by_operation
             .entry(operation.clone())
             .or_default() += 1;
+        if let Some(key) = &access_key {
+            *inner
+                .stats
+                .by_access_key
+                .entry(key.clone())
+                .or_default()
+                .entry(operation.clone())
+                .or_default() += 1;
+        }
         if decision.action.is_some() {
             inner.stats.faults_injected += 1;
         }
@@ -416,7 +440,7 @@ async fn handle(
                 Injected::Throttle => "throttled",
                 Injected::ServerError => "server_error",
             };
-            let entry = sfn::start_time_of(&body, received, outcome);
+            let entry = sfn::start_time_of(&body, received, outcome, access_key);
             shared.inner().start_times.push(entry);
         }
         debug!(operation = %operation, fault = ?injected, "sandbox fault injected");
@@ -430,7 +454,13 @@ async fn handle(
     let reply = {
         let mut inner = shared.inner();
         match &call {
-            Call::Sfn(operation) => sfn::handle(operation, &body, &mut inner, received, now),
+            Call::Sfn(operation) => {
+                let at = sfn::Received {
+                    at_ms: received,
+                    access_key,
+                };
+                sfn::handle(operation, &body, &mut inner, at, now)
+            }
             Call::DynamoDb(operation) => dynamodb::handle(operation, &body, &mut inner.dynamodb),
             Call::Backup(operation) => {
                 backup::handle(operation, query.as_deref(), &body, &mut inner, now)
@@ -443,6 +473,15 @@ async fn handle(
     };
     debug!(operation = %operation, status = reply.status, "sandbox answered");
     Ok(reply.into_response())
+}
+
+/// The access key id of a SigV4-signed request:
+/// `Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`.
+fn access_key(request: &Request<Incoming>) -> Option<String> {
+    let auth = request.headers().get("authorization")?.to_str().ok()?;
+    let credential = auth.split_once("Credential=")?.1;
+    let key = credential.split('/').next()?.trim();
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
@@ -492,6 +531,10 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
         ("GET", "executions") => Reply::json(200, &shared.inner().world.executions(now)),
         ("GET", "jobs") => Reply::json(200, &shared.inner().world.jobs(now)),
         ("GET", "start-times") => Reply::json(200, &shared.inner().start_times),
+        ("GET", p) if p.starts_with("dynamodb/") => {
+            let table = &p["dynamodb/".len()..];
+            Reply::json(200, &shared.inner().dynamodb.items(table))
+        }
         ("GET", "ssm-commands") => Reply::json(200, &shared.inner().world.ssm_commands(now)),
         ("POST", "ssm-rules") => match serde_json::from_slice::<Vec<CommandRule>>(body) {
             Ok(rules) => {
