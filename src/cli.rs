@@ -106,6 +106,10 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Run this many replicas (processes) with the `[ha]` lease; the leader is killed
+        /// (`kill -9`) after 15 s (or half of --seconds) and a standby takes over.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: u8,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
     Sandbox(aws_sandbox::ServeArgs),
@@ -170,7 +174,13 @@ pub async fn main(cli: Cli) -> i32 {
         },
         Some(Command::Status { json, margin }) => status(&args, json, margin).await,
         Some(Command::RunNow { targets }) => run_now(&args, &targets).await,
-        Some(Command::Demo { seconds }) => demo(&args, seconds).await,
+        Some(Command::Demo {
+            seconds,
+            replicas: 1,
+        }) => demo(&args, seconds).await,
+        Some(Command::Demo { seconds, replicas }) => {
+            crate::demo::replicas(usize::from(replicas), seconds).await
+        }
         Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
             aws_sandbox::serve_until_interrupted(&serve).await
@@ -523,11 +533,10 @@ timezone = "Asia/Tokyo"
     )
 }
 
-async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
-    let mut args = args.clone();
-    args.log_format = args.log_format.or(Some(Format::Pretty));
-    init_logs(&args, None);
-    let sandbox = match Sandbox::start(
+/// The demo's in-process endpoint: jobs of 1 s + 3 s, db-1's failing; None (said on stderr)
+/// when it cannot listen.
+pub(crate) async fn demo_sandbox() -> Option<Sandbox> {
+    let started = Sandbox::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SandboxConfig {
             job_pending: Duration::from_secs(1),
@@ -536,13 +545,18 @@ async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
             ..SandboxConfig::default()
         },
     )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("demo: cannot start the local AWS endpoint: {e}");
-            return EXIT_FAILURE;
-        }
+    .await;
+    started
+        .inspect_err(|e| eprintln!("demo: cannot start the local AWS endpoint: {e}"))
+        .ok()
+}
+
+async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
+    let mut args = args.clone();
+    args.log_format = args.log_format.or(Some(Format::Pretty));
+    init_logs(&args, None);
+    let Some(sandbox) = demo_sandbox().await else {
+        return EXIT_FAILURE;
     };
     tracing::info!(endpoint = %sandbox.endpoint_url(), "local AWS endpoint (sandbox) up; db-1's backups are set to fail");
     let config = match config::parse(&demo_config(&sandbox.endpoint_url()), "<demo>") {

@@ -25,7 +25,8 @@
 //!   reads AWS Backup through [`aws::BackupJobs`].
 //! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
 //! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
-//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages.
+//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages;
+//!   [`demo`]: `demo --replicas N`, replica processes with the lease and a killed leader.
 //! - [`app`]: wires the above into the daemon.
 //!
 //! The local AWS-compatible endpoint that `demo`, `sandbox`, the tests and the benchmarks use is
@@ -37,6 +38,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dist;
 pub mod execution;
 pub mod hooks;

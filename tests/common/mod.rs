@@ -95,10 +95,25 @@ impl Daemon {
         Daemon::spawn(cmd)
     }
 
-    /// Starts an arbitrary orchestrator command line.
+    /// Starts `orchestrator --config CONFIG ARGS…` signing its requests with `access_key`: the
+    /// sandbox tells its calls from other replicas' (`StartTime::access_key`) and can fault its
+    /// path only (`Faults::only_access_keys`).
+    pub fn start_signed(config: &Path, args: &[&str], access_key: &str) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(config)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", access_key);
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts an arbitrary orchestrator command line (with the access key `test` unless the
+    /// command sets one).
     pub fn spawn(mut cmd: Command) -> Daemon {
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        if !cmd.get_envs().any(|(k, _)| k == "AWS_ACCESS_KEY_ID") {
+            cmd.env("AWS_ACCESS_KEY_ID", "test");
+        }
+        cmd.env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
