@@ -16,8 +16,14 @@ const PARTITIONS: &[&str] = &[
 ];
 
 /// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`.
+///
+/// Cheap to clone: every rule of an instance shares one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InstanceArn {
+pub struct InstanceArn(Arc<InstanceParts>);
+
+/// The parts of an instance ARN.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct InstanceParts {
     arn: String,
     /// The AWS partition (`aws`, `aws-cn`, …).
     pub partition: String,
@@ -27,6 +33,13 @@ pub struct InstanceArn {
     pub account: String,
     /// `i-` and 8 or 17 hex digits.
     pub instance_id: String,
+}
+
+impl std::ops::Deref for InstanceArn {
+    type Target = InstanceParts;
+    fn deref(&self) -> &InstanceParts {
+        &self.0
+    }
 }
 
 /// A Step Functions state machine ARN: `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
@@ -113,13 +126,13 @@ impl InstanceArn {
                 "instance id `{id}` is not i- followed by 8 or 17 lowercase hex digits"
             ));
         }
-        Ok(InstanceArn {
+        Ok(InstanceArn(Arc::new(InstanceParts {
             arn: arn.to_string(),
             partition: partition.to_string(),
             region: region.to_string(),
             account: account.to_string(),
             instance_id: id.to_string(),
-        })
+        })))
     }
 
     /// The ARN as text.

@@ -21,7 +21,7 @@ impl Target {
     pub fn slot_key(&self) -> String {
         match &self.rule {
             Some(rule) => format!("{}-{rule}", self.name),
-            None => self.name.clone(),
+            None => self.name.to_string(),
         }
     }
 
