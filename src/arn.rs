@@ -17,12 +17,33 @@ const PARTITIONS: &[&str] = &[
 
 /// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`.
 ///
-/// Cheap to clone: every rule of an instance shares one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Cheap to clone: every rule of an instance shares one. Equal, hashed and borrowed as its text
+/// (the parts follow from it), so a map keyed by it is found by `&str`.
+#[derive(Debug, Clone)]
 pub struct InstanceArn(Arc<InstanceParts>);
 
+impl PartialEq for InstanceArn {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for InstanceArn {}
+
+impl std::hash::Hash for InstanceArn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for InstanceArn {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 /// The parts of an instance ARN.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct InstanceParts {
     arn: String,
     /// The AWS partition (`aws`, `aws-cn`, …).
