@@ -208,7 +208,7 @@ fn replicas_share_the_work(n: usize) {
         .iter()
         .map(|o| {
             let text = config(&sb.endpoint_url(), o, 10, "*/2 * * * * *", LEASE);
-            replica(*o, &text, &[])
+            replica(o, &text, &[])
         })
         .collect();
     until("a holder", Duration::from_secs(20), || {
