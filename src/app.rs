@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{BackupJobs, LeaseTable, StepFunctions};
+use crate::aws::{BackupJobs, LeaseTable, StepFunctions, TagSearch};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, ContentHash};
 use crate::http::{self, Health};
@@ -22,6 +22,7 @@ use crate::launcher::Launcher;
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
 use crate::recovery;
+use crate::refresh::{self, Selected, Specs};
 use crate::scheduler::Scheduler;
 use crate::signals::Signal;
 use crate::telemetry::event;
@@ -192,6 +193,10 @@ async fn reload(
     (config::from_bytes(bytes, &file), Some(hash))
 }
 
+/// How long the start waits for the first resolution of tag selections before it registers the
+/// timers and runs recovery without the unresolved ones (they join at their first refresh).
+const FIRST_RESOLUTION: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
 /// grace period ran out).
 ///
@@ -199,13 +204,17 @@ async fn reload(
 /// Functions or Backup call) until it holds the lease, then runs what a start runs (recovery,
 /// catch-up). When it loses the lease it stops firing, shuts down as on SIGTERM and returns an
 /// error, so its supervisor restarts it as a standby.
+///
+/// Tag selections are resolved through `tags` by the holder only (or by every replica without
+/// `[ha]`); see [`crate::refresh`].
 #[allow(clippy::too_many_arguments)]
-pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
+pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
     opts: Options,
     mut config: Config,
     sfn: Arc<S>,
     backup: Arc<B>,
     lease: Option<Arc<L>>,
+    tags: Arc<T>,
     clock: Arc<dyn Clock>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> anyhow::Result<()> {
@@ -304,6 +313,41 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         leader_rx = Some(rx);
     }
 
+    // Tag selections: resolved before the timers when the API answers soon; until then (and
+    // when it does not) the explicit targets run alone and `/readyz` names what is missing.
+    let mut base = config;
+    let mut selected = Selected::new();
+    let (specs_tx, specs_rx) = watch::channel(Specs::of(&base));
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let refresh_stop = CancellationToken::new();
+    if !base.selections.is_empty() && !opts.dry_run {
+        tokio::spawn(refresh::run(
+            tags,
+            specs_rx,
+            reports_tx,
+            metrics.clone(),
+            refresh_stop.clone(),
+        ));
+        let mut heard = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + FIRST_RESOLUTION;
+        while heard.len() < base.selections.len() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(r)) => {
+                    heard.insert(r.selection.name.clone());
+                    selected.take(&base, r, &metrics);
+                }
+                _ => break,
+            }
+        }
+    } else if !base.selections.is_empty() {
+        warn!(
+            selections = base.selections.len(),
+            "dry run: tag selections are not resolved (no AWS call); only explicit targets fire"
+        );
+    }
+    health.set_pending(selected.pending(&base));
+    let config = selected.effective(&base);
+
     let mut generation: u64 = 1;
     metrics.set_generation(generation);
     info!(
@@ -314,6 +358,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         schedule_groups = config.groups().len(),
         generation,
         dry_run = opts.dry_run,
+        selections = base.selections.len(),
         "config loaded"
     );
     let mut scheduler = Scheduler::new(launcher.clone(), clock.clone(), metrics.clone())
@@ -377,6 +422,14 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                 Some(Signal::Reload) => None,
                 Some(Signal::Shutdown) | None => break,
             },
+            Some(report) = reports.recv() => {
+                // A refresh that changed nothing changes nothing here either.
+                if selected.take(&base, report, &metrics) {
+                    health.set_pending(selected.pending(&base));
+                    let _ = config_tx.send(Arc::new(selected.effective(&base)));
+                }
+                continue;
+            }
             _ = watch_tick.tick(), if watched_path.is_some() => {
                 let path = watched_path.as_deref().unwrap_or_else(|| unreachable!());
                 let read = tokio::fs::read(path).await;
@@ -418,8 +471,15 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         ]);
         let (loaded, hash) = reload(opts.config_path.as_deref(), changed).await;
         match loaded {
-            Ok(new) => {
+            Ok(loaded) => {
                 generation += 1;
+                // Selections that search as before keep their sets; changed ones are resolved
+                // again at once.
+                selected.reloaded(&loaded);
+                let _ = specs_tx.send(Specs::of(&loaded));
+                let new = selected.effective(&loaded);
+                base = loaded;
+                health.set_pending(selected.pending(&base));
                 let old = config_tx.borrow().clone();
                 let (added, removed, changed) = diff_targets(&old, &new);
                 info!(
@@ -460,6 +520,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     );
     notify(&[sd_notify::NotifyState::Stopping]);
     stop.cancel();
+    refresh_stop.cancel();
     let _ = scheduler_task.await;
     // No slot fires any more: hand the lease over before draining, so a standby takes over now.
     lease_stop.cancel();

@@ -41,6 +41,17 @@ struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SelectionLabel {
+    selection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SelectionResult {
+    selection: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -69,6 +80,8 @@ pub struct Metrics {
     lease_claims: Family<ResultLabel, Counter>,
     takeovers: Counter,
     hook_downtime: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    selected: Family<SelectionLabel, Gauge>,
+    selection_refreshes: Family<SelectionResult, Counter>,
     targets_seen: Mutex<BTreeSet<String>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
@@ -107,6 +120,8 @@ impl Metrics {
             hook_downtime: Family::new_with_constructor(|| {
                 Histogram::new(HOOK_DOWNTIME_BUCKETS.iter().copied())
             }),
+            selected: Family::default(),
+            selection_refreshes: Family::default(),
             targets_seen: Mutex::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
@@ -188,7 +203,36 @@ impl Metrics {
             "The application's downtime per hooked backup: pre hook start to post hook end",
             m.hook_downtime.clone(),
         );
+        registry.register(
+            "selection_instances",
+            "Instances a tag selection matched at its last good refresh",
+            m.selected.clone(),
+        );
+        registry.register(
+            "selection_refreshes",
+            "Tag selection refreshes by result: changed, unchanged or failed",
+            m.selection_refreshes.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Instances `selection` matched at its last good refresh.
+    pub fn set_selected(&self, selection: &str, n: usize) {
+        self.selected
+            .get_or_create(&SelectionLabel {
+                selection: selection.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A refresh of `selection`: `changed`, `unchanged` or `failed`.
+    pub fn selection_refresh(&self, selection: &str, result: &str) {
+        self.selection_refreshes
+            .get_or_create(&SelectionResult {
+                selection: selection.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// A hooked backup's downtime (pre hook start to post hook end).
