@@ -1182,6 +1182,9 @@ fn validate(
     }
 }
 
+/// Tags as a selection names them: key = value.
+type Tags = BTreeMap<String, String>;
+
 /// Checks `select_tags` and `exclude_tags` of a target; for a selection, gives the target a
 /// placeholder `resource_arn` in its state machine's region and account (its rules are then
 /// validated as any target's) and returns (usable, select, exclude). None: not a selection.
@@ -1190,7 +1193,7 @@ fn selection_spec(
     path: &str,
     t: &mut RawTarget,
     default_machine: Option<&StateMachineArn>,
-) -> Option<(bool, BTreeMap<String, String>, BTreeMap<String, String>)> {
+) -> Option<(bool, Tags, Tags)> {
     use crate::selection::{MAX_TAG_KEYS, TEMPLATE_INSTANCE};
     let f = |k: &str| format!("{path}.{k}");
     let Some(select) = t.select_tags.take() else {

@@ -82,6 +82,7 @@ pub struct Metrics {
     hook_downtime: Family<TargetLabel, Histogram, fn() -> Histogram>,
     selected: Family<SelectionLabel, Gauge>,
     selection_refreshes: Family<SelectionResult, Counter>,
+    selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
     targets_seen: Mutex<BTreeSet<String>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
@@ -122,6 +123,7 @@ impl Metrics {
             }),
             selected: Family::default(),
             selection_refreshes: Family::default(),
+            selection_refresh_seconds: Family::default(),
             targets_seen: Mutex::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
@@ -213,7 +215,21 @@ impl Metrics {
             "Tag selection refreshes by result: changed, unchanged or failed",
             m.selection_refreshes.clone(),
         );
+        registry.register(
+            "selection_refresh_duration_seconds",
+            "How long the selection's last good refresh took (every page of GetResources)",
+            m.selection_refresh_seconds.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// How long `selection`'s last good refresh took.
+    pub fn selection_refresh_took(&self, selection: &str, took: std::time::Duration) {
+        self.selection_refresh_seconds
+            .get_or_create(&SelectionLabel {
+                selection: selection.to_string(),
+            })
+            .set(took.as_secs_f64());
     }
 
     /// Instances `selection` matched at its last good refresh.

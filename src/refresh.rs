@@ -51,6 +51,10 @@ pub struct Report {
     pub selection: Arc<Selection>,
     /// Its instance ids, or why not.
     pub result: Result<BTreeSet<String>, ApiError>,
+    /// GetResources calls it made (pages), when it succeeded.
+    pub calls: u32,
+    /// How long it took.
+    pub took: Duration,
 }
 
 /// Resolves one selection: GetResources over every page, then its exclusions.
@@ -125,13 +129,16 @@ pub async fn run<T: TagSearch>(
         let now = Instant::now();
         for e in entries.iter_mut().filter(|e| e.due <= now) {
             let name = e.selection.name.clone();
+            let started = Instant::now();
             let result = tokio::select! {
                 () = stop.cancelled() => return,
                 r = resolve(&*tags, &e.selection) => r,
             };
+            let took = started.elapsed();
             match &result {
                 Ok(_) => {
                     metrics.api_ok();
+                    metrics.selection_refresh_took(&name, took);
                     let failures = e.streak.succeeded();
                     if failures > 0 {
                         info!(
@@ -160,9 +167,12 @@ pub async fn run<T: TagSearch>(
                     e.due = Instant::now() + retry.after;
                 }
             }
+            let calls = result.as_ref().map_or(0, |(_, calls)| *calls);
             let report = Report {
                 selection: e.selection.clone(),
                 result: result.map(|(ids, _)| ids),
+                calls,
+                took,
             };
             if out.send(report).is_err() {
                 return;
@@ -219,19 +229,19 @@ impl Selected {
     /// caller applies [`Selected::effective`]); false when nothing changed, the refresh failed,
     /// or it is of a selection `base` no longer has.
     pub fn take(&mut self, base: &Config, report: Report, metrics: &Metrics) -> bool {
-        let Ok(ids) = report.result else {
+        let Ok(ids) = &report.result else {
             return false;
         };
-        let s = report.selection;
+        let s = &report.selection;
         if !base
             .selections
             .iter()
-            .any(|b| b.name == s.name && b.same_search(&s))
+            .any(|b| b.name == s.name && b.same_search(s))
         {
             return false;
         }
         let old = self.sets.get(&s.name).map(|(_, set)| &**set);
-        let change = selection::diff(old, &ids);
+        let change = selection::diff(old, ids);
         let first = old.is_none();
         metrics.set_selected(&s.name, ids.len());
         if !first && change.is_empty() {
@@ -254,9 +264,12 @@ impl Selected {
             added = ?names(&change.added),
             removed = ?names(&change.removed),
             first_resolution = first,
+            calls = report.calls,
+            took_ms = u64::try_from(report.took.as_millis()).unwrap_or(u64::MAX),
             "selection changed: added instances fire from their next slot, removed ones stop; backups in flight are still followed"
         );
-        self.sets.insert(s.name.clone(), (s, Arc::new(ids)));
+        self.sets
+            .insert(s.name.clone(), (s.clone(), Arc::new(ids.clone())));
         true
     }
 }

@@ -62,12 +62,14 @@ schedule = "{EVERY_2S}"
     )
 }
 
+/// A `selection_changed` line whose `key` (`added`, `removed`: a list, logged as its debug text)
+/// names `target`.
 fn changed_with(ev: &[Value], key: &str, target: &str) -> bool {
     ev.iter().any(|v| {
         v["event"] == "selection_changed"
             && v[key]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|n| n == target))
+                .as_str()
+                .is_some_and(|a| a.contains(&format!("\"{target}\"")))
     })
 }
 
