@@ -320,7 +320,8 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
     let (specs_tx, specs_rx) = watch::channel(Specs::of(&base));
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let refresh_stop = CancellationToken::new();
-    if !base.selections.is_empty() && !opts.dry_run {
+    if !opts.dry_run {
+        // Always running: a reload may add the first selection.
         tokio::spawn(refresh::run(
             tags,
             specs_rx,
@@ -328,6 +329,8 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
             metrics.clone(),
             refresh_stop.clone(),
         ));
+    }
+    if !base.selections.is_empty() && !opts.dry_run {
         let mut heard = std::collections::HashSet::new();
         let deadline = tokio::time::Instant::now() + FIRST_RESOLUTION;
         while heard.len() < base.selections.len() {

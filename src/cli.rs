@@ -329,14 +329,7 @@ fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
 /// `check --resolve`: what each selection matches now.
 fn print_selected(base: &Config, effective: &Config) {
     for s in &base.selections {
-        let prefix = format!("{}-i-", s.name);
-        let mut names: Vec<&str> = effective
-            .targets
-            .iter()
-            .filter(|t| t.name.starts_with(&prefix))
-            .map(|t| t.name.as_str())
-            .collect();
-        names.dedup();
+        let names = s.instance_names(effective);
         println!("  selection {}: {} instance(s) now", s.name, names.len());
         for n in names.iter().take(50) {
             println!("    {n}");
@@ -394,11 +387,10 @@ fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i
         return EXIT_CONFIG;
     }
     // A resolved config holds the selections' instances as targets; unresolved, say so.
-    let resolved = c.selections.iter().any(|s| {
-        c.targets
-            .iter()
-            .any(|t| t.name.starts_with(&format!("{}-i-", s.name)))
-    });
+    let resolved = c
+        .selections
+        .iter()
+        .any(|s| c.targets.iter().any(|t| s.owns(&t.name)));
     if !resolved {
         for s in c
             .selections
@@ -412,13 +404,10 @@ fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i
             );
         }
     }
-    let only = target.filter(|n| selection(n).is_none());
-    if target.is_some() && only.is_none() {
+    match target.and_then(selection) {
         // A selection's name: its instances.
-        let prefix = format!("{}-i-", target.unwrap_or_default());
-        print_next_where(c, count, from, |t| t.name.starts_with(&prefix));
-    } else {
-        print_next(c, count, from, only);
+        Some(s) => print_next_where(c, count, from, |t| s.owns(&t.name)),
+        None => print_next(c, count, from, target),
     }
     0
 }
@@ -552,14 +541,7 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
             eprintln!("{}: no target named `{n}`", config.source);
             return EXIT_CONFIG;
         };
-        let prefix = format!("{}-i-", s.name);
-        let mut instances: Vec<&str> = config
-            .targets
-            .iter()
-            .filter(|t| t.name.starts_with(&prefix))
-            .map(|t| t.name.as_str())
-            .collect();
-        instances.dedup();
+        let instances = s.instance_names(&config);
         if instances.is_empty() {
             eprintln!("selection {n}: no instance matches its tags now");
             return EXIT_FAILURE;

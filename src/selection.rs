@@ -100,6 +100,25 @@ impl Selection {
         format!("{}-{instance_id}", self.name)
     }
 
+    /// True when `target` is the name of one of this selection's instances.
+    pub fn owns(&self, target: &str) -> bool {
+        target
+            .strip_prefix(self.name.as_str())
+            .is_some_and(|rest| rest.starts_with("-i-"))
+    }
+
+    /// The names of this selection's instance targets in a resolved config, each once.
+    pub fn instance_names<'a>(&self, config: &'a Config) -> Vec<&'a str> {
+        let mut names: Vec<&str> = config
+            .targets
+            .iter()
+            .filter(|t| self.owns(&t.name))
+            .map(|t| t.name.as_str())
+            .collect();
+        names.dedup();
+        names
+    }
+
     /// The targets of `ids` (each instance: one per rule, in the templates' order).
     pub fn expand(&self, ids: &BTreeSet<String>) -> Vec<Arc<Target>> {
         let mut out = Vec::with_capacity(ids.len() * self.templates.len());

@@ -335,3 +335,61 @@ fn a_selected_instance_with_an_explicit_target_gets_one_backup_per_slot_with_the
     }
     assert!(!d.named("slot_merged").is_empty());
 }
+
+/// `run-now web` resolves the selection and backs up every instance it matches now; `next`
+/// says a selection needs `--resolve`, and with it lists its instances.
+#[test]
+fn run_now_of_a_selection_runs_every_instance_it_matches() {
+    let rt = runtime();
+    let sb = rt.block_on(sandbox(&[]));
+    for n in 1..=2 {
+        tag(&sb, n, &[("backup", "daily")]);
+    }
+    tag(&sb, 3, &[("backup", "daily"), ("backup-exclude", "true")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &selection_config(&sb.endpoint_url(), ""));
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    let next = run(&["next", "--count", "1"]);
+    let text = String::from_utf8_lossy(&next.stdout);
+    assert!(
+        next.status.success() && text.contains("run `next --resolve`"),
+        "{text}"
+    );
+    assert_eq!(
+        requests(&sb, "GetResources"),
+        0,
+        "`next` alone makes no AWS call"
+    );
+    let next = run(&["next", "--count", "1", "--resolve", "--target", "web"]);
+    let text = String::from_utf8_lossy(&next.stdout);
+    assert!(text.contains(&name(1)) && text.contains(&name(2)), "{text}");
+    assert!(!text.contains(&name(3)), "{text}");
+
+    let out = run(&["run-now", "web"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut targets: Vec<String> = sb
+        .executions()
+        .iter()
+        .map(|e| {
+            let input: Value = serde_json::from_str(&e.input).unwrap();
+            input["Target"].as_str().unwrap().to_string()
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(targets, vec![name(1), name(2)]);
+}

@@ -3,6 +3,8 @@
 //! ResourceTypeFilters, and the error shapes (throttling, access denied, a bad page size, an
 //! expired token) as the SDK parses them.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sandbox::{Faults, Sandbox, SandboxConfig, TaggedInstance};
@@ -14,15 +16,7 @@ async fn setup() -> (Sandbox, aws_types::SdkConfig) {
     let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap(), SandboxConfig::default())
         .await
         .expect("sandbox starts");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(sandbox.endpoint_url())
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let config = common::sdk_config(&sandbox.endpoint_url()).await;
     (sandbox, config)
 }
 

@@ -294,3 +294,16 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
 }
+
+/// SDK settings for the sandbox at `endpoint`: test credentials, no retries (each fault is seen).
+pub async fn sdk_config(endpoint: &str) -> aws_types::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
