@@ -413,7 +413,7 @@ fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i
 }
 
 fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) {
-    print_next_where(c, count, from, |t| only.is_none_or(|n| n == t.name));
+    print_next_where(c, count, from, |t| only.is_none_or(|n| n == &*t.name));
 }
 
 fn print_next_where(

@@ -110,7 +110,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 if ex.status == ExecutionStatus::Running {
                     busy.insert(t.resource_arn.to_string());
                     let mut b = Backup::started(
-                        t.name.clone(),
+                        t.name.to_string(),
                         t.resource_arn.to_string(),
                         sm.region.clone(),
                         Some(slot),
@@ -175,7 +175,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                     continue;
                 }
                 let mut b = Backup::started(
-                    t.name.clone(),
+                    t.name.to_string(),
                     resource.clone(),
                     region.clone(),
                     None,
@@ -290,7 +290,7 @@ fn catch_up<S: StepFunctions>(
         );
         out.without_history += 1;
         if out.new_targets.len() < LOGGED_NAMES {
-            out.new_targets.push(t.name.clone());
+            out.new_targets.push(t.name.to_string());
         }
         return;
     };

@@ -333,7 +333,7 @@ mod tests {
             .effective(&base)
             .targets
             .iter()
-            .map(|t| t.name.clone())
+            .map(|t| t.name.to_string())
             .collect();
         assert_eq!(
             names,

@@ -113,7 +113,7 @@ impl Selection {
             .targets
             .iter()
             .filter(|t| self.owns(&t.name))
-            .map(|t| t.name.as_str())
+            .map(|t| &*t.name)
             .collect();
         names.dedup();
         names
@@ -130,7 +130,7 @@ impl Selection {
             let Ok(resource_arn) = InstanceArn::parse(&arn) else {
                 continue;
             };
-            let name = self.target_name(id);
+            let name: Arc<str> = self.target_name(id).into();
             for t in &self.templates {
                 out.push(Arc::new(Target {
                     name: name.clone(),
@@ -300,7 +300,7 @@ mod tests {
         let s = &c.selections[0];
         let ids = BTreeSet::from([B.to_string(), A.to_string()]);
         let targets = s.expand(&ids);
-        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
         assert_eq!(
             names,
             vec!["web-i-0000000000000000a", "web-i-0000000000000000b"]
@@ -333,7 +333,7 @@ mod tests {
             Arc::new(BTreeSet::from([A.to_string(), B.to_string()])),
         )]);
         let e = effective(&c, &resolved);
-        let names: Vec<&str> = e.targets.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = e.targets.iter().map(|t| &*t.name).collect();
         assert_eq!(
             names,
             vec![
@@ -349,7 +349,7 @@ mod tests {
             .with_timezone(&chrono::Utc);
         let decision = e.instances.decide(&e.targets[1], slot);
         let (_, winner, _) = decision.covering();
-        assert_eq!(winner.name, "pinned");
+        assert_eq!(&*winner.name, "pinned");
         assert_eq!(winner.delete_after_days, 90);
     }
 

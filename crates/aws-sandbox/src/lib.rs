@@ -290,6 +290,11 @@ impl Sandbox {
         self.shared.inner().tagging.set_denied(denied);
     }
 
+    /// Extra delays (ms) before the StartBackupJob task of each new execution, taken in turn.
+    pub fn set_task_delays(&self, delays: Vec<u64>) {
+        self.shared.inner().world.set_task_delays(delays);
+    }
+
     /// Every StartExecution request received, in arrival order.
     pub fn start_times(&self) -> Vec<StartTime> {
         self.shared.inner().start_times.clone()
@@ -561,6 +566,13 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
                 let denied = v["denied"].as_bool().unwrap_or(false);
                 shared.inner().tagging.set_denied(denied);
                 Reply::json(200, &json!({ "denied": denied }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "task-delays") => match serde_json::from_slice::<Vec<u64>>(body) {
+            Ok(delays) => {
+                shared.inner().world.set_task_delays(delays);
+                Reply::json(200, &json!({ "ok": true }))
             }
             Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
         },
