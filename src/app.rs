@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{BackupJobs, LeaseTable, StepFunctions};
+use crate::aws::{BackupJobs, LeaseTable, StepFunctions, TagSearch};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, ContentHash};
 use crate::http::{self, Health};
@@ -22,6 +22,7 @@ use crate::launcher::Launcher;
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
 use crate::recovery;
+use crate::refresh::{self, Selected, Specs};
 use crate::scheduler::Scheduler;
 use crate::signals::Signal;
 use crate::telemetry::event;
@@ -249,13 +250,16 @@ impl Reloads {
     }
 
     /// Parses `changed` (a watched change) or reads the source afresh (SIGHUP: None), logs the
-    /// outcome against `old`, and returns the new config when it is valid.
+    /// outcome against `old` (the effective config: explicit targets and resolved selections),
+    /// and returns the new config as loaded and as effective, when it is valid. Selections that
+    /// search as before keep their sets in `selected`; changed ones are resolved again at once.
     async fn apply(
         &mut self,
         old: &Config,
         changed: Option<Vec<u8>>,
         metrics: &Metrics,
-    ) -> Option<Config> {
+        selected: &mut Selected,
+    ) -> Option<(Config, Config)> {
         notify(&[
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::monotonic_usec_now()
@@ -263,9 +267,11 @@ impl Reloads {
         ]);
         let (loaded, hash) = reload(self.config_path.as_deref(), changed).await;
         let applied = match loaded {
-            Ok(new) => {
+            Ok(loaded) => {
                 self.generation += 1;
                 let generation = self.generation;
+                selected.reloaded(&loaded);
+                let new = selected.effective(&loaded);
                 let (added, removed, changed) = diff_targets(old, &new);
                 info!(
                     event = event::CONFIG_RELOADED,
@@ -282,8 +288,8 @@ impl Reloads {
                 );
                 metrics.reload("applied");
                 metrics.set_generation(generation);
-                self.watched.applied(new.content_hash);
-                Some(new)
+                self.watched.applied(loaded.content_hash);
+                Some((loaded, new))
             }
             Err(e) => {
                 if let Some(h) = hash {
@@ -300,6 +306,10 @@ impl Reloads {
     }
 }
 
+/// How long the start waits for the first resolution of tag selections before it registers the
+/// timers and runs recovery without the unresolved ones (they join at their first refresh).
+const FIRST_RESOLUTION: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
 /// grace period ran out).
 ///
@@ -307,13 +317,17 @@ impl Reloads {
 /// Functions or Backup call) until it holds the lease, then runs what a start runs (recovery,
 /// catch-up). When it loses the lease it stops firing, shuts down as on SIGTERM and returns an
 /// error, so its supervisor restarts it as a standby.
+///
+/// Tag selections are resolved through `tags` by the holder only (or by every replica without
+/// `[ha]`); see [`crate::refresh`].
 #[allow(clippy::too_many_arguments)]
-pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
+pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
     opts: Options,
     mut config: Config,
     sfn: Arc<S>,
     backup: Arc<B>,
     lease: Option<Arc<L>>,
+    tags: Arc<T>,
     clock: Arc<dyn Clock>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> anyhow::Result<()> {
@@ -364,6 +378,8 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
 
     let mut reloads = Reloads::new(&opts, &config);
     metrics.set_generation(reloads.generation);
+    // The resolved tag selections (none on a standby: only the holder resolves).
+    let mut selected = Selected::new();
     // [ha]: stand by until this replica holds the lease.
     let lease_stop = CancellationToken::new();
     let mut lease_task = None;
@@ -409,12 +425,52 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                     }
                 },
             };
-            if let Some(new) = reloads.apply(&config, changed, &metrics).await {
-                config = new;
+            if let Some((loaded, _)) = reloads
+                .apply(&config, changed, &metrics, &mut selected)
+                .await
+            {
+                config = loaded;
             }
         }
         leader_rx = Some(rx);
     }
+
+    // Tag selections: resolved before the timers when the API answers soon; until then (and
+    // when it does not) the explicit targets run alone and `/readyz` names what is missing.
+    let mut base = config;
+    let (specs_tx, specs_rx) = watch::channel(Specs::of(&base));
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let refresh_stop = CancellationToken::new();
+    if !opts.dry_run {
+        // Always running: a reload may add the first selection.
+        tokio::spawn(refresh::run(
+            tags,
+            specs_rx,
+            reports_tx,
+            metrics.clone(),
+            refresh_stop.clone(),
+        ));
+    }
+    if !base.selections.is_empty() && !opts.dry_run {
+        let mut heard = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + FIRST_RESOLUTION;
+        while heard.len() < base.selections.len() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(r)) => {
+                    heard.insert(r.selection.name.clone());
+                    selected.take(&base, r, &metrics);
+                }
+                _ => break,
+            }
+        }
+    } else if !base.selections.is_empty() {
+        warn!(
+            selections = base.selections.len(),
+            "dry run: tag selections are not resolved (no AWS call); only explicit targets fire"
+        );
+    }
+    health.set_pending(selected.pending(&base));
+    let config = selected.effective(&base);
 
     let generation = reloads.generation;
     info!(
@@ -425,6 +481,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         schedule_groups = config.groups().len(),
         generation,
         dry_run = opts.dry_run,
+        selections = base.selections.len(),
         "config loaded"
     );
     let mut scheduler = Scheduler::new(launcher.clone(), clock.clone(), metrics.clone())
@@ -485,10 +542,24 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                 Some(Signal::Reload) => None,
                 Some(Signal::Shutdown) | None => break,
             },
+            Some(report) = reports.recv() => {
+                // A refresh that changed nothing changes nothing here either.
+                if selected.take(&base, report, &metrics) {
+                    health.set_pending(selected.pending(&base));
+                    let _ = config_tx.send(Arc::new(selected.effective(&base)));
+                }
+                continue;
+            }
             bytes = reloads.changed_file() => Some(bytes),
         };
         let old = config_tx.borrow().clone();
-        if let Some(new) = reloads.apply(&old, changed, &metrics).await {
+        if let Some((loaded, new)) = reloads
+            .apply(&old, changed, &metrics, &mut selected)
+            .await
+        {
+            let _ = specs_tx.send(Specs::of(&loaded));
+            base = loaded;
+            health.set_pending(selected.pending(&base));
             let _ = config_tx.send(Arc::new(new));
         }
     }
@@ -501,6 +572,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     );
     notify(&[sd_notify::NotifyState::Stopping]);
     stop.cancel();
+    refresh_stop.cancel();
     let _ = scheduler_task.await;
     if lost {
         // The lease is (or is about to be) another replica's: it follows the backups in flight

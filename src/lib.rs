@@ -17,6 +17,9 @@
 //! - [`lease`]: the leader lease (`[ha]`): pure holder/standby state, its driver over
 //!   [`aws::LeaseTable`].
 //! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
+//! - [`selection`]: pure: tag selections (`select_tags`), their expansion into targets named
+//!   `{target}-{instance id}`, diffs and refresh backoff; [`refresh`]: the loop that resolves
+//!   them through [`aws::TagSearch`] and what the daemon keeps of their last sets.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
@@ -50,9 +53,11 @@ pub mod metrics;
 pub mod overlap;
 pub mod pacing;
 pub mod recovery;
+pub mod refresh;
 pub mod rules;
 pub mod schedule;
 pub mod scheduler;
+pub mod selection;
 pub mod signals;
 pub mod status;
 pub mod telemetry;

@@ -12,7 +12,8 @@
 //! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock;
 //!   uses `input` and `history`, neither of which knows it).
 //! - `sfn`, `backup`: the two wire protocols; `dynamodb`: the lease subset of DynamoDB
-//!   (`awsJson1_0`, conditional PutItem/DeleteItem).
+//!   (`awsJson1_0`, conditional PutItem/DeleteItem); `tagging`: the Resource Groups Tagging
+//!   API's GetResources (`awsJson1_1`) over tagged EC2 instances.
 //! - `faults`: what to inject into which request.
 //! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
 
@@ -24,6 +25,7 @@ mod input;
 mod serve;
 mod sfn;
 mod ssm;
+mod tagging;
 mod world;
 
 use std::collections::BTreeMap;
@@ -39,7 +41,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,6 +50,7 @@ use tracing::{debug, info, warn};
 pub use faults::Faults;
 pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
+pub use tagging::TaggedInstance;
 pub use world::{ExecutionRecord, ExecutionStatus, JobRecord, JobState};
 
 use faults::{FaultsJson, Injected};
@@ -145,6 +148,7 @@ pub(crate) struct Inner {
     stats: Stats,
     start_times: Vec<StartTime>,
     dynamodb: dynamodb::Tables,
+    tagging: tagging::Tagging,
 }
 
 #[derive(Debug)]
@@ -194,6 +198,7 @@ impl Sandbox {
                 stats: Stats::default(),
                 start_times: Vec::new(),
                 dynamodb: dynamodb::Tables::default(),
+                tagging: tagging::Tagging::default(),
             }),
             faults: Mutex::new(Faults::default()),
         });
@@ -269,6 +274,26 @@ impl Sandbox {
     /// Replaces the per-resource CREATED/RUNNING durations of jobs created from now on.
     pub fn set_job_timings(&self, timings: Vec<JobTiming>) {
         self.shared.inner().world.set_job_timings(timings);
+    }
+
+    /// Adds or replaces tagged EC2 instances (what GetResources finds).
+    pub fn put_instances(&self, instances: Vec<TaggedInstance>) {
+        self.shared.inner().tagging.put(instances);
+    }
+
+    /// Removes instances (by ARN or instance id); returns how many went.
+    pub fn remove_instances(&self, which: &[String]) -> usize {
+        self.shared.inner().tagging.remove(which)
+    }
+
+    /// Every tagged instance, by ARN.
+    pub fn instances(&self) -> Vec<TaggedInstance> {
+        self.shared.inner().tagging.list()
+    }
+
+    /// From now on the Tagging API answers AccessDeniedException (or works again).
+    pub fn set_tagging_denied(&self, denied: bool) {
+        self.shared.inner().tagging.set_denied(denied);
     }
 
     /// Extra delays (ms) before the StartBackupJob task of each new execution, taken in turn.
@@ -354,6 +379,7 @@ struct Dropped;
 enum Call {
     Sfn(String),
     DynamoDb(String),
+    Tagging(String),
     Backup(backup::Operation),
     Unknown,
 }
@@ -369,6 +395,9 @@ impl Call {
             if let Some(op) = target.and_then(|t| t.strip_prefix(dynamodb::TARGET_PREFIX)) {
                 return Self::DynamoDb(op.to_string());
             }
+            if let Some(op) = target.and_then(|t| t.strip_prefix(tagging::TARGET_PREFIX)) {
+                return Self::Tagging(op.to_string());
+            }
             if let Some(target) = target {
                 let operation = target.strip_prefix(sfn::TARGET_PREFIX).unwrap_or(target);
                 return Self::Sfn(operation.to_string());
@@ -379,7 +408,9 @@ impl Call {
 
     fn name(&self) -> &str {
         match self {
-            Self::Sfn(operation) | Self::DynamoDb(operation) => operation,
+            Self::Sfn(operation) | Self::DynamoDb(operation) | Self::Tagging(operation) => {
+                operation
+            }
             Self::Backup(operation) => operation.name(),
             Self::Unknown => "Unknown",
         }
@@ -467,6 +498,7 @@ async fn handle(
                 sfn::handle(operation, &body, &mut inner, at, now)
             }
             Call::DynamoDb(operation) => dynamodb::handle(operation, &body, &mut inner.dynamodb),
+            Call::Tagging(operation) => tagging::handle(operation, &body, &inner.tagging),
             Call::Backup(operation) => {
                 backup::handle(operation, query.as_deref(), &body, &mut inner, now)
             }
@@ -510,6 +542,7 @@ fn throttled(call: &Call) -> Reply {
     match call {
         Call::Sfn(_) => sfn::error(&e),
         Call::DynamoDb(_) => dynamodb::throttled(),
+        Call::Tagging(_) => tagging::throttled(),
         _ => backup::error(&e),
     }
 }
@@ -517,6 +550,7 @@ fn throttled(call: &Call) -> Reply {
 fn server_error(call: &Call) -> Reply {
     match call {
         Call::DynamoDb(_) => dynamodb::server_error(),
+        Call::Tagging(_) => tagging::server_error(),
         Call::Sfn(_) => sfn::error(&world::ApiError {
             code: "InternalFailure",
             message: "The request processing has failed because of an unknown error".into(),
@@ -552,6 +586,29 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
             Ok(timings) => {
                 shared.inner().world.set_job_timings(timings);
                 Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("GET", "instances") => Reply::json(200, &shared.inner().tagging.list()),
+        ("POST", "instances") => match serde_json::from_slice::<Vec<TaggedInstance>>(body) {
+            Ok(list) => {
+                shared.inner().tagging.put(list);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "instances/remove") => match serde_json::from_slice::<Vec<String>>(body) {
+            Ok(which) => {
+                let removed = shared.inner().tagging.remove(&which);
+                Reply::json(200, &json!({ "removed": removed }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "tagging-access") => match serde_json::from_slice::<Value>(body) {
+            Ok(v) => {
+                let denied = v["denied"].as_bool().unwrap_or(false);
+                shared.inner().tagging.set_denied(denied);
+                Reply::json(200, &json!({ "denied": denied }))
             }
             Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
         },
