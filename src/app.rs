@@ -553,10 +553,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
             bytes = reloads.changed_file() => Some(bytes),
         };
         let old = config_tx.borrow().clone();
-        if let Some((loaded, new)) = reloads
-            .apply(&old, changed, &metrics, &mut selected)
-            .await
-        {
+        if let Some((loaded, new)) = reloads.apply(&old, changed, &metrics, &mut selected).await {
             let _ = specs_tx.send(Specs::of(&loaded));
             base = loaded;
             health.set_pending(selected.pending(&base));
