@@ -73,6 +73,19 @@ fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
         on_pre_hook_failure: all.then_some(OnPreHookFailure::Backup),
         backup_options: all
             .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
+        copy_to: backup_orchestrator::copies::input(
+            "web-1-20261129T100000Z",
+            &all.then(|| {
+                vec![backup_orchestrator::copies::Destination {
+                    vault: backup_orchestrator::arn::BackupVaultArn::parse(
+                        "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
+                    )
+                    .unwrap(),
+                    delete_after_days: 90,
+                }]
+            })
+            .unwrap_or_default(),
+        ),
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::copy::{CopyFilter, CopyJobRecord, CopyJobs, CopyRequest, CopyRule, Source};
 use super::history;
 use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
 use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
@@ -45,6 +46,8 @@ pub(crate) struct WorldConfig {
     pub fail_resources: Vec<String>,
     pub state_machines: Option<HashSet<String>>,
     pub hooks: HookSettings,
+    pub copy_pending: Millis,
+    pub copy_running: Millis,
 }
 
 /// A refusal, named by the error code the real service sends.
@@ -269,7 +272,18 @@ enum Run {
         job: u32,
         stop: Millis,
         post_failure: Option<Box<str>>,
+        /// The copy branch (`CopyTo` in the input), when the job COMPLETED.
+        copies: Option<Box<CopyRun>>,
     },
+}
+
+/// The modelled machine's copy branch: at `at` (its first job poll after the job ended) one
+/// StartCopyJob per `CopyTo` element; `results` are the Map state's items, as the output has.
+#[derive(Debug)]
+struct CopyRun {
+    at: Millis,
+    requests: Vec<Value>,
+    results: Vec<Value>,
 }
 
 #[derive(Debug)]
@@ -327,13 +341,16 @@ pub(crate) struct World {
     command_rules: Vec<CommandRule>,
     /// `/_sandbox/job-timings`: CREATED/RUNNING durations per resource.
     job_timings: Vec<JobTiming>,
+    /// Copy jobs, from the wire or the machine's copy branch.
+    copy_jobs: CopyJobs,
+    /// Executions whose copy branch runs at a later time.
+    copy_due: BinaryHeap<Reverse<(Millis, u32)>>,
 }
 
 impl World {
     /// An empty world.
     pub fn new(config: WorldConfig) -> Self {
         Self {
-            config,
             strings: HashSet::new(),
             machines: Vec::new(),
             machine_ids: HashMap::new(),
@@ -347,6 +364,149 @@ impl World {
             last_job_created: Millis::MIN,
             command_rules: Vec::new(),
             job_timings: Vec::new(),
+            copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
+            copy_due: BinaryHeap::new(),
+            config,
+        }
+    }
+
+    /// Replaces the per-destination copy rules (first match wins; for copies started later).
+    pub fn set_copy_rules(&mut self, rules: Vec<CopyRule>) {
+        self.copy_jobs.set_rules(rules);
+    }
+
+    /// Every copy job, oldest first.
+    pub fn copy_jobs(&mut self, now: Millis) -> Vec<CopyJobRecord> {
+        self.advance(now);
+        self.copy_jobs.all(now, &self.config.account_id)
+    }
+
+    /// DescribeCopyJob.
+    pub fn describe_copy_job(&mut self, id: &str, now: Millis) -> Result<CopyJobRecord, ApiError> {
+        self.advance(now);
+        self.copy_jobs.describe(id, now, &self.config.account_id)
+    }
+
+    /// ListCopyJobs: newest first.
+    pub fn list_copy_jobs(
+        &mut self,
+        filter: &CopyFilter,
+        max: usize,
+        token: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<CopyJobRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        self.copy_jobs
+            .list(filter, max, token, now, &self.config.account_id)
+    }
+
+    /// StartCopyJob from the wire: the recovery point must be one a COMPLETED job made, in the
+    /// named source vault.
+    pub fn start_copy_job(
+        &mut self,
+        request: CopyRequest,
+        now: Millis,
+    ) -> Result<(u32, bool, CopyJobRecord), ApiError> {
+        self.advance(now);
+        CopyJobs::check(&request)?;
+        let rp = request.recovery_point_arn.clone().unwrap_or_default();
+        let job = (0..self.jobs.len() as u32)
+            .rev()
+            .find(|&i| self.recovery_point_arn(&self.jobs[i as usize]) == rp)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "ResourceNotFoundException",
+                    format!("Recovery point {rp} not found"),
+                )
+            })?;
+        let (index, new) = self.copy_from_job(job, request, now)?;
+        let record = self.copy_jobs.record(index, now, &self.config.account_id);
+        Ok((index, new, record))
+    }
+
+    /// Starts a copy of job `job`'s recovery point (wire or machine).
+    fn copy_from_job(
+        &mut self,
+        job: u32,
+        request: CopyRequest,
+        at: Millis,
+    ) -> Result<(u32, bool), ApiError> {
+        let j = &self.jobs[job as usize];
+        if self.job_state(j, at) != JobState::Completed {
+            return Err(ApiError::new(
+                "InvalidRequestException",
+                format!(
+                    "Recovery point {} is not available (its backup job is {})",
+                    self.recovery_point_arn(j),
+                    self.job_state(j, at)
+                ),
+            ));
+        }
+        if request.source_backup_vault_name.as_deref() != Some(&*j.vault) {
+            return Err(ApiError::new(
+                "InvalidParameterValueException",
+                format!(
+                    "Recovery point {} is not in vault {}",
+                    self.recovery_point_arn(j),
+                    request
+                        .source_backup_vault_name
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let source = Source {
+            resource_arn: j.resource.to_string(),
+            vault_arn: format!(
+                "arn:aws:backup:{}:{}:backup-vault:{}",
+                self.config.region, self.config.account_id, j.vault
+            ),
+        };
+        self.copy_jobs.start(request, source, at)
+    }
+
+    /// The machine's copy branch of execution `index` at `at`: one StartCopyJob per `CopyTo`
+    /// element (the Map state); a refusal is that item's `Error`/`Cause`, as its Catch makes it.
+    fn run_copies(&mut self, index: u32, at: Millis) {
+        let Run::Job { job, copies, .. } = &mut self.executions[index as usize].run else {
+            return;
+        };
+        let job = *job;
+        let Some(mut run) = copies.take() else {
+            return;
+        };
+        let (vault, role) = {
+            let j = &self.jobs[job as usize];
+            (j.vault.to_string(), j.role.to_string())
+        };
+        let rp = self.recovery_point_arn(&self.jobs[job as usize]);
+        for item in &run.requests {
+            let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+            let destination = text("DestinationBackupVaultArn").unwrap_or_default();
+            let request = CopyRequest {
+                recovery_point_arn: Some(rp.clone()),
+                source_backup_vault_name: Some(vault.clone()),
+                destination_backup_vault_arn: Some(destination.clone()),
+                iam_role_arn: Some(role.clone()),
+                idempotency_token: text("IdempotencyToken"),
+                delete_after_days: item["Lifecycle"]["DeleteAfterDays"].as_i64(),
+            };
+            let result =
+                CopyJobs::check(&request).and_then(|()| self.copy_from_job(job, request, at));
+            run.results.push(match result {
+                Ok((c, _)) => json!({
+                    "DestinationBackupVaultArn": destination,
+                    "CopyJobId": self.copy_jobs.id_of(c),
+                }),
+                Err(e) => json!({
+                    "DestinationBackupVaultArn": destination,
+                    "Error": format!("Backup.{}", e.code),
+                    "Cause": e.message,
+                }),
+            });
+        }
+        if let Run::Job { copies, .. } = &mut self.executions[index as usize].run {
+            *copies = Some(run);
         }
     }
 
@@ -410,12 +570,20 @@ impl World {
 
     /// Runs every execution task whose time has come by `now`, in deadline order.
     pub fn advance(&mut self, now: Millis) {
-        while let Some(&Reverse((at, index))) = self.due.peek() {
-            if at > now {
-                break;
+        loop {
+            let task = self.due.peek().map(|Reverse(d)| *d);
+            let copy = self.copy_due.peek().map(|Reverse(d)| *d);
+            match (task, copy) {
+                (Some((at, index)), c) if at <= now && c.is_none_or(|(c, _)| at <= c) => {
+                    self.due.pop();
+                    self.run_task(index, at);
+                }
+                (_, Some((at, index))) if at <= now => {
+                    self.copy_due.pop();
+                    self.run_copies(index, at);
+                }
+                _ => break,
             }
-            self.due.pop();
-            self.run_task(index, at);
         }
     }
 
@@ -664,10 +832,37 @@ impl World {
                             }
                             h.post = Some(sent);
                         }
+                        // The copy branch: the machine polls the job every `end_poll` until it
+                        // ends, then copies a COMPLETED one (after the post hook, if any).
+                        let copy_to = input
+                            .get("CopyTo")
+                            .and_then(Value::as_array)
+                            .filter(|c| !c.is_empty() && post_failure.is_none())
+                            .cloned();
+                        let copies = copy_to.map(|requests| {
+                            let every = Millis::try_from(self.config.hooks.end_poll.as_millis())
+                                .unwrap_or(Millis::MAX)
+                                .max(1);
+                            let rounds = ((times.ends - at).max(0) + every - 1) / every;
+                            let copy_at = (at + rounds.max(1) * every).max(stop);
+                            stop = copy_at;
+                            Box::new(CopyRun {
+                                at: copy_at,
+                                requests,
+                                results: Vec::new(),
+                            })
+                        });
+                        let completed = self.job_state(&self.jobs[job as usize], times.ends)
+                            == JobState::Completed;
+                        let copies = copies.filter(|_| completed);
+                        if let Some(c) = &copies {
+                            self.copy_due.push(Reverse((c.at, index)));
+                        }
                         Run::Job {
                             job,
                             stop,
                             post_failure,
+                            copies,
                         }
                     }
                 }
@@ -738,6 +933,7 @@ impl World {
                 job,
                 stop,
                 post_failure,
+                ..
             } => {
                 let job = &self.jobs[*job as usize];
                 record.backup_job_id = Some(job_id_text(job.id));
@@ -760,8 +956,16 @@ impl World {
 
     /// The output of a SUCCEEDED execution: the StartBackupJob response, plus (with hooks) what
     /// the template's `Done` state merges in: the hook results and the job state seen.
-    fn execution_output(&self, execution: &Execution, job: &Job, _stop: Millis) -> String {
+    fn execution_output(&self, execution: &Execution, job: &Job, stop: Millis) -> String {
         let mut output = self.start_response_for_sfn(job);
+        if let Run::Job {
+            copies: Some(c), ..
+        } = &execution.run
+            && c.at <= stop
+        {
+            output["Copies"] = json!(c.results);
+            output["BackupJob"] = json!({ "State": "COMPLETED" });
+        }
         if let Some(h) = execution.hooks.as_deref() {
             let consistent = h.pre.as_ref().is_some_and(|p| p.status == "Success");
             output["AppConsistent"] = json!(if consistent { "true" } else { "false" });
@@ -898,6 +1102,7 @@ impl World {
                 job,
                 stop,
                 post_failure,
+                ..
             } => {
                 let job = &self.jobs[*job as usize];
                 history::Outcome::Job {
