@@ -1622,8 +1622,85 @@ mod tests {
             job_running: 3_000,
             fail_resources: vec!["i-bad".into()],
             state_machines: None,
-            hooks: HookSettings::default(),
+            hooks: HookSettings {
+                end_poll: std::time::Duration::from_secs(5),
+                ..HookSettings::default()
+            },
+            copy_pending: 1_000,
+            copy_running: 2_000,
         })
+    }
+
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+    const DR2: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
+
+    fn copy_input(resource: &str) -> String {
+        json!({ "ResourceArn": resource, "Target": "web", "BackupVaultName": "orchestrator",
+            "CopyTo": [
+                { "DestinationBackupVaultArn": DR, "Lifecycle": { "DeleteAfterDays": 90 },
+                  "IdempotencyToken": "copy-a" },
+                { "DestinationBackupVaultArn": DR2, "Lifecycle": { "DeleteAfterDays": 365 },
+                  "IdempotencyToken": "copy-b" }]})
+        .to_string()
+    }
+
+    #[test]
+    fn the_copy_branch_copies_a_completed_backup_after_the_job_poll() {
+        let mut w = world();
+        w.set_copy_rules(vec![CopyRule {
+            destination: "eu-west-1".into(),
+            refuse: true,
+            ..CopyRule::default()
+        }]);
+        let s = w
+            .start_execution(Some(SM), Some("n1"), Some(&copy_input(EC2)), T0)
+            .unwrap();
+        // Task at +200, job ends at +4,200; the machine's polls every 5 s: copies at +5,200.
+        let running = w.describe_execution(&s.execution_arn, T0 + 5_199).unwrap();
+        assert_eq!(running.status, ExecutionStatus::Running);
+        assert!(w.copy_jobs(T0 + 5_199).is_empty());
+        let done = w.describe_execution(&s.execution_arn, T0 + 5_200).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        let copies = w.copy_jobs(T0 + 5_200);
+        assert_eq!(copies.len(), 1, "the refused destination has no copy job");
+        let c = &copies[0];
+        assert_eq!(output["Copies"][0]["CopyJobId"], json!(c.id));
+        assert_eq!(output["Copies"][0]["DestinationBackupVaultArn"], json!(DR));
+        assert_eq!(output["Copies"][1]["Error"], "Backup.AccessDeniedException");
+        assert_eq!(
+            (c.delete_after_days, c.idempotency_token.as_deref()),
+            (Some(90), Some("copy-a"))
+        );
+        assert_eq!(
+            c.source_recovery_point_arn,
+            w.jobs(T0 + 5_200)[0].recovery_point_arn
+        );
+        assert_eq!(w.copy_jobs(T0 + 8_200)[0].state, "COMPLETED");
+    }
+
+    #[test]
+    fn a_failed_backup_starts_no_copy() {
+        let mut w = world();
+        let s = w
+            .start_execution(
+                Some(SM),
+                Some("n1"),
+                Some(&copy_input(
+                    "arn:aws:ec2:us-east-1:123456789012:instance/i-bad",
+                )),
+                T0,
+            )
+            .unwrap();
+        let done = w.describe_execution(&s.execution_arn, T0 + 60_000).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            done.stop_date,
+            Some(to_datetime(T0 + 5_200)),
+            "it waited for the end"
+        );
+        assert!(done.output.unwrap().find("Copies").is_none());
+        assert!(w.copy_jobs(T0 + 60_000).is_empty());
     }
 
     fn input(resource: &str) -> String {
