@@ -364,7 +364,12 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             return;
         }
         let rp = b.job.as_ref().and_then(|j| j.recovery_point_arn.clone());
-        let now = self.clock.now();
+        // The job's end: its copies are created after it (a listing looks from there on).
+        let since = b
+            .job
+            .as_ref()
+            .and_then(|j| j.completion_date)
+            .unwrap_or_else(|| self.clock.now());
         for d in plan.destinations.iter() {
             self.insert_copy(Copy::awaiting(
                 b.target.clone(),
@@ -373,7 +378,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 b.execution_arn.clone(),
                 d.vault.as_str().into(),
                 rp.clone(),
-                now,
+                since,
             ));
         }
     }
@@ -1368,8 +1373,8 @@ pub fn log_change(b: &Backup, c: &Change) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::StartRequest;
     use crate::aws::fake::FakeAws;
-    use crate::aws::{JobState, StartRequest};
     use crate::clock::TokioClock;
     use chrono::TimeZone;
 
@@ -1656,6 +1661,137 @@ mod tests {
         }
         assert_eq!(fake.calls("ListBackupJobs"), 0);
         assert_eq!(fake.calls("DescribeBackupJob"), 2 * 5);
+    }
+
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+
+    fn copy_plan() -> Arc<crate::copies::CopyPlan> {
+        Arc::new(crate::copies::CopyPlan {
+            rule: "daily".into(),
+            destinations: vec![crate::copies::Destination {
+                vault: crate::arn::BackupVaultArn::parse(DR).unwrap(),
+                delete_after_days: 90,
+            }]
+            .into(),
+        })
+    }
+
+    fn completed(i: usize) -> JobDetail {
+        let mut j = job(i, "COMPLETED");
+        j.recovery_point_arn = Some(format!("rp-{i}"));
+        j.completion_date = Some(t0() + chrono::Duration::seconds(10));
+        j
+    }
+
+    fn copy_job(i: usize, state: &str) -> CopyJobDetail {
+        CopyJobDetail {
+            copy_job_id: format!("c-{i}"),
+            state: JobState::parse(state),
+            status_message: None,
+            resource_arn: Some(resource(i)),
+            source_recovery_point_arn: Some(format!("rp-{i}")),
+            destination_vault_arn: Some(DR.into()),
+            destination_recovery_point_arn: None,
+            creation_date: Some(t0() + chrono::Duration::seconds(20)),
+            completion_date: None,
+        }
+    }
+
+    /// 20 backups with a copy each: one ListCopyJobs finds every copy job (by source recovery
+    /// point and destination, no execution read), one more reports their ends.
+    #[tokio::test(start_paused = true)]
+    async fn copies_of_many_backups_are_found_and_followed_by_listing() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        for i in 0..20 {
+            fake.set_job(job(i, "RUNNING"));
+            let mut b = backup(
+                i,
+                Some(format!("arn:aws:states:us-east-1:1:execution:b:e{i}")),
+            );
+            b.copy_plan = Some(copy_plan());
+            b.on_job_id(format!("job-{i}"));
+            handle.in_flight.add(&b.resource_arn, b.hold.clone());
+            handle.track(b);
+        }
+        drain(&mut tracker);
+        for i in 0..20 {
+            fake.set_job(completed(i));
+            fake.set_copy_job(copy_job(i, "RUNNING"));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert!(tracker.is_empty(), "every backup finished");
+        assert!(handle.in_flight.is_empty(), "copies hold no instance");
+        assert_eq!(tracker.copies_len(), 20);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListCopyJobs"), 1);
+        assert!(
+            tracker
+                .copies
+                .values()
+                .all(|e| e.copy.copy_job_id.is_some())
+        );
+        for i in 0..20 {
+            fake.set_copy_job(copy_job(i, "COMPLETED"));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 0, "every copy finished");
+        assert_eq!(fake.calls("ListCopyJobs"), 2);
+        assert_eq!(fake.calls("DescribeCopyJob"), 0);
+        assert_eq!(fake.calls("DescribeExecution"), 0);
+    }
+
+    /// A backup that did not complete waits for no copy; a refused copy ends FAILED from the
+    /// execution's output.
+    #[tokio::test(start_paused = true)]
+    async fn only_completed_backups_wait_for_copies_and_a_refusal_ends_the_copy() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        let sm = crate::arn::StateMachineArn::parse(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:b",
+        )
+        .unwrap();
+        let mut arns = Vec::new();
+        for (i, state) in [(0, "COMPLETED"), (1, "FAILED")] {
+            let started = fake
+                .start_execution(&StartRequest {
+                    state_machine: sm.clone(),
+                    name: format!("t{i}-20261129T030000Z"),
+                    input: "{}".into(),
+                })
+                .await
+                .unwrap();
+            let mut j = completed(i);
+            j.state = JobState::parse(state);
+            fake.set_job(j);
+            let mut b = backup(i, Some(started.execution_arn.clone()));
+            b.copy_plan = Some(copy_plan());
+            b.on_job_id(format!("job-{i}"));
+            handle.track(b);
+            arns.push(started.execution_arn);
+        }
+        drain(&mut tracker);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 1, "only the COMPLETED backup's copy");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 1, "the execution still runs");
+        fake.finish_execution(
+            &arns[0],
+            crate::aws::ExecutionStatus::Succeeded,
+            Some(&format!(
+                r#"{{"BackupJobId":"job-0","Copies":[{{"DestinationBackupVaultArn":"{DR}","Error":"Backup.AccessDeniedException","Cause":"no"}}]}}"#
+            )),
+            None,
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 0, "the refusal ended it");
+        assert_eq!(fake.calls("DescribeCopyJob"), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -75,7 +75,7 @@ fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
             .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
         copy_to: backup_orchestrator::copies::input(
             "web-1-20261129T100000Z",
-            &all.then(|| {
+            &if all {
                 vec![backup_orchestrator::copies::Destination {
                     vault: backup_orchestrator::arn::BackupVaultArn::parse(
                         "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
@@ -83,8 +83,9 @@ fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
                     .unwrap(),
                     delete_after_days: 90,
                 }]
-            })
-            .unwrap_or_default(),
+            } else {
+                Vec::new()
+            },
         ),
     }
 }
