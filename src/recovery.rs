@@ -147,35 +147,23 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             created_after: Some(since),
             ..JobFilter::default()
         };
-        let mut token = None;
-        for _ in 0..MAX_PAGES {
-            let page = match backup.list_backup_jobs(&region, &filter, token).await {
-                Ok(p) => p,
-                Err(e) => {
-                    metrics.api_error(&e);
-                    warn!(
-                        event = event::AWS_CALL_FAILED,
-                        operation = e.operation,
-                        region = %region,
-                        request_id = e.request_id.as_deref().unwrap_or(""),
-                        error = %e,
-                        "restart recovery could not list backup jobs"
-                    );
-                    break;
-                }
-            };
-            for j in page.items {
+        each_row(
+            metrics,
+            "restart recovery could not list backup jobs",
+            &region,
+            |token| backup.list_backup_jobs(&region, &filter, token),
+            |j: crate::aws::JobDetail| {
                 let Some(resource) = j.resource_arn.clone() else {
-                    continue;
+                    return;
                 };
                 let Some(t) = by_resource.get(&resource) else {
-                    continue;
+                    return;
                 };
                 if j.state.is_terminal()
                     || busy.contains(&resource)
                     || t.state_machine.region != region
                 {
-                    continue;
+                    return;
                 }
                 let mut b = Backup::started(
                     t.name.clone(),
@@ -191,12 +179,9 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 busy.insert(resource);
                 resume(tracker, b);
                 out.jobs += 1;
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+            },
+        )
+        .await;
     }
 
     out.copies = recover_copies(config, backup, since, &busy, tracker, metrics).await;
@@ -277,33 +262,21 @@ async fn recover_copies<B: BackupJobs>(
             created_after: Some(since),
             ..CopyJobFilter::default()
         };
-        let mut token = None;
-        for _ in 0..MAX_PAGES {
-            let page = match backup.list_copy_jobs(region, &filter, token).await {
-                Ok(p) => p,
-                Err(e) => {
-                    metrics.api_error(&e);
-                    warn!(
-                        event = event::AWS_CALL_FAILED,
-                        operation = e.operation,
-                        region = %region,
-                        request_id = e.request_id.as_deref().unwrap_or(""),
-                        error = %e,
-                        "restart recovery could not list copy jobs; copies in flight are not followed"
-                    );
-                    break;
-                }
-            };
-            for j in page.items {
+        each_row(
+            metrics,
+            "restart recovery could not list copy jobs; copies in flight are not followed",
+            region,
+            |token| backup.list_copy_jobs(region, &filter, token),
+            |j: crate::aws::CopyJobDetail| {
                 let (Some(resource), Some(dest)) = (&j.resource_arn, &j.destination_vault_arn)
                 else {
-                    continue;
+                    return;
                 };
                 let Some(t) = by_copy.get(&(resource.clone(), dest.as_str())) else {
-                    continue;
+                    return;
                 };
                 if j.state.is_terminal() || busy.contains(resource) {
-                    continue;
+                    return;
                 }
                 let mut c = crate::copies::Copy::awaiting(
                     t.name.clone(),
@@ -326,14 +299,47 @@ async fn recover_copies<B: BackupJobs>(
                 );
                 tracker.track_copy(c);
                 found += 1;
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+            },
+        )
+        .await;
     }
     found
+}
+
+/// Every row of a start-up listing in `region`, page by page (up to [`MAX_PAGES`]), to `each`;
+/// a failed call is counted, logged with `failed` and ends the listing.
+async fn each_row<T, Fut>(
+    metrics: &Metrics,
+    failed: &str,
+    region: &str,
+    list: impl Fn(Option<String>) -> Fut,
+    mut each: impl FnMut(T),
+) where
+    Fut: std::future::Future<Output = Result<crate::aws::Page<T>, crate::aws::ApiError>>,
+{
+    let mut token = None;
+    for _ in 0..MAX_PAGES {
+        let page = match list(token).await {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.api_error(&e);
+                warn!(
+                    event = event::AWS_CALL_FAILED,
+                    operation = e.operation,
+                    region = %region,
+                    request_id = e.request_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "{failed}"
+                );
+                return;
+            }
+        };
+        page.items.into_iter().for_each(&mut each);
+        token = page.next_token;
+        if token.is_none() {
+            return;
+        }
+    }
 }
 
 /// What a recovered backup of `t` holds on its instance (its rule's current retention).

@@ -426,13 +426,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     }
 
     async fn poll_backups(&mut self) {
-        let now = Instant::now();
-        let due: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.next_poll <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due = due_keys(&self.entries, |e| e.next_poll);
         if due.is_empty() {
             return;
         }
@@ -502,11 +496,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 self.expect_copies(&b);
                 continue;
             }
-            e.interval = if changed.contains(k) {
-                self.settings.poll_interval
-            } else {
-                (e.interval * 2).min(self.settings.max_poll_interval)
-            };
+            e.interval = next_interval(&self.settings, e.interval, changed.contains(k));
             e.next_poll = now + e.interval;
         }
         // After a burst the map would keep room for every backup of it (8 MiB at 10,000).
@@ -755,31 +745,50 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         since: impl Fn(&Backup) -> DateTime<Utc>,
         keep: impl Fn(&JobDetail) -> bool,
     ) -> Vec<JobDetail> {
-        let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for k in keys {
+        let oldest = oldest_per_region(keys.iter().map(|k| {
             let b = &self.entries[k].backup;
-            let t = since(b) - CREATION_SKEW;
-            oldest
-                .entry(b.region.clone())
-                .and_modify(|o| *o = (*o).min(t))
-                .or_insert(t);
-        }
-        let mut jobs = Vec::new();
+            (b.region.as_str(), since(b))
+        }));
+        let backup = &self.backup;
+        self.list_pages(
+            oldest,
+            "listing backup jobs failed; retried at the next poll",
+            |region, after, token| async move {
+                let filter = JobFilter {
+                    created_after: Some(after),
+                    ..JobFilter::default()
+                };
+                backup.list_backup_jobs(&region, &filter, token).await
+            },
+            keep,
+        )
+        .await
+    }
+
+    /// One listing per region from its instant in `oldest`, page by page (paced, and stopped by
+    /// a failure streak), keeping the rows `keep` wants; a failed page is logged with `failed`.
+    async fn list_pages<T, Fut>(
+        &self,
+        oldest: HashMap<String, DateTime<Utc>>,
+        failed: &'static str,
+        list: impl Fn(String, DateTime<Utc>, Option<String>) -> Fut,
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<T>
+    where
+        Fut: std::future::Future<Output = Result<crate::aws::Page<T>, ApiError>>,
+    {
+        let mut rows = Vec::new();
         for (region, after) in oldest {
-            let filter = JobFilter {
-                created_after: Some(after),
-                ..JobFilter::default()
-            };
             let mut token = None;
             for _ in 0..MAX_LIST_PAGES {
                 if !self.may_call() {
                     break;
                 }
                 self.backup_bucket.acquire().await;
-                match self.backup.list_backup_jobs(&region, &filter, token).await {
+                match list(region.clone(), after, token).await {
                     Ok(page) => {
                         self.call_ok();
-                        jobs.extend(page.items.into_iter().filter(|j| keep(j)));
+                        rows.extend(page.items.into_iter().filter(|j| keep(j)));
                         token = page.next_token;
                         if token.is_none() {
                             break;
@@ -793,14 +802,14 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                             error_kind = e.kind.as_str(),
                             request_id = e.request_id.as_deref().unwrap_or(""),
                             error = %e,
-                            "listing backup jobs failed; retried at the next poll"
+                            "{failed}"
                         );
                         break;
                     }
                 }
             }
         }
-        jobs
+        rows
     }
 
     /// Finds the jobs of executions that have not told us theirs, by resource and creation time.
@@ -914,13 +923,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     /// execution's record (which also tells a refused StartCopyJob); a copy with a job asks
     /// about it, batched with ListCopyJobs when many are due.
     async fn poll_copies(&mut self) {
-        let now = Instant::now();
-        let due: Vec<Arc<str>> = self
-            .copies
-            .iter()
-            .filter(|(_, e)| e.next_poll <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let due = due_keys(&self.copies, |e| e.next_poll);
         if due.is_empty() {
             return;
         }
@@ -979,11 +982,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                 self.copies.remove(k);
                 continue;
             }
-            e.interval = if changed.contains(k) {
-                self.settings.poll_interval
-            } else {
-                (e.interval * 2).min(self.settings.max_poll_interval)
-            };
+            e.interval = next_interval(&self.settings, e.interval, changed.contains(k));
             e.next_poll = now + e.interval;
         }
         if self.copies.capacity() > 64 && self.copies.len() < self.copies.capacity() / 4 {
@@ -1067,52 +1066,24 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         keys: &[Arc<str>],
         keep: impl Fn(&CopyJobDetail) -> bool,
     ) -> Vec<CopyJobDetail> {
-        let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for k in keys {
+        let oldest = oldest_per_region(keys.iter().map(|k| {
             let c = &self.copies[k].copy;
-            let t = c.since - CREATION_SKEW;
-            oldest
-                .entry(c.region.clone())
-                .and_modify(|o| *o = (*o).min(t))
-                .or_insert(t);
-        }
-        let mut jobs = Vec::new();
-        for (region, after) in oldest {
-            let filter = CopyJobFilter {
-                created_after: Some(after),
-                ..CopyJobFilter::default()
-            };
-            let mut token = None;
-            for _ in 0..MAX_LIST_PAGES {
-                if !self.may_call() {
-                    break;
-                }
-                self.backup_bucket.acquire().await;
-                match self.backup.list_copy_jobs(&region, &filter, token).await {
-                    Ok(page) => {
-                        self.call_ok();
-                        jobs.extend(page.items.into_iter().filter(|j| keep(j)));
-                        token = page.next_token;
-                        if token.is_none() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        self.call_failed(&e);
-                        warn!(
-                            event = event::AWS_CALL_FAILED,
-                            operation = e.operation,
-                            error_kind = e.kind.as_str(),
-                            request_id = e.request_id.as_deref().unwrap_or(""),
-                            error = %e,
-                            "listing copy jobs failed; retried at the next poll"
-                        );
-                        break;
-                    }
-                }
-            }
-        }
-        jobs
+            (c.region.as_str(), c.since)
+        }));
+        let backup = &self.backup;
+        self.list_pages(
+            oldest,
+            "listing copy jobs failed; retried at the next poll",
+            |region, after, token| async move {
+                let filter = CopyJobFilter {
+                    created_after: Some(after),
+                    ..CopyJobFilter::default()
+                };
+                backup.list_copy_jobs(&region, &filter, token).await
+            },
+            keep,
+        )
+        .await
     }
 
     /// Finds the copy jobs of copies waiting for theirs: a row whose source is the backup's
@@ -1217,6 +1188,39 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             }
         }
     }
+}
+
+/// The first interval again after a change, else double the last (up to the ceiling).
+fn next_interval(settings: &TrackerSettings, last: Duration, changed: bool) -> Duration {
+    if changed {
+        settings.poll_interval
+    } else {
+        (last * 2).min(settings.max_poll_interval)
+    }
+}
+
+/// The keys of `m` whose next poll (`next`) has come.
+fn due_keys<E>(m: &HashMap<Arc<str>, Box<E>>, next: impl Fn(&E) -> Instant) -> Vec<Arc<str>> {
+    let now = Instant::now();
+    m.iter()
+        .filter(|(_, e)| next(e) <= now)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Per region, the earliest of `items`' instants, less the allowed clock skew.
+fn oldest_per_region<'a>(
+    items: impl Iterator<Item = (&'a str, DateTime<Utc>)>,
+) -> HashMap<String, DateTime<Utc>> {
+    let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for (region, t) in items {
+        let t = t - CREATION_SKEW;
+        oldest
+            .entry(region.to_string())
+            .and_modify(|o| *o = (*o).min(t))
+            .or_insert(t);
+    }
+    oldest
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

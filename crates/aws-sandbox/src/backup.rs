@@ -92,15 +92,7 @@ pub(crate) fn handle(
 }
 
 fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
-    let request: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            return Err(ApiError {
-                code: "InvalidRequestException",
-                message: "the request body is not a JSON object".into(),
-            });
-        }
-    };
+    let request = body_object(body)?;
     let text = |member: &str| {
         request
             .get(member)
@@ -129,16 +121,19 @@ fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value
     Ok(response)
 }
 
+/// A request body that must be a JSON object.
+fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError {
+            code: "InvalidRequestException",
+            message: "the request body is not a JSON object".into(),
+        }),
+    }
+}
+
 fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
-    let request: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            return Err(ApiError {
-                code: "InvalidRequestException",
-                message: "the request body is not a JSON object".into(),
-            });
-        }
-    };
+    let request = body_object(body)?;
     let text = |member: &str| {
         request
             .get(member)
