@@ -145,9 +145,7 @@ fn diff_targets<'a>(
 ) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
     use std::collections::HashMap;
     let index = |c: &'a Config| -> HashMap<&'a str, &'a crate::config::Target> {
-        c.enabled_targets()
-            .map(|t| (t.name.as_str(), &**t))
-            .collect()
+        c.enabled_targets().map(|t| (&*t.name, &**t)).collect()
     };
     let (before, after) = (index(old), index(new));
     let mut added: Vec<&str> = after

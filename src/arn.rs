@@ -16,8 +16,35 @@ const PARTITIONS: &[&str] = &[
 ];
 
 /// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct InstanceArn {
+///
+/// Cheap to clone: every rule of an instance shares one. Equal, hashed and borrowed as its text
+/// (the parts follow from it), so a map keyed by it is found by `&str`.
+#[derive(Debug, Clone)]
+pub struct InstanceArn(Arc<InstanceParts>);
+
+impl PartialEq for InstanceArn {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for InstanceArn {}
+
+impl std::hash::Hash for InstanceArn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for InstanceArn {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// The parts of an instance ARN.
+#[derive(Debug)]
+pub struct InstanceParts {
     arn: String,
     /// The AWS partition (`aws`, `aws-cn`, …).
     pub partition: String,
@@ -27,6 +54,13 @@ pub struct InstanceArn {
     pub account: String,
     /// `i-` and 8 or 17 hex digits.
     pub instance_id: String,
+}
+
+impl std::ops::Deref for InstanceArn {
+    type Target = InstanceParts;
+    fn deref(&self) -> &InstanceParts {
+        &self.0
+    }
 }
 
 /// A Step Functions state machine ARN: `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
@@ -113,13 +147,13 @@ impl InstanceArn {
                 "instance id `{id}` is not i- followed by 8 or 17 lowercase hex digits"
             ));
         }
-        Ok(InstanceArn {
+        Ok(InstanceArn(Arc::new(InstanceParts {
             arn: arn.to_string(),
             partition: partition.to_string(),
             region: region.to_string(),
             account: account.to_string(),
             instance_id: id.to_string(),
-        })
+        })))
     }
 
     /// The ARN as text.

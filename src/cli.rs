@@ -303,7 +303,7 @@ fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) 
     let now = Utc::now();
     for t in c
         .enabled_targets()
-        .filter(|t| only.is_none_or(|n| n == t.name))
+        .filter(|t| only.is_none_or(|n| n == &*t.name))
     {
         // A target alone on its instance prints as it always did; rules show their retention
         // and what each slot starts or is merged into.

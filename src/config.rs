@@ -172,7 +172,8 @@ pub struct Pacing {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The target's name (unique per `[[backup]]`); appears in logs and execution names.
-    pub name: String,
+    /// Shared by every rule of the target.
+    pub name: Arc<str>,
     /// The rule's name in the compact form; `None` for a `[[backup]]` with its own `schedule`.
     pub rule: Option<Arc<str>>,
     /// The instance.
@@ -197,14 +198,14 @@ pub struct Target {
     pub complete_window_minutes: u32,
     /// Lifecycle DeleteAfterDays.
     pub delete_after_days: u32,
-    /// SSM command before the backup (per target: every rule of it runs it).
-    pub pre_command: Option<String>,
+    /// SSM command before the backup (per target: every rule of it runs it, sharing the text).
+    pub pre_command: Option<Arc<str>>,
     /// SSM command after the backup.
-    pub post_command: Option<String>,
+    pub post_command: Option<Arc<str>>,
     /// SSM document run before the backup (instead of `pre_command`).
-    pub pre_document: Option<Document>,
+    pub pre_document: Option<Arc<Document>>,
     /// SSM document run after the backup starts (instead of `post_command`).
-    pub post_document: Option<Document>,
+    pub post_document: Option<Arc<Document>>,
     /// When the post hook runs.
     pub post_hook_when: PostHookWhen,
     /// How long the post hook waits for the job to start at most.
@@ -1520,7 +1521,7 @@ impl Targets<'_> {
                     );
                     None
                 } else {
-                    Some(c.get_ref().clone())
+                    Some(Arc::<str>::from(c.get_ref().as_str()))
                 }
             })
         };
@@ -1553,8 +1554,10 @@ impl Targets<'_> {
             }
             (None, None) => None,
         };
-        let pre_document = document(&t.pre_document, &policy.pre_document, "pre_document", r);
-        let post_document = document(&t.post_document, &policy.post_document, "post_document", r);
+        let pre_document =
+            document(&t.pre_document, &policy.pre_document, "pre_document", r).map(Arc::new);
+        let post_document =
+            document(&t.post_document, &policy.post_document, "post_document", r).map(Arc::new);
         for (cmd, doc, key) in [
             (&t.pre_command, &policy.pre_document, "pre_command"),
             (&t.post_command, &policy.post_document, "post_command"),
@@ -1705,6 +1708,7 @@ impl Targets<'_> {
         }
 
         let mut out = Vec::with_capacity(units.len());
+        let name: Arc<str> = Arc::from(name);
         for (rule, schedule, policy, rule_path) in units {
             // A value's error names where it was written: the rule, the target or [defaults].
             let at = |key: &str, from_rule: bool| {
@@ -1716,7 +1720,7 @@ impl Targets<'_> {
             };
             let slot_key = match &rule {
                 Some(rule) => format!("{name}-{rule}"),
-                None => name.clone(),
+                None => name.to_string(),
             };
             if ok && !name.is_empty() {
                 let part = crate::execution::target_part(&slot_key, 63);
@@ -2023,14 +2027,14 @@ impl Config {
 
     /// Targets by name.
     pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
-        self.targets.iter().find(|t| t.name == name)
+        self.targets.iter().find(|t| &*t.name == name)
     }
 
     /// The rule `run-now NAME` starts: the target's rule with the longest retention (the first
     /// on a tie), so a manual backup of a multi-rule target is kept as long as any.
     pub fn run_now_target(&self, name: &str) -> Option<&Arc<Target>> {
         let mut best: Option<&Arc<Target>> = None;
-        for t in self.targets.iter().filter(|t| t.name == name) {
+        for t in self.targets.iter().filter(|t| &*t.name == name) {
             if best.is_none_or(|b| t.delete_after_days > b.delete_after_days) {
                 best = Some(t);
             }
@@ -2239,7 +2243,7 @@ mod tests {
         let c = ok(&minimal());
         assert_eq!(c.targets.len(), 1);
         let t = &c.targets[0];
-        assert_eq!(t.name, "web");
+        assert_eq!(&*t.name, "web");
         assert!(t.enabled);
         assert_eq!(t.catch_up, CatchUp::Latest);
         assert_eq!(t.concurrency, Concurrency::Forbid);

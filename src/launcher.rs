@@ -59,16 +59,16 @@ impl Fire {
         let t = &self.target;
         ExecutionInput {
             resource_arn: t.resource_arn.to_string(),
-            target: t.name.clone(),
+            target: t.name.to_string(),
             scheduled_for: self.slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             trigger: self.trigger,
             start_window_minutes: t.start_window_minutes,
             complete_window_minutes: t.complete_window_minutes,
             delete_after_days: t.delete_after_days,
-            pre_command: t.pre_command.clone(),
-            post_command: t.post_command.clone(),
-            pre_document: t.pre_document.as_ref().map(Into::into),
-            post_document: t.post_document.as_ref().map(Into::into),
+            pre_command: t.pre_command.as_deref().map(str::to_string),
+            post_command: t.post_command.as_deref().map(str::to_string),
+            pre_document: t.pre_document.as_deref().map(Into::into),
+            post_document: t.post_document.as_deref().map(Into::into),
             post_hook_when: t.has_post_hook().then_some(t.post_hook_when),
             hook_max_downtime_seconds: t.has_post_hook().then(|| t.hook_max_downtime.as_secs()),
             on_pre_hook_failure: (t.pre_command.is_some() || t.pre_document.is_some())
@@ -527,7 +527,7 @@ impl<S: StepFunctions> Launcher<S> {
         self.metrics.execution_started(&t.name);
         debug!(target = %t.name, execution_arn = %execution_arn, "tracking");
         let mut backup = Backup::started(
-            t.name.clone(),
+            t.name.to_string(),
             t.resource_arn.to_string(),
             t.state_machine.region.clone(),
             (fire.trigger != Trigger::Manual).then_some(fire.slot),

@@ -112,7 +112,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 if ex.status == ExecutionStatus::Running {
                     busy.insert(t.resource_arn.to_string());
                     let mut b = Backup::started(
-                        t.name.clone(),
+                        t.name.to_string(),
                         t.resource_arn.to_string(),
                         sm.region.clone(),
                         Some(slot),
@@ -166,7 +166,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                     return;
                 }
                 let mut b = Backup::started(
-                    t.name.clone(),
+                    t.name.to_string(),
                     resource.clone(),
                     region.clone(),
                     None,
@@ -279,7 +279,7 @@ async fn recover_copies<B: BackupJobs>(
                     return;
                 }
                 let mut c = crate::copies::Copy::awaiting(
-                    t.name.clone(),
+                    t.name.to_string(),
                     t.rule_name().into(),
                     region.to_string(),
                     None,
@@ -391,7 +391,7 @@ fn catch_up<S: StepFunctions>(
         );
         out.without_history += 1;
         if out.new_targets.len() < LOGGED_NAMES {
-            out.new_targets.push(t.name.clone());
+            out.new_targets.push(t.name.to_string());
         }
         return;
     };

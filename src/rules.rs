@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::arn::InstanceArn;
 use crate::config::Target;
 use crate::execution;
 use crate::overlap::{self, Group, RuleSlots};
@@ -21,7 +22,7 @@ impl Target {
     pub fn slot_key(&self) -> String {
         match &self.rule {
             Some(rule) => format!("{}-{rule}", self.name),
-            None => self.name.clone(),
+            None => self.name.to_string(),
         }
     }
 
@@ -53,14 +54,15 @@ impl RuleSlots for Arc<Target> {
 /// The enabled rules of every instance that has more than one, by instance ARN. Instances with
 /// one rule are not kept: their slots never merge (most fleets; it keeps 100,000 targets small).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Instances(Arc<HashMap<String, Arc<[Arc<Target>]>>>);
+pub struct Instances(Arc<HashMap<InstanceArn, Arc<[Arc<Target>]>>>);
 
 impl Instances {
     /// Groups `targets` (in config order, which is the overlap rule's tie-break).
     pub fn of(targets: &[Arc<Target>]) -> Self {
-        let mut by: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
+        // Keyed by the ARN the rules already share: no copy of its text per instance.
+        let mut by: HashMap<InstanceArn, Vec<Arc<Target>>> = HashMap::new();
         for t in targets.iter().filter(|t| t.enabled) {
-            by.entry(t.resource_arn.to_string())
+            by.entry(t.resource_arn.clone())
                 .or_default()
                 .push(t.clone());
         }

@@ -45,6 +45,35 @@ struct Group {
     job: Option<Uuid>,
 }
 
+/// Sets each target's next-fire gauge: `slot` (its group's next), or for a target with several
+/// rules the soonest slot after `now` of any of them, so the gauge does not show whichever rule's
+/// timer was armed last. Each distinct schedule is asked once per call: a fleet on one plan costs
+/// a few schedule computations, not one per target.
+fn publish_next_fire(
+    metrics: &Metrics,
+    instances: &Instances,
+    targets: &[Arc<Target>],
+    slot: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    let mut asked: HashMap<*const Schedule, Option<DateTime<Utc>>> = HashMap::new();
+    for t in targets {
+        let rules = t.rule.as_ref().and(instances.rules_of(t));
+        let soonest = rules.map_or(slot, |rules| {
+            rules
+                .iter()
+                .filter(|r| r.name == t.name)
+                .filter_map(|r| {
+                    *asked
+                        .entry(Arc::as_ptr(&r.schedule))
+                        .or_insert_with(|| r.schedule.next_after(now))
+                })
+                .fold(slot, DateTime::min)
+        });
+        metrics.set_next_fire(&t.name, soonest);
+    }
+}
+
 /// The slots one stall skipped: a count and the first and last, not a list.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Stalled {
@@ -173,9 +202,7 @@ impl<S: StepFunctions> Scheduler<S> {
             if let Some(g) = self.groups.get_mut(&key) {
                 g.targets = targets;
                 if let Some(next) = g.next {
-                    for t in &g.targets {
-                        self.metrics.set_next_fire(&t.name, next);
-                    }
+                    publish_next_fire(&self.metrics, &self.instances, &g.targets, next, after);
                 }
                 continue;
             }
@@ -190,7 +217,7 @@ impl<S: StepFunctions> Scheduler<S> {
             self.arm(&key, &mut g).await;
             self.groups.insert(key, g);
         }
-        let keep: HashSet<String> = config.targets.iter().map(|t| t.name.clone()).collect();
+        let keep: HashSet<String> = config.targets.iter().map(|t| t.name.to_string()).collect();
         self.metrics.retain_targets(&keep);
     }
 
@@ -208,9 +235,13 @@ impl<S: StepFunctions> Scheduler<S> {
             info!(schedule = %g.schedule.expression(), "schedule has no further slots");
             return;
         };
-        for t in &g.targets {
-            self.metrics.set_next_fire(&t.name, slot);
-        }
+        publish_next_fire(
+            &self.metrics,
+            &self.instances,
+            &g.targets,
+            slot,
+            self.clock.now(),
+        );
         // tokio-cron-scheduler keeps ticks in whole seconds and checks twice a second: wake a
         // little early and let `on_due` sleep the last stretch with tokio's precise timer.
         let wait = (slot - self.clock.now())
@@ -346,6 +377,53 @@ mod tests {
         fn now(&self) -> DateTime<Utc> {
             *self.0.lock().unwrap()
         }
+    }
+
+    /// A target on a plan of a daily (03:00) and a weekly (Sunday 02:00) rule: on a Saturday
+    /// evening its gauge says Sunday 02:00 whichever rule's timer publishes, and 03:00 on Monday.
+    #[test]
+    fn a_target_with_several_rules_shows_its_soonest_slot() {
+        let text = r#"
+state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:b"
+[[plan]]
+name = "gfs"
+[[plan.rule]]
+name = "daily"
+schedule = "0 3 * * *"
+[[plan.rule]]
+name = "weekly"
+schedule = "0 2 * * 0"
+delete_after_days = 90
+[[backup]]
+name = "db"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
+plan = "gfs"
+"#;
+        let config = crate::config::parse(text, "t.toml").unwrap();
+        let gauge = |m: &Metrics| {
+            m.encode()
+                .lines()
+                .find(|l| l.starts_with("orchestrator_next_fire_timestamp_seconds{target=\"db\"}"))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        };
+        let saturday = Utc.with_ymd_and_hms(2026, 11, 28, 20, 0, 0).unwrap();
+        let sunday_two = Utc.with_ymd_and_hms(2026, 11, 29, 2, 0, 0).unwrap();
+        let sunday_three = Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap();
+        let (daily, weekly): (Vec<_>, Vec<_>) = config
+            .targets
+            .iter()
+            .cloned()
+            .partition(|t| t.rule.as_deref() == Some("daily"));
+        let m = Metrics::new();
+        // The daily's timer armed last: it must not hide the weekly's sooner slot.
+        publish_next_fire(&m, &config.instances, &weekly, sunday_two, saturday);
+        publish_next_fire(&m, &config.instances, &daily, sunday_three, saturday);
+        assert_eq!(gauge(&m), Some(sunday_two.timestamp() as f64));
+        // After the weekly fired, the daily's 03:00 is next.
+        let after = sunday_two + chrono::Duration::seconds(1);
+        let next_weekly = Utc.with_ymd_and_hms(2026, 12, 6, 2, 0, 0).unwrap();
+        publish_next_fire(&m, &config.instances, &weekly, next_weekly, after);
+        assert_eq!(gauge(&m), Some(sunday_three.timestamp() as f64));
     }
 
     #[tokio::test]

@@ -265,7 +265,7 @@ pub fn assess(
         }
     };
     TargetStatus {
-        target: t.name.clone(),
+        target: t.name.to_string(),
         resource_arn: t.resource_arn.to_string(),
         verdict,
         overdue: verdict == Verdict::Overdue,

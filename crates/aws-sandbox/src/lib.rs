@@ -286,6 +286,11 @@ impl Sandbox {
         self.shared.inner().world.set_job_timings(timings);
     }
 
+    /// Extra delays (ms) before the StartBackupJob task of each new execution, taken in turn.
+    pub fn set_task_delays(&self, delays: Vec<u64>) {
+        self.shared.inner().world.set_task_delays(delays);
+    }
+
     /// Every StartExecution request received, in arrival order.
     pub fn start_times(&self) -> Vec<StartTime> {
         self.shared.inner().start_times.clone()
@@ -532,6 +537,13 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
         ("POST", "job-timings") => match serde_json::from_slice::<Vec<JobTiming>>(body) {
             Ok(timings) => {
                 shared.inner().world.set_job_timings(timings);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "task-delays") => match serde_json::from_slice::<Vec<u64>>(body) {
+            Ok(delays) => {
+                shared.inner().world.set_task_delays(delays);
                 Reply::json(200, &json!({ "ok": true }))
             }
             Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),

@@ -341,6 +341,11 @@ pub(crate) struct World {
     command_rules: Vec<CommandRule>,
     /// `/_sandbox/job-timings`: CREATED/RUNNING durations per resource.
     job_timings: Vec<JobTiming>,
+    /// `/_sandbox/task-delays`: extra milliseconds before the task of each new execution, taken
+    /// in turn, so that jobs can be created in another order than their executions started.
+    task_delays: Vec<Millis>,
+    /// Executions started since `task_delays` was set (which delay comes next).
+    task_delays_used: usize,
     /// Copy jobs, from the wire or the machine's copy branch.
     copy_jobs: CopyJobs,
     /// Executions whose copy branch runs at a later time.
@@ -364,6 +369,8 @@ impl World {
             last_job_created: Millis::MIN,
             command_rules: Vec::new(),
             job_timings: Vec::new(),
+            task_delays: Vec::new(),
+            task_delays_used: 0,
             copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
             copy_due: BinaryHeap::new(),
             config,
@@ -518,6 +525,25 @@ impl World {
     /// Replaces the per-resource job durations (first match wins; for jobs created later).
     pub fn set_job_timings(&mut self, timings: Vec<JobTiming>) {
         self.job_timings = timings;
+    }
+
+    /// Replaces the extra delays before the task of each new execution (taken in turn; empty:
+    /// none). Real Step Functions gives no order between two executions' tasks; this makes one.
+    pub fn set_task_delays(&mut self, delays: Vec<u64>) {
+        self.task_delays = delays
+            .into_iter()
+            .map(|d| Millis::try_from(d).unwrap_or(Millis::MAX))
+            .collect();
+        self.task_delays_used = 0;
+    }
+
+    fn next_task_delay(&mut self) -> Millis {
+        if self.task_delays.is_empty() {
+            return 0;
+        }
+        let delay = self.task_delays[self.task_delays_used % self.task_delays.len()];
+        self.task_delays_used += 1;
+        delay
     }
 
     /// Every hook command the machine has sent by `now`, oldest first.
@@ -687,7 +713,7 @@ impl World {
         let index = u32::try_from(self.executions.len()).expect("fewer than 2^32 executions");
         // The pre hook is decided now: the job is requested once it has ended.
         let parsed: Value = serde_json::from_str(input).unwrap_or(Value::Null);
-        let mut task_at = now + self.config.execution_delay;
+        let mut task_at = now + self.config.execution_delay + self.next_task_delay();
         let hooks = match Hooks::read(&parsed, &self.config.hooks) {
             Ok(h) if !h.any() => None,
             request => {
