@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{BackupJobs, LeaseTable, StepFunctions};
+use crate::aws::{BackupJobs, LeaseTable, StepFunctions, TagSearch};
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, ContentHash};
 use crate::http::{self, Health};
@@ -22,6 +22,7 @@ use crate::launcher::Launcher;
 use crate::metrics::Metrics;
 use crate::pacing::TokenBucket;
 use crate::recovery;
+use crate::refresh::{self, Selected, Specs};
 use crate::scheduler::Scheduler;
 use crate::signals::Signal;
 use crate::telemetry::event;
@@ -190,6 +191,125 @@ async fn reload(
     (config::from_bytes(bytes, &file), Some(hash))
 }
 
+/// Reloads (SIGHUP, `--watch`) as the standby and the holder both apply them: the file watch,
+/// the generation, the `config_reloaded` / `config_reload_failed` lines and their metrics.
+struct Reloads {
+    watched: Watch,
+    /// The file `--watch` looks at.
+    watched_path: Option<PathBuf>,
+    /// The file SIGHUP reads (None: [`config::CONFIG_TOML_ENV`]).
+    config_path: Option<PathBuf>,
+    generation: u64,
+    tick: tokio::time::Interval,
+}
+
+impl Reloads {
+    fn new(opts: &Options, config: &Config) -> Self {
+        Reloads {
+            watched: Watch::new(config.content_hash),
+            watched_path: opts.config_path.clone().filter(|_| opts.watch),
+            config_path: opts.config_path.clone(),
+            generation: 1,
+            tick: tokio::time::interval(file_watch::INTERVAL),
+        }
+    }
+
+    /// The next `--watch` look that found a new content to load; never, without `--watch`.
+    async fn changed_file(&mut self) -> Vec<u8> {
+        let Some(path) = self.watched_path.clone() else {
+            return std::future::pending().await;
+        };
+        loop {
+            self.tick.tick().await;
+            let read = tokio::fs::read(&path).await;
+            let look = match &read {
+                Ok(bytes) => Look::Read(config::content_hash(bytes)),
+                Err(e) => Look::Unreadable(e.kind()),
+            };
+            match (self.watched.observe(look), read) {
+                (Action::Load, Ok(bytes)) => {
+                    info!(file = %path.display(), "config file changed");
+                    return bytes;
+                }
+                (Action::Settle, _) => {
+                    // Look again soon: a writer may still be at work.
+                    self.tick.reset_after(file_watch::SETTLE);
+                }
+                (Action::ReportUnreadable(_), Err(e)) => warn!(
+                    event = event::CONFIG_FILE_UNREADABLE,
+                    file = %path.display(),
+                    error = %e,
+                    "config file cannot be read; the running config stays"
+                ),
+                (Action::ReportBack, _) => {
+                    info!(file = %path.display(), "config file readable again, unchanged");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Parses `changed` (a watched change) or reads the source afresh (SIGHUP: None), logs the
+    /// outcome against `old` (the effective config: explicit targets and resolved selections),
+    /// and returns the new config as loaded and as effective, when it is valid. Selections that
+    /// search as before keep their sets in `selected`; changed ones are resolved again at once.
+    async fn apply(
+        &mut self,
+        old: &Config,
+        changed: Option<Vec<u8>>,
+        metrics: &Metrics,
+        selected: &mut Selected,
+    ) -> Option<(Config, Config)> {
+        notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::Status("reloading")),
+        ]);
+        let (loaded, hash) = reload(self.config_path.as_deref(), changed).await;
+        let applied = match loaded {
+            Ok(loaded) => {
+                self.generation += 1;
+                let generation = self.generation;
+                selected.reloaded(&loaded);
+                let new = selected.effective(&loaded);
+                let (added, removed, changed) = diff_targets(old, &new);
+                info!(
+                    event = event::CONFIG_RELOADED,
+                    source = %new.source,
+                    generation,
+                    targets = new.targets.len(),
+                    added_count = added.len(),
+                    removed_count = removed.len(),
+                    changed_count = changed.len(),
+                    added = ?&added[..added.len().min(LOGGED_NAMES)],
+                    removed = ?&removed[..removed.len().min(LOGGED_NAMES)],
+                    changed = ?&changed[..changed.len().min(LOGGED_NAMES)],
+                    "config reloaded; backups in flight are still followed"
+                );
+                metrics.reload("applied");
+                metrics.set_generation(generation);
+                self.watched.applied(loaded.content_hash);
+                Some((loaded, new))
+            }
+            Err(e) => {
+                if let Some(h) = hash {
+                    // Refused once: `--watch` neither retries nor re-reports this content.
+                    self.watched.refused(h);
+                }
+                metrics.reload("rejected");
+                log_config_errors(&e);
+                None
+            }
+        };
+        notify(&[sd_notify::NotifyState::Ready]);
+        applied
+    }
+}
+
+/// How long the start waits for the first resolution of tag selections before it registers the
+/// timers and runs recovery without the unresolved ones (they join at their first refresh).
+const FIRST_RESOLUTION: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until a shutdown signal; returns after in-flight starts finished (or the
 /// grace period ran out).
 ///
@@ -197,13 +317,17 @@ async fn reload(
 /// Functions or Backup call) until it holds the lease, then runs what a start runs (recovery,
 /// catch-up). When it loses the lease it stops firing, shuts down as on SIGTERM and returns an
 /// error, so its supervisor restarts it as a standby.
+///
+/// Tag selections are resolved through `tags` by the holder only (or by every replica without
+/// `[ha]`); see [`crate::refresh`].
 #[allow(clippy::too_many_arguments)]
-pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
+pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
     opts: Options,
     mut config: Config,
     sfn: Arc<S>,
     backup: Arc<B>,
     lease: Option<Arc<L>>,
+    tags: Arc<T>,
     clock: Arc<dyn Clock>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> anyhow::Result<()> {
@@ -252,6 +376,10 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         ));
     }
 
+    let mut reloads = Reloads::new(&opts, &config);
+    metrics.set_generation(reloads.generation);
+    // The resolved tag selections (none on a standby: only the holder resolves).
+    let mut selected = Selected::new();
     // [ha]: stand by until this replica holds the lease.
     let lease_stop = CancellationToken::new();
     let mut lease_task = None;
@@ -276,18 +404,17 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
             "standing by: waiting for the lease"
         );
         loop {
-            tokio::select! {
+            // A standby applies reloads as the holder does: it takes over with the newest config.
+            let changed: Option<Vec<u8>> = tokio::select! {
                 r = rx.wait_for(|l| *l) => {
                     if r.is_err() {
                         anyhow::bail!("the lease task ended");
                     }
                     break;
                 }
+                bytes = reloads.changed_file() => Some(bytes),
                 s = signals.recv() => match s {
-                    Some(Signal::Reload) => match config::load_from(opts.config_path.as_deref()) {
-                        Ok(new) => config = new,
-                        Err(e) => log_config_errors(&e),
-                    },
+                    Some(Signal::Reload) => None,
                     Some(Signal::Shutdown) | None => {
                         info!(event = event::SHUTDOWN, "shutting down a standby");
                         lease_stop.cancel();
@@ -297,13 +424,55 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                         return Ok(());
                     }
                 },
+            };
+            if let Some((loaded, _)) = reloads
+                .apply(&config, changed, &metrics, &mut selected)
+                .await
+            {
+                config = loaded;
             }
         }
         leader_rx = Some(rx);
     }
 
-    let mut generation: u64 = 1;
-    metrics.set_generation(generation);
+    // Tag selections: resolved before the timers when the API answers soon; until then (and
+    // when it does not) the explicit targets run alone and `/readyz` names what is missing.
+    let mut base = config;
+    let (specs_tx, specs_rx) = watch::channel(Specs::of(&base));
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let refresh_stop = CancellationToken::new();
+    if !opts.dry_run {
+        // Always running: a reload may add the first selection.
+        tokio::spawn(refresh::run(
+            tags,
+            specs_rx,
+            reports_tx,
+            metrics.clone(),
+            refresh_stop.clone(),
+        ));
+    }
+    if !base.selections.is_empty() && !opts.dry_run {
+        let mut heard = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + FIRST_RESOLUTION;
+        while heard.len() < base.selections.len() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(r)) => {
+                    heard.insert(r.selection.name.clone());
+                    selected.take(&base, r, &metrics);
+                }
+                _ => break,
+            }
+        }
+    } else if !base.selections.is_empty() {
+        warn!(
+            selections = base.selections.len(),
+            "dry run: tag selections are not resolved (no AWS call); only explicit targets fire"
+        );
+    }
+    health.set_pending(selected.pending(&base));
+    let config = selected.effective(&base);
+
+    let generation = reloads.generation;
     info!(
         event = event::CONFIG_LOADED,
         source = %config.source,
@@ -312,6 +481,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         schedule_groups = config.groups().len(),
         generation,
         dry_run = opts.dry_run,
+        selections = base.selections.len(),
         "config loaded"
     );
     let mut scheduler = Scheduler::new(launcher.clone(), clock.clone(), metrics.clone())
@@ -326,10 +496,8 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         )
         .await;
     }
-    // The baseline is the text `config` was parsed from: an edit made since (during recovery
-    // above, say) differs from it and is reloaded at the first look.
-    let mut watched = Watch::new(config.content_hash);
-    let watched_path = opts.config_path.clone().filter(|_| opts.watch);
+    // The watch's baseline is the text `config` was parsed from: an edit made since (during
+    // recovery above, say) differs from it and is reloaded at the first look.
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let scheduler_task = tokio::spawn(scheduler.run(config_rx, stop.clone()));
     health.config_loaded.store(true, Ordering::Relaxed);
@@ -337,7 +505,7 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     info!(
         event = event::READY,
         generation,
-        watch = watched_path.is_some(),
+        watch = reloads.watched_path.is_some(),
         "ready: schedules registered, restart recovery done"
     );
 
@@ -354,7 +522,6 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
         });
     }
 
-    let mut watch_tick = tokio::time::interval(file_watch::INTERVAL);
     let mut lost = false;
     loop {
         let lost_lease = async {
@@ -375,79 +542,23 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
                 Some(Signal::Reload) => None,
                 Some(Signal::Shutdown) | None => break,
             },
-            _ = watch_tick.tick(), if watched_path.is_some() => {
-                let path = watched_path.as_deref().unwrap_or_else(|| unreachable!());
-                let read = tokio::fs::read(path).await;
-                let look = match &read {
-                    Ok(bytes) => Look::Read(config::content_hash(bytes)),
-                    Err(e) => Look::Unreadable(e.kind()),
-                };
-                match (watched.observe(look), read) {
-                    (Action::Load, Ok(bytes)) => {
-                        info!(file = %path.display(), "config file changed");
-                        Some(bytes)
-                    }
-                    (Action::Settle, _) => {
-                        // Look again soon: a writer may still be at work.
-                        watch_tick.reset_after(file_watch::SETTLE);
-                        continue;
-                    }
-                    (Action::ReportUnreadable(_), Err(e)) => {
-                        warn!(
-                            event = event::CONFIG_FILE_UNREADABLE,
-                            file = %path.display(),
-                            error = %e,
-                            "config file cannot be read; the running config stays"
-                        );
-                        continue;
-                    }
-                    (Action::ReportBack, _) => {
-                        info!(file = %path.display(), "config file readable again, unchanged");
-                        continue;
-                    }
-                    _ => continue,
+            Some(report) = reports.recv() => {
+                // A refresh that changed nothing changes nothing here either.
+                if selected.take(&base, report, &metrics) {
+                    health.set_pending(selected.pending(&base));
+                    let _ = config_tx.send(Arc::new(selected.effective(&base)));
                 }
+                continue;
             }
+            bytes = reloads.changed_file() => Some(bytes),
         };
-        notify(&[
-            sd_notify::NotifyState::Reloading,
-            sd_notify::NotifyState::monotonic_usec_now()
-                .unwrap_or(sd_notify::NotifyState::Status("reloading")),
-        ]);
-        let (loaded, hash) = reload(opts.config_path.as_deref(), changed).await;
-        match loaded {
-            Ok(new) => {
-                generation += 1;
-                let old = config_tx.borrow().clone();
-                let (added, removed, changed) = diff_targets(&old, &new);
-                info!(
-                    event = event::CONFIG_RELOADED,
-                    source = %new.source,
-                    generation,
-                    targets = new.targets.len(),
-                    added_count = added.len(),
-                    removed_count = removed.len(),
-                    changed_count = changed.len(),
-                    added = ?&added[..added.len().min(LOGGED_NAMES)],
-                    removed = ?&removed[..removed.len().min(LOGGED_NAMES)],
-                    changed = ?&changed[..changed.len().min(LOGGED_NAMES)],
-                    "config reloaded; backups in flight are still followed"
-                );
-                metrics.reload("applied");
-                metrics.set_generation(generation);
-                watched.applied(new.content_hash);
-                let _ = config_tx.send(Arc::new(new));
-            }
-            Err(e) => {
-                if let Some(h) = hash {
-                    // Refused once: `--watch` neither retries nor re-reports this content.
-                    watched.refused(h);
-                }
-                metrics.reload("rejected");
-                log_config_errors(&e);
-            }
+        let old = config_tx.borrow().clone();
+        if let Some((loaded, new)) = reloads.apply(&old, changed, &metrics, &mut selected).await {
+            let _ = specs_tx.send(Specs::of(&loaded));
+            base = loaded;
+            health.set_pending(selected.pending(&base));
+            let _ = config_tx.send(Arc::new(new));
         }
-        notify(&[sd_notify::NotifyState::Ready]);
     }
 
     let grace = config_tx.borrow().shutdown_grace;
@@ -458,11 +569,12 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     );
     notify(&[sd_notify::NotifyState::Stopping]);
     stop.cancel();
+    refresh_stop.cancel();
     let _ = scheduler_task.await;
-    // No slot fires any more: hand the lease over before draining, so a standby takes over now.
-    lease_stop.cancel();
-    if let Some(t) = lease_task {
-        let _ = t.await;
+    if lost {
+        // The lease is (or is about to be) another replica's: it follows the backups in flight
+        // from its takeover on, so this one stops logging them now.
+        tracker_stop.cancel();
     }
     // In-flight StartExecution calls finish; waits between retries are cut short.
     stop_retries.cancel();
@@ -474,6 +586,12 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable>(
     }
     tracker_stop.cancel();
     let _ = tracker_task.await;
+    // Nothing fires or is followed here any more: hand the lease over, so a standby takes over
+    // at its next attempt (and each backup's lines come from one replica).
+    lease_stop.cancel();
+    if let Some(t) = lease_task {
+        let _ = t.await;
+    }
     info!(event = event::SHUTDOWN, "stopped");
     if lost {
         anyhow::bail!(

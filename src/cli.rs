@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::app::{self, Options};
 use crate::aws::backup::SdkBackupJobs;
 use crate::aws::sfn::SdkStepFunctions;
+use crate::aws::tagging::SdkTagSearch;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ConfigError, LogFormat};
 use crate::execution::Trigger;
@@ -69,7 +70,11 @@ enum Format {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate the config, print a summary; exit 0, or 78 with every error.
-    Check,
+    Check {
+        /// Also resolve each tag selection now (GetResources) and list what it matches.
+        #[arg(long)]
+        resolve: bool,
+    },
     /// Print the next fire times of each target, in its zone and in UTC.
     Next {
         /// How many per target.
@@ -82,6 +87,9 @@ enum Command {
         /// Only this target.
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
+        /// Resolve tag selections now (GetResources) and show their instances' slots.
+        #[arg(long)]
+        resolve: bool,
     },
     /// For every target: the last successful backup, the last attempt, the next slot, read from
     /// AWS Backup; overdue targets first. Exit 0 all covered, 1 any overdue, 2 AWS unreadable,
@@ -95,7 +103,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = config::parse_duration)]
         margin: Duration,
     },
-    /// Start a backup now for the named targets and follow each to its end.
+    /// Start a backup now for the named targets and follow each to its end (a tag selection's
+    /// name: every instance it matches now).
     RunNow {
         /// Target names.
         #[arg(required = true)]
@@ -106,6 +115,10 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Run this many replicas (processes) with the `[ha]` lease; the leader is killed
+        /// (`kill -9`) after 15 s (or half of --seconds) and a standby takes over.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: u8,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
     Sandbox(aws_sandbox::ServeArgs),
@@ -153,7 +166,15 @@ pub async fn main(cli: Cli) -> i32 {
     let args = cli.run.clone();
     match cli.command {
         None => run_daemon(&args).await,
-        Some(Command::Check) => match load(&args.config) {
+        Some(Command::Check { resolve }) => match load(&args.config) {
+            Ok(c) if resolve => match resolved(&c).await {
+                Ok(effective) => {
+                    print_summary(&c);
+                    print_selected(&c, &effective);
+                    0
+                }
+                Err(code) => code,
+            },
             Ok(c) => {
                 print_summary(&c);
                 0
@@ -164,13 +185,24 @@ pub async fn main(cli: Cli) -> i32 {
             count,
             from,
             target,
+            resolve,
         }) => match load(&args.config) {
+            Ok(c) if resolve => match resolved(&c).await {
+                Ok(effective) => next(&effective, count, from.as_deref(), target.as_deref()),
+                Err(code) => code,
+            },
             Ok(c) => next(&c, count, from.as_deref(), target.as_deref()),
             Err(code) => code,
         },
         Some(Command::Status { json, margin }) => status(&args, json, margin).await,
         Some(Command::RunNow { targets }) => run_now(&args, &targets).await,
-        Some(Command::Demo { seconds }) => demo(&args, seconds).await,
+        Some(Command::Demo {
+            seconds,
+            replicas: 1,
+        }) => demo(&args, seconds).await,
+        Some(Command::Demo { seconds, replicas }) => {
+            crate::demo::replicas(usize::from(replicas), seconds).await
+        }
         Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
             aws_sandbox::serve_until_interrupted(&serve).await
@@ -225,8 +257,9 @@ async fn run_daemon(args: &RunArgs) -> i32 {
         opts,
         config,
         Arc::new(SdkStepFunctions::new(sdk.clone())),
-        Arc::new(SdkBackupJobs::new(sdk)),
+        Arc::new(SdkBackupJobs::new(sdk.clone())),
         lease,
+        Arc::new(SdkTagSearch::new(sdk)),
         Arc::new(SystemClock),
         signals,
     )
@@ -272,12 +305,78 @@ fn print_summary(c: &Config) {
     if c.targets.len() > 50 {
         println!("  … and {} more", c.targets.len() - 50);
     }
+    for s in &c.selections {
+        println!(
+            "  {:<24} selects ec2:instance in {} ({}) tagged {}{}; {} rule(s); refreshed every {:?}",
+            s.name,
+            s.region,
+            s.account,
+            tags_text(&s.select),
+            if s.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", except tagged (any of) {}", tags_text(&s.exclude))
+            },
+            s.templates.len(),
+            c.selection_refresh
+        );
+    }
     if !c.instances.is_empty() {
         println!(
             "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
             c.instances.len()
         );
     }
+}
+
+fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `check --resolve`: what each selection matches now.
+fn print_selected(base: &Config, effective: &Config) {
+    for s in &base.selections {
+        let names = s.instance_names(effective);
+        println!("  selection {}: {} instance(s) now", s.name, names.len());
+        for n in names.iter().take(50) {
+            println!("    {n}");
+        }
+        if names.len() > 50 {
+            println!("    … and {} more", names.len() - 50);
+        }
+    }
+}
+
+/// Resolves every tag selection of `c` once (GetResources) into the config the daemon would run
+/// now; a failure is printed and exits 1.
+async fn resolved(c: &Config) -> Result<Config, i32> {
+    if c.selections.is_empty() {
+        return Ok(c.clone());
+    }
+    let sdk = app::sdk_config(c, false).await;
+    if !app::check_credentials(&sdk).await {
+        eprintln!(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or task role"
+        );
+        return Err(EXIT_FAILURE);
+    }
+    let tags = SdkTagSearch::new(sdk);
+    let mut sets = std::collections::HashMap::new();
+    for s in &c.selections {
+        match crate::refresh::resolve(&tags, s).await {
+            Ok((ids, _)) => {
+                sets.insert(s.name.clone(), Arc::new(ids));
+            }
+            Err(e) => {
+                eprintln!("selection {}: cannot resolve: {e}", s.name);
+                return Err(EXIT_FAILURE);
+            }
+        }
+    }
+    Ok(crate::selection::effective(c, &sets))
 }
 
 /// `next`: checks `--from` and `--target`, then prints.
@@ -289,22 +388,52 @@ fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i
             return EXIT_USAGE;
         }
     };
+    let selection = |name: &str| c.selections.iter().find(|s| s.name == name);
     if let Some(name) = target
         && c.target(name).is_none()
+        && selection(name).is_none()
     {
         eprintln!("{}: no target named `{name}`", c.source);
         return EXIT_CONFIG;
     }
-    print_next(c, count, from, target);
+    // A resolved config holds the selections' instances as targets; unresolved, say so.
+    let resolved = c
+        .selections
+        .iter()
+        .any(|s| c.targets.iter().any(|t| s.owns(&t.name)));
+    if !resolved {
+        for s in c
+            .selections
+            .iter()
+            .filter(|s| target.is_none_or(|n| n == s.name))
+        {
+            println!(
+                "{} (tag selection: {}): run `next --resolve` to list its instances' slots",
+                s.name,
+                tags_text(&s.select)
+            );
+        }
+    }
+    match target.and_then(selection) {
+        // A selection's name: its instances.
+        Some(s) => print_next_where(c, count, from, |t| s.owns(&t.name)),
+        None => print_next(c, count, from, target),
+    }
     0
 }
 
 fn print_next(c: &Config, count: usize, from: Option<When>, only: Option<&str>) {
+    print_next_where(c, count, from, |t| only.is_none_or(|n| n == &*t.name));
+}
+
+fn print_next_where(
+    c: &Config,
+    count: usize,
+    from: Option<When>,
+    keep: impl Fn(&config::Target) -> bool,
+) {
     let now = Utc::now();
-    for t in c
-        .enabled_targets()
-        .filter(|t| only.is_none_or(|n| n == &*t.name))
-    {
+    for t in c.enabled_targets().filter(|t| keep(t)) {
         // A target alone on its instance prints as it always did; rules show their retention
         // and what each slot starts or is merged into.
         let plain = t.rule.is_none() && c.instances.rules_of(t).is_none();
@@ -407,13 +536,29 @@ async fn run_now(args: &RunArgs, names: &[String]) -> i32 {
     let mut args = args.clone();
     args.log_format = args.log_format.or(Some(Format::Pretty));
     init_logs(&args, Some(&config));
+    // Selections' instances are targets once resolved (`web`: each of them).
+    let config = match resolved(&config).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let mut targets = Vec::new();
     for n in names {
-        match config.run_now_target(n) {
-            Some(t) => targets.push(t.clone()),
-            None => {
-                eprintln!("{}: no target named `{n}`", config.source);
-                return EXIT_CONFIG;
+        if let Some(t) = config.run_now_target(n) {
+            targets.push(t.clone());
+            continue;
+        }
+        let Some(s) = config.selections.iter().find(|s| &s.name == n) else {
+            eprintln!("{}: no target named `{n}`", config.source);
+            return EXIT_CONFIG;
+        };
+        let instances = s.instance_names(&config);
+        if instances.is_empty() {
+            eprintln!("selection {n}: no instance matches its tags now");
+            return EXIT_FAILURE;
+        }
+        for i in instances {
+            if let Some(t) = config.run_now_target(i) {
+                targets.push(t.clone());
             }
         }
     }
@@ -495,8 +640,25 @@ where
     }
 }
 
+/// The demo instances a tag selection finds: (instance id, tags).
+pub const DEMO_TAGGED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "i-0aaaaaaaaaaaaaaa1",
+        &[("backup", "demo"), ("env", "prod")],
+    ),
+    (
+        "i-0aaaaaaaaaaaaaaa2",
+        &[("backup", "demo"), ("env", "prod")],
+    ),
+    // Tagged, but excluded.
+    (
+        "i-0aaaaaaaaaaaaaaa3",
+        &[("backup", "demo"), ("backup-exclude", "true")],
+    ),
+];
+
 /// The demo config: two targets every 5 seconds, one of them failing, one copied to another
-/// region, against the sandbox.
+/// region, and a tag selection, against the sandbox.
 pub fn demo_config(endpoint: &str) -> String {
     format!(
         r#"# Demo: fires every 5 seconds against the in-process sandbox.
@@ -506,6 +668,7 @@ region = "us-east-1"
 endpoint_url = "{endpoint}"
 poll_interval = "1s"
 max_poll_interval = "2s"
+selection_refresh = "10s"
 
 [defaults]
 concurrency = "allow"
@@ -522,15 +685,22 @@ name = "db-1"
 resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0fedcba9876543210"
 schedule = "*/10 * * * * *"
 timezone = "Asia/Tokyo"
+
+# Every instance tagged backup = "demo" (the sandbox holds three; one is excluded), each a
+# target named fleet-<instance id>, looked up again every 10 seconds.
+[[backup]]
+name = "fleet"
+select_tags = {{ backup = "demo" }}
+exclude_tags = {{ backup-exclude = "true" }}
+schedule = "*/15 * * * * *"
 "#
     )
 }
 
-async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
-    let mut args = args.clone();
-    args.log_format = args.log_format.or(Some(Format::Pretty));
-    init_logs(&args, None);
-    let sandbox = match Sandbox::start(
+/// The demo's in-process endpoint: jobs of 1 s + 3 s, db-1's failing; None (said on stderr)
+/// when it cannot listen.
+pub(crate) async fn demo_sandbox() -> Option<Sandbox> {
+    let started = Sandbox::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SandboxConfig {
             job_pending: Duration::from_secs(1),
@@ -546,15 +716,32 @@ async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
             ..SandboxConfig::default()
         },
     )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("demo: cannot start the local AWS endpoint: {e}");
-            return EXIT_FAILURE;
-        }
+    .await;
+    started
+        .inspect_err(|e| eprintln!("demo: cannot start the local AWS endpoint: {e}"))
+        .ok()
+}
+
+async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
+    let mut args = args.clone();
+    args.log_format = args.log_format.or(Some(Format::Pretty));
+    init_logs(&args, None);
+    let Some(sandbox) = demo_sandbox().await else {
+        return EXIT_FAILURE;
     };
-    tracing::info!(endpoint = %sandbox.endpoint_url(), "local AWS endpoint (sandbox) up; db-1's backups are set to fail");
+    sandbox.put_instances(
+        DEMO_TAGGED
+            .iter()
+            .map(|(id, tags)| aws_sandbox::TaggedInstance {
+                arn: format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}"),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .collect(),
+    );
+    tracing::info!(endpoint = %sandbox.endpoint_url(), "local AWS endpoint (sandbox) up; db-1's backups are set to fail; three instances are tagged backup=demo (one excluded)");
     let config = match config::parse(&demo_config(&sandbox.endpoint_url()), "<demo>") {
         Ok(c) => c,
         Err(e) => {
@@ -597,8 +784,9 @@ async fn demo(args: &RunArgs, seconds: Option<u64>) -> i32 {
         Options::default(),
         config,
         Arc::new(SdkStepFunctions::new(sdk.clone())),
-        Arc::new(SdkBackupJobs::new(sdk)),
+        Arc::new(SdkBackupJobs::new(sdk.clone())),
         None::<Arc<crate::aws::dynamodb::SdkLeaseTable>>,
+        Arc::new(SdkTagSearch::new(sdk)),
         Arc::new(SystemClock),
         rx,
     )

@@ -32,6 +32,8 @@ pub const DEFAULT_START_RATE: f64 = 100.0;
 pub const DEFAULT_START_BURST: u32 = 200;
 /// Default DescribeExecution pacing: below the smallest regional refill (10/s).
 pub const DEFAULT_DESCRIBE_RATE: f64 = 8.0;
+/// How often tag selections are resolved again, by default.
+pub const DEFAULT_SELECTION_REFRESH: Duration = Duration::from_secs(300);
 /// Default pacing of AWS Backup read calls (DescribeBackupJob, ListBackupJobs).
 pub const DEFAULT_BACKUP_READ_RATE: f64 = 5.0;
 
@@ -139,6 +141,11 @@ pub struct Config {
     pub ha: Option<crate::lease::LeaseSettings>,
     /// The enabled rules of every instance that has more than one (the overlap rule's input).
     pub instances: crate::rules::Instances,
+    /// `[[backup]]`s with `select_tags`, in file order: not in `targets` until resolved
+    /// ([`crate::selection::effective`]).
+    pub selections: Vec<Arc<crate::selection::Selection>>,
+    /// How often each selection is resolved again.
+    pub selection_refresh: Duration,
     /// SHA-256 of the exact text this config was parsed from: `--watch`'s baseline, so an edit
     /// made at any moment after that read is seen as a change.
     pub content_hash: ContentHash,
@@ -292,6 +299,7 @@ struct RawGlobal {
     backup_read_rate: Option<Spanned<f64>>,
     shutdown_grace: Option<Spanned<String>>,
     recovery_lookback: Option<Spanned<String>>,
+    selection_refresh: Option<Spanned<String>>,
 }
 
 /// `[ha]`: the leader lease.
@@ -352,6 +360,8 @@ struct RawTarget {
     windows_vss: Option<Spanned<bool>>,
     copy_to: Option<RawCopies>,
     plan: Option<Spanned<String>>,
+    select_tags: Option<Spanned<BTreeMap<String, String>>>,
+    exclude_tags: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// One `[[plan.rule]]` or `[[backup.rule]]`: a schedule and the settings it overrides.
@@ -393,6 +403,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "backup_read_rate",
     "shutdown_grace",
     "recovery_lookback",
+    "selection_refresh",
     "defaults",
     "backup",
     "plan",
@@ -433,6 +444,8 @@ const TARGET_KEYS: &[&str] = &[
     "post_command",
     "plan",
     "rule",
+    "select_tags",
+    "exclude_tags",
 ];
 /// Keys of a `[[plan]]`.
 const PLAN_KEYS: &[&str] = &["name", "rule"];
@@ -761,7 +774,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             let mut g: RawGlobal = r.table(&value, "(top level)").unwrap_or_default();
             shift_fields!(g, base; state_machine_arn, region, endpoint_url, timezone,
                 poll_interval, max_poll_interval, log_format, listen, start_rate, start_burst,
-                describe_rate, backup_read_rate, shutdown_grace, recovery_lookback);
+                describe_rate, backup_read_rate, shutdown_grace, recovery_lookback,
+                selection_refresh);
             global = Some(g);
         }
         for (key, v) in root_table.iter() {
@@ -822,7 +836,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                                 starting_deadline, concurrency, jitter, start_window_minutes,
                                 complete_window_minutes, delete_after_days, pre_document,
                                 post_document, post_hook_when, hook_max_downtime,
-                                on_pre_hook_failure, windows_vss, plan);
+                                on_pre_hook_failure, windows_vss, plan, select_tags,
+                                exclude_tags);
                             raw.copy_to = shift_copies(raw.copy_to.take(), base);
                             (raw, rules)
                         });
@@ -1137,12 +1152,54 @@ fn validate(
         schedules: HashMap::new(),
     };
     let mut targets = Vec::with_capacity(raw_targets.len());
-    for (path, span, (t, rules)) in raw_targets {
-        targets.extend(
-            ctx.validate(r, &path, span, t, rules)
-                .into_iter()
-                .map(Arc::new),
-        );
+    let mut selections = Vec::new();
+    for (path, span, (mut t, rules)) in raw_targets {
+        let select = selection_spec(r, &path, &mut t, default_machine.as_ref());
+        let validated = ctx.validate(r, &path, span, t, rules);
+        match select {
+            None => targets.extend(validated.into_iter().map(Arc::new)),
+            Some((false, _, _)) => {}
+            Some(_) if validated.is_empty() => {}
+            Some((true, select, exclude)) => {
+                let sm = &validated[0].state_machine;
+                selections.push(Arc::new(crate::selection::Selection {
+                    name: validated[0].name.to_string(),
+                    select,
+                    exclude,
+                    partition: sm.partition.clone(),
+                    region: sm.region.clone(),
+                    account: sm.account.clone(),
+                    templates: validated.into_iter().map(Arc::new).collect(),
+                }));
+            }
+        }
+    }
+    // `{selection}-i-…` names belong to the selection's instances.
+    for s in &selections {
+        let prefix = format!("{}-i-", s.name);
+        for (name, at) in &ctx.seen {
+            if name.starts_with(&prefix) {
+                r.push(
+                    at.clone(),
+                    "backup.name",
+                    format!(
+                        "`{name}` would clash with the instances of the selection `{}` (named {prefix}…)",
+                        s.name
+                    ),
+                );
+            }
+        }
+    }
+    let selection_refresh = duration_field(
+        r,
+        &g.selection_refresh,
+        "selection_refresh",
+        DEFAULT_SELECTION_REFRESH,
+    );
+    if selection_refresh < Duration::from_secs(1)
+        && let Some(s) = &g.selection_refresh
+    {
+        r.push(s.span(), "selection_refresh", "must be at least 1s");
     }
     let instances = crate::rules::Instances::of(&targets);
 
@@ -1160,8 +1217,120 @@ fn validate(
         targets,
         ha: None,
         instances,
+        selections,
+        selection_refresh,
         content_hash: content_hash(r.text.as_bytes()),
     }
+}
+
+/// Tags as a selection names them: key = value.
+type Tags = BTreeMap<String, String>;
+
+/// Checks `select_tags` and `exclude_tags` of a target; for a selection, gives the target a
+/// placeholder `resource_arn` in its state machine's region and account (its rules are then
+/// validated as any target's) and returns (usable, select, exclude). None: not a selection.
+fn selection_spec(
+    r: &mut Report<'_>,
+    path: &str,
+    t: &mut RawTarget,
+    default_machine: Option<&StateMachineArn>,
+) -> Option<(bool, Tags, Tags)> {
+    use crate::selection::{MAX_TAG_KEYS, TEMPLATE_INSTANCE};
+    let f = |k: &str| format!("{path}.{k}");
+    let Some(select) = t.select_tags.take() else {
+        if let Some(e) = &t.exclude_tags {
+            r.push(
+                e.span(),
+                f("exclude_tags"),
+                "only a selection (select_tags) excludes instances",
+            );
+        }
+        return None;
+    };
+    let mut ok = true;
+    if let Some(a) = &t.resource_arn {
+        r.push(
+            a.span(),
+            f("resource_arn"),
+            "a target has either resource_arn (one instance) or select_tags (instances by tag), not both",
+        );
+        ok = false;
+    }
+    let exclude = t.exclude_tags.take();
+    for (tags, key, min) in [
+        (Some(&select), "select_tags", 1),
+        (exclude.as_ref(), "exclude_tags", 0),
+    ] {
+        let Some(tags) = tags else { continue };
+        let n = tags.get_ref().len();
+        if n < min {
+            r.push(
+                tags.span(),
+                f(key),
+                "empty: name at least one tag, like { backup = \"daily\" }",
+            );
+            ok = false;
+        } else if n > MAX_TAG_KEYS {
+            r.push(
+                tags.span(),
+                f(key),
+                format!("{n} keys: GetResources takes at most {MAX_TAG_KEYS} tag keys"),
+            );
+            ok = false;
+        }
+        for (k, v) in tags.get_ref() {
+            if let Err(e) = tag_ok(k, v) {
+                r.push(tags.span(), format!("{}.{k}", f(key)), e);
+                ok = false;
+            }
+        }
+    }
+    let machine = match &t.state_machine_arn {
+        Some(s) => StateMachineArn::parse(s.get_ref()).ok(),
+        None => default_machine.cloned(),
+    };
+    if machine.is_none() && t.state_machine_arn.is_none() {
+        r.push(
+            select.span(),
+            f("select_tags"),
+            "a selection searches its state machine's region and account: set state_machine_arn at the top or in this target",
+        );
+    }
+    // The rules are validated as any target's, on a placeholder instance of the machine's
+    // region and account (a bad selection's are checked too, then dropped).
+    let (partition, region, account) = machine
+        .as_ref()
+        .map_or(("aws", "us-east-1", "000000000000"), |m| {
+            (m.partition.as_str(), m.region.as_str(), m.account.as_str())
+        });
+    if t.resource_arn.is_none() {
+        t.resource_arn = Some(Spanned::new(
+            select.span(),
+            format!("arn:{partition}:ec2:{region}:{account}:instance/{TEMPLATE_INSTANCE}"),
+        ));
+    }
+    let exclude = exclude.map(Spanned::into_inner).unwrap_or_default();
+    Some((ok && machine.is_some(), select.into_inner(), exclude))
+}
+
+/// AWS tag rules: keys of 1-128 characters, values of at most 256, both of letters, digits,
+/// spaces and `_ . : / = + - @` (`aws:` keys, set by AWS, may be selected on).
+fn tag_ok(key: &str, value: &str) -> Result<(), String> {
+    let chars_ok = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
+    };
+    if key.is_empty() || key.chars().count() > 128 || !chars_ok(key) {
+        return Err(format!(
+            "tag key `{key}`: use 1-128 of letters, digits, spaces and _ . : / = + - @"
+        ));
+    }
+    if value.chars().count() > 256 || !chars_ok(value) {
+        return Err(format!(
+            "tag value `{value}`: use at most 256 of letters, digits, spaces and _ . : / = + - @"
+        ));
+    }
+    Ok(())
 }
 
 /// Reports each bad `[defaults]` value once, under `defaults.KEY`, and drops it, so that the
@@ -1454,7 +1623,7 @@ impl Targets<'_> {
                 r.push(
                     span.clone(),
                     f("resource_arn"),
-                    "missing (the EC2 instance ARN to back up)",
+                    "missing (the EC2 instance ARN to back up, or select_tags)",
                 );
                 None
             }
@@ -2013,11 +2182,12 @@ impl Config {
         self.targets.iter().filter(|t| t.enabled)
     }
 
-    /// Distinct state machines in use, with the regions they run in.
+    /// Distinct state machines in use (selections' too), with the regions they run in.
     pub fn state_machines(&self) -> Vec<StateMachineArn> {
         let mut v: Vec<StateMachineArn> = self
             .targets
             .iter()
+            .chain(self.selections.iter().flat_map(|s| s.templates.iter()))
             .map(|t| t.state_machine.clone())
             .collect();
         v.sort();
@@ -2614,6 +2784,120 @@ schedule = "0 3 * * *"
         assert_eq!(d[0].field, "backup[0].post_document", "{d:?}");
         assert!(d[0].message.contains("colour"), "{d:?}");
         assert_eq!(d[0].line, 7);
+    }
+
+    #[test]
+    fn a_selection_takes_its_keys_and_its_machine_region_and_account() {
+        let c = ok(&format!(
+            "state_machine_arn = \"{SM}\"\nselection_refresh = \"1s\"\n[[backup]]\nname = \"web\"\nselect_tags = {{ backup = \"daily\", env = \"prod\" }}\nexclude_tags = {{ skip = \"true\" }}\nplan = \"gfs\"\n[[plan]]\nname = \"gfs\"\n[[plan.rule]]\nname = \"d\"\nschedule = \"0 3 * * *\"\n"
+        ));
+        assert!(
+            c.targets.is_empty(),
+            "a selection is no target until resolved"
+        );
+        assert_eq!(c.selection_refresh, Duration::from_secs(1));
+        let s = &c.selections[0];
+        assert_eq!(
+            (s.region.as_str(), s.account.as_str()),
+            ("us-east-1", "123456789012")
+        );
+        assert_eq!(s.select.len(), 2);
+        assert_eq!(s.exclude["skip"], "true");
+        assert_eq!(s.templates.len(), 1);
+        assert_eq!(s.templates[0].rule.as_deref(), Some("d"));
+        assert_eq!(c.state_machines().len(), 1);
+        assert_eq!(
+            ok(&minimal()).selection_refresh,
+            DEFAULT_SELECTION_REFRESH,
+            "5m by default"
+        );
+    }
+
+    #[test]
+    fn bad_selections_are_located() {
+        let many: Vec<String> = (0..51).map(|i| format!("k{i} = \"v\"")).collect();
+        let text = format!(
+            r#"state_machine_arn = "{SM}"
+selection_refresh = "500ms"
+
+[[backup]]
+name = "both"
+resource_arn = "{EC2}"
+select_tags = {{ a = "b" }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "empty"
+select_tags = {{}}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "many"
+select_tags = {{ {} }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "badvalue"
+select_tags = {{ a = 1 }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "badkey"
+select_tags = {{ "a#b" = "c" }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "stray"
+resource_arn = "{EC2}"
+exclude_tags = {{ a = "b" }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "web"
+select_tags = {{ a = "b" }}
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "web-i-0123"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+"#,
+            many.join(", ")
+        );
+        let d = errors(&text);
+        let at = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("no error for {field}: {d:#?}"))
+        };
+        assert_eq!(at("selection_refresh").line, 2);
+        let both = at("backup[0].resource_arn");
+        assert_eq!((both.line, both.column), (6, 16));
+        assert!(both.message.contains("not both"));
+        assert_eq!(at("backup[1].select_tags").line, 12);
+        assert!(at("backup[1].select_tags").message.contains("empty"));
+        assert!(at("backup[2].select_tags").message.contains("at most 50"));
+        assert_eq!(at("backup[3].select_tags").line, 22);
+        assert!(
+            at("backup[3].select_tags").message.contains("string"),
+            "{d:#?}"
+        );
+        assert!(at("backup[4].select_tags.a#b").message.contains("tag key"));
+        assert_eq!(at("backup[5].exclude_tags").line, 33);
+        let clash = at("backup.name");
+        assert_eq!(clash.line, 42);
+        assert!(clash.message.contains("selection `web`"));
+
+        // Without a machine there is no region or account to search.
+        let d = errors(
+            "[[backup]]\nname = \"web\"\nselect_tags = { a = \"b\" }\nschedule = \"0 3 * * *\"\n",
+        );
+        let e = d
+            .iter()
+            .find(|x| x.field == "backup[0].select_tags")
+            .unwrap();
+        assert_eq!((e.line, e.column), (3, 15));
+        assert!(e.message.contains("region and account"));
     }
 
     #[test]

@@ -21,6 +21,19 @@ use crate::metrics::Metrics;
 pub struct Health {
     /// A config is loaded and scheduled.
     pub config_loaded: AtomicBool,
+    /// Tag selections not resolved yet (their instances do not fire yet).
+    pending_selections: std::sync::Mutex<Vec<String>>,
+}
+
+impl Health {
+    /// The tag selections not resolved yet.
+    pub fn set_pending(&self, names: Vec<String>) {
+        *self.pending_selections.lock().expect("health lock") = names;
+    }
+
+    fn pending(&self) -> Vec<String> {
+        self.pending_selections.lock().expect("health lock").clone()
+    }
 }
 
 /// Serves until `shutdown`.
@@ -70,13 +83,19 @@ fn route(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Respons
         "/readyz" => {
             let loaded = health.config_loaded.load(Ordering::Relaxed);
             let aws = metrics.aws_ok();
-            if loaded && aws {
+            let pending = health.pending();
+            if loaded && aws && pending.is_empty() {
                 text(StatusCode::OK, "ready\n".into(), "text/plain")
             } else {
-                let why = if loaded {
-                    "last AWS call failed"
+                let why = if !loaded {
+                    "no config loaded".to_string()
+                } else if !pending.is_empty() {
+                    format!(
+                        "tag selections not resolved yet (their instances do not fire; explicit targets do): {}",
+                        pending.join(", ")
+                    )
                 } else {
-                    "no config loaded"
+                    "last AWS call failed".to_string()
                 };
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,

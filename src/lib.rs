@@ -19,6 +19,9 @@
 //! - [`lease`]: the leader lease (`[ha]`): pure holder/standby state, its driver over
 //!   [`aws::LeaseTable`].
 //! - [`recovery`]: at start, what was in flight and which missed slots to catch up.
+//! - [`selection`]: pure: tag selections (`select_tags`), their expansion into targets named
+//!   `{target}-{instance id}`, diffs and refresh backoff; [`refresh`]: the loop that resolves
+//!   them through [`aws::TagSearch`] and what the daemon keeps of their last sets.
 //! - [`metrics`], [`http`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! - [`signals`], [`telemetry`], [`clock`], [`pacing`]: OS signals, structured logs, the one
 //!   clock, token buckets.
@@ -27,7 +30,8 @@
 //!   reads AWS Backup through [`aws::BackupJobs`].
 //! - [`when`]: pure: `next --from` times (RFC 3339, or local in each target's zone).
 //! - [`watch`]: pure: `--watch`'s decisions about each look at the config file.
-//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages.
+//! - [`cli`]: the command line; [`dist`]: its man pages and shell completions, for packages;
+//!   [`demo`]: `demo --replicas N`, replica processes with the lease and a killed leader.
 //! - [`app`]: wires the above into the daemon.
 //!
 //! The local AWS-compatible endpoint that `demo`, `sandbox`, the tests and the benchmarks use is
@@ -40,6 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod copies;
+pub mod demo;
 pub mod dist;
 pub mod execution;
 pub mod hooks;
@@ -51,9 +56,11 @@ pub mod metrics;
 pub mod overlap;
 pub mod pacing;
 pub mod recovery;
+pub mod refresh;
 pub mod rules;
 pub mod schedule;
 pub mod scheduler;
+pub mod selection;
 pub mod signals;
 pub mod status;
 pub mod telemetry;

@@ -54,6 +54,17 @@ struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SelectionLabel {
+    selection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SelectionResult {
+    selection: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -86,6 +97,9 @@ pub struct Metrics {
     last_copy: Family<CopyDestination, Gauge<f64, AtomicU64>>,
     copies_in_flight: Gauge,
     copies_seen: Mutex<BTreeSet<CopyLabels>>,
+    selected: Family<SelectionLabel, Gauge>,
+    selection_refreshes: Family<SelectionResult, Counter>,
+    selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
     targets_seen: Mutex<BTreeSet<String>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
@@ -128,6 +142,9 @@ impl Metrics {
             last_copy: Family::default(),
             copies_in_flight: Gauge::default(),
             copies_seen: Mutex::default(),
+            selected: Family::default(),
+            selection_refreshes: Family::default(),
+            selection_refresh_seconds: Family::default(),
             targets_seen: Mutex::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
             finished_seen: Mutex::default(),
@@ -225,7 +242,50 @@ impl Metrics {
             "DR copies being followed (waiting for their copy job or its end)",
             m.copies_in_flight.clone(),
         );
+        registry.register(
+            "selection_instances",
+            "Instances a tag selection matched at its last good refresh",
+            m.selected.clone(),
+        );
+        registry.register(
+            "selection_refreshes",
+            "Tag selection refreshes by result: changed, unchanged or failed",
+            m.selection_refreshes.clone(),
+        );
+        registry.register(
+            "selection_refresh_duration_seconds",
+            "How long the selection's last good refresh took (every page of GetResources)",
+            m.selection_refresh_seconds.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// How long `selection`'s last good refresh took.
+    pub fn selection_refresh_took(&self, selection: &str, took: std::time::Duration) {
+        self.selection_refresh_seconds
+            .get_or_create(&SelectionLabel {
+                selection: selection.to_string(),
+            })
+            .set(took.as_secs_f64());
+    }
+
+    /// Instances `selection` matched at its last good refresh.
+    pub fn set_selected(&self, selection: &str, n: usize) {
+        self.selected
+            .get_or_create(&SelectionLabel {
+                selection: selection.to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A refresh of `selection`: `changed`, `unchanged` or `failed`.
+    pub fn selection_refresh(&self, selection: &str, result: &str) {
+        self.selection_refreshes
+            .get_or_create(&SelectionResult {
+                selection: selection.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// A hooked backup's downtime (pre hook start to post hook end).

@@ -87,6 +87,12 @@ pub mod event {
     pub const LEADERSHIP_ACQUIRED: &str = "leadership_acquired";
     /// `[ha]`: this replica stopped holding the lease (`reason`).
     pub const LEADERSHIP_LOST: &str = "leadership_lost";
+    /// A tag selection's refresh changed its instances (counts and the first names).
+    pub const SELECTION_CHANGED: &str = "selection_changed";
+    /// A tag selection's refresh failed (once per failure streak); the last set stays.
+    pub const SELECTION_REFRESH_FAILED: &str = "selection_refresh_failed";
+    /// A tag selection's refresh works again after a failure streak.
+    pub const SELECTION_REFRESH_RECOVERED: &str = "selection_refresh_recovered";
 }
 
 /// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn

@@ -953,13 +953,13 @@ fn send_command_reaches_only_prefixed_documents_and_tagged_instances() {
             .contains("AllowRawCommands")
     );
 
-    // The daemon's role never sends commands.
+    // The daemon's role never sends commands; it reads tags with exactly tag:GetResources.
     let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
     for st in daemon["Statement"].as_array().unwrap() {
         assert!(
-            actions(st)
-                .iter()
-                .all(|a| a.starts_with("states:") || a.starts_with("backup:")),
+            actions(st).iter().all(|a| a.starts_with("states:")
+                || a.starts_with("backup:")
+                || a == "tag:GetResources"),
             "the daemon's own policy: {st}"
         );
     }
@@ -982,6 +982,28 @@ fn send_command_reaches_only_prefixed_documents_and_tagged_instances() {
             .unwrap()
             .starts_with("^[A-Za-z0-9")
     );
+}
+
+/// Tag selections: the daemon's policy gains exactly `tag:GetResources` (on `*`: the action has no
+/// resource-level permission), and no other `tag:` or `ec2:` action.
+#[test]
+fn the_daemon_may_find_instances_by_tag_and_nothing_more() {
+    let t = template_json();
+    let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
+    let tagging: Vec<&Value> = daemon["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| {
+            actions(st)
+                .iter()
+                .any(|a| a.starts_with("tag:") || a.starts_with("ec2:"))
+        })
+        .collect();
+    assert_eq!(tagging.len(), 1, "{tagging:?}");
+    assert_eq!(actions(tagging[0]), vec!["tag:GetResources".to_string()]);
+    assert_eq!(tagging[0]["Effect"], "Allow");
+    assert_eq!(tagging[0]["Resource"], "*");
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! sandbox's DynamoDB subset over HTTP: the claim and release conditions, the old item in both
 //! answers, and the errors a fault makes.
 
+mod common;
+
 use aws_sandbox::{Faults, Sandbox, SandboxConfig};
 use backup_orchestrator::aws::dynamodb::SdkLeaseTable;
 use backup_orchestrator::aws::{Claim, ErrorKind, LeaseRecord, LeaseTable};
@@ -10,15 +12,7 @@ async fn table() -> (Sandbox, SdkLeaseTable) {
     let sandbox = Sandbox::start("127.0.0.1:0".parse().unwrap(), SandboxConfig::default())
         .await
         .expect("sandbox starts");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(sandbox.endpoint_url())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
+    let config = common::sdk_config(&sandbox.endpoint_url()).await;
     (sandbox, SdkLeaseTable::new(&config, "orchestrator-lease"))
 }
 

@@ -415,3 +415,83 @@ impl super::LeaseTable for FakeLeaseTable {
         Ok(())
     }
 }
+
+/// In-memory [`super::TagSearch`]: resources with tags, the TagFilters' AND semantics, and a
+/// switch that makes every call fail.
+#[derive(Default)]
+pub struct FakeTagSearch {
+    resources: Mutex<Vec<super::TaggedResource>>,
+    failing: Mutex<Option<ErrorKind>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl FakeTagSearch {
+    /// No resources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces (by ARN) a resource with its tags.
+    pub fn put(&self, arn: &str, tags: &[(&str, &str)]) {
+        let mut r = self.resources.lock().expect("fake lock");
+        r.retain(|x| x.arn != arn);
+        r.push(super::TaggedResource {
+            arn: arn.to_string(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+
+    /// Removes a resource.
+    pub fn remove(&self, arn: &str) {
+        self.resources
+            .lock()
+            .expect("fake lock")
+            .retain(|x| x.arn != arn);
+    }
+
+    /// From now on every call fails with `kind` (None: works again).
+    pub fn fail(&self, kind: Option<ErrorKind>) {
+        *self.failing.lock().expect("fake lock") = kind;
+    }
+
+    /// Calls made.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl super::TagSearch for FakeTagSearch {
+    async fn find(&self, query: &super::TagQuery) -> Result<super::Found, ApiError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(kind) = *self.failing.lock().expect("fake lock") {
+            return Err(ApiError {
+                operation: "GetResources",
+                kind,
+                code: Some(format!("{kind:?}")),
+                message: "injected".into(),
+                request_id: None,
+            });
+        }
+        let resources = self
+            .resources
+            .lock()
+            .expect("fake lock")
+            .iter()
+            .filter(|r| {
+                query.tag_filters.iter().all(|(k, values)| {
+                    r.tags
+                        .iter()
+                        .any(|(tk, tv)| tk == k && (values.is_empty() || values.contains(tv)))
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(super::Found {
+            resources,
+            calls: 1,
+        })
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! The scheduler, launcher and tracker are generic over [`StepFunctions`] and [`BackupJobs`];
 //! [`sfn`] and [`backup`] implement them with the AWS SDK (one file per service; [`dynamodb`] the
-//! leader lease's [`LeaseTable`]), and
+//! leader lease's [`LeaseTable`]; [`tagging`] the tag selections' [`TagSearch`]), and
 //! [`fake`] in memory for unit tests. No SDK type crosses this line.
 
 pub mod backup;
@@ -10,6 +10,7 @@ pub mod dynamodb;
 pub mod fake;
 mod sdk_error;
 pub mod sfn;
+pub mod tagging;
 
 use std::fmt;
 use std::future::Future;
@@ -98,6 +99,7 @@ impl ApiError {
         let kind = match code {
             Some(
                 "ThrottlingException"
+                | "ThrottledException"
                 | "Throttling"
                 | "TooManyRequestsException"
                 | "RequestLimitExceeded"
@@ -124,13 +126,16 @@ impl ApiError {
                 | "InvalidParameterValueException"
                 | "MissingParameterValueException"
                 | "StateMachineDeleting"
-                | "InvalidToken",
+                | "InvalidToken"
+                | "InvalidParameterException"
+                | "PaginationTokenExpiredException",
             ) => ErrorKind::Invalid,
             Some(
                 "ServiceUnavailable"
                 | "ServiceUnavailableException"
                 | "InternalFailure"
                 | "InternalServerError"
+                | "InternalServiceException"
                 | "ServiceException",
             ) => ErrorKind::Transient,
             _ => match status {
@@ -494,6 +499,42 @@ pub trait BackupJobs: Send + Sync + 'static {
         filter: &CopyJobFilter,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<CopyJobDetail>, ApiError>> + Send;
+}
+
+/// A GetResources query: resources of these types in `region` whose tags match every filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagQuery {
+    /// Where to look (the account is the caller's).
+    pub region: String,
+    /// `ResourceTypeFilters`, e.g. `ec2:instance`.
+    pub resource_types: Vec<String>,
+    /// `TagFilters`: (key, values); a resource matches a filter with any of its values, and
+    /// every filter.
+    pub tag_filters: Vec<(String, Vec<String>)>,
+}
+
+/// A resource GetResources returned, with all its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedResource {
+    /// Its ARN.
+    pub arn: String,
+    /// Its tags, (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Every resource a query matched, and how many calls (pages) it took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// The resources, in the service's order.
+    pub resources: Vec<TaggedResource>,
+    /// GetResources calls made (one per page; the SDK's own retries not counted).
+    pub calls: u32,
+}
+
+/// The Resource Groups Tagging API call the tag selections make.
+pub trait TagSearch: Send + Sync + 'static {
+    /// GetResources over every page.
+    fn find(&self, query: &TagQuery) -> impl Future<Output = Result<Found, ApiError>> + Send;
 }
 
 /// One SDK client per region, made on first use from the shared settings.

@@ -95,10 +95,25 @@ impl Daemon {
         Daemon::spawn(cmd)
     }
 
-    /// Starts an arbitrary orchestrator command line.
+    /// Starts `orchestrator --config CONFIG ARGS…` signing its requests with `access_key`: the
+    /// sandbox tells its calls from other replicas' (`StartTime::access_key`) and can fault its
+    /// path only (`Faults::only_access_keys`).
+    pub fn start_signed(config: &Path, args: &[&str], access_key: &str) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(config)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", access_key);
+        Daemon::spawn(cmd)
+    }
+
+    /// Starts an arbitrary orchestrator command line (with the access key `test` unless the
+    /// command sets one).
     pub fn spawn(mut cmd: Command) -> Daemon {
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+        if !cmd.get_envs().any(|(k, _)| k == "AWS_ACCESS_KEY_ID") {
+            cmd.env("AWS_ACCESS_KEY_ID", "test");
+        }
+        cmd.env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info,tokio_cron_scheduler=warn")
@@ -257,7 +272,7 @@ pub fn slots(sb: &Sandbox) -> BTreeMap<(String, DateTime<Utc>), usize> {
     m
 }
 
-/// A free TCP port on 127.0.0.1 (for `listen`).
+/// A free local TCP port (for `listen`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -266,7 +281,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// GET `path` from the daemon's HTTP listener: (status, whole response).
+/// GET `path` on the daemon's listener: (status, the whole response).
 pub fn scrape(port: u16, path: &str) -> (u16, String) {
     let rt = runtime();
     rt.block_on(async {
@@ -293,4 +308,17 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+/// SDK settings for the sandbox at `endpoint`: test credentials, no retries (each fault is seen).
+pub async fn sdk_config(endpoint: &str) -> aws_types::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
 }

@@ -20,6 +20,20 @@ pub(crate) struct Tables {
     items: HashMap<String, HashMap<String, Map<String, Value>>>,
 }
 
+impl Tables {
+    /// The items of `table`, ordered by `pk` (none for a table never written).
+    pub(crate) fn items(&self, table: &str) -> Vec<Value> {
+        let Some(items) = self.items.get(table) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<&String> = items.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| Value::Object(items[k].clone()))
+            .collect()
+    }
+}
+
 /// A DynamoDB error before it becomes a reply.
 struct DdbError {
     code: &'static str,

@@ -19,6 +19,10 @@ pub struct Faults {
     pub drop_connections: bool,
     /// When set, faults apply only to these operations (e.g. `"StartExecution"`).
     pub only_operations: Option<Vec<String>>,
+    /// When set, faults apply only to requests signed with one of these access key ids (the
+    /// SigV4 `Authorization: … Credential=KEY/…`): one client's path to the endpoint fails
+    /// while the others' works, as when one host loses its route to a service.
+    pub only_access_keys: Option<Vec<String>>,
 }
 
 /// What to do to one request.
@@ -40,22 +44,32 @@ pub(crate) struct Decision {
 }
 
 impl Faults {
-    /// True when faults apply to `operation`.
-    pub(crate) fn applies_to(&self, operation: &str) -> bool {
+    /// True when faults apply to `operation` signed with `access_key`.
+    pub(crate) fn applies_to(&self, operation: &str, access_key: Option<&str>) -> bool {
         self.only_operations
             .as_ref()
             .is_none_or(|ops| ops.iter().any(|op| op == operation))
+            && self
+                .only_access_keys
+                .as_ref()
+                .is_none_or(|keys| access_key.is_some_and(|k| keys.iter().any(|x| x == k)))
     }
 
     /// True when connections should be closed as soon as they are accepted: before the
-    /// operation is known, which is only right when faults apply to every operation.
+    /// request is read, which is only right when faults apply to every operation and client.
     pub(crate) fn drops_at_accept(&self) -> bool {
-        self.drop_connections && self.only_operations.is_none()
+        self.drop_connections && self.only_operations.is_none() && self.only_access_keys.is_none()
     }
 
-    /// Decides the faults for one request, consuming one of `throttle_next`.
-    pub(crate) fn decide(&mut self, operation: &str, mut roll: impl FnMut() -> f64) -> Decision {
-        if !self.applies_to(operation) {
+    /// Decides the faults for one request (`access_key`: who signed it), consuming one of
+    /// `throttle_next`.
+    pub(crate) fn decide(
+        &mut self,
+        operation: &str,
+        access_key: Option<&str>,
+        mut roll: impl FnMut() -> f64,
+    ) -> Decision {
+        if !self.applies_to(operation, access_key) {
             return Decision::default();
         }
         let action = if self.drop_connections {
@@ -87,6 +101,7 @@ pub(crate) struct FaultsJson {
     pub latency_ms: u64,
     pub drop_connections: bool,
     pub only_operations: Option<Vec<String>>,
+    pub only_access_keys: Option<Vec<String>>,
 }
 
 impl FaultsJson {
@@ -107,6 +122,7 @@ impl FaultsJson {
             latency: Duration::from_millis(self.latency_ms),
             drop_connections: self.drop_connections,
             only_operations: self.only_operations,
+            only_access_keys: self.only_access_keys,
         })
     }
 }
@@ -120,6 +136,7 @@ impl From<&Faults> for FaultsJson {
             latency_ms: u64::try_from(f.latency.as_millis()).unwrap_or(u64::MAX),
             drop_connections: f.drop_connections,
             only_operations: f.only_operations.clone(),
+            only_access_keys: f.only_access_keys.clone(),
         }
     }
 }
@@ -136,14 +153,14 @@ mod tests {
         };
         let never = || 1.0;
         assert_eq!(
-            faults.decide("StartExecution", never).action,
+            faults.decide("StartExecution", None, never).action,
             Some(Injected::Throttle)
         );
         assert_eq!(
-            faults.decide("StartExecution", never).action,
+            faults.decide("StartExecution", None, never).action,
             Some(Injected::Throttle)
         );
-        assert_eq!(faults.decide("StartExecution", never).action, None);
+        assert_eq!(faults.decide("StartExecution", None, never).action, None);
     }
 
     #[test]
@@ -157,13 +174,32 @@ mod tests {
         };
         assert!(!faults.drops_at_accept());
         assert_eq!(
-            faults.decide("DescribeExecution", || 0.0),
+            faults.decide("DescribeExecution", None, || 0.0),
             Decision::default()
         );
         assert_eq!(
-            faults.decide("StartExecution", || 0.0).action,
+            faults.decide("StartExecution", None, || 0.0).action,
             Some(Injected::Drop)
         );
+    }
+
+    #[test]
+    fn only_access_keys_limits_faults_to_one_client() {
+        let mut faults = Faults {
+            drop_connections: true,
+            only_operations: Some(vec!["PutItem".into()]),
+            only_access_keys: Some(vec!["LEADER".into()]),
+            ..Faults::default()
+        };
+        assert!(!faults.drops_at_accept());
+        let hit = |f: &mut Faults, op, key| f.decide(op, key, || 0.0).action;
+        assert_eq!(
+            hit(&mut faults, "PutItem", Some("LEADER")),
+            Some(Injected::Drop)
+        );
+        assert_eq!(hit(&mut faults, "PutItem", Some("STANDBY")), None);
+        assert_eq!(hit(&mut faults, "PutItem", None), None);
+        assert_eq!(hit(&mut faults, "StartExecution", Some("LEADER")), None);
     }
 
     #[test]
@@ -173,9 +209,12 @@ mod tests {
             error_rate: 0.5,
             ..Faults::default()
         };
-        assert_eq!(faults.decide("X", || 0.4).action, Some(Injected::Throttle));
+        assert_eq!(
+            faults.decide("X", None, || 0.4).action,
+            Some(Injected::Throttle)
+        );
         let mut rolls = [0.9, 0.1].into_iter();
-        let action = faults.decide("X", || rolls.next().unwrap()).action;
+        let action = faults.decide("X", None, || rolls.next().unwrap()).action;
         assert_eq!(action, Some(Injected::ServerError));
     }
 

@@ -12,7 +12,8 @@
 //! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock;
 //!   uses `input` and `history`, neither of which knows it).
 //! - `sfn`, `backup`: the two wire protocols; `dynamodb`: the lease subset of DynamoDB
-//!   (`awsJson1_0`, conditional PutItem/DeleteItem).
+//!   (`awsJson1_0`, conditional PutItem/DeleteItem); `tagging`: the Resource Groups Tagging
+//!   API's GetResources (`awsJson1_1`) over tagged EC2 instances.
 //! - `faults`: what to inject into which request.
 //! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
 
@@ -25,6 +26,7 @@ mod input;
 mod serve;
 mod sfn;
 mod ssm;
+mod tagging;
 mod world;
 
 use std::collections::BTreeMap;
@@ -40,7 +42,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,6 +52,7 @@ pub use copy::{CopyJobRecord, CopyRule};
 pub use faults::Faults;
 pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
+pub use tagging::TaggedInstance;
 pub use world::{ExecutionRecord, ExecutionStatus, JobRecord, JobState};
 
 use faults::{FaultsJson, Injected};
@@ -115,6 +118,9 @@ pub struct Stats {
     pub requests: u64,
     /// AWS requests by operation name.
     pub by_operation: BTreeMap<String, u64>,
+    /// AWS requests by the access key id that signed them, then by operation (unsigned
+    /// requests are not counted here): which client made which calls.
+    pub by_access_key: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests throttled, answered 5xx or dropped, plus connections dropped on accept.
     pub faults_injected: u64,
     /// StartExecution calls that created an execution.
@@ -139,6 +145,9 @@ pub struct StartTime {
     /// `accepted`, `duplicate`, `already_exists`, `rejected`, `throttled`, `server_error`
     /// or `dropped`.
     pub outcome: &'static str,
+    /// The access key id that signed the request (SigV4 `Credential=`), when signed: which
+    /// client sent it.
+    pub access_key: Option<String>,
 }
 
 /// The state behind one lock: requests are short, so one lock is simplest and fast enough.
@@ -148,6 +157,7 @@ pub(crate) struct Inner {
     stats: Stats,
     start_times: Vec<StartTime>,
     dynamodb: dynamodb::Tables,
+    tagging: tagging::Tagging,
 }
 
 #[derive(Debug)]
@@ -199,6 +209,7 @@ impl Sandbox {
                 stats: Stats::default(),
                 start_times: Vec::new(),
                 dynamodb: dynamodb::Tables::default(),
+                tagging: tagging::Tagging::default(),
             }),
             faults: Mutex::new(Faults::default()),
         });
@@ -286,6 +297,26 @@ impl Sandbox {
         self.shared.inner().world.set_job_timings(timings);
     }
 
+    /// Adds or replaces tagged EC2 instances (what GetResources finds).
+    pub fn put_instances(&self, instances: Vec<TaggedInstance>) {
+        self.shared.inner().tagging.put(instances);
+    }
+
+    /// Removes instances (by ARN or instance id); returns how many went.
+    pub fn remove_instances(&self, which: &[String]) -> usize {
+        self.shared.inner().tagging.remove(which)
+    }
+
+    /// Every tagged instance, by ARN.
+    pub fn instances(&self) -> Vec<TaggedInstance> {
+        self.shared.inner().tagging.list()
+    }
+
+    /// From now on the Tagging API answers AccessDeniedException (or works again).
+    pub fn set_tagging_denied(&self, denied: bool) {
+        self.shared.inner().tagging.set_denied(denied);
+    }
+
     /// Extra delays (ms) before the StartBackupJob task of each new execution, taken in turn.
     pub fn set_task_delays(&self, delays: Vec<u64>) {
         self.shared.inner().world.set_task_delays(delays);
@@ -294,6 +325,12 @@ impl Sandbox {
     /// Every StartExecution request received, in arrival order.
     pub fn start_times(&self) -> Vec<StartTime> {
         self.shared.inner().start_times.clone()
+    }
+
+    /// The items of a DynamoDB table in the wire's attribute-value JSON (`{"pk": {"S": …}}`),
+    /// ordered by `pk`: what a `GetItem` of each would answer.
+    pub fn dynamodb_items(&self, table: &str) -> Vec<serde_json::Value> {
+        self.shared.inner().dynamodb.items(table)
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
@@ -363,6 +400,7 @@ struct Dropped;
 enum Call {
     Sfn(String),
     DynamoDb(String),
+    Tagging(String),
     Backup(backup::Operation),
     Unknown,
 }
@@ -378,6 +416,9 @@ impl Call {
             if let Some(op) = target.and_then(|t| t.strip_prefix(dynamodb::TARGET_PREFIX)) {
                 return Self::DynamoDb(op.to_string());
             }
+            if let Some(op) = target.and_then(|t| t.strip_prefix(tagging::TARGET_PREFIX)) {
+                return Self::Tagging(op.to_string());
+            }
             if let Some(target) = target {
                 let operation = target.strip_prefix(sfn::TARGET_PREFIX).unwrap_or(target);
                 return Self::Sfn(operation.to_string());
@@ -388,7 +429,9 @@ impl Call {
 
     fn name(&self) -> &str {
         match self {
-            Self::Sfn(operation) | Self::DynamoDb(operation) => operation,
+            Self::Sfn(operation) | Self::DynamoDb(operation) | Self::Tagging(operation) => {
+                operation
+            }
             Self::Backup(operation) => operation.name(),
             Self::Unknown => "Unknown",
         }
@@ -410,13 +453,16 @@ async fn handle(
         return Ok(reply.into_response());
     }
     let call = Call::of(&request);
+    let access_key = access_key(&request);
     let query = request.uri().query().map(str::to_string);
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(reply) => return Ok(reply.into_response()),
     };
     let operation = call.name().to_string();
-    let decision = shared.faults().decide(&operation, rand::random::<f64>);
+    let decision = shared
+        .faults()
+        .decide(&operation, access_key.as_deref(), rand::random::<f64>);
     {
         let mut inner = shared.inner();
         inner.stats.requests += 1;
@@ -425,6 +471,15 @@ async fn handle(
             .by_operation
             .entry(operation.clone())
             .or_default() += 1;
+        if let Some(key) = &access_key {
+            *inner
+                .stats
+                .by_access_key
+                .entry(key.clone())
+                .or_default()
+                .entry(operation.clone())
+                .or_default() += 1;
+        }
         if decision.action.is_some() {
             inner.stats.faults_injected += 1;
         }
@@ -442,7 +497,7 @@ async fn handle(
                 Injected::Throttle => "throttled",
                 Injected::ServerError => "server_error",
             };
-            let entry = sfn::start_time_of(&body, received, outcome);
+            let entry = sfn::start_time_of(&body, received, outcome, access_key);
             shared.inner().start_times.push(entry);
         }
         debug!(operation = %operation, fault = ?injected, "sandbox fault injected");
@@ -456,8 +511,15 @@ async fn handle(
     let reply = {
         let mut inner = shared.inner();
         match &call {
-            Call::Sfn(operation) => sfn::handle(operation, &body, &mut inner, received, now),
+            Call::Sfn(operation) => {
+                let at = sfn::Received {
+                    at_ms: received,
+                    access_key,
+                };
+                sfn::handle(operation, &body, &mut inner, at, now)
+            }
             Call::DynamoDb(operation) => dynamodb::handle(operation, &body, &mut inner.dynamodb),
+            Call::Tagging(operation) => tagging::handle(operation, &body, &inner.tagging),
             Call::Backup(operation) => {
                 backup::handle(operation, query.as_deref(), &body, &mut inner, now)
             }
@@ -469,6 +531,15 @@ async fn handle(
     };
     debug!(operation = %operation, status = reply.status, "sandbox answered");
     Ok(reply.into_response())
+}
+
+/// The access key id of a SigV4-signed request:
+/// `Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`.
+fn access_key(request: &Request<Incoming>) -> Option<String> {
+    let auth = request.headers().get("authorization")?.to_str().ok()?;
+    let credential = auth.split_once("Credential=")?.1;
+    let key = credential.split('/').next()?.trim();
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
@@ -492,6 +563,7 @@ fn throttled(call: &Call) -> Reply {
     match call {
         Call::Sfn(_) => sfn::error(&e),
         Call::DynamoDb(_) => dynamodb::throttled(),
+        Call::Tagging(_) => tagging::throttled(),
         _ => backup::error(&e),
     }
 }
@@ -499,6 +571,7 @@ fn throttled(call: &Call) -> Reply {
 fn server_error(call: &Call) -> Reply {
     match call {
         Call::DynamoDb(_) => dynamodb::server_error(),
+        Call::Tagging(_) => tagging::server_error(),
         Call::Sfn(_) => sfn::error(&world::ApiError {
             code: "InternalFailure",
             message: "The request processing has failed because of an unknown error".into(),
@@ -526,6 +599,10 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
             }
             Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
         },
+        ("GET", p) if p.starts_with("dynamodb/") => {
+            let table = &p["dynamodb/".len()..];
+            Reply::json(200, &shared.inner().dynamodb.items(table))
+        }
         ("GET", "ssm-commands") => Reply::json(200, &shared.inner().world.ssm_commands(now)),
         ("POST", "ssm-rules") => match serde_json::from_slice::<Vec<CommandRule>>(body) {
             Ok(rules) => {
@@ -538,6 +615,29 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
             Ok(timings) => {
                 shared.inner().world.set_job_timings(timings);
                 Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("GET", "instances") => Reply::json(200, &shared.inner().tagging.list()),
+        ("POST", "instances") => match serde_json::from_slice::<Vec<TaggedInstance>>(body) {
+            Ok(list) => {
+                shared.inner().tagging.put(list);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "instances/remove") => match serde_json::from_slice::<Vec<String>>(body) {
+            Ok(which) => {
+                let removed = shared.inner().tagging.remove(&which);
+                Reply::json(200, &json!({ "removed": removed }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
+        ("POST", "tagging-access") => match serde_json::from_slice::<Value>(body) {
+            Ok(v) => {
+                let denied = v["denied"].as_bool().unwrap_or(false);
+                shared.inner().tagging.set_denied(denied);
+                Reply::json(200, &json!({ "denied": denied }))
             }
             Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
         },

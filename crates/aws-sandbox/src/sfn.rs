@@ -14,12 +14,20 @@ const DEFAULT_PAGE: usize = 100;
 /// The largest `maxResults` Step Functions accepts.
 const MAX_PAGE: u64 = 1000;
 
+/// When and from whom a request arrived.
+pub(crate) struct Received {
+    /// Arrival, epoch milliseconds.
+    pub at_ms: Millis,
+    /// The access key id that signed it.
+    pub access_key: Option<String>,
+}
+
 /// Answers one Step Functions operation.
 pub(crate) fn handle(
     operation: &str,
     body: &[u8],
     inner: &mut Inner,
-    received_ms: Millis,
+    received: Received,
     now: Millis,
 ) -> Reply {
     let request = if body.is_empty() {
@@ -38,7 +46,7 @@ pub(crate) fn handle(
     let text = |member: &str| request.get(member).and_then(Value::as_str);
     let result = match operation {
         "StartExecution" => {
-            return start_execution(&request, inner, received_ms, now);
+            return start_execution(&request, inner, received, now);
         }
         "DescribeExecution" => inner
             .world
@@ -88,7 +96,7 @@ pub(crate) fn handle(
 fn start_execution(
     request: &Map<String, Value>,
     inner: &mut Inner,
-    received_ms: Millis,
+    received: Received,
     now: Millis,
 ) -> Reply {
     let text = |member: &str| request.get(member).and_then(Value::as_str);
@@ -113,7 +121,7 @@ fn start_execution(
     };
     inner
         .start_times
-        .push(start_time(request, received_ms, outcome));
+        .push(start_time(request, received, outcome));
     match result {
         Ok(started) => Reply::json(
             200,
@@ -127,17 +135,26 @@ fn start_execution(
 }
 
 /// The start-time entry of one StartExecution request, read from its raw body.
-pub(crate) fn start_time_of(body: &[u8], received_ms: Millis, outcome: &'static str) -> StartTime {
+pub(crate) fn start_time_of(
+    body: &[u8],
+    received_ms: Millis,
+    outcome: &'static str,
+    access_key: Option<String>,
+) -> StartTime {
     let request = match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    start_time(&request, received_ms, outcome)
+    let received = Received {
+        at_ms: received_ms,
+        access_key,
+    };
+    start_time(&request, received, outcome)
 }
 
 fn start_time(
     request: &Map<String, Value>,
-    received_ms: Millis,
+    received: Received,
     outcome: &'static str,
 ) -> StartTime {
     let scheduled_for = request
@@ -152,8 +169,9 @@ fn start_time(
             .unwrap_or_default()
             .to_string(),
         input_scheduled_for: scheduled_for,
-        received_at_ms: received_ms,
+        received_at_ms: received.at_ms,
         outcome,
+        access_key: received.access_key,
     }
 }
 

@@ -833,6 +833,8 @@ async fn admin_surface_reports_and_sets_faults() {
     assert_eq!(status, 200);
     assert_eq!(stats["requests"], json!(1));
     assert_eq!(stats["by_operation"]["StartExecution"], json!(1));
+    // Who signed it: the SigV4 credential's access key id.
+    assert_eq!(stats["by_access_key"]["test"]["StartExecution"], json!(1));
     assert_eq!(stats["start_execution_accepted"], json!(1));
 
     let (_, times) = admin(&sandbox, "GET", "/_sandbox/start-times", "").await;
@@ -842,6 +844,13 @@ async fn admin_surface_reports_and_sets_faults() {
         json!("2026-11-29T10:00:00Z")
     );
     assert!(times[0]["received_at_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(times[0]["access_key"], json!("test"));
+    let (status, items) = admin(&sandbox, "GET", "/_sandbox/dynamodb/leases", "").await;
+    assert_eq!(
+        (status, items),
+        (200, json!([])),
+        "a table never written is empty"
+    );
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, executions) = admin(&sandbox, "GET", "/_sandbox/executions", "").await;
