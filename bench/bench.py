@@ -172,13 +172,13 @@ def stop_process(p: subprocess.Popen, sig=signal.SIGTERM, wait: float = 30) -> N
 
 class Sandbox:
     def __init__(self, binary: str, workdir: str, tag: str, job_pending: float = JOB_PENDING_S,
-                 job_running: float = JOB_RUNNING_S):
+                 job_running: float = JOB_RUNNING_S, extra: list[str] | None = None):
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.out = open(os.path.join(workdir, f"sandbox-{tag}.log"), "wb")
         self.p = subprocess.Popen(
             [binary, "sandbox", "--listen", f"{LOOPBACK}:{self.port}",
-             "--job-pending", str(job_pending), "--job-running", str(job_running)],
+             "--job-pending", str(job_pending), "--job-running", str(job_running)] + (extra or []),
             stdout=self.out, stderr=subprocess.STDOUT, env=ENV)
         deadline = time.time() + 15
         while True:

@@ -197,6 +197,58 @@ impl StateMachineArn {
     }
 }
 
+/// An AWS Backup vault ARN: `arn:PARTITION:backup:REGION:ACCOUNT:backup-vault:NAME` (a copy's
+/// destination).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackupVaultArn {
+    arn: String,
+    /// The AWS partition.
+    pub partition: String,
+    /// The vault's region.
+    pub region: String,
+    /// The 12-digit account.
+    pub account: String,
+    /// The vault's name.
+    pub name: String,
+}
+
+impl BackupVaultArn {
+    /// Parses and validates a backup vault ARN (names: 2-50 of `A-Z a-z 0-9 - _`, as AWS Backup).
+    pub fn parse(arn: &str) -> Result<Self, String> {
+        let [partition, region, account, resource] = split(arn, "backup")?;
+        let name = resource.strip_prefix("backup-vault:").ok_or_else(|| {
+            format!("resource `{resource}` is not a backup vault (expected backup-vault:NAME)")
+        })?;
+        let good = (2..=50).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !good {
+            return Err(format!(
+                "vault name `{name}` is not 2-50 of A-Z a-z 0-9 - _"
+            ));
+        }
+        Ok(BackupVaultArn {
+            arn: arn.to_string(),
+            partition: partition.to_string(),
+            region: region.to_string(),
+            account: account.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The ARN as text.
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+}
+
+impl fmt::Display for BackupVaultArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.arn)
+    }
+}
+
 impl fmt::Display for InstanceArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.arn)
@@ -256,6 +308,39 @@ mod tests {
             ),
         ] {
             let err = InstanceArn::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn backup_vault_arns() {
+        let v = BackupVaultArn::parse("arn:aws:backup:eu-west-1:210987654321:backup-vault:dr_1")
+            .unwrap();
+        assert_eq!(
+            (v.region.as_str(), v.account.as_str()),
+            ("eu-west-1", "210987654321")
+        );
+        assert_eq!(v.name, "dr_1");
+        for (bad, why) in [
+            ("dr-vault", "not an ARN"),
+            (
+                "arn:aws:backup:eu-west-1:210987654321:recovery-point:x",
+                "not a backup vault",
+            ),
+            (
+                "arn:aws:s3:eu-west-1:210987654321:backup-vault:dr",
+                "service",
+            ),
+            (
+                "arn:aws:backup:eu-west-1:210987654321:backup-vault:d",
+                "2-50",
+            ),
+            (
+                "arn:aws:backup:eu-west-1:210987654321:backup-vault:a.b",
+                "2-50",
+            ),
+        ] {
+            let err = BackupVaultArn::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
     }

@@ -657,8 +657,8 @@ pub const DEMO_TAGGED: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
-/// The demo config: two targets every 5 seconds, one of them failing, and a tag selection,
-/// against the sandbox.
+/// The demo config: two targets every 5 seconds, one of them failing, one copied to another
+/// region, and a tag selection, against the sandbox.
 pub fn demo_config(endpoint: &str) -> String {
     format!(
         r#"# Demo: fires every 5 seconds against the in-process sandbox.
@@ -677,6 +677,8 @@ concurrency = "allow"
 name = "web-1"
 resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
 schedule = "*/5 * * * * *"
+# Disaster recovery: each completed backup is copied to a vault in another region.
+copy_to = [{{ vault_arn = "arn:aws:backup:us-west-2:123456789012:backup-vault:orchestrator-dr", delete_after_days = 90 }}]
 
 [[backup]]
 name = "db-1"
@@ -704,6 +706,13 @@ pub(crate) async fn demo_sandbox() -> Option<Sandbox> {
             job_pending: Duration::from_secs(1),
             job_running: Duration::from_secs(3),
             fail_resources: vec!["i-0fedcba9876543210".into()],
+            // The machine's job poll before it copies (300 s in AWS).
+            hooks: aws_sandbox::HookSettings {
+                end_poll: Duration::from_secs(1),
+                ..aws_sandbox::HookSettings::default()
+            },
+            copy_pending: Duration::from_secs(1),
+            copy_running: Duration::from_secs(2),
             ..SandboxConfig::default()
         },
     )

@@ -221,6 +221,8 @@ pub struct Target {
     pub on_pre_hook_failure: OnPreHookFailure,
     /// StartBackupJob `BackupOptions: {"WindowsVSS": "enabled"}`.
     pub windows_vss: bool,
+    /// `copy_to`: where the state machine copies each COMPLETED backup (empty: no copies).
+    pub copy_to: Arc<[crate::copies::Destination]>,
 }
 
 impl Target {
@@ -249,6 +251,36 @@ struct RawDocument {
 }
 
 // ---- raw structs: what the file says, with spans ----
+
+/// One `copy_to` entry: `{ vault_arn = "arn:…:backup-vault:NAME", delete_after_days = 90 }`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawCopy {
+    vault_arn: Option<Spanned<String>>,
+    delete_after_days: Option<Spanned<i64>>,
+}
+
+/// A `copy_to` array as written.
+type RawCopies = Spanned<Vec<Spanned<RawCopy>>>;
+
+/// Moves a `copy_to` and the spans inside it by `by` bytes.
+fn shift_copies(v: Option<RawCopies>, by: usize) -> Option<RawCopies> {
+    shift(v, by).map(|outer| {
+        let span = outer.span();
+        let items = outer
+            .into_inner()
+            .into_iter()
+            .map(|item| {
+                let span = item.span();
+                let mut c = item.into_inner();
+                c.vault_arn = shift(c.vault_arn.take(), by);
+                c.delete_after_days = shift(c.delete_after_days.take(), by);
+                Spanned::new(span.start + by..span.end + by, c)
+            })
+            .collect();
+        Spanned::new(span, items)
+    })
+}
 
 // Unknown keys are found by `Report::unknown_keys` (all of them, not only serde's first).
 #[derive(Deserialize, Default)]
@@ -297,6 +329,7 @@ struct RawPolicy {
     #[serde(alias = "on_pre_command_failure")]
     on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
     windows_vss: Option<Spanned<bool>>,
+    copy_to: Option<RawCopies>,
 }
 
 // Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
@@ -325,6 +358,7 @@ struct RawTarget {
     #[serde(alias = "on_pre_command_failure")]
     on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
     windows_vss: Option<Spanned<bool>>,
+    copy_to: Option<RawCopies>,
     plan: Option<Spanned<String>>,
     select_tags: Option<Spanned<BTreeMap<String, String>>>,
     exclude_tags: Option<Spanned<BTreeMap<String, String>>>,
@@ -342,6 +376,7 @@ struct RawRule {
     start_window_minutes: Option<Spanned<u32>>,
     complete_window_minutes: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    copy_to: Option<RawCopies>,
 }
 
 /// A `[[plan]]`: named rules that targets share with `plan = "NAME"`.
@@ -396,6 +431,7 @@ const POLICY_KEYS: &[&str] = &[
     "on_pre_hook_failure",
     "on_pre_command_failure",
     "windows_vss",
+    "copy_to",
 ];
 const TARGET_KEYS: &[&str] = &[
     "name",
@@ -424,6 +460,7 @@ const RULE_KEYS: &[&str] = &[
     "start_window_minutes",
     "complete_window_minutes",
     "delete_after_days",
+    "copy_to",
 ];
 
 /// Collects diagnostics against one source text.
@@ -690,6 +727,7 @@ impl RawRule {
     fn shifted(mut self, by: usize) -> Self {
         shift_fields!(self, by; name, schedule, timezone, catch_up, starting_deadline, jitter,
             start_window_minutes, complete_window_minutes, delete_after_days);
+        self.copy_to = shift_copies(self.copy_to.take(), by);
         self
     }
 }
@@ -753,6 +791,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                             start_window_minutes, complete_window_minutes, delete_after_days,
                             pre_document, post_document, post_hook_when, hook_max_downtime,
                             on_pre_hook_failure, windows_vss);
+                        d.copy_to = shift_copies(d.copy_to.take(), base);
                         defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
@@ -799,6 +838,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                                 post_document, post_hook_when, hook_max_downtime,
                                 on_pre_hook_failure, windows_vss, plan, select_tags,
                                 exclude_tags);
+                            raw.copy_to = shift_copies(raw.copy_to.take(), base);
                             (raw, rules)
                         });
                         raw_targets.push((path, span, raw));
@@ -1922,8 +1962,27 @@ impl Targets<'_> {
                 );
                 ok = false;
             }
-            let (Some(resource_arn), Some(schedule), Some(state_machine)) =
-                (&resource_arn, schedule, &state_machine)
+            // Named where it was written: the target, [defaults], or the rule.
+            let copy_path = match &policy.copy_to {
+                Some(c) if t.copy_to.as_ref().is_some_and(|o| o.span() == c.span()) => f("copy_to"),
+                Some(c)
+                    if self
+                        .defaults
+                        .copy_to
+                        .as_ref()
+                        .is_some_and(|o| o.span() == c.span()) =>
+                {
+                    "defaults.copy_to".to_string()
+                }
+                _ => format!("{rule_path}.copy_to"),
+            };
+            let partition = state_machine.as_ref().map(|m| m.partition.as_str());
+            let copy_to = match &policy.copy_to {
+                None => Some(Vec::new()),
+                Some(c) => copy_destinations(r, c, &copy_path, partition, delete_after_days),
+            };
+            let (Some(resource_arn), Some(schedule), Some(state_machine), Some(copy_to)) =
+                (&resource_arn, schedule, &state_machine, copy_to)
             else {
                 ok = false;
                 continue;
@@ -1953,10 +2012,104 @@ impl Targets<'_> {
                 hook_max_downtime,
                 on_pre_hook_failure,
                 windows_vss,
+                copy_to: copy_to.into(),
             });
         }
         if ok { out } else { Vec::new() }
     }
+}
+
+/// The longest retention a copy may ask for (100 years; AWS Backup takes a long).
+const MAX_COPY_DELETE_AFTER_DAYS: i64 = 36_500;
+
+/// Checks a `copy_to` list: each entry a backup vault ARN in the machine's `partition`, a
+/// retention of 1 day or more (default: the backup's `delete_after_days`), no destination twice.
+fn copy_destinations(
+    r: &mut Report<'_>,
+    raw: &RawCopies,
+    field: &str,
+    partition: Option<&str>,
+    default_days: u32,
+) -> Option<Vec<crate::copies::Destination>> {
+    let mut out = Vec::new();
+    let mut good = true;
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    for (i, item) in raw.get_ref().iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        let c = item.get_ref();
+        let days = match &c.delete_after_days {
+            None => Some(default_days),
+            Some(d) if (1..=MAX_COPY_DELETE_AFTER_DAYS).contains(d.get_ref()) => {
+                Some(*d.get_ref() as u32)
+            }
+            Some(d) => {
+                r.push(
+                    d.span(),
+                    format!("{path}.delete_after_days"),
+                    format!(
+                        "{} days: a copy is kept 1 to {MAX_COPY_DELETE_AFTER_DAYS} days",
+                        d.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let vault = match &c.vault_arn {
+            None => {
+                r.push(
+                    item.span(),
+                    format!("{path}.vault_arn"),
+                    "missing (the destination backup vault's ARN)",
+                );
+                None
+            }
+            Some(a) => match crate::arn::BackupVaultArn::parse(a.get_ref()) {
+                Err(e) => {
+                    r.push(
+                        a.span(),
+                        format!("{path}.vault_arn"),
+                        format!("not a backup vault ARN: {e}"),
+                    );
+                    None
+                }
+                Ok(v) if partition.is_some_and(|p| p != v.partition) => {
+                    r.push(
+                        a.span(),
+                        format!("{path}.vault_arn"),
+                        format!(
+                            "partition `{}` is not the state machine's `{}`: AWS Backup copies \
+                             only within a partition",
+                            v.partition,
+                            partition.unwrap_or_default()
+                        ),
+                    );
+                    None
+                }
+                Ok(v) => {
+                    if let Some(first) = seen.get(v.as_str()) {
+                        let (line, _) = line_col(r.text, first.start);
+                        r.push(
+                            a.span(),
+                            format!("{path}.vault_arn"),
+                            format!("`{v}` is a destination already (line {line})"),
+                        );
+                        None
+                    } else {
+                        seen.insert(v.to_string(), a.span());
+                        Some(v)
+                    }
+                }
+            },
+        };
+        match (vault, days) {
+            (Some(vault), Some(delete_after_days)) => out.push(crate::copies::Destination {
+                vault,
+                delete_after_days,
+            }),
+            _ => good = false,
+        }
+    }
+    good.then_some(out)
 }
 
 /// A rule's own settings over its target's (which are already over `[defaults]`).
@@ -1981,6 +2134,7 @@ fn over(rule: &RawRule, target: &RawPolicy) -> RawPolicy {
             .delete_after_days
             .clone()
             .or(t.delete_after_days.clone()),
+        copy_to: rule.copy_to.clone().or(t.copy_to.clone()),
         ..t
     }
 }
@@ -2002,6 +2156,7 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         hook_max_downtime: o.hook_max_downtime.clone(),
         on_pre_hook_failure: o.on_pre_hook_failure.clone(),
         windows_vss: o.windows_vss.clone(),
+        copy_to: o.copy_to.clone(),
     };
     RawPolicy {
         catch_up: o.catch_up.or(d.catch_up),
@@ -2017,6 +2172,7 @@ fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         hook_max_downtime: o.hook_max_downtime.or(d.hook_max_downtime),
         on_pre_hook_failure: o.on_pre_hook_failure.or(d.on_pre_hook_failure),
         windows_vss: o.windows_vss.or(d.windows_vss),
+        copy_to: o.copy_to.or(d.copy_to),
     }
 }
 
@@ -2089,6 +2245,107 @@ mod tests {
         format!(
             "state_machine_arn = \"{SM}\"\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n"
         )
+    }
+
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+    const DR2: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
+
+    #[test]
+    fn copy_to_is_layered_rule_over_target_over_defaults() {
+        let c = ok(&format!(
+            "state_machine_arn = \"{SM}\"\n\
+             [defaults]\ncopy_to = [{{ vault_arn = \"{DR}\" }}]\n\
+             [[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\ndelete_after_days = 7\n\
+             [[backup.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n\
+             [[backup.rule]]\nname = \"monthly\"\nschedule = \"0 4 1 * *\"\n\
+             copy_to = [{{ vault_arn = \"{DR2}\", delete_after_days = 365 }}, {{ vault_arn = \"{DR}\", delete_after_days = 90 }}]\n\
+             [[backup.rule]]\nname = \"hourly\"\nschedule = \"0 * * * *\"\ncopy_to = []\n"
+        ));
+        let rule = |n: &str| {
+            c.targets
+                .iter()
+                .find(|t| t.rule.as_deref() == Some(n))
+                .unwrap()
+        };
+        let daily = &rule("daily").copy_to;
+        assert_eq!(daily.len(), 1);
+        assert_eq!(daily[0].vault.as_str(), DR);
+        assert_eq!(
+            daily[0].delete_after_days, 7,
+            "defaults to the backup's retention"
+        );
+        let monthly = &rule("monthly").copy_to;
+        assert_eq!(
+            monthly
+                .iter()
+                .map(|d| (d.vault.region.as_str(), d.delete_after_days))
+                .collect::<Vec<_>>(),
+            [("eu-west-1", 365), ("us-west-2", 90)]
+        );
+        assert!(rule("hourly").copy_to.is_empty(), "[] turns copies off");
+        assert!(ok(&minimal()).targets[0].copy_to.is_empty());
+    }
+
+    #[test]
+    fn bad_copy_to_entries_are_reported_where_they_are_written() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n\n[[backup]]\nname = \"web\"\nresource_arn = \"{EC2}\"\n\
+             schedule = \"0 3 * * *\"\ncopy_to = [\n\
+             {{ vault_arn = \"arn:aws:s3:::bucket\" }},\n\
+             {{ vault_arn = \"arn:aws-cn:backup:cn-north-1:123456789012:backup-vault:dr\" }},\n\
+             {{ vault_arn = \"{DR}\", delete_after_days = 0 }},\n\
+             {{ vault_arn = \"{DR2}\" }},\n\
+             {{ vault_arn = \"{DR2}\" }},\n]\n"
+        );
+        let d = errors(&text);
+        let find = |field: &str| {
+            d.iter()
+                .find(|x| x.field == field)
+                .unwrap_or_else(|| panic!("{field} in {d:#?}"))
+        };
+        let arn = find("backup[0].copy_to[0].vault_arn");
+        assert_eq!((arn.line, arn.column), (8, 15));
+        assert!(
+            arn.message.contains("not a backup vault ARN"),
+            "{}",
+            arn.message
+        );
+        let partition = find("backup[0].copy_to[1].vault_arn");
+        assert_eq!(partition.line, 9);
+        assert!(
+            partition.message.contains("partition"),
+            "{}",
+            partition.message
+        );
+        let days = find("backup[0].copy_to[2].delete_after_days");
+        assert_eq!(days.line, 10);
+        assert!(days.message.contains("1 to"), "{}", days.message);
+        let dup = find("backup[0].copy_to[4].vault_arn");
+        assert_eq!(dup.line, 12);
+        assert!(dup.message.contains("line 11"), "{}", dup.message);
+        let typo = errors(&minimal().replace(
+            "schedule =",
+            &format!("copy_to = [{{ vault = \"{DR}\" }}]\nschedule ="),
+        ));
+        assert!(
+            typo.iter()
+                .any(|x| x.line == 6 && x.message.contains("unknown field `vault`")),
+            "{typo:#?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_copy_to_in_defaults_is_named_there_once() {
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[defaults]\ncopy_to = [{{ vault_arn = \"dr\" }}]\n\
+             [[backup]]\nname = \"a\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n\
+             [[backup]]\nname = \"b\"\nresource_arn = \"{}\"\nschedule = \"0 3 * * *\"\n",
+            EC2.replace("i-0123456789abcdef0", "i-0123456789abcdef1")
+        );
+        let d = errors(&text);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].field, "defaults.copy_to[0].vault_arn");
+        assert_eq!(d[0].line, 3);
     }
 
     #[test]

@@ -201,6 +201,10 @@ pub struct ExecutionInput {
     /// the input of a target without it stays what it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_options: Option<BTreeMap<String, String>>,
+    /// The rule's `copy_to`: one StartCopyJob per destination once the backup COMPLETED; sent
+    /// only when the rule has copies, so the input of a rule without stays what it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_to: Option<Vec<crate::copies::CopyToInput>>,
 }
 
 impl ExecutionInput {
@@ -305,6 +309,7 @@ mod tests {
             hook_max_downtime_seconds: None,
             on_pre_hook_failure: None,
             backup_options: None,
+            copy_to: None,
         };
         let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
         assert_eq!(v["ResourceArn"], input.resource_arn);

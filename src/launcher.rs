@@ -54,8 +54,8 @@ impl Fire {
         }
     }
 
-    /// The execution input.
-    pub fn input(&self) -> ExecutionInput {
+    /// The input of this fire's execution, named `execution_name` (copy tokens derive from it).
+    pub fn input(&self, execution_name: &str) -> ExecutionInput {
         let t = &self.target;
         ExecutionInput {
             resource_arn: t.resource_arn.to_string(),
@@ -76,6 +76,7 @@ impl Fire {
             backup_options: t
                 .windows_vss
                 .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
+            copy_to: crate::copies::input(execution_name, &t.copy_to),
         }
     }
 
@@ -341,7 +342,7 @@ impl<S: StepFunctions> Launcher<S> {
                 }
             }
         }
-        let input = fire.input().to_json();
+        let input = fire.input(&name).to_json();
         if self.dry_run {
             info!(
                 event = event::DRY_RUN_START,
@@ -535,6 +536,7 @@ impl<S: StepFunctions> Launcher<S> {
             started_at,
         );
         backup.hold = fire.hold();
+        backup.copy_plan = crate::copies::CopyPlan::of(t);
         self.tracker.track(backup);
     }
 }

@@ -8,7 +8,9 @@
 //!   what a fired slot becomes; [`overlap`]: pure: which slots of an instance merge.
 //! - [`execution`]: pure: the execution name of a slot and the execution input.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
-//! - [`tracker`]: follows executions and backup jobs to their terminal state.
+//! - [`tracker`]: follows executions and backup jobs to their terminal state, then the copy
+//!   jobs of completed backups; [`copies`]: pure: `copy_to` destinations, copy idempotency
+//!   tokens, the `CopyTo` input member, and the life of one copy.
 //! - [`lifecycle`]: pure: the states of one backup and the transitions worth logging.
 //! - [`hooks`]: pure: hook documents, their timing settings, and what a hook execution's
 //!   history says about them (`hook_finished`, downtime).
@@ -41,6 +43,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod copies;
 pub mod demo;
 pub mod dist;
 pub mod execution;

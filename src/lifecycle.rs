@@ -43,6 +43,8 @@ pub struct Backup {
     pub job: Option<JobDetail>,
     /// What it holds on its instance while in flight (rule and retention).
     pub hold: crate::tracker::Hold,
+    /// Its rule's copies (`copy_to`), started by the machine once the job COMPLETED.
+    pub copy_plan: Option<std::sync::Arc<crate::copies::CopyPlan>>,
     finished: bool,
 }
 
@@ -129,6 +131,7 @@ impl Backup {
             percent_done: None,
             job: None,
             hold: crate::tracker::Hold::default(),
+            copy_plan: None,
             finished: false,
         }
     }

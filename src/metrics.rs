@@ -34,6 +34,19 @@ struct TargetReason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct CopyLabels {
+    target: String,
+    destination: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct CopyDestination {
+    target: String,
+    destination: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
     operation: String,
@@ -80,6 +93,10 @@ pub struct Metrics {
     lease_claims: Family<ResultLabel, Counter>,
     takeovers: Counter,
     hook_downtime: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    copies_finished: Family<CopyLabels, Counter>,
+    last_copy: Family<CopyDestination, Gauge<f64, AtomicU64>>,
+    copies_in_flight: Gauge,
+    copies_seen: Mutex<BTreeSet<CopyLabels>>,
     selected: Family<SelectionLabel, Gauge>,
     selection_refreshes: Family<SelectionResult, Counter>,
     selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
@@ -121,6 +138,10 @@ impl Metrics {
             hook_downtime: Family::new_with_constructor(|| {
                 Histogram::new(HOOK_DOWNTIME_BUCKETS.iter().copied())
             }),
+            copies_finished: Family::default(),
+            last_copy: Family::default(),
+            copies_in_flight: Gauge::default(),
+            copies_seen: Mutex::default(),
             selected: Family::default(),
             selection_refreshes: Family::default(),
             selection_refresh_seconds: Family::default(),
@@ -204,6 +225,22 @@ impl Metrics {
             "hook_downtime_seconds",
             "The application's downtime per hooked backup: pre hook start to post hook end",
             m.hook_downtime.clone(),
+        );
+        registry.register(
+            "copies_finished",
+            "DR copies that reached their end, per target, destination vault ARN and state \
+             (FAILED also when no copy job could be started)",
+            m.copies_finished.clone(),
+        );
+        registry.register(
+            "last_copy_success_timestamp_seconds",
+            "When the target's last copy to the destination vault completed (Unix time)",
+            m.last_copy.clone(),
+        );
+        registry.register(
+            "copies_in_flight",
+            "DR copies being followed (waiting for their copy job or its end)",
+            m.copies_in_flight.clone(),
         );
         registry.register(
             "selection_instances",
@@ -378,6 +415,32 @@ impl Metrics {
         }
     }
 
+    /// A copy ended in `state` (`COMPLETED` sets the destination's last success time).
+    pub fn copy_finished(&self, target: &str, destination: &str, state: &str) {
+        self.seen_target(target);
+        let l = CopyLabels {
+            target: target.to_string(),
+            destination: destination.to_string(),
+            state: state.to_string(),
+        };
+        self.copies_finished.get_or_create(&l).inc();
+        self.copies_seen.lock().expect("metrics lock").insert(l);
+        if state == "COMPLETED" {
+            self.last_copy
+                .get_or_create(&CopyDestination {
+                    target: target.to_string(),
+                    destination: destination.to_string(),
+                })
+                .set(ts(Utc::now()));
+        }
+    }
+
+    /// Copies being followed.
+    pub fn set_copies_in_flight(&self, n: usize) {
+        self.copies_in_flight
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// Drops every series of a target that is not in `keep`.
     pub fn retain_targets(&self, keep: &HashSet<String>) {
         let mut seen = self.targets_seen.lock().expect("metrics lock");
@@ -401,6 +464,18 @@ impl Metrics {
             let drop = gone.contains(&l.target);
             if drop {
                 self.finished.remove(l);
+            }
+            !drop
+        });
+        let mut c = self.copies_seen.lock().expect("metrics lock");
+        c.retain(|l| {
+            let drop = gone.contains(&l.target);
+            if drop {
+                self.copies_finished.remove(l);
+                self.last_copy.remove(&CopyDestination {
+                    target: l.target.clone(),
+                    destination: l.destination.clone(),
+                });
             }
             !drop
         });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
-use crate::aws::{BackupJobs, ExecutionStatus, JobFilter, StepFunctions};
+use crate::aws::{BackupJobs, CopyJobFilter, ExecutionStatus, JobFilter, StepFunctions};
 use crate::clock::Clock;
 use crate::config::{CatchUp, Config, Target};
 use crate::execution::{ParsedName, Trigger, parse_name, target_part};
@@ -33,6 +33,8 @@ pub struct Recovered {
     pub executions: usize,
     /// Unfinished jobs picked up (their execution had ended).
     pub jobs: usize,
+    /// Unfinished copy jobs picked up (their execution had ended).
+    pub copies: usize,
     /// Missed slots started late.
     pub caught_up: usize,
     /// Missed slots not started.
@@ -119,6 +121,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                         ex.start_date,
                     );
                     b.hold = hold_of(t);
+                    b.copy_plan = crate::copies::CopyPlan::of(t);
                     resume(tracker, b);
                     out.executions += 1;
                 }
@@ -144,35 +147,23 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             created_after: Some(since),
             ..JobFilter::default()
         };
-        let mut token = None;
-        for _ in 0..MAX_PAGES {
-            let page = match backup.list_backup_jobs(&region, &filter, token).await {
-                Ok(p) => p,
-                Err(e) => {
-                    metrics.api_error(&e);
-                    warn!(
-                        event = event::AWS_CALL_FAILED,
-                        operation = e.operation,
-                        region = %region,
-                        request_id = e.request_id.as_deref().unwrap_or(""),
-                        error = %e,
-                        "restart recovery could not list backup jobs"
-                    );
-                    break;
-                }
-            };
-            for j in page.items {
+        each_row(
+            metrics,
+            "restart recovery could not list backup jobs",
+            &region,
+            |token| backup.list_backup_jobs(&region, &filter, token),
+            |j: crate::aws::JobDetail| {
                 let Some(resource) = j.resource_arn.clone() else {
-                    continue;
+                    return;
                 };
                 let Some(t) = by_resource.get(&resource) else {
-                    continue;
+                    return;
                 };
                 if j.state.is_terminal()
                     || busy.contains(&resource)
                     || t.state_machine.region != region
                 {
-                    continue;
+                    return;
                 }
                 let mut b = Backup::started(
                     t.name.to_string(),
@@ -188,13 +179,12 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 busy.insert(resource);
                 resume(tracker, b);
                 out.jobs += 1;
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+            },
+        )
+        .await;
     }
+
+    out.copies = recover_copies(config, backup, since, &busy, tracker, metrics).await;
 
     for t in config.enabled_targets() {
         if unlisted.contains(&t.state_machine) {
@@ -232,6 +222,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     info!(
         resumed_executions = out.executions,
         resumed_jobs = out.jobs,
+        resumed_copies = out.copies,
         caught_up = out.caught_up,
         skipped = out.skipped,
         new_targets = out.without_history,
@@ -239,6 +230,116 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
         "restart recovery done"
     );
     out
+}
+
+/// Copy jobs still running whose execution has ended (it ends once it has started the copies):
+/// found with ListCopyJobs per region, attributed by instance and destination vault to the rule
+/// whose `copy_to` names it (the first such rule of the target, when several do). Instances in
+/// `busy` have a running execution, whose own record tells its copies.
+async fn recover_copies<B: BackupJobs>(
+    config: &Config,
+    backup: &B,
+    since: DateTime<Utc>,
+    busy: &HashSet<String>,
+    tracker: &TrackerHandle,
+    metrics: &Metrics,
+) -> usize {
+    let mut by_copy: HashMap<(String, &str), &Target> = HashMap::new();
+    let mut regions: Vec<&str> = Vec::new();
+    for t in config.targets.iter().filter(|t| !t.copy_to.is_empty()) {
+        for d in t.copy_to.iter() {
+            by_copy
+                .entry((t.resource_arn.to_string(), d.vault.as_str()))
+                .or_insert(&**t);
+        }
+        if !regions.contains(&t.state_machine.region.as_str()) {
+            regions.push(&t.state_machine.region);
+        }
+    }
+    let mut found = 0;
+    for region in regions {
+        let filter = CopyJobFilter {
+            created_after: Some(since),
+            ..CopyJobFilter::default()
+        };
+        each_row(
+            metrics,
+            "restart recovery could not list copy jobs; copies in flight are not followed",
+            region,
+            |token| backup.list_copy_jobs(region, &filter, token),
+            |j: crate::aws::CopyJobDetail| {
+                let (Some(resource), Some(dest)) = (&j.resource_arn, &j.destination_vault_arn)
+                else {
+                    return;
+                };
+                let Some(t) = by_copy.get(&(resource.clone(), dest.as_str())) else {
+                    return;
+                };
+                if j.state.is_terminal() || busy.contains(resource) {
+                    return;
+                }
+                let mut c = crate::copies::Copy::awaiting(
+                    t.name.to_string(),
+                    t.rule_name().into(),
+                    region.to_string(),
+                    None,
+                    dest.as_str().into(),
+                    j.source_recovery_point_arn.clone(),
+                    j.creation_date.unwrap_or(since),
+                );
+                c.on_job_id(j.copy_job_id.clone());
+                info!(
+                    event = event::TRACKING_RESUMED,
+                    target = %t.name,
+                    rule = %t.rule_name(),
+                    resource_arn = %resource,
+                    destination_vault = %dest,
+                    copy_job_id = %j.copy_job_id,
+                    "following a copy that was in flight before this start"
+                );
+                tracker.track_copy(c);
+                found += 1;
+            },
+        )
+        .await;
+    }
+    found
+}
+
+/// Every row of a start-up listing in `region`, page by page (up to [`MAX_PAGES`]), to `each`;
+/// a failed call is counted, logged with `failed` and ends the listing.
+async fn each_row<T, Fut>(
+    metrics: &Metrics,
+    failed: &str,
+    region: &str,
+    list: impl Fn(Option<String>) -> Fut,
+    mut each: impl FnMut(T),
+) where
+    Fut: std::future::Future<Output = Result<crate::aws::Page<T>, crate::aws::ApiError>>,
+{
+    let mut token = None;
+    for _ in 0..MAX_PAGES {
+        let page = match list(token).await {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.api_error(&e);
+                warn!(
+                    event = event::AWS_CALL_FAILED,
+                    operation = e.operation,
+                    region = %region,
+                    request_id = e.request_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "{failed}"
+                );
+                return;
+            }
+        };
+        page.items.into_iter().for_each(&mut each);
+        token = page.next_token;
+        if token.is_none() {
+            return;
+        }
+    }
 }
 
 /// What a recovered backup of `t` holds on its instance (its rule's current retention).

@@ -67,6 +67,10 @@ pub mod event {
     pub const HOOK_FINISHED: &str = "hook_finished";
     /// One summary line at each backup's end.
     pub const BACKUP_FINISHED: &str = "backup_finished";
+    /// A copy job of a completed backup was created (issue 12).
+    pub const COPY_JOB_CREATED: &str = "copy_job_created";
+    /// A copy ended: COMPLETED, FAILED, PARTIAL, or never started (ERROR unless COMPLETED).
+    pub const COPY_FINISHED: &str = "copy_finished";
     /// Start-up found targets with no execution in the lookback: new, nothing caught up.
     pub const FIRST_START: &str = "first_start";
     /// Restart recovery picked up a backup in flight.

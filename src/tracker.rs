@@ -17,8 +17,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, StepFunctions};
+use crate::aws::{
+    ApiError, BackupJobs, CopyJobDetail, CopyJobFilter, ExecutionStatus, JobDetail, JobFilter,
+    JobState, StepFunctions,
+};
 use crate::clock::Clock;
+use crate::copies::{self, Copy, CopyChange};
 use crate::hooks;
 use crate::lifecycle::{Backup, Change, Summary, job_id_from_output};
 use crate::metrics::Metrics;
@@ -123,6 +127,7 @@ impl InFlight {
 #[derive(Clone)]
 pub struct TrackerHandle {
     tx: mpsc::UnboundedSender<Backup>,
+    copy_tx: mpsc::UnboundedSender<Copy>,
     /// Resources in flight.
     pub in_flight: InFlight,
 }
@@ -135,6 +140,19 @@ impl TrackerHandle {
             self.in_flight.remove(&e.0.resource_arn, &e.0.hold);
         }
     }
+
+    /// Follows a copy until it ends (restart recovery: a copy job in flight). A copy the
+    /// tracker follows already is ignored.
+    pub fn track_copy(&self, c: Copy) {
+        // After shutdown the copy is still in AWS; a restart recovers it.
+        let _ = self.copy_tx.send(c);
+    }
+}
+
+struct CopyEntry {
+    copy: Copy,
+    next_poll: Instant,
+    interval: Duration,
 }
 
 struct Entry {
@@ -162,6 +180,9 @@ pub struct Tracker<S, B> {
     backup: Arc<B>,
     clock: Arc<dyn Clock>,
     rx: mpsc::UnboundedReceiver<Backup>,
+    copy_rx: mpsc::UnboundedReceiver<Copy>,
+    /// Copies of completed backups, keyed by execution ARN (or copy job id) and destination.
+    copies: HashMap<Arc<str>, Box<CopyEntry>>,
     /// Keyed by execution ARN (or job id); shared keys, so that a poll round's lists and sets
     /// of 10,000 keys are pointers, not copies. Boxed: a burst's map then holds pointers, not
     /// ~500-byte entries in every bucket.
@@ -212,6 +233,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         metrics: Arc<Metrics>,
     ) -> (Self, TrackerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (copy_tx, copy_rx) = mpsc::unbounded_channel();
         let in_flight = InFlight::default();
         let burst = |rate: f64| (rate.ceil() as u32).max(1);
         let tracker = Tracker {
@@ -219,6 +241,8 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             backup,
             clock,
             rx,
+            copy_rx,
+            copies: HashMap::new(),
             entries: HashMap::new(),
             settings,
             describe_bucket: TokenBucket::new(
@@ -236,7 +260,14 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             failure_streak: AtomicU32::new(0),
             calls_held: AtomicU32::new(0),
         };
-        (tracker, TrackerHandle { tx, in_flight })
+        (
+            tracker,
+            TrackerHandle {
+                tx,
+                copy_tx,
+                in_flight,
+            },
+        )
     }
 
     /// Runs until `shutdown`, or until every handle is dropped and nothing is left to follow.
@@ -245,7 +276,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut open = true;
         loop {
-            if !open && self.entries.is_empty() {
+            if !open && self.entries.is_empty() && self.copies.is_empty() {
                 break;
             }
             let next = self.next_due;
@@ -256,6 +287,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                     Some(b) => self.insert(b),
                     None => open = false,
                 },
+                Some(c) = self.copy_rx.recv(), if open => self.insert_copy(c),
                 () = sleep_until_opt(next) => {
                     if !self.poll_until(&shutdown).await {
                         break;
@@ -294,6 +326,68 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         );
     }
 
+    fn insert_copy(&mut self, c: Copy) {
+        let key: Arc<str> = format!(
+            "{}|{}",
+            c.execution_arn
+                .as_deref()
+                .or(c.copy_job_id.as_deref())
+                .unwrap_or(&c.target),
+            c.destination_vault
+        )
+        .into();
+        if self.copies.contains_key(&key) {
+            return;
+        }
+        let next_poll = Instant::now() + self.settings.poll_interval;
+        self.next_due = Some(self.next_due.map_or(next_poll, |n| n.min(next_poll)));
+        self.copies.insert(
+            key,
+            Box::new(CopyEntry {
+                copy: c,
+                next_poll,
+                interval: self.settings.poll_interval,
+            }),
+        );
+        self.metrics.set_copies_in_flight(self.copies.len());
+    }
+
+    /// The copies a backup that just COMPLETED is waiting for (none without `copy_to`).
+    fn expect_copies(&mut self, b: &Backup) {
+        let (Some(plan), Some(_)) = (&b.copy_plan, &b.execution_arn) else {
+            // Without its execution a backup has no copies to wait for: the machine that
+            // copies runs until the copies are started.
+            return;
+        };
+        if b.job_state != Some(JobState::Completed) {
+            // A failed or expired backup starts no copy: the machine only copies COMPLETED ones.
+            return;
+        }
+        let rp = b.job.as_ref().and_then(|j| j.recovery_point_arn.clone());
+        // The job's end: its copies are created after it (a listing looks from there on).
+        let since = b
+            .job
+            .as_ref()
+            .and_then(|j| j.completion_date)
+            .unwrap_or_else(|| self.clock.now());
+        for d in plan.destinations.iter() {
+            self.insert_copy(Copy::awaiting(
+                b.target.clone(),
+                plan.rule.clone(),
+                b.region.clone(),
+                b.execution_arn.clone(),
+                d.vault.as_str().into(),
+                rp.clone(),
+                since,
+            ));
+        }
+    }
+
+    /// Copies followed right now.
+    pub fn copies_len(&self) -> usize {
+        self.copies.len()
+    }
+
     /// Also sends each backup's summary to `tx` when it ends (`run-now` waits on these).
     pub fn report_finished_to(&mut self, tx: mpsc::UnboundedSender<(Backup, Summary)>) {
         self.finished_tx = Some(tx);
@@ -311,19 +405,31 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
 
     /// Polls every due backup once (batched where that saves calls).
     pub async fn poll_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.next_poll <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if due.is_empty() {
-            self.next_due = self.entries.values().map(|e| e.next_poll).min();
-            return;
-        }
         self.failure_streak.store(0, Ordering::Relaxed);
         self.calls_held.store(0, Ordering::Relaxed);
+        self.poll_backups().await;
+        self.poll_copies().await;
+        let held = self.calls_held.load(Ordering::Relaxed);
+        if held > 0 {
+            warn!(
+                event = event::AWS_CALL_FAILED,
+                calls_held = held,
+                "tracking calls kept failing; the other backups due are asked about at the next poll"
+            );
+        }
+        self.next_due = self
+            .entries
+            .values()
+            .map(|e| e.next_poll)
+            .chain(self.copies.values().map(|e| e.next_poll))
+            .min();
+    }
+
+    async fn poll_backups(&mut self) {
+        let due = due_keys(&self.entries, |e| e.next_poll);
+        if due.is_empty() {
+            return;
+        }
         let mut changed: HashSet<Arc<str>> = HashSet::new();
 
         let awaiting: Vec<Arc<str>> = due
@@ -387,24 +493,12 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             if e.backup.is_finished() {
                 let b = self.entries.remove(k).expect("present").backup;
                 self.in_flight.remove(&b.resource_arn, &b.hold);
+                self.expect_copies(&b);
                 continue;
             }
-            e.interval = if changed.contains(k) {
-                self.settings.poll_interval
-            } else {
-                (e.interval * 2).min(self.settings.max_poll_interval)
-            };
+            e.interval = next_interval(&self.settings, e.interval, changed.contains(k));
             e.next_poll = now + e.interval;
         }
-        let held = self.calls_held.load(Ordering::Relaxed);
-        if held > 0 {
-            warn!(
-                event = event::AWS_CALL_FAILED,
-                calls_held = held,
-                "tracking calls kept failing; the other backups due are asked about at the next poll"
-            );
-        }
-        self.next_due = self.entries.values().map(|e| e.next_poll).min();
         // After a burst the map would keep room for every backup of it (8 MiB at 10,000).
         if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
             self.entries.shrink_to_fit();
@@ -489,8 +583,9 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             self.report_hooks(&arn, key).await;
         }
         let entry = self.entries.get_mut(key).expect("present");
-        if running && entry.backup.awaits_job() && (entry.backup.hooks || own_record) {
-            // The hook variant runs as long as the backup: read the job from its history.
+        let outlives_job = entry.backup.hooks || entry.backup.copy_plan.is_some();
+        if running && entry.backup.awaits_job() && (outlives_job || own_record) {
+            // The hook and copy variants run as long as the backup: read the job from history.
             if let Some(id) = self.job_id_from_history(&arn, key).await {
                 let entry = self.entries.get_mut(key).expect("present");
                 changes.extend(entry.backup.on_job_id(id));
@@ -650,31 +745,50 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         since: impl Fn(&Backup) -> DateTime<Utc>,
         keep: impl Fn(&JobDetail) -> bool,
     ) -> Vec<JobDetail> {
-        let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for k in keys {
+        let oldest = oldest_per_region(keys.iter().map(|k| {
             let b = &self.entries[k].backup;
-            let t = since(b) - CREATION_SKEW;
-            oldest
-                .entry(b.region.clone())
-                .and_modify(|o| *o = (*o).min(t))
-                .or_insert(t);
-        }
-        let mut jobs = Vec::new();
+            (b.region.as_str(), since(b))
+        }));
+        let backup = &self.backup;
+        self.list_pages(
+            oldest,
+            "listing backup jobs failed; retried at the next poll",
+            |region, after, token| async move {
+                let filter = JobFilter {
+                    created_after: Some(after),
+                    ..JobFilter::default()
+                };
+                backup.list_backup_jobs(&region, &filter, token).await
+            },
+            keep,
+        )
+        .await
+    }
+
+    /// One listing per region from its instant in `oldest`, page by page (paced, and stopped by
+    /// a failure streak), keeping the rows `keep` wants; a failed page is logged with `failed`.
+    async fn list_pages<T, Fut>(
+        &self,
+        oldest: HashMap<String, DateTime<Utc>>,
+        failed: &'static str,
+        list: impl Fn(String, DateTime<Utc>, Option<String>) -> Fut,
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<T>
+    where
+        Fut: std::future::Future<Output = Result<crate::aws::Page<T>, ApiError>>,
+    {
+        let mut rows = Vec::new();
         for (region, after) in oldest {
-            let filter = JobFilter {
-                created_after: Some(after),
-                ..JobFilter::default()
-            };
             let mut token = None;
             for _ in 0..MAX_LIST_PAGES {
                 if !self.may_call() {
                     break;
                 }
                 self.backup_bucket.acquire().await;
-                match self.backup.list_backup_jobs(&region, &filter, token).await {
+                match list(region.clone(), after, token).await {
                     Ok(page) => {
                         self.call_ok();
-                        jobs.extend(page.items.into_iter().filter(|j| keep(j)));
+                        rows.extend(page.items.into_iter().filter(|j| keep(j)));
                         token = page.next_token;
                         if token.is_none() {
                             break;
@@ -688,14 +802,14 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
                             error_kind = e.kind.as_str(),
                             request_id = e.request_id.as_deref().unwrap_or(""),
                             error = %e,
-                            "listing backup jobs failed; retried at the next poll"
+                            "{failed}"
                         );
                         break;
                     }
                 }
             }
         }
-        jobs
+        rows
     }
 
     /// Finds the jobs of executions that have not told us theirs, by resource and creation time.
@@ -804,6 +918,261 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         }
     }
 
+    /// Polls every due copy once. A copy waiting for its job learns it from a ListCopyJobs row
+    /// naming its backup's recovery point and its destination (when many wait), else from its
+    /// execution's record (which also tells a refused StartCopyJob); a copy with a job asks
+    /// about it, batched with ListCopyJobs when many are due.
+    async fn poll_copies(&mut self) {
+        let due = due_keys(&self.copies, |e| e.next_poll);
+        if due.is_empty() {
+            return;
+        }
+        let mut changed: HashSet<Arc<str>> = HashSet::new();
+        let awaiting: Vec<Arc<str>> = due
+            .iter()
+            .filter(|k| self.copies[*k].copy.awaits_job())
+            .cloned()
+            .collect();
+        let batch = awaiting.len() > BATCH_THRESHOLD;
+        if batch {
+            self.discover_copies_by_listing(&awaiting, &mut changed)
+                .await;
+        }
+        // One DescribeExecution answers for every destination of that execution.
+        let mut asked: HashSet<String> = HashSet::new();
+        for k in &awaiting {
+            let Some(e) = self.copies.get(k) else {
+                continue;
+            };
+            // In batch mode the record is read only once listing has not found the job for a
+            // while (a refused StartCopyJob makes no job): refusals are rare, listing is cheap.
+            if !e.copy.awaits_job() || (batch && e.interval < self.settings.max_poll_interval) {
+                continue;
+            }
+            let Some(arn) = e.copy.execution_arn.clone() else {
+                continue;
+            };
+            if asked.insert(arn.clone()) {
+                self.copy_outcomes_from_execution(k, &arn, &mut changed)
+                    .await;
+            }
+        }
+        let following: Vec<Arc<str>> = due
+            .iter()
+            .filter(|k| !changed.contains(*k))
+            .filter(|k| self.copies.get(*k).is_some_and(|e| e.copy.needs_job()))
+            .cloned()
+            .collect();
+        let mut seen: HashSet<Arc<str>> = HashSet::new();
+        if following.len() > BATCH_THRESHOLD {
+            self.sweep_copies_by_listing(&following, &mut changed, &mut seen)
+                .await;
+        }
+        for k in &following {
+            if !seen.contains(k) {
+                self.poll_copy_job(k, &mut changed).await;
+            }
+        }
+        let now = Instant::now();
+        for k in &due {
+            let Some(e) = self.copies.get_mut(k) else {
+                continue;
+            };
+            if e.copy.is_finished() {
+                self.copies.remove(k);
+                continue;
+            }
+            e.interval = next_interval(&self.settings, e.interval, changed.contains(k));
+            e.next_poll = now + e.interval;
+        }
+        if self.copies.capacity() > 64 && self.copies.len() < self.copies.capacity() / 4 {
+            self.copies.shrink_to_fit();
+        }
+        self.metrics.set_copies_in_flight(self.copies.len());
+    }
+
+    /// Reads a copy's execution: once it has closed, its output names each destination's copy
+    /// job, or why none was started.
+    async fn copy_outcomes_from_execution(
+        &mut self,
+        key: &Arc<str>,
+        arn: &str,
+        changed: &mut HashSet<Arc<str>>,
+    ) {
+        if !self.may_call() {
+            return;
+        }
+        self.describe_bucket.acquire().await;
+        let detail = match self.sfn.describe_execution(arn).await {
+            Ok(d) => {
+                self.call_ok();
+                d
+            }
+            Err(e) => {
+                self.call_failed(&e);
+                log_copy_api_error(&self.copies[key].copy, &e);
+                return;
+            }
+        };
+        if matches!(
+            detail.status,
+            ExecutionStatus::Running | ExecutionStatus::PendingRedrive
+        ) {
+            return;
+        }
+        let now = self.clock.now();
+        let keys: Vec<Arc<str>> = self
+            .copies
+            .iter()
+            .filter(|(_, e)| e.copy.execution_arn.as_deref() == Some(arn) && e.copy.awaits_job())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            let e = self.copies.get_mut(&k).expect("present");
+            let outcome = copies::outcome(detail.output.as_deref(), &e.copy.destination_vault);
+            let changes = e.copy.on_outcome(outcome, now);
+            self.report_copy(&k, changes, changed);
+        }
+    }
+
+    async fn poll_copy_job(&mut self, key: &Arc<str>, changed: &mut HashSet<Arc<str>>) {
+        let c = &self.copies[key].copy;
+        let (region, Some(id)) = (c.region.clone(), c.copy_job_id.clone()) else {
+            return;
+        };
+        if !self.may_call() {
+            return;
+        }
+        self.backup_bucket.acquire().await;
+        match self.backup.describe_copy_job(&region, &id).await {
+            Ok(j) => {
+                self.call_ok();
+                let now = self.clock.now();
+                let e = self.copies.get_mut(key).expect("present");
+                let changes = e.copy.on_job(&j, now);
+                self.report_copy(key, changes, changed);
+            }
+            Err(e) => {
+                self.call_failed(&e);
+                log_copy_api_error(&self.copies[key].copy, &e);
+            }
+        }
+    }
+
+    /// Lists copy jobs created since the oldest of `keys` began waiting, per region, page by
+    /// page, and keeps those `keep` wants.
+    async fn list_copy_jobs_since(
+        &self,
+        keys: &[Arc<str>],
+        keep: impl Fn(&CopyJobDetail) -> bool,
+    ) -> Vec<CopyJobDetail> {
+        let oldest = oldest_per_region(keys.iter().map(|k| {
+            let c = &self.copies[k].copy;
+            (c.region.as_str(), c.since)
+        }));
+        let backup = &self.backup;
+        self.list_pages(
+            oldest,
+            "listing copy jobs failed; retried at the next poll",
+            |region, after, token| async move {
+                let filter = CopyJobFilter {
+                    created_after: Some(after),
+                    ..CopyJobFilter::default()
+                };
+                backup.list_copy_jobs(&region, &filter, token).await
+            },
+            keep,
+        )
+        .await
+    }
+
+    /// Finds the copy jobs of copies waiting for theirs: a row whose source is the backup's
+    /// recovery point and whose destination is the copy's is that copy's job (unambiguous, unlike
+    /// a backup job found by resource and time).
+    async fn discover_copies_by_listing(
+        &mut self,
+        keys: &[Arc<str>],
+        changed: &mut HashSet<Arc<str>>,
+    ) {
+        let wanted: HashMap<(String, String), Arc<str>> = keys
+            .iter()
+            .filter_map(|k| {
+                let c = &self.copies[k].copy;
+                Some((
+                    (
+                        c.source_recovery_point_arn.clone()?,
+                        c.destination_vault.to_string(),
+                    ),
+                    k.clone(),
+                ))
+            })
+            .collect();
+        let jobs = self
+            .list_copy_jobs_since(keys, |j| {
+                match (&j.source_recovery_point_arn, &j.destination_vault_arn) {
+                    (Some(rp), Some(d)) => wanted.contains_key(&(rp.clone(), d.clone())),
+                    _ => false,
+                }
+            })
+            .await;
+        let now = self.clock.now();
+        for j in jobs {
+            let (Some(rp), Some(d)) = (&j.source_recovery_point_arn, &j.destination_vault_arn)
+            else {
+                continue;
+            };
+            let k = wanted[&(rp.clone(), d.clone())].clone();
+            let e = self.copies.get_mut(&k).expect("present");
+            let mut changes = e.copy.on_job_id(j.copy_job_id.clone());
+            changes.extend(e.copy.on_job(&j, now));
+            self.report_copy(&k, changes, changed);
+        }
+    }
+
+    /// Updates every followed copy job a listing reports; marks the ones it saw.
+    async fn sweep_copies_by_listing(
+        &mut self,
+        keys: &[Arc<str>],
+        changed: &mut HashSet<Arc<str>>,
+        seen: &mut HashSet<Arc<str>>,
+    ) {
+        let by_id: HashMap<String, Arc<str>> = keys
+            .iter()
+            .filter_map(|k| Some((self.copies[k].copy.copy_job_id.clone()?, k.clone())))
+            .collect();
+        let jobs = self
+            .list_copy_jobs_since(keys, |j| by_id.contains_key(&j.copy_job_id))
+            .await;
+        let now = self.clock.now();
+        for j in jobs {
+            let k = by_id[&j.copy_job_id].clone();
+            seen.insert(k.clone());
+            let e = self.copies.get_mut(&k).expect("present");
+            let changes = e.copy.on_job(&j, now);
+            self.report_copy(&k, changes, changed);
+        }
+    }
+
+    fn report_copy(
+        &self,
+        key: &Arc<str>,
+        changes: Vec<CopyChange>,
+        changed: &mut HashSet<Arc<str>>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        changed.insert(key.clone());
+        let c = &self.copies[key].copy;
+        for change in &changes {
+            log_copy_change(c, change);
+            if let CopyChange::Finished(s) = change {
+                self.metrics
+                    .copy_finished(&c.target, &c.destination_vault, &s.state);
+            }
+        }
+    }
+
     fn report(&self, key: &str, changes: Vec<Change>, changed: &mut HashSet<Arc<str>>) {
         if changes.is_empty() {
             return;
@@ -821,10 +1190,101 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
     }
 }
 
+/// The first interval again after a change, else double the last (up to the ceiling).
+fn next_interval(settings: &TrackerSettings, last: Duration, changed: bool) -> Duration {
+    if changed {
+        settings.poll_interval
+    } else {
+        (last * 2).min(settings.max_poll_interval)
+    }
+}
+
+/// The keys of `m` whose next poll (`next`) has come.
+fn due_keys<E>(m: &HashMap<Arc<str>, Box<E>>, next: impl Fn(&E) -> Instant) -> Vec<Arc<str>> {
+    let now = Instant::now();
+    m.iter()
+        .filter(|(_, e)| next(e) <= now)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Per region, the earliest of `items`' instants, less the allowed clock skew.
+fn oldest_per_region<'a>(
+    items: impl Iterator<Item = (&'a str, DateTime<Utc>)>,
+) -> HashMap<String, DateTime<Utc>> {
+    let mut oldest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for (region, t) in items {
+        let t = t - CREATION_SKEW;
+        oldest
+            .entry(region.to_string())
+            .and_modify(|o| *o = (*o).min(t))
+            .or_insert(t);
+    }
+    oldest
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+fn log_copy_api_error(c: &Copy, e: &ApiError) {
+    warn!(
+        event = event::AWS_CALL_FAILED,
+        target = %c.target,
+        destination_vault = %c.destination_vault,
+        operation = e.operation,
+        error_kind = e.kind.as_str(),
+        request_id = e.request_id.as_deref().unwrap_or(""),
+        error = %e,
+        "copy tracking call failed; retried at the next poll"
+    );
+}
+
+/// The log line of one copy change; field names are stable (README: "Log events").
+pub fn log_copy_change(c: &Copy, change: &CopyChange) {
+    let id = c.copy_job_id.as_deref().unwrap_or("");
+    let exec = c.execution_arn.as_deref().unwrap_or("");
+    match change {
+        CopyChange::Created => info!(
+            event = event::COPY_JOB_CREATED,
+            target = %c.target,
+            rule = %c.rule,
+            destination_vault = %c.destination_vault,
+            copy_job_id = id,
+            execution_arn = exec,
+            source_recovery_point_arn = c.source_recovery_point_arn.as_deref().unwrap_or(""),
+            "copy job created"
+        ),
+        CopyChange::Finished(s) => {
+            // A failed copy is its own ERROR line; the backup's own line stays as it was.
+            macro_rules! finished {
+                ($level:ident) => {
+                    $level!(
+                        event = event::COPY_FINISHED,
+                        target = %c.target,
+                        rule = %c.rule,
+                        destination_vault = %c.destination_vault,
+                        copy_job_id = id,
+                        execution_arn = exec,
+                        state = %s.state,
+                        success = s.success,
+                        duration_seconds = s.duration_seconds,
+                        destination_recovery_point_arn =
+                            s.destination_recovery_point_arn.as_deref().unwrap_or(""),
+                        error = s.error.as_deref().unwrap_or(""),
+                        "copy finished"
+                    )
+                };
+            }
+            if s.success {
+                finished!(info);
+            } else {
+                finished!(error);
+            }
+        }
     }
 }
 
@@ -917,8 +1377,8 @@ pub fn log_change(b: &Backup, c: &Change) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::StartRequest;
     use crate::aws::fake::FakeAws;
-    use crate::aws::{JobState, StartRequest};
     use crate::clock::TokioClock;
     use chrono::TimeZone;
 
@@ -1205,6 +1665,137 @@ mod tests {
         }
         assert_eq!(fake.calls("ListBackupJobs"), 0);
         assert_eq!(fake.calls("DescribeBackupJob"), 2 * 5);
+    }
+
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+
+    fn copy_plan() -> Arc<crate::copies::CopyPlan> {
+        Arc::new(crate::copies::CopyPlan {
+            rule: "daily".into(),
+            destinations: vec![crate::copies::Destination {
+                vault: crate::arn::BackupVaultArn::parse(DR).unwrap(),
+                delete_after_days: 90,
+            }]
+            .into(),
+        })
+    }
+
+    fn completed(i: usize) -> JobDetail {
+        let mut j = job(i, "COMPLETED");
+        j.recovery_point_arn = Some(format!("rp-{i}"));
+        j.completion_date = Some(t0() + chrono::Duration::seconds(10));
+        j
+    }
+
+    fn copy_job(i: usize, state: &str) -> CopyJobDetail {
+        CopyJobDetail {
+            copy_job_id: format!("c-{i}"),
+            state: JobState::parse(state),
+            status_message: None,
+            resource_arn: Some(resource(i)),
+            source_recovery_point_arn: Some(format!("rp-{i}")),
+            destination_vault_arn: Some(DR.into()),
+            destination_recovery_point_arn: None,
+            creation_date: Some(t0() + chrono::Duration::seconds(20)),
+            completion_date: None,
+        }
+    }
+
+    /// 20 backups with a copy each: one ListCopyJobs finds every copy job (by source recovery
+    /// point and destination, no execution read), one more reports their ends.
+    #[tokio::test(start_paused = true)]
+    async fn copies_of_many_backups_are_found_and_followed_by_listing() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        for i in 0..20 {
+            fake.set_job(job(i, "RUNNING"));
+            let mut b = backup(
+                i,
+                Some(format!("arn:aws:states:us-east-1:1:execution:b:e{i}")),
+            );
+            b.copy_plan = Some(copy_plan());
+            b.on_job_id(format!("job-{i}"));
+            handle.in_flight.add(&b.resource_arn, b.hold.clone());
+            handle.track(b);
+        }
+        drain(&mut tracker);
+        for i in 0..20 {
+            fake.set_job(completed(i));
+            fake.set_copy_job(copy_job(i, "RUNNING"));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert!(tracker.is_empty(), "every backup finished");
+        assert!(handle.in_flight.is_empty(), "copies hold no instance");
+        assert_eq!(tracker.copies_len(), 20);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(fake.calls("ListCopyJobs"), 1);
+        assert!(
+            tracker
+                .copies
+                .values()
+                .all(|e| e.copy.copy_job_id.is_some())
+        );
+        for i in 0..20 {
+            fake.set_copy_job(copy_job(i, "COMPLETED"));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 0, "every copy finished");
+        assert_eq!(fake.calls("ListCopyJobs"), 2);
+        assert_eq!(fake.calls("DescribeCopyJob"), 0);
+        assert_eq!(fake.calls("DescribeExecution"), 0);
+    }
+
+    /// A backup that did not complete waits for no copy; a refused copy ends FAILED from the
+    /// execution's output.
+    #[tokio::test(start_paused = true)]
+    async fn only_completed_backups_wait_for_copies_and_a_refusal_ends_the_copy() {
+        let fake = Arc::new(FakeAws::new());
+        let (mut tracker, handle) = setup(&fake);
+        let sm = crate::arn::StateMachineArn::parse(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:b",
+        )
+        .unwrap();
+        let mut arns = Vec::new();
+        for (i, state) in [(0, "COMPLETED"), (1, "FAILED")] {
+            let started = fake
+                .start_execution(&StartRequest {
+                    state_machine: sm.clone(),
+                    name: format!("t{i}-20261129T030000Z"),
+                    input: "{}".into(),
+                })
+                .await
+                .unwrap();
+            let mut j = completed(i);
+            j.state = JobState::parse(state);
+            fake.set_job(j);
+            let mut b = backup(i, Some(started.execution_arn.clone()));
+            b.copy_plan = Some(copy_plan());
+            b.on_job_id(format!("job-{i}"));
+            handle.track(b);
+            arns.push(started.execution_arn);
+        }
+        drain(&mut tracker);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 1, "only the COMPLETED backup's copy");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 1, "the execution still runs");
+        fake.finish_execution(
+            &arns[0],
+            crate::aws::ExecutionStatus::Succeeded,
+            Some(&format!(
+                r#"{{"BackupJobId":"job-0","Copies":[{{"DestinationBackupVaultArn":"{DR}","Error":"Backup.AccessDeniedException","Cause":"no"}}]}}"#
+            )),
+            None,
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tracker.poll_due().await;
+        assert_eq!(tracker.copies_len(), 0, "the refusal ended it");
+        assert_eq!(fake.calls("DescribeCopyJob"), 0);
     }
 
     #[tokio::test(start_paused = true)]

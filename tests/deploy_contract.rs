@@ -73,6 +73,20 @@ fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
         on_pre_hook_failure: all.then_some(OnPreHookFailure::Backup),
         backup_options: all
             .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
+        copy_to: backup_orchestrator::copies::input(
+            "web-1-20261129T100000Z",
+            &if all {
+                vec![backup_orchestrator::copies::Destination {
+                    vault: backup_orchestrator::arn::BackupVaultArn::parse(
+                        "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
+                    )
+                    .unwrap(),
+                    delete_after_days: 90,
+                }]
+            } else {
+                Vec::new()
+            },
+        ),
     }
 }
 
@@ -290,9 +304,29 @@ fn analyse(def: &Value, inputs: &BTreeSet<String>) -> Analysis {
     for (name, s) in states(def) {
         let ty = s["Type"].as_str().expect("Type");
         assert!(
-            matches!(ty, "Pass" | "Task" | "Choice" | "Wait" | "Fail" | "Succeed"),
+            matches!(
+                ty,
+                "Pass" | "Task" | "Choice" | "Wait" | "Fail" | "Succeed" | "Map"
+            ),
             "{name}: {ty} states are not analysed here (their `$` is not the input)"
         );
+        if ty == "Map" {
+            // Outside, a Map reads ItemsPath and its ItemSelector from `$` and writes its
+            // ResultPath; inside, `$` is one item (checked by `map_items`).
+            a.read(name, s["ItemsPath"].as_str().expect("a Map's ItemsPath"));
+            a.template(name, &s["ItemSelector"]);
+            assert!(s.get("Parameters").is_none(), "{name}: use ItemSelector");
+            a.write(name, s.get("ResultPath").unwrap_or(&Value::Null));
+            for c in s
+                .get("Catch")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                a.write(&format!("{name} (Catch)"), &c["ResultPath"]);
+            }
+            continue;
+        }
         assert!(
             s.get("QueryLanguage").is_none() && def.get("QueryLanguage").is_none(),
             "the analysis is for JSONPath machines"
@@ -388,6 +422,85 @@ fn analyse(def: &Value, inputs: &BTreeSet<String>) -> Analysis {
         }
     }
     a
+}
+
+/// The Map states of the machine: (name, its ItemSelector's members, its item processor).
+fn maps(def: &Value) -> Vec<(String, BTreeSet<String>, Value)> {
+    states(def)
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Map")
+        .map(|(name, s)| {
+            let members = s["ItemSelector"]
+                .as_object()
+                .expect("an ItemSelector")
+                .keys()
+                .map(|k| k.strip_suffix(".$").unwrap_or(k).to_string())
+                .collect();
+            (name.clone(), members, s["ItemProcessor"].clone())
+        })
+        .collect()
+}
+
+/// Inside a Map, `$` is the item: every member read is one the ItemSelector makes or a state
+/// inside writes, and `$.Destination.X` (a `CopyTo` element) names a member the daemon sends.
+#[test]
+fn the_copy_map_reads_only_its_item_and_copy_to_members() {
+    let m = machine();
+    let found = maps(&m.definition);
+    assert_eq!(found.len(), 1, "one Map: StartCopies");
+    let (name, members, processor) = &found[0];
+    let inner = analyse(processor, members);
+    for (member, by) in &inner.reads {
+        assert!(
+            members.contains(member) || inner.writes.contains_key(member),
+            "{name}: {by:?} read $.{member}, which the item does not have"
+        );
+    }
+    let mut sent = input(Some("x"), Some("y"));
+    sent.copy_to.get_or_insert_with(Vec::new);
+    let element: BTreeSet<String> = serde_json::to_value(&sent.copy_to.as_ref().unwrap()[0])
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let text = processor.to_string();
+    let mut destination_reads = 0;
+    for (i, _) in text.match_indices("$.Destination.") {
+        let member = ident(&text[i + "$.Destination.".len()..]);
+        assert!(
+            element.contains(&member),
+            "{name} reads $.Destination.{member}; a CopyTo element has {element:?}"
+        );
+        destination_reads += 1;
+    }
+    assert!(destination_reads >= 3, "{text}");
+    for member in &element {
+        assert!(
+            text.contains(&format!("$.Destination.{member}")),
+            "{name} ignores the CopyTo member {member}"
+        );
+    }
+    let task = &processor["States"]["StartCopyJob"];
+    assert_eq!(
+        task["Resource"],
+        "arn:aws:states:::aws-sdk:backup:startCopyJob"
+    );
+    assert_eq!(
+        task["Parameters"]["IdempotencyToken.$"], "$.Destination.IdempotencyToken",
+        "the daemon's token, never one made in the machine"
+    );
+}
+
+/// A target without copies (or hooks, or VSS) sends exactly what it sent before copies existed:
+/// an execution of it in flight during an upgrade is found by name and input, not refused.
+#[test]
+fn the_input_of_a_target_without_copies_is_unchanged() {
+    assert_eq!(
+        input(None, None).to_json(),
+        r#"{"ResourceArn":"arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0","Target":"web-1","ScheduledFor":"2026-11-29T10:00:00Z","Trigger":"schedule","StartWindowMinutes":60,"CompleteWindowMinutes":10080,"DeleteAfterDays":35}"#
+    );
 }
 
 #[test]

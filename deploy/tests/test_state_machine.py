@@ -92,13 +92,18 @@ def definition_json(fast: bool = True, **overrides: str) -> str:
     assert set(props["DefinitionSubstitutions"]) == set(SUBSTITUTIONS), props["DefinitionSubstitutions"]
     definition = json.loads(json.dumps(props["Definition"]))
     if fast:
-        for state in definition["States"].values():
-            if state["Type"] == "Wait":
-                state["Seconds"] = 0
-            for retrier in state.get("Retry", []):
-                retrier["IntervalSeconds"] = 1
-                retrier["BackoffRate"] = 1.0
-                retrier.pop("JitterStrategy", None)
+        def quicken(states: dict) -> None:
+            for state in states.values():
+                if state["Type"] == "Wait":
+                    state["Seconds"] = 0
+                for retrier in state.get("Retry", []):
+                    retrier["IntervalSeconds"] = 1
+                    retrier["BackoffRate"] = 1.0
+                    retrier.pop("JitterStrategy", None)
+                if state["Type"] == "Map":
+                    quicken(state["ItemProcessor"]["States"])
+
+        quicken(definition["States"])
     text = json.dumps(definition)
     unknown = set(re.findall(r"\$\{([^}]+)\}", text)) - set(substitutions)
     assert not unknown, f"placeholders without a substitution: {unknown}"
@@ -122,17 +127,33 @@ class InvalidParameterValueException(AwsError):
     pass
 
 
+class AccessDeniedException(AwsError):
+    pass
+
+
+DR = f"arn:aws:backup:us-west-2:{ACCOUNT}:backup-vault:dr"
+DR2 = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr"
+RECOVERY_POINT = f"arn:aws:ec2:{REGION}::image/ami-0123"
+
+
+def copy_to(*destinations: tuple[str, int]) -> list[dict]:
+    """The CopyTo member as the daemon sends it (src/copies.rs)."""
+    return [{"DestinationBackupVaultArn": arn, "Lifecycle": {"DeleteAfterDays": days},
+             "IdempotencyToken": f"copy-{i}"} for i, (arn, days) in enumerate(destinations)]
+
+
 class Fake:
     """Scripted answers for one scenario; records every call (operation, params)."""
 
     def __init__(self, *, pre=("Success",), post=("Success",), job_states=("RUNNING", "COMPLETED"),
-                 start_error=None, invocation_missing_once=False):
+                 start_error=None, invocation_missing_once=False, refuse_copies_to=()):
         self.calls: list[tuple[str, dict]] = []
         self.commands: dict[str, list[str]] = {}
         self.statuses = {"pre": list(pre), "post": list(post)}
         self.job_states = list(job_states)
         self.start_error = start_error
         self.invocation_missing_once = invocation_missing_once
+        self.refuse_copies_to = set(refuse_copies_to)
 
     def client(self, service: str):
         fake = self
@@ -179,7 +200,13 @@ class Fake:
     def describe_backup_job(self, **p):
         assert p["BackupJobId"] == "job-1"
         state = self.job_states.pop(0) if len(self.job_states) > 1 else self.job_states[0]
-        return {"BackupJobId": "job-1", "State": state}
+        return {"BackupJobId": "job-1", "State": state, "RecoveryPointArn": RECOVERY_POINT}
+
+    def start_copy_job(self, **p):
+        if p["DestinationBackupVaultArn"] in self.refuse_copies_to:
+            raise AccessDeniedException("not authorized to perform backup:CopyIntoBackupVault")
+        return {"CopyJobId": "copy-job-" + p["IdempotencyToken"], "CreationDate": "2026-11-29T10:10:00Z",
+                "IsParent": False}
 
     def ops(self) -> list[str]:
         return [op for op, _ in self.calls]
@@ -409,6 +436,61 @@ class StateMachineTest(unittest.TestCase):
         self.assertEqual(desc["error"], "PostCommandFailed")
         self.assertIn("job-1", desc["cause"])
         self.assertEqual(fake.ops()[0], "StartBackupJob")
+
+    def copy_calls(self, fake: Fake) -> list[dict]:
+        return [p for op, p in fake.calls if op == "StartCopyJob"]
+
+    def test_copies_to_two_destinations_once_the_backup_completed(self):
+        fake = Fake(job_states=("RUNNING", "COMPLETED"))
+        desc = self.run_machine(fake, full_input(CopyTo=copy_to((DR, 90), (DR2, 365))))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        self.assertEqual(fake.ops()[:4], ["StartBackupJob", "DescribeBackupJob", "DescribeBackupJob",
+                                          "DescribeBackupJob"], "the job wait, then its recovery point")
+        calls = sorted(self.copy_calls(fake), key=lambda p: p["IdempotencyToken"])
+        self.assertEqual(calls, [
+            {"RecoveryPointArn": RECOVERY_POINT, "SourceBackupVaultName": VAULT,
+             "DestinationBackupVaultArn": DR, "IamRoleArn": BACKUP_ROLE, "IdempotencyToken": "copy-0",
+             "Lifecycle": {"DeleteAfterDays": 90}},
+            {"RecoveryPointArn": RECOVERY_POINT, "SourceBackupVaultName": VAULT,
+             "DestinationBackupVaultArn": DR2, "IamRoleArn": BACKUP_ROLE, "IdempotencyToken": "copy-1",
+             "Lifecycle": {"DeleteAfterDays": 365}}])
+        output = json.loads(desc["output"])
+        self.assertEqual(output["BackupJobId"], "job-1")
+        self.assertEqual(output["Copies"], [
+            {"DestinationBackupVaultArn": DR, "CopyJobId": "copy-job-copy-0"},
+            {"DestinationBackupVaultArn": DR2, "CopyJobId": "copy-job-copy-1"}])
+
+    def test_a_failed_backup_starts_no_copy(self):
+        for state in ("FAILED", "EXPIRED", "ABORTED", "PARTIAL"):
+            fake = Fake(job_states=("RUNNING", state))
+            desc = self.run_machine(fake, full_input(CopyTo=copy_to((DR, 90))))
+            self.assertEqual(desc["status"], "SUCCEEDED", desc)
+            self.assertNotIn("StartCopyJob", fake.ops(), state)
+            output = json.loads(desc["output"])
+            self.assertNotIn("Copies", output)
+            self.assertEqual(output["BackupJob"]["State"], state)
+
+    def test_a_refused_start_copy_job_is_that_destination_s_result_not_the_execution_s(self):
+        fake = Fake(job_states=("COMPLETED",), refuse_copies_to=(DR2,))
+        desc = self.run_machine(fake, full_input(CopyTo=copy_to((DR, 90), (DR2, 365))))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        refused = [p for p in self.copy_calls(fake) if p["DestinationBackupVaultArn"] == DR2]
+        self.assertEqual(len(refused), 4, "3 retries")
+        self.assertEqual({p["IdempotencyToken"] for p in refused}, {"copy-1"}, "one token: never two copies")
+        copies = json.loads(desc["output"])["Copies"]
+        self.assertEqual(copies[0], {"DestinationBackupVaultArn": DR, "CopyJobId": "copy-job-copy-0"})
+        self.assertEqual(copies[1]["DestinationBackupVaultArn"], DR2)
+        self.assertEqual(copies[1]["Error"], "Backup.AccessDeniedException")
+        self.assertIn("CopyIntoBackupVault", copies[1]["Cause"])
+
+    def test_copies_follow_a_post_hook_that_ran_when_the_job_started(self):
+        fake = Fake(job_states=("CREATED", "RUNNING", "RUNNING", "COMPLETED"))
+        desc = self.run_machine(fake, full_input(PostDocument=document("start"), CopyTo=copy_to((DR, 90))))
+        self.assertEqual(desc["status"], "SUCCEEDED", desc)
+        ops = fake.ops()
+        self.assertLess(ops.index("SendCommand"), ops.index("StartCopyJob"))
+        self.assertEqual(ops[-2:], ["DescribeBackupJob", "StartCopyJob"])
+        self.assertEqual(json.loads(desc["output"])["Copies"][0]["CopyJobId"], "copy-job-copy-0")
 
 
 if __name__ == "__main__":

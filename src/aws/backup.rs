@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use aws_sdk_backup::Client;
 use aws_sdk_backup::config::Region;
-use aws_sdk_backup::types::BackupJobState;
+use aws_sdk_backup::types::{BackupJobState, CopyJobState};
 use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
-use super::{ApiError, BackupJobs, JobDetail, JobFilter, JobState, Page, RegionalClients};
+use super::{
+    ApiError, BackupJobs, CopyJobDetail, CopyJobFilter, JobDetail, JobFilter, JobState, Page,
+    RegionalClients,
+};
 
 /// AWS Backup through the AWS SDK.
 #[derive(Clone)]
@@ -70,7 +73,71 @@ macro_rules! job_detail {
     }};
 }
 
+fn copy_detail(j: &aws_sdk_backup::types::CopyJob) -> CopyJobDetail {
+    CopyJobDetail {
+        copy_job_id: j.copy_job_id().unwrap_or_default().to_string(),
+        state: j
+            .state()
+            .map_or(JobState::Other(String::new()), |s: &CopyJobState| {
+                JobState::parse(s.as_str())
+            }),
+        status_message: j.status_message().map(str::to_string),
+        resource_arn: j.resource_arn().map(str::to_string),
+        source_recovery_point_arn: j.source_recovery_point_arn().map(str::to_string),
+        destination_vault_arn: j.destination_backup_vault_arn().map(str::to_string),
+        destination_recovery_point_arn: j.destination_recovery_point_arn().map(str::to_string),
+        creation_date: j.creation_date().map(to_chrono),
+        completion_date: j.completion_date().map(to_chrono),
+    }
+}
+
 impl BackupJobs for SdkBackupJobs {
+    async fn describe_copy_job(
+        &self,
+        region: &str,
+        copy_job_id: &str,
+    ) -> Result<CopyJobDetail, ApiError> {
+        let out = self
+            .client(region)
+            .describe_copy_job()
+            .copy_job_id(copy_job_id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeCopyJob", e))?;
+        out.copy_job().map(copy_detail).ok_or_else(|| {
+            ApiError::from_code(
+                "DescribeCopyJob",
+                None,
+                None,
+                "the answer has no CopyJob".into(),
+                None,
+            )
+        })
+    }
+
+    async fn list_copy_jobs(
+        &self,
+        region: &str,
+        filter: &CopyJobFilter,
+        next_token: Option<String>,
+    ) -> Result<Page<CopyJobDetail>, ApiError> {
+        let out = self
+            .client(region)
+            .list_copy_jobs()
+            .set_by_created_after(filter.created_after.map(from_chrono))
+            .set_by_destination_vault_arn(filter.destination_vault_arn.clone())
+            .set_by_state(filter.state.as_deref().map(CopyJobState::from))
+            .max_results(MAX_PAGE)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| classify("ListCopyJobs", e))?;
+        Ok(Page {
+            items: out.copy_jobs().iter().map(copy_detail).collect(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+
     async fn describe_backup_job(&self, region: &str, job_id: &str) -> Result<JobDetail, ApiError> {
         let out = self
             .client(region)

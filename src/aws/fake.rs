@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use chrono::Utc;
 
 use super::{
-    ApiError, BackupJobs, ErrorKind, ExecutionDetail, ExecutionStatus, ExecutionSummary,
-    HistoryEvent, JobDetail, JobFilter, Page, StartRequest, Started, StepFunctions,
+    ApiError, BackupJobs, CopyJobDetail, CopyJobFilter, ErrorKind, ExecutionDetail,
+    ExecutionStatus, ExecutionSummary, HistoryEvent, JobDetail, JobFilter, Page, StartRequest,
+    Started, StepFunctions,
 };
 use crate::arn::StateMachineArn;
 
@@ -23,6 +24,7 @@ struct State {
     executions: HashMap<String, ExecutionDetail>,
     history: HashMap<String, Vec<HistoryEvent>>,
     jobs: HashMap<String, JobDetail>,
+    copy_jobs: HashMap<String, CopyJobDetail>,
     errors: HashMap<&'static str, VecDeque<ApiError>>,
     calls: HashMap<&'static str, usize>,
     /// ListBackupJobs rows a page (None: everything in one page).
@@ -102,6 +104,12 @@ impl FakeAws {
     pub fn set_job(&self, job: JobDetail) {
         let mut s = self.state.lock().expect("fake lock");
         s.jobs.insert(job.job_id.clone(), job);
+    }
+
+    /// Creates or replaces a copy job.
+    pub fn set_copy_job(&self, job: CopyJobDetail) {
+        let mut s = self.state.lock().expect("fake lock");
+        s.copy_jobs.insert(job.copy_job_id.clone(), job);
     }
 }
 
@@ -199,6 +207,23 @@ impl StepFunctions for FakeAws {
 }
 
 impl BackupJobs for FakeAws {
+    async fn describe_copy_job(
+        &self,
+        _region: &str,
+        copy_job_id: &str,
+    ) -> Result<CopyJobDetail, ApiError> {
+        self.copy_job(copy_job_id)
+    }
+
+    async fn list_copy_jobs(
+        &self,
+        _region: &str,
+        filter: &CopyJobFilter,
+        _next_token: Option<String>,
+    ) -> Result<Page<CopyJobDetail>, ApiError> {
+        self.copy_jobs(filter)
+    }
+
     async fn describe_backup_job(
         &self,
         _region: &str,
@@ -252,6 +277,49 @@ impl BackupJobs for FakeAws {
         Ok(Page {
             items: rest.into_iter().take(size).collect(),
             next_token,
+        })
+    }
+}
+
+impl FakeAws {
+    /// DescribeCopyJob (the trait method's body, apart for readability).
+    fn copy_job(&self, id: &str) -> Result<CopyJobDetail, ApiError> {
+        let s = self.call("DescribeCopyJob")?;
+        s.copy_jobs.get(id).cloned().ok_or_else(|| {
+            ApiError::from_code(
+                "DescribeCopyJob",
+                Some("ResourceNotFoundException"),
+                Some(404),
+                id.to_string(),
+                None,
+            )
+        })
+    }
+
+    /// ListCopyJobs, everything in one page.
+    fn copy_jobs(&self, filter: &CopyJobFilter) -> Result<Page<CopyJobDetail>, ApiError> {
+        let s = self.call("ListCopyJobs")?;
+        let items = s
+            .copy_jobs
+            .values()
+            .filter(|j| {
+                filter
+                    .created_after
+                    .is_none_or(|t| j.creation_date.is_none_or(|c| c > t))
+                    && filter
+                        .destination_vault_arn
+                        .as_ref()
+                        .is_none_or(|d| j.destination_vault_arn.as_ref() == Some(d))
+                    && filter
+                        .state
+                        .as_deref()
+                        .is_none_or(|st| j.state.as_str() == st)
+            })
+            .cloned()
+            .collect();
+        Ok(Page {
+            items,
+            next_token: None,
         })
     }
 }

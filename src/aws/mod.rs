@@ -403,6 +403,41 @@ pub struct JobFilter {
     pub resource_type: Option<String>,
 }
 
+/// What DescribeCopyJob and ListCopyJobs tell about a copy job (states as [`JobState`]:
+/// CREATED, RUNNING, COMPLETED, FAILED, PARTIAL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyJobDetail {
+    /// The copy job id.
+    pub copy_job_id: String,
+    /// Its state.
+    pub state: JobState,
+    /// Why it failed, if it did.
+    pub status_message: Option<String>,
+    /// The resource whose recovery point it copies.
+    pub resource_arn: Option<String>,
+    /// The recovery point it copies.
+    pub source_recovery_point_arn: Option<String>,
+    /// Where it copies to.
+    pub destination_vault_arn: Option<String>,
+    /// The copy, once made.
+    pub destination_recovery_point_arn: Option<String>,
+    /// When it was created.
+    pub creation_date: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completion_date: Option<DateTime<Utc>>,
+}
+
+/// ListCopyJobs filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyJobFilter {
+    /// Only copy jobs created after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only this destination vault.
+    pub destination_vault_arn: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+}
+
 /// The Step Functions calls the daemon makes.
 pub trait StepFunctions: Send + Sync + 'static {
     /// StartExecution. `ExecutionAlreadyExists` is an [`ErrorKind::AlreadyExists`] error.
@@ -449,6 +484,21 @@ pub trait BackupJobs: Send + Sync + 'static {
         filter: &JobFilter,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<JobDetail>, ApiError>> + Send;
+
+    /// DescribeCopyJob (in the source region, where the copy was started).
+    fn describe_copy_job(
+        &self,
+        region: &str,
+        copy_job_id: &str,
+    ) -> impl Future<Output = Result<CopyJobDetail, ApiError>> + Send;
+
+    /// ListCopyJobs (one page).
+    fn list_copy_jobs(
+        &self,
+        region: &str,
+        filter: &CopyJobFilter,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<CopyJobDetail>, ApiError>> + Send;
 }
 
 /// A GetResources query: resources of these types in `region` whose tags match every filter.

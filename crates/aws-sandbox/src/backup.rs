@@ -1,10 +1,12 @@
-//! AWS Backup over `restJson1`: `PUT /backup-jobs`, `GET /backup-jobs/{id}`, `GET /backup-jobs`;
+//! AWS Backup over `restJson1`: `PUT /backup-jobs`, `GET /backup-jobs/{id}`, `GET /backup-jobs`,
+//! and the same three for `/copy-jobs` (StartCopyJob, DescribeCopyJob, ListCopyJobs);
 //! PascalCase JSON, epoch-second timestamps in bodies, ISO-8601 in query strings, errors named
 //! by the `X-Amzn-Errortype` header.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::copy::{CopyFilter, CopyJobRecord, CopyRequest};
 use super::world::{ApiError, JobFilter, JobRecord, JobRequest, Millis};
 use super::{Inner, Reply};
 
@@ -17,11 +19,25 @@ pub(crate) enum Operation {
     StartBackupJob,
     DescribeBackupJob(String),
     ListBackupJobs,
+    StartCopyJob,
+    DescribeCopyJob(String),
+    ListCopyJobs,
 }
 
 impl Operation {
     /// The operation a method and path name, if any.
     pub(crate) fn route(method: &hyper::Method, path: &str) -> Option<Self> {
+        if let Some(rest) = path.strip_prefix("/copy-jobs") {
+            return match (method.as_str(), rest) {
+                ("PUT", "" | "/") => Some(Self::StartCopyJob),
+                ("GET", "" | "/") => Some(Self::ListCopyJobs),
+                ("GET", id) => {
+                    let id = id.strip_prefix('/')?;
+                    (!id.contains('/')).then(|| Self::DescribeCopyJob(percent_decode(id)))
+                }
+                _ => None,
+            };
+        }
         let rest = path.strip_prefix("/backup-jobs")?;
         match (method.as_str(), rest) {
             ("PUT", "" | "/") => Some(Self::StartBackupJob),
@@ -40,6 +56,9 @@ impl Operation {
             Self::StartBackupJob => "StartBackupJob",
             Self::DescribeBackupJob(_) => "DescribeBackupJob",
             Self::ListBackupJobs => "ListBackupJobs",
+            Self::StartCopyJob => "StartCopyJob",
+            Self::DescribeCopyJob(_) => "DescribeCopyJob",
+            Self::ListCopyJobs => "ListCopyJobs",
         }
     }
 }
@@ -59,6 +78,12 @@ pub(crate) fn handle(
             .describe_job(id, now)
             .map(|record| describe(&record, inner)),
         Operation::ListBackupJobs => list_backup_jobs(query.unwrap_or_default(), inner, now),
+        Operation::StartCopyJob => start_copy_job(body, inner, now),
+        Operation::DescribeCopyJob(id) => inner
+            .world
+            .describe_copy_job(id, now)
+            .map(|r| json!({ "CopyJob": copy_job(&r) })),
+        Operation::ListCopyJobs => list_copy_jobs(query.unwrap_or_default(), inner, now),
     };
     match result {
         Ok(body) => Reply::json(200, &body),
@@ -67,15 +92,7 @@ pub(crate) fn handle(
 }
 
 fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
-    let request: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            return Err(ApiError {
-                code: "InvalidRequestException",
-                message: "the request body is not a JSON object".into(),
-            });
-        }
-    };
+    let request = body_object(body)?;
     let text = |member: &str| {
         request
             .get(member)
@@ -104,6 +121,124 @@ fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value
     Ok(response)
 }
 
+/// A request body that must be a JSON object.
+fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError {
+            code: "InvalidRequestException",
+            message: "the request body is not a JSON object".into(),
+        }),
+    }
+}
+
+fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+    let request = body_object(body)?;
+    let text = |member: &str| {
+        request
+            .get(member)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (_, _, record) = inner.world.start_copy_job(
+        CopyRequest {
+            recovery_point_arn: text("RecoveryPointArn"),
+            source_backup_vault_name: text("SourceBackupVaultName"),
+            destination_backup_vault_arn: text("DestinationBackupVaultArn"),
+            iam_role_arn: text("IamRoleArn"),
+            idempotency_token: text("IdempotencyToken"),
+            delete_after_days: request
+                .get("Lifecycle")
+                .and_then(|l| l.get("DeleteAfterDays"))
+                .and_then(Value::as_i64),
+        },
+        now,
+    )?;
+    Ok(json!({
+        "CopyJobId": record.id,
+        "CreationDate": seconds(record.creation_date),
+        "IsParent": false,
+    }))
+}
+
+fn list_copy_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+    let mut filter = CopyFilter::default();
+    let mut max = MAX_PAGE;
+    let mut token = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match key {
+            "resourceArn" => filter.resource_arn = Some(value),
+            "state" => filter.state = Some(value),
+            "destinationVaultArn" => filter.destination_vault_arn = Some(value),
+            "sourceRecoveryPointArn" => filter.source_recovery_point_arn = Some(value),
+            "accountId" => filter.account_id = Some(value),
+            "createdAfter" => filter.created_after = Some(query_time(key, &value)?),
+            "createdBefore" => filter.created_before = Some(query_time(key, &value)?),
+            "completeAfter" => filter.complete_after = Some(query_time(key, &value)?),
+            "completeBefore" => filter.complete_before = Some(query_time(key, &value)?),
+            "maxResults" => max = page_size(&value)?,
+            "nextToken" => token = Some(value),
+            // Filters the sandbox does not model (resourceType, parentJobId, messageCategory)
+            // match everything.
+            _ => {}
+        }
+    }
+    let (records, next) = inner
+        .world
+        .list_copy_jobs(&filter, max, token.as_deref(), now)?;
+    let jobs: Vec<Value> = records.iter().map(copy_job).collect();
+    let mut body = json!({ "CopyJobs": jobs });
+    if let Some(next) = next {
+        body["NextToken"] = json!(next);
+    }
+    Ok(body)
+}
+
+/// `maxResults`: 1 to [`MAX_PAGE`].
+fn page_size(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| ApiError {
+            code: "InvalidParameterValueException",
+            message: format!("maxResults must be 1 to {MAX_PAGE}, got {value}"),
+        })
+}
+
+/// A copy job in DescribeCopyJob's `CopyJob` shape (ListCopyJobs rows are the same).
+fn copy_job(r: &CopyJobRecord) -> Value {
+    let mut job = json!({
+        "AccountId": r.account_id,
+        "CopyJobId": r.id,
+        "SourceBackupVaultArn": r.source_backup_vault_arn,
+        "SourceRecoveryPointArn": r.source_recovery_point_arn,
+        "DestinationBackupVaultArn": r.destination_backup_vault_arn,
+        "ResourceArn": r.resource_arn,
+        "ResourceType": r.resource_type,
+        "CreationDate": seconds(r.creation_date),
+        "State": r.state,
+        "BackupSizeInBytes": r.backup_size_in_bytes,
+        "IamRoleArn": r.iam_role_arn,
+        "IsParent": false,
+    });
+    if r.state == "COMPLETED" {
+        job["DestinationRecoveryPointArn"] = json!(r.destination_recovery_point_arn);
+    }
+    if let Some(days) = r.delete_after_days {
+        job["DestinationRecoveryPointLifecycle"] = json!({ "DeleteAfterDays": days });
+    }
+    if let Some(completed) = r.completion_date {
+        job["CompletionDate"] = json!(seconds(completed));
+    }
+    if let Some(message) = &r.status_message {
+        job["StatusMessage"] = json!(message);
+    }
+    job
+}
+
 fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
     let mut filter = JobFilter::default();
     let mut max = MAX_PAGE;
@@ -121,16 +256,7 @@ fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value
             "createdBefore" => filter.created_before = Some(query_time(key, &value)?),
             "completeAfter" => filter.complete_after = Some(query_time(key, &value)?),
             "completeBefore" => filter.complete_before = Some(query_time(key, &value)?),
-            "maxResults" => {
-                max = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError {
-                        code: "InvalidParameterValueException",
-                        message: format!("maxResults must be 1 to {MAX_PAGE}, got {value}"),
-                    })?;
-            }
+            "maxResults" => max = page_size(&value)?,
             "nextToken" => token = Some(value),
             // Filters the sandbox does not model (parentJobId, messageCategory) match everything.
             _ => {}
@@ -212,6 +338,7 @@ fn describe(record: &JobRecord, inner: &Inner) -> Value {
 pub(crate) fn error(e: &ApiError) -> Reply {
     let status = match e.code {
         "ResourceNotFoundException" | "UnknownOperationException" => 404,
+        "AccessDeniedException" => 403,
         "ThrottlingException" => 429,
         "ServiceUnavailableException" => 503,
         _ => 400,

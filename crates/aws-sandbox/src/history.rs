@@ -253,7 +253,8 @@ pub(crate) fn events(line: &Timeline<'_>, now: Millis) -> Vec<Value> {
     events.succeed(*at, START_BACKUP_JOB, "StartBackupJob", start_response);
     let post = hooks.and_then(|h| h.post.as_ref().map(|p| (h, p)));
     let Some((h, post)) = post else {
-        events.succeed_execution(*at, output);
+        // Plain: at once; with copies, once the machine has started them.
+        events.succeed_execution(*stop, output);
         return finish(events, now);
     };
     // The poll that let the post hook go (the earlier ones saw CREATED and are left out).

@@ -18,6 +18,7 @@
 //! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
 
 mod backup;
+mod copy;
 mod dynamodb;
 mod faults;
 mod history;
@@ -47,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+pub use copy::{CopyJobRecord, CopyRule};
 pub use faults::Faults;
 pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
@@ -83,8 +85,13 @@ pub struct SandboxConfig {
     pub fail_resources: Vec<String>,
     /// `None`: every well-formed state machine ARN exists; `Some`: only these do.
     pub state_machines: Option<Vec<String>>,
-    /// How the modelled machine is deployed (hook prefix, raw commands) and how fast it polls.
+    /// How the modelled machine is deployed (hook prefix, raw commands) and how fast it polls
+    /// (`end_poll` also times its copy branch: the first job poll after the job ended).
     pub hooks: HookSettings,
+    /// A copy job's time in CREATED before RUNNING.
+    pub copy_pending: Duration,
+    /// A copy job's time in RUNNING before COMPLETED.
+    pub copy_running: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -98,6 +105,8 @@ impl Default for SandboxConfig {
             fail_resources: Vec::new(),
             state_machines: None,
             hooks: HookSettings::default(),
+            copy_pending: Duration::from_secs(1),
+            copy_running: Duration::from_secs(3),
         }
     }
 }
@@ -191,6 +200,8 @@ impl Sandbox {
             fail_resources: config.fail_resources,
             state_machines: config.state_machines.map(|list| list.into_iter().collect()),
             hooks: config.hooks,
+            copy_pending: millis(config.copy_pending),
+            copy_running: millis(config.copy_running),
         });
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -259,6 +270,16 @@ impl Sandbox {
     /// Every backup job, oldest first, with its state now.
     pub fn jobs(&self) -> Vec<JobRecord> {
         self.shared.inner().world.jobs(now_ms())
+    }
+
+    /// Every copy job, oldest first, with its state now.
+    pub fn copy_jobs(&self) -> Vec<CopyJobRecord> {
+        self.shared.inner().world.copy_jobs(now_ms())
+    }
+
+    /// Replaces how copies to each destination behave (first matching rule wins).
+    pub fn set_copy_rules(&self, rules: Vec<CopyRule>) {
+        self.shared.inner().world.set_copy_rules(rules);
     }
 
     /// Every hook command the modelled machine has sent, oldest first.
@@ -570,6 +591,14 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
         ("GET", "executions") => Reply::json(200, &shared.inner().world.executions(now)),
         ("GET", "jobs") => Reply::json(200, &shared.inner().world.jobs(now)),
         ("GET", "start-times") => Reply::json(200, &shared.inner().start_times),
+        ("GET", "copy-jobs") => Reply::json(200, &shared.inner().world.copy_jobs(now)),
+        ("POST", "copy-rules") => match serde_json::from_slice::<Vec<CopyRule>>(body) {
+            Ok(rules) => {
+                shared.inner().world.set_copy_rules(rules);
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
+        },
         ("GET", p) if p.starts_with("dynamodb/") => {
             let table = &p["dynamodb/".len()..];
             Reply::json(200, &shared.inner().dynamodb.items(table))

@@ -26,6 +26,15 @@ pub struct ServeArgs {
     /// Resource ARNs (or parts of them) whose jobs fail.
     #[arg(long)]
     pub fail_resource: Vec<String>,
+    /// Seconds a copy job stays CREATED.
+    #[arg(long, default_value_t = 1.0)]
+    pub copy_pending: f64,
+    /// Seconds a copy job stays RUNNING.
+    #[arg(long, default_value_t = 3.0)]
+    pub copy_running: f64,
+    /// Seconds between the modelled machine's job polls before it copies (300 in the template).
+    #[arg(long, default_value_t = 300.0)]
+    pub machine_poll: f64,
 }
 
 impl ServeArgs {
@@ -35,6 +44,12 @@ impl ServeArgs {
             job_pending: Duration::from_secs_f64(self.job_pending),
             job_running: Duration::from_secs_f64(self.job_running),
             fail_resources: self.fail_resource.clone(),
+            copy_pending: Duration::from_secs_f64(self.copy_pending),
+            copy_running: Duration::from_secs_f64(self.copy_running),
+            hooks: super::HookSettings {
+                end_poll: Duration::from_secs_f64(self.machine_poll),
+                ..super::HookSettings::default()
+            },
             ..SandboxConfig::default()
         }
     }

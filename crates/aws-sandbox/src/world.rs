@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::copy::{CopyFilter, CopyJobRecord, CopyJobs, CopyRequest, CopyRule, Source};
 use super::history;
 use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
 use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
@@ -45,6 +46,8 @@ pub(crate) struct WorldConfig {
     pub fail_resources: Vec<String>,
     pub state_machines: Option<HashSet<String>>,
     pub hooks: HookSettings,
+    pub copy_pending: Millis,
+    pub copy_running: Millis,
 }
 
 /// A refusal, named by the error code the real service sends.
@@ -269,7 +272,18 @@ enum Run {
         job: u32,
         stop: Millis,
         post_failure: Option<Box<str>>,
+        /// The copy branch (`CopyTo` in the input), when the job COMPLETED.
+        copies: Option<Box<CopyRun>>,
     },
+}
+
+/// The modelled machine's copy branch: at `at` (its first job poll after the job ended) one
+/// StartCopyJob per `CopyTo` element; `results` are the Map state's items, as the output has.
+#[derive(Debug)]
+struct CopyRun {
+    at: Millis,
+    requests: Vec<Value>,
+    results: Vec<Value>,
 }
 
 #[derive(Debug)]
@@ -332,13 +346,16 @@ pub(crate) struct World {
     task_delays: Vec<Millis>,
     /// Executions started since `task_delays` was set (which delay comes next).
     task_delays_used: usize,
+    /// Copy jobs, from the wire or the machine's copy branch.
+    copy_jobs: CopyJobs,
+    /// Executions whose copy branch runs at a later time.
+    copy_due: BinaryHeap<Reverse<(Millis, u32)>>,
 }
 
 impl World {
     /// An empty world.
     pub fn new(config: WorldConfig) -> Self {
         Self {
-            config,
             strings: HashSet::new(),
             machines: Vec::new(),
             machine_ids: HashMap::new(),
@@ -354,6 +371,149 @@ impl World {
             job_timings: Vec::new(),
             task_delays: Vec::new(),
             task_delays_used: 0,
+            copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
+            copy_due: BinaryHeap::new(),
+            config,
+        }
+    }
+
+    /// Replaces the per-destination copy rules (first match wins; for copies started later).
+    pub fn set_copy_rules(&mut self, rules: Vec<CopyRule>) {
+        self.copy_jobs.set_rules(rules);
+    }
+
+    /// Every copy job, oldest first.
+    pub fn copy_jobs(&mut self, now: Millis) -> Vec<CopyJobRecord> {
+        self.advance(now);
+        self.copy_jobs.all(now, &self.config.account_id)
+    }
+
+    /// DescribeCopyJob.
+    pub fn describe_copy_job(&mut self, id: &str, now: Millis) -> Result<CopyJobRecord, ApiError> {
+        self.advance(now);
+        self.copy_jobs.describe(id, now, &self.config.account_id)
+    }
+
+    /// ListCopyJobs: newest first.
+    pub fn list_copy_jobs(
+        &mut self,
+        filter: &CopyFilter,
+        max: usize,
+        token: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<CopyJobRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        self.copy_jobs
+            .list(filter, max, token, now, &self.config.account_id)
+    }
+
+    /// StartCopyJob from the wire: the recovery point must be one a COMPLETED job made, in the
+    /// named source vault.
+    pub fn start_copy_job(
+        &mut self,
+        request: CopyRequest,
+        now: Millis,
+    ) -> Result<(u32, bool, CopyJobRecord), ApiError> {
+        self.advance(now);
+        CopyJobs::check(&request)?;
+        let rp = request.recovery_point_arn.clone().unwrap_or_default();
+        let job = (0..self.jobs.len() as u32)
+            .rev()
+            .find(|&i| self.recovery_point_arn(&self.jobs[i as usize]) == rp)
+            .ok_or_else(|| {
+                ApiError::new(
+                    "ResourceNotFoundException",
+                    format!("Recovery point {rp} not found"),
+                )
+            })?;
+        let (index, new) = self.copy_from_job(job, request, now)?;
+        let record = self.copy_jobs.record(index, now, &self.config.account_id);
+        Ok((index, new, record))
+    }
+
+    /// Starts a copy of job `job`'s recovery point (wire or machine).
+    fn copy_from_job(
+        &mut self,
+        job: u32,
+        request: CopyRequest,
+        at: Millis,
+    ) -> Result<(u32, bool), ApiError> {
+        let j = &self.jobs[job as usize];
+        if self.job_state(j, at) != JobState::Completed {
+            return Err(ApiError::new(
+                "InvalidRequestException",
+                format!(
+                    "Recovery point {} is not available (its backup job is {})",
+                    self.recovery_point_arn(j),
+                    self.job_state(j, at)
+                ),
+            ));
+        }
+        if request.source_backup_vault_name.as_deref() != Some(&*j.vault) {
+            return Err(ApiError::new(
+                "InvalidParameterValueException",
+                format!(
+                    "Recovery point {} is not in vault {}",
+                    self.recovery_point_arn(j),
+                    request
+                        .source_backup_vault_name
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let source = Source {
+            resource_arn: j.resource.to_string(),
+            vault_arn: format!(
+                "arn:aws:backup:{}:{}:backup-vault:{}",
+                self.config.region, self.config.account_id, j.vault
+            ),
+        };
+        self.copy_jobs.start(request, source, at)
+    }
+
+    /// The machine's copy branch of execution `index` at `at`: one StartCopyJob per `CopyTo`
+    /// element (the Map state); a refusal is that item's `Error`/`Cause`, as its Catch makes it.
+    fn run_copies(&mut self, index: u32, at: Millis) {
+        let Run::Job { job, copies, .. } = &mut self.executions[index as usize].run else {
+            return;
+        };
+        let job = *job;
+        let Some(mut run) = copies.take() else {
+            return;
+        };
+        let (vault, role) = {
+            let j = &self.jobs[job as usize];
+            (j.vault.to_string(), j.role.to_string())
+        };
+        let rp = self.recovery_point_arn(&self.jobs[job as usize]);
+        for item in &run.requests {
+            let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+            let destination = text("DestinationBackupVaultArn").unwrap_or_default();
+            let request = CopyRequest {
+                recovery_point_arn: Some(rp.clone()),
+                source_backup_vault_name: Some(vault.clone()),
+                destination_backup_vault_arn: Some(destination.clone()),
+                iam_role_arn: Some(role.clone()),
+                idempotency_token: text("IdempotencyToken"),
+                delete_after_days: item["Lifecycle"]["DeleteAfterDays"].as_i64(),
+            };
+            let result =
+                CopyJobs::check(&request).and_then(|()| self.copy_from_job(job, request, at));
+            run.results.push(match result {
+                Ok((c, _)) => json!({
+                    "DestinationBackupVaultArn": destination,
+                    "CopyJobId": self.copy_jobs.id_of(c),
+                }),
+                Err(e) => json!({
+                    "DestinationBackupVaultArn": destination,
+                    "Error": format!("Backup.{}", e.code),
+                    "Cause": e.message,
+                }),
+            });
+        }
+        if let Run::Job { copies, .. } = &mut self.executions[index as usize].run {
+            *copies = Some(run);
         }
     }
 
@@ -436,12 +596,20 @@ impl World {
 
     /// Runs every execution task whose time has come by `now`, in deadline order.
     pub fn advance(&mut self, now: Millis) {
-        while let Some(&Reverse((at, index))) = self.due.peek() {
-            if at > now {
-                break;
+        loop {
+            let task = self.due.peek().map(|Reverse(d)| *d);
+            let copy = self.copy_due.peek().map(|Reverse(d)| *d);
+            match (task, copy) {
+                (Some((at, index)), c) if at <= now && c.is_none_or(|(c, _)| at <= c) => {
+                    self.due.pop();
+                    self.run_task(index, at);
+                }
+                (_, Some((at, index))) if at <= now => {
+                    self.copy_due.pop();
+                    self.run_copies(index, at);
+                }
+                _ => break,
             }
-            self.due.pop();
-            self.run_task(index, at);
         }
     }
 
@@ -690,10 +858,37 @@ impl World {
                             }
                             h.post = Some(sent);
                         }
+                        // The copy branch: the machine polls the job every `end_poll` until it
+                        // ends, then copies a COMPLETED one (after the post hook, if any).
+                        let copy_to = input
+                            .get("CopyTo")
+                            .and_then(Value::as_array)
+                            .filter(|c| !c.is_empty() && post_failure.is_none())
+                            .cloned();
+                        let copies = copy_to.map(|requests| {
+                            let every = Millis::try_from(self.config.hooks.end_poll.as_millis())
+                                .unwrap_or(Millis::MAX)
+                                .max(1);
+                            let rounds = ((times.ends - at).max(0) + every - 1) / every;
+                            let copy_at = (at + rounds.max(1) * every).max(stop);
+                            stop = copy_at;
+                            Box::new(CopyRun {
+                                at: copy_at,
+                                requests,
+                                results: Vec::new(),
+                            })
+                        });
+                        let completed = self.job_state(&self.jobs[job as usize], times.ends)
+                            == JobState::Completed;
+                        let copies = copies.filter(|_| completed);
+                        if let Some(c) = &copies {
+                            self.copy_due.push(Reverse((c.at, index)));
+                        }
                         Run::Job {
                             job,
                             stop,
                             post_failure,
+                            copies,
                         }
                     }
                 }
@@ -764,6 +959,7 @@ impl World {
                 job,
                 stop,
                 post_failure,
+                ..
             } => {
                 let job = &self.jobs[*job as usize];
                 record.backup_job_id = Some(job_id_text(job.id));
@@ -786,8 +982,16 @@ impl World {
 
     /// The output of a SUCCEEDED execution: the StartBackupJob response, plus (with hooks) what
     /// the template's `Done` state merges in: the hook results and the job state seen.
-    fn execution_output(&self, execution: &Execution, job: &Job, _stop: Millis) -> String {
+    fn execution_output(&self, execution: &Execution, job: &Job, stop: Millis) -> String {
         let mut output = self.start_response_for_sfn(job);
+        if let Run::Job {
+            copies: Some(c), ..
+        } = &execution.run
+            && c.at <= stop
+        {
+            output["Copies"] = json!(c.results);
+            output["BackupJob"] = json!({ "State": "COMPLETED" });
+        }
         if let Some(h) = execution.hooks.as_deref() {
             let consistent = h.pre.as_ref().is_some_and(|p| p.status == "Success");
             output["AppConsistent"] = json!(if consistent { "true" } else { "false" });
@@ -924,6 +1128,7 @@ impl World {
                 job,
                 stop,
                 post_failure,
+                ..
             } => {
                 let job = &self.jobs[*job as usize];
                 history::Outcome::Job {
@@ -1443,8 +1648,85 @@ mod tests {
             job_running: 3_000,
             fail_resources: vec!["i-bad".into()],
             state_machines: None,
-            hooks: HookSettings::default(),
+            hooks: HookSettings {
+                end_poll: std::time::Duration::from_secs(5),
+                ..HookSettings::default()
+            },
+            copy_pending: 1_000,
+            copy_running: 2_000,
         })
+    }
+
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+    const DR2: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
+
+    fn copy_input(resource: &str) -> String {
+        json!({ "ResourceArn": resource, "Target": "web", "BackupVaultName": "orchestrator",
+            "CopyTo": [
+                { "DestinationBackupVaultArn": DR, "Lifecycle": { "DeleteAfterDays": 90 },
+                  "IdempotencyToken": "copy-a" },
+                { "DestinationBackupVaultArn": DR2, "Lifecycle": { "DeleteAfterDays": 365 },
+                  "IdempotencyToken": "copy-b" }]})
+        .to_string()
+    }
+
+    #[test]
+    fn the_copy_branch_copies_a_completed_backup_after_the_job_poll() {
+        let mut w = world();
+        w.set_copy_rules(vec![CopyRule {
+            destination: "eu-west-1".into(),
+            refuse: true,
+            ..CopyRule::default()
+        }]);
+        let s = w
+            .start_execution(Some(SM), Some("n1"), Some(&copy_input(EC2)), T0)
+            .unwrap();
+        // Task at +200, job ends at +4,200; the machine's polls every 5 s: copies at +5,200.
+        let running = w.describe_execution(&s.execution_arn, T0 + 5_199).unwrap();
+        assert_eq!(running.status, ExecutionStatus::Running);
+        assert!(w.copy_jobs(T0 + 5_199).is_empty());
+        let done = w.describe_execution(&s.execution_arn, T0 + 5_200).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        let copies = w.copy_jobs(T0 + 5_200);
+        assert_eq!(copies.len(), 1, "the refused destination has no copy job");
+        let c = &copies[0];
+        assert_eq!(output["Copies"][0]["CopyJobId"], json!(c.id));
+        assert_eq!(output["Copies"][0]["DestinationBackupVaultArn"], json!(DR));
+        assert_eq!(output["Copies"][1]["Error"], "Backup.AccessDeniedException");
+        assert_eq!(
+            (c.delete_after_days, c.idempotency_token.as_deref()),
+            (Some(90), Some("copy-a"))
+        );
+        assert_eq!(
+            c.source_recovery_point_arn,
+            w.jobs(T0 + 5_200)[0].recovery_point_arn
+        );
+        assert_eq!(w.copy_jobs(T0 + 8_200)[0].state, "COMPLETED");
+    }
+
+    #[test]
+    fn a_failed_backup_starts_no_copy() {
+        let mut w = world();
+        let s = w
+            .start_execution(
+                Some(SM),
+                Some("n1"),
+                Some(&copy_input(
+                    "arn:aws:ec2:us-east-1:123456789012:instance/i-bad",
+                )),
+                T0,
+            )
+            .unwrap();
+        let done = w.describe_execution(&s.execution_arn, T0 + 60_000).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            done.stop_date,
+            Some(to_datetime(T0 + 5_200)),
+            "it waited for the end"
+        );
+        assert!(done.output.unwrap().find("Copies").is_none());
+        assert!(w.copy_jobs(T0 + 60_000).is_empty());
     }
 
     fn input(resource: &str) -> String {

@@ -899,3 +899,200 @@ async fn admin_surface_reports_and_sets_faults() {
     assert_eq!(status, 404);
     sandbox.shutdown().await;
 }
+
+const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+const DR_REFUSING: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
+
+/// A job started over the wire, waited for until COMPLETED: its recovery point.
+async fn completed_recovery_point(client: &aws_sdk_backup::Client) -> String {
+    let job = start_job(client, WEB, "orchestrator").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = client
+            .describe_backup_job()
+            .backup_job_id(job.backup_job_id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        if d.state() == Some(&BackupJobState::Completed) {
+            return d.recovery_point_arn().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "job did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_copy(
+    client: &aws_sdk_backup::Client,
+    rp: &str,
+    destination: &str,
+    token: &str,
+) -> Result<
+    aws_sdk_backup::operation::start_copy_job::StartCopyJobOutput,
+    aws_sdk_backup::error::SdkError<aws_sdk_backup::operation::start_copy_job::StartCopyJobError>,
+> {
+    client
+        .start_copy_job()
+        .recovery_point_arn(rp)
+        .source_backup_vault_name("orchestrator")
+        .destination_backup_vault_arn(destination)
+        .iam_role_arn(ROLE)
+        .idempotency_token(token)
+        .lifecycle(
+            aws_sdk_backup::types::Lifecycle::builder()
+                .delete_after_days(90)
+                .build(),
+        )
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn copy_jobs_start_once_per_token_move_through_their_states_and_list_with_filters() {
+    let sandbox = start(SandboxConfig {
+        copy_pending: Duration::from_millis(200),
+        copy_running: Duration::from_millis(400),
+        ..quick()
+    })
+    .await;
+    let client = backup(&sandbox);
+    let rp = completed_recovery_point(&client).await;
+
+    let first = start_copy(&client, &rp, DR, "copy-1").await.unwrap();
+    let again = start_copy(&client, &rp, DR, "copy-1").await.unwrap();
+    assert_eq!(
+        first.copy_job_id(),
+        again.copy_job_id(),
+        "same token, same copy"
+    );
+    let id = first.copy_job_id().unwrap().to_string();
+    assert!(first.creation_date().is_some());
+
+    let d = client
+        .describe_copy_job()
+        .copy_job_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let job = d.copy_job().unwrap();
+    assert_eq!(job.state().map(|s| s.as_str()), Some("CREATED"));
+    assert_eq!(job.source_recovery_point_arn(), Some(rp.as_str()));
+    assert_eq!(job.destination_backup_vault_arn(), Some(DR));
+    assert_eq!(job.resource_arn(), Some(WEB));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let d = client
+        .describe_copy_job()
+        .copy_job_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let job = d.copy_job().unwrap();
+    assert_eq!(job.state().map(|s| s.as_str()), Some("COMPLETED"));
+    assert!(
+        job.destination_recovery_point_arn()
+            .unwrap()
+            .contains("us-west-2")
+    );
+    assert!(job.completion_date().is_some());
+    assert_eq!(
+        job.destination_recovery_point_lifecycle()
+            .and_then(|l| l.delete_after_days()),
+        Some(90)
+    );
+
+    // Paging and filters, as the tracker and recovery use them.
+    let second = start_copy(
+        &client,
+        &rp,
+        "arn:aws:backup:us-east-2:123456789012:backup-vault:b",
+        "copy-2",
+    )
+    .await
+    .unwrap();
+    let page = client.list_copy_jobs().max_results(1).send().await.unwrap();
+    assert_eq!(page.copy_jobs().len(), 1);
+    assert_eq!(
+        page.copy_jobs()[0].copy_job_id(),
+        second.copy_job_id(),
+        "newest first"
+    );
+    let rest = client
+        .list_copy_jobs()
+        .max_results(1)
+        .next_token(page.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.copy_jobs()[0].copy_job_id(), Some(id.as_str()));
+    assert!(rest.next_token().is_none());
+    let to_dr = client
+        .list_copy_jobs()
+        .by_destination_vault_arn(DR)
+        .by_created_after(SmithyDateTime::from_secs(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(to_dr.copy_jobs().len(), 1);
+    let running = client
+        .list_copy_jobs()
+        .by_state(aws_sdk_backup::types::CopyJobState::Completed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        running.copy_jobs().len(),
+        1,
+        "the second copy is not done yet"
+    );
+    let (status, all) = admin(&sandbox, "GET", "/_sandbox/copy-jobs", "").await;
+    assert_eq!((status, all.as_array().unwrap().len()), (200, 2));
+    assert_eq!(all[0]["idempotency_token"], "copy-1");
+}
+
+#[tokio::test]
+async fn copy_errors_have_the_real_shapes() {
+    let sandbox = start(quick()).await;
+    let client = backup(&sandbox);
+    let (status, _) = admin(
+        &sandbox,
+        "POST",
+        "/_sandbox/copy-rules",
+        &json!([{ "destination": DR_REFUSING, "refuse": true }]).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let missing = client
+        .describe_copy_job()
+        .copy_job_id("00000000-0000-4000-8000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
+    let unknown_rp = start_copy(&client, "arn:aws:ec2:us-east-1::image/ami-1", DR, "t")
+        .await
+        .unwrap_err();
+    assert!(
+        unknown_rp
+            .into_service_error()
+            .is_resource_not_found_exception()
+    );
+    let rp = completed_recovery_point(&client).await;
+    let refused = start_copy(&client, &rp, DR_REFUSING, "t2")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_backup::error::ProvideErrorMetadata::code(&refused),
+        Some("AccessDeniedException")
+    );
+    let bad = start_copy(&client, &rp, "not-a-vault", "t3")
+        .await
+        .unwrap_err();
+    assert!(
+        bad.into_service_error()
+            .is_invalid_parameter_value_exception()
+    );
+}
