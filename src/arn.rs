@@ -15,51 +15,17 @@ const PARTITIONS: &[&str] = &[
     "aws-eusc",
 ];
 
-/// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`.
+/// An EC2 instance ARN: `arn:PARTITION:ec2:REGION:ACCOUNT:instance/i-…`, validated.
 ///
-/// Cheap to clone: every rule of an instance shares one. Equal, hashed and borrowed as its text
-/// (the parts follow from it), so a map keyed by it is found by `&str`.
-#[derive(Debug, Clone)]
-pub struct InstanceArn(Arc<InstanceParts>);
-
-impl PartialEq for InstanceArn {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for InstanceArn {}
-
-impl std::hash::Hash for InstanceArn {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
+/// Only its text is kept (one allocation: 100,000 instances, and every rule of an instance
+/// shares it); the parts are read off the text when asked, which is rare. Equal, hashed and
+/// borrowed as its text, so a map keyed by it is found by `&str`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceArn(Arc<str>);
 
 impl std::borrow::Borrow<str> for InstanceArn {
     fn borrow(&self) -> &str {
         self.as_str()
-    }
-}
-
-/// The parts of an instance ARN.
-#[derive(Debug)]
-pub struct InstanceParts {
-    arn: String,
-    /// The AWS partition (`aws`, `aws-cn`, …).
-    pub partition: String,
-    /// The instance's region.
-    pub region: String,
-    /// The 12-digit account.
-    pub account: String,
-    /// `i-` and 8 or 17 hex digits.
-    pub instance_id: String,
-}
-
-impl std::ops::Deref for InstanceArn {
-    type Target = InstanceParts;
-    fn deref(&self) -> &InstanceParts {
-        &self.0
     }
 }
 
@@ -147,18 +113,38 @@ impl InstanceArn {
                 "instance id `{id}` is not i- followed by 8 or 17 lowercase hex digits"
             ));
         }
-        Ok(InstanceArn(Arc::new(InstanceParts {
-            arn: arn.to_string(),
-            partition: partition.to_string(),
-            region: region.to_string(),
-            account: account.to_string(),
-            instance_id: id.to_string(),
-        })))
+        let _ = (partition, region, account);
+        Ok(InstanceArn(Arc::from(arn)))
     }
 
     /// The ARN as text.
     pub fn as_str(&self) -> &str {
-        &self.arn
+        &self.0
+    }
+
+    /// The `n`th `:`-separated field of the (validated) text.
+    fn field(&self, n: usize) -> &str {
+        self.0.splitn(6, ':').nth(n).unwrap_or("")
+    }
+
+    /// The AWS partition (`aws`, `aws-cn`, …).
+    pub fn partition(&self) -> &str {
+        self.field(1)
+    }
+
+    /// The instance's region.
+    pub fn region(&self) -> &str {
+        self.field(3)
+    }
+
+    /// The 12-digit account.
+    pub fn account(&self) -> &str {
+        self.field(4)
+    }
+
+    /// `i-` and 8 or 17 hex digits.
+    pub fn instance_id(&self) -> &str {
+        self.field(5).trim_start_matches("instance/")
     }
 }
 
@@ -251,7 +237,7 @@ impl fmt::Display for BackupVaultArn {
 
 impl fmt::Display for InstanceArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.arn)
+        f.write_str(&self.0)
     }
 }
 
@@ -270,8 +256,10 @@ mod tests {
         let a =
             InstanceArn::parse("arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0")
                 .unwrap();
-        assert_eq!(a.region, "eu-west-1");
-        assert_eq!(a.instance_id, "i-0123456789abcdef0");
+        assert_eq!(
+            (a.partition(), a.region(), a.account(), a.instance_id()),
+            ("aws", "eu-west-1", "123456789012", "i-0123456789abcdef0")
+        );
         assert!(
             InstanceArn::parse("arn:aws:ec2:us-gov-west-1:123456789012:instance/i-12345678")
                 .is_ok()

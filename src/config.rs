@@ -19,6 +19,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::arn::{InstanceArn, StateMachineArn};
+use crate::fasthash::{FastMap, FastSet};
 use crate::hooks::{self, Document, OnPreHookFailure, PostHookWhen};
 use crate::schedule::Schedule;
 
@@ -176,15 +177,40 @@ pub struct Pacing {
 /// One rule of one backup target: the unit that fires. A `[[backup]]` with `schedule` is one
 /// (its `rule` is `None`); one with `plan` or `[[backup.rule]]`s is one per rule, all with the
 /// target's name. Several of them may name the same instance (see [`crate::rules`]).
+///
+/// Its own part is the name and the instance; everything else is its [`Settings`], shared by
+/// every target whose rule is set alike (a fleet on one plan shares one per rule), and read
+/// through `Deref`: `t.schedule`, `t.delete_after_days`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The target's name (unique per `[[backup]]`); appears in logs and execution names.
     /// Shared by every rule of the target.
     pub name: Arc<str>,
-    /// The rule's name in the compact form; `None` for a `[[backup]]` with its own `schedule`.
-    pub rule: Option<Arc<str>>,
     /// The instance.
     pub resource_arn: InstanceArn,
+    /// The rule's settings (shared).
+    pub settings: Arc<Settings>,
+}
+
+impl std::ops::Deref for Target {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// Copy on write: changing one target's setting never changes another's.
+impl std::ops::DerefMut for Target {
+    fn deref_mut(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+}
+
+/// What a rule of a target does, apart from its name and instance (see [`Target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The rule's name in the compact form; `None` for a `[[backup]]` with its own `schedule`.
+    pub rule: Option<Arc<str>>,
     /// When, in which zone (shared by every target on one plan rule).
     pub schedule: Arc<Schedule>,
     /// The machine that runs its backup.
@@ -205,7 +231,7 @@ pub struct Target {
     pub complete_window_minutes: u32,
     /// Lifecycle DeleteAfterDays.
     pub delete_after_days: u32,
-    /// SSM command before the backup (per target: every rule of it runs it, sharing the text).
+    /// SSM command before the backup (per target: every rule of it runs it).
     pub pre_command: Option<Arc<str>>,
     /// SSM command after the backup.
     pub post_command: Option<Arc<str>>,
@@ -225,7 +251,19 @@ pub struct Target {
     pub copy_to: Arc<[crate::copies::Destination]>,
 }
 
-impl Target {
+// Hashes the fields that tell most rules apart; equal settings hash alike (a subset of `Eq`).
+impl std::hash::Hash for Settings {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.rule.hash(state);
+        self.schedule.group_key().hash(state);
+        self.state_machine.hash(state);
+        self.delete_after_days.hash(state);
+        self.pre_command.hash(state);
+        self.post_command.hash(state);
+    }
+}
+
+impl Settings {
     /// True when the machine runs a pre or post hook for this target.
     pub fn has_hooks(&self) -> bool {
         self.pre_command.is_some()
@@ -532,7 +570,7 @@ type RawRules = Option<(Range<usize>, Vec<(String, Range<usize>, RawRule)>)>;
 /// A `[[backup]]` as read: its path, its span, and its keys and rules (`None`: not a table).
 type RawTargetAt = (String, Range<usize>, Option<(RawTarget, RawRules)>);
 /// One rule of a target before its values are checked: rule name, schedule, settings, path.
-type Unit = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, String);
+type Unit = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, Arc<str>);
 
 impl Report<'_> {
     /// Reads a `rule` array of tables (of a target or a plan at `path`); spans made absolute.
@@ -662,15 +700,19 @@ pub fn load_from(path: Option<&Path>) -> Result<Config, ConfigError> {
 const TARGETS_PER_CHUNK: usize = 500;
 
 /// Splits the text before every [`TARGETS_PER_CHUNK`]-th `[[backup]]` header (outside multi-line
-/// strings), returning each piece with its byte offset.
-fn chunks(text: &str) -> Vec<(usize, &str)> {
+/// strings), returning each piece with its byte offset, and the offset of the last table header
+/// that is not a target's (`[defaults]`, `[[plan]]`, `[ha]`, …; 0 when there is none): targets
+/// can be validated once the piece holding it has been read; and the number of `[[backup]]`s.
+fn chunks(text: &str) -> (Vec<(usize, &str)>, usize, usize) {
     let mut cuts = vec![0];
     let mut headers = 0usize;
+    let mut settled_at = 0;
     let mut in_string: Option<&str> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
-        if in_string.is_none() {
-            let header = line.trim_start().strip_prefix("[[").and_then(|r| {
+        let trimmed = line.trim_start();
+        if in_string.is_none() && trimmed.starts_with('[') {
+            let header = trimmed.strip_prefix("[[").and_then(|r| {
                 let (name, _) = r.split_once("]]")?;
                 (name.trim() == "backup").then_some(())
             });
@@ -679,6 +721,8 @@ fn chunks(text: &str) -> Vec<(usize, &str)> {
                     cuts.push(offset);
                 }
                 headers += 1;
+            } else if !is_target_table(trimmed) {
+                settled_at = offset;
             }
         }
         // Track multi-line string delimiters so that a header-like line inside one is no cut.
@@ -706,7 +750,16 @@ fn chunks(text: &str) -> Vec<(usize, &str)> {
         offset += line.len();
     }
     cuts.push(text.len());
-    cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect()
+    let pieces = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
+    (pieces, settled_at, headers)
+}
+
+/// True for a header line of a target's own table (`[[backup.rule]]`, `[backup.x]`). Anything
+/// else that starts with `[` counts as another table: at worst, validation waits longer.
+fn is_target_table(line: &str) -> bool {
+    let name = line.trim_start_matches('[');
+    let first = name.split(['.', ']']).next().unwrap_or("").trim();
+    matches!(first, "backup" | "\"backup\"" | "'backup'")
 }
 
 /// Moves a value's span by `by` bytes (a piece's spans count from the piece's start).
@@ -732,22 +785,28 @@ impl RawRule {
     }
 }
 
-/// Parses and validates TOML text; `file` names it in diagnostics.
-pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let mut r = Report {
-        file,
-        text,
-        base: 0,
-        diags: Vec::new(),
-    };
-    let mut global: Option<RawGlobal> = None;
-    let mut defaults: Option<RawPolicy> = None;
-    let mut ha: Option<(Range<usize>, RawHa)> = None;
-    let mut raw_targets: Vec<RawTargetAt> = Vec::new();
-    let mut plans: Vec<RawPlan> = Vec::new();
-    let mut saw_backup = false;
-    for (base, chunk) in chunks(text) {
+/// Reads the pieces of a config text one at a time ([`chunks`]): the top-level settings,
+/// `[defaults]`, `[ha]`, `[[plan]]`s, and each piece's `[[backup]]`s, raw. Targets are handed
+/// on piece by piece, so that at most one piece's raw tables are held at once.
+struct Reader<'a> {
+    r: Report<'a>,
+    pieces: std::vec::IntoIter<(usize, &'a str)>,
+    global: Option<RawGlobal>,
+    defaults: Option<RawPolicy>,
+    ha: Option<(Range<usize>, RawHa)>,
+    plans: Vec<RawPlan>,
+    saw_backup: bool,
+    /// `[[backup]]`s read so far (their numbering in messages).
+    targets: usize,
+}
+
+impl Reader<'_> {
+    /// Reads the next piece: its targets, or `None` after the last.
+    fn piece(&mut self) -> Option<Vec<RawTargetAt>> {
+        let (base, chunk) = self.pieces.next()?;
+        let r = &mut self.r;
         r.base = base;
+        let mut raw_targets = Vec::new();
         let root = match DeTable::parse(chunk) {
             Ok(root) => root,
             Err(e) => {
@@ -756,14 +815,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                     "(syntax)",
                     e.message().to_string(),
                 );
-                continue;
+                return Some(raw_targets);
             }
         };
         let root_span = root.span();
         let root_table = root.get_ref();
         r.unknown_keys(root_table, &[GLOBAL_KEYS], "");
         // Top-level settings precede every table header, so they are all in the first piece.
-        if global.is_none() {
+        if self.global.is_none() {
             let mut globals = DeTable::new();
             for (k, v) in root_table.iter() {
                 if !matches!(k.get_ref().as_ref(), "backup" | "defaults" | "plan" | "ha") {
@@ -776,8 +835,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                 poll_interval, max_poll_interval, log_format, listen, start_rate, start_burst,
                 describe_rate, backup_read_rate, shutdown_grace, recovery_lookback,
                 selection_refresh);
-            global = Some(g);
+            self.global = Some(g);
         }
+        let (defaults, ha, plans) = (&mut self.defaults, &mut self.ha, &mut self.plans);
         for (key, v) in root_table.iter() {
             match key.get_ref().as_ref() {
                 "defaults" => match v.get_ref().as_table() {
@@ -792,7 +852,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                             pre_document, post_document, post_hook_when, hook_max_downtime,
                             on_pre_hook_failure, windows_vss);
                         d.copy_to = shift_copies(d.copy_to.take(), base);
-                        defaults = Some(d);
+                        *defaults = Some(d);
                     }
                     None => r.push(v.span(), "defaults", "must be a table: [defaults]"),
                 },
@@ -806,19 +866,20 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                         shift_fields!(h, base; lease_table, lease_duration, renew_interval,
                             owner_id);
                         let span = key.span().start + base..key.span().end + base;
-                        ha = Some((span, h));
+                        *ha = Some((span, h));
                     }
                     None => r.push(v.span(), "ha", "must be a table: [ha]"),
                 },
                 "backup" => {
-                    saw_backup = true;
+                    self.saw_backup = true;
                     let Some(items) = v.get_ref().as_array() else {
                         r.push(v.span(), "backup", "must be an array of tables: [[backup]]");
                         continue;
                     };
                     for item in items.iter() {
                         // Numbered across pieces: messages name the target's place in the file.
-                        let path = format!("backup[{}]", raw_targets.len());
+                        let path = format!("backup[{}]", self.targets);
+                        self.targets += 1;
                         let span = item.span().start + base..item.span().end + base;
                         let Some(t) = item.get_ref().as_table() else {
                             r.push(item.span(), path.clone(), "must be a table: [[backup]]");
@@ -882,35 +943,79 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
                 _ => {}
             }
         }
+        Some(raw_targets)
     }
-    // From here on every span is absolute.
-    r.base = 0;
-    if r.diags.iter().any(|d| d.field == "(syntax)") {
+}
+
+/// Parses and validates TOML text; `file` names it in diagnostics.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let (pieces, settled_at, headers) = chunks(text);
+    let mut reader = Reader {
+        r: Report {
+            file,
+            text,
+            base: 0,
+            diags: Vec::new(),
+        },
+        pieces: pieces.into_iter(),
+        global: None,
+        defaults: None,
+        ha: None,
+        plans: Vec::new(),
+        saw_backup: false,
+        targets: 0,
+    };
+    // `[defaults]`, `[[plan]]`s and `[ha]` may follow the targets: read up to the last of them
+    // before validating any target (in the usual file, where they come first, that is the first
+    // piece); the targets of the later pieces are then read and validated one piece at a time.
+    let mut pending: Vec<RawTargetAt> = Vec::new();
+    while reader
+        .pieces
+        .as_slice()
+        .first()
+        .is_some_and(|(at, _)| *at <= settled_at)
+    {
+        pending.extend(reader.piece().unwrap_or_default());
+    }
+    let syntax = |r: &Report<'_>| r.diags.iter().any(|d| d.field == "(syntax)");
+    if syntax(&reader.r) {
         // What follows a syntax error would only be noise.
-        return Err(ConfigError::Invalid(r.diags));
+        return Err(ConfigError::Invalid(reader.r.diags));
     }
-    if !saw_backup {
-        r.push(0..0, "backup", "no [[backup]] targets");
-    }
-    let raw_targets = raw_targets
+    let global = reader.global.take().unwrap_or_default();
+    let defaults = reader.defaults.take().unwrap_or_default();
+    let plans = std::mem::take(&mut reader.plans);
+    let ha = reader.ha.take();
+    // From here on every span is absolute.
+    let mut r = Report {
+        file,
+        text,
+        base: 0,
+        diags: Vec::new(),
+    };
+    let later = std::iter::from_fn(|| reader.piece()).flatten();
+    let raw_targets = pending
         .into_iter()
-        .filter_map(|(path, span, raw)| raw.map(|raw| (path, span, raw)))
-        .collect();
-    let mut config = validate(
-        &mut r,
-        global.unwrap_or_default(),
-        defaults.unwrap_or_default(),
-        plans,
-        raw_targets,
-    );
+        .chain(later)
+        .filter_map(|(path, span, raw)| raw.map(|raw| (path, span, raw)));
+    let mut config = validate(&mut r, global, defaults, plans, raw_targets, headers);
+    if syntax(&reader.r) {
+        return Err(ConfigError::Invalid(reader.r.diags));
+    }
+    if !reader.saw_backup {
+        reader.r.push(0..0, "backup", "no [[backup]] targets");
+    }
     config.ha = ha.and_then(|(span, h)| validate_ha(&mut r, span, h));
-    if r.diags.is_empty() {
+    // The pieces' own problems first, then the values', as a reader meets them.
+    let mut diags = reader.r.diags;
+    diags.append(&mut r.diags);
+    if diags.is_empty() {
         Ok(config)
     } else {
         // A target's bad value is met once per rule of it: report it once.
         let mut seen = std::collections::HashSet::new();
-        r.diags.retain(|d| seen.insert(d.clone()));
-        Err(ConfigError::Invalid(r.diags))
+        diags.retain(|d| seen.insert(d.clone()));
+        Err(ConfigError::Invalid(diags))
     }
 }
 
@@ -1047,7 +1152,8 @@ fn validate(
     g: RawGlobal,
     defaults: RawPolicy,
     plans: Vec<RawPlan>,
-    raw_targets: Vec<(String, Range<usize>, (RawTarget, RawRules))>,
+    raw_targets: impl Iterator<Item = (String, Range<usize>, (RawTarget, RawRules))>,
+    count: usize,
 ) -> Config {
     let default_machine = g.state_machine_arn.as_ref().and_then(|s| {
         StateMachineArn::parse(s.get_ref())
@@ -1147,11 +1253,13 @@ fn validate(
         default_tz,
         default_machine: default_machine.as_ref(),
         plans,
-        seen: HashMap::new(),
-        exec_parts: HashMap::new(),
+        // Sized once: growing maps of 100,000s of keys was a tenth of a load.
+        seen: FastMap::with_capacity_and_hasher(count, Default::default()),
+        exec_parts: FastMap::with_capacity_and_hasher(count, Default::default()),
         schedules: HashMap::new(),
+        settings: FastSet::default(),
     };
-    let mut targets = Vec::with_capacity(raw_targets.len());
+    let mut targets = Vec::with_capacity(count);
     let mut selections = Vec::new();
     for (path, span, (mut t, rules)) in raw_targets {
         let select = selection_spec(r, &path, &mut t, default_machine.as_ref());
@@ -1430,7 +1538,7 @@ struct Plan {
 
 /// A rule whose own values were checked.
 struct CheckedRule {
-    path: String,
+    path: Arc<str>,
     name: Arc<str>,
     raw: RawRule,
     /// Its own zone, if it names one.
@@ -1443,10 +1551,25 @@ struct Targets<'a> {
     default_tz: Tz,
     default_machine: Option<&'a StateMachineArn>,
     plans: HashMap<String, Plan>,
-    seen: HashMap<String, Range<usize>>,
-    exec_parts: HashMap<String, String>,
+    seen: FastMap<Arc<str>, Range<usize>>,
+    /// Execution-name prefixes taken, with the rule's slot key when it differs from the prefix.
+    exec_parts: FastMap<String, Option<String>>,
     /// Plan rules' schedules, parsed once per zone (100,000 targets on one plan share three).
     schedules: HashMap<(String, usize, Tz), Option<Arc<Schedule>>>,
+    /// Every distinct [`Settings`] so far: targets set alike share one.
+    settings: FastSet<Arc<Settings>>,
+}
+
+impl Targets<'_> {
+    /// The shared copy of `settings`.
+    fn shared(&mut self, settings: Settings) -> Arc<Settings> {
+        if let Some(s) = self.settings.get(&settings) {
+            return s.clone();
+        }
+        let s = Arc::new(settings);
+        self.settings.insert(s.clone());
+        s
+    }
 }
 
 /// Checks a list of rules (of a plan or a target): names, duplicates, and each value once.
@@ -1523,7 +1646,7 @@ fn check_rules(r: &mut Report<'_>, rules: Vec<(String, Range<usize>, RawRule)>) 
         }
         match (name, &raw.schedule, tz) {
             (Some(name), Some(_), None | Some(Some(_))) => out.push(CheckedRule {
-                path,
+                path: path.into(),
                 name,
                 tz: tz.flatten(),
                 raw,
@@ -1589,10 +1712,11 @@ impl Targets<'_> {
                     "missing (every [[backup]] needs a unique name)",
                 );
                 ok = false;
-                String::new()
+                Arc::from("")
             }
             Some(n) => {
                 let s = n.get_ref();
+                let mut return_name = None;
                 let good_chars = s
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -1603,7 +1727,7 @@ impl Targets<'_> {
                         format!("`{s}`: use 1-{MAX_TARGET_NAME_LEN} of A-Z a-z 0-9 - _ ."),
                     );
                     ok = false;
-                } else if let Some(first) = self.seen.get(s) {
+                } else if let Some(first) = self.seen.get(s.as_str()) {
                     let (line, _) = line_col(r.text, first.start);
                     r.push(
                         n.span(),
@@ -1612,9 +1736,11 @@ impl Targets<'_> {
                     );
                     ok = false;
                 } else {
-                    self.seen.insert(s.clone(), n.span());
+                    let name: Arc<str> = Arc::from(s.as_str());
+                    self.seen.insert(name.clone(), n.span());
+                    return_name = Some(name);
                 }
-                s.clone()
+                return_name.unwrap_or_else(|| Arc::from(s.as_str()))
             }
         };
 
@@ -1659,22 +1785,22 @@ impl Targets<'_> {
                 .as_ref()
                 .map(Spanned::span)
                 .unwrap_or(span.clone());
-            if res.region != sm.region {
+            if res.region() != sm.region {
                 r.push(
                     at.clone(),
                     f("resource_arn"),
                     format!(
                         "the instance is in {} but its state machine runs in {}: AWS Backup backs up resources in its own region",
-                        res.region, sm.region
+                        res.region(), sm.region
                     ),
                 );
-            } else if res.account != sm.account || res.partition != sm.partition {
+            } else if res.account() != sm.account || res.partition() != sm.partition {
                 r.push(
                     at,
                     f("resource_arn"),
                     format!(
                         "the instance is in account {} but its state machine in {}: StartBackupJob needs the same account",
-                        res.account, sm.account
+                        res.account(), sm.account
                     ),
                 );
             }
@@ -1801,7 +1927,7 @@ impl Targets<'_> {
                         .ok()
                         .map(Arc::new)
                 });
-                units.push((None, schedule, own, path.to_string()));
+                units.push((None, schedule, own, Arc::from(path)));
             }
             (None, Some(p), None) => match self.plans.get(p.get_ref()) {
                 None => {
@@ -1877,7 +2003,6 @@ impl Targets<'_> {
         }
 
         let mut out = Vec::with_capacity(units.len());
-        let name: Arc<str> = Arc::from(name);
         for (rule, schedule, policy, rule_path) in units {
             // A value's error names where it was written: the rule, the target or [defaults].
             let at = |key: &str, from_rule: bool| {
@@ -1893,7 +2018,9 @@ impl Targets<'_> {
             };
             if ok && !name.is_empty() {
                 let part = crate::execution::target_part(&slot_key, 63);
-                if let Some(other) = self.exec_parts.insert(part.clone(), slot_key.clone()) {
+                let key = (part != slot_key).then(|| slot_key.clone());
+                if let Some(other) = self.exec_parts.insert(part.clone(), key) {
+                    let other = other.unwrap_or_else(|| part.clone());
                     r.push(
                         t.name.as_ref().map_or(span.clone(), Spanned::span),
                         f("name"),
@@ -1905,13 +2032,20 @@ impl Targets<'_> {
                 }
             }
             let from_rule = rule.is_some();
-            let starting_deadline = duration_field(
-                r,
-                &policy.starting_deadline,
-                &at("starting_deadline", false),
-                Duration::from_secs(3600),
-            );
-            let jitter = duration_field(r, &policy.jitter, &at("jitter", false), Duration::ZERO);
+            // Field paths are formatted only for a value that is there (300,000 rules a load).
+            let starting_deadline = match &policy.starting_deadline {
+                None => Duration::from_secs(3600),
+                v => duration_field(
+                    r,
+                    v,
+                    &at("starting_deadline", false),
+                    Duration::from_secs(3600),
+                ),
+            };
+            let jitter = match &policy.jitter {
+                None => Duration::ZERO,
+                v => duration_field(r, v, &at("jitter", false), Duration::ZERO),
+            };
             if let (Some(j), false) = (&policy.jitter, jitter < starting_deadline) {
                 r.push(
                     j.span(),
@@ -1963,7 +2097,7 @@ impl Targets<'_> {
                 ok = false;
             }
             // Named where it was written: the target, [defaults], or the rule.
-            let copy_path = match &policy.copy_to {
+            let copy_path = || match &policy.copy_to {
                 Some(c) if t.copy_to.as_ref().is_some_and(|o| o.span() == c.span()) => f("copy_to"),
                 Some(c)
                     if self
@@ -1979,7 +2113,7 @@ impl Targets<'_> {
             let partition = state_machine.as_ref().map(|m| m.partition.as_str());
             let copy_to = match &policy.copy_to {
                 None => Some(Vec::new()),
-                Some(c) => copy_destinations(r, c, &copy_path, partition, delete_after_days),
+                Some(c) => copy_destinations(r, c, &copy_path(), partition, delete_after_days),
             };
             let (Some(resource_arn), Some(schedule), Some(state_machine), Some(copy_to)) =
                 (&resource_arn, schedule, &state_machine, copy_to)
@@ -1987,10 +2121,8 @@ impl Targets<'_> {
                 ok = false;
                 continue;
             };
-            out.push(Target {
-                name: name.clone(),
+            let settings = Settings {
                 rule,
-                resource_arn: resource_arn.clone(),
                 schedule,
                 state_machine: state_machine.clone(),
                 enabled: t.enabled.as_ref().is_none_or(|e| *e.get_ref()),
@@ -2013,6 +2145,11 @@ impl Targets<'_> {
                 on_pre_hook_failure,
                 windows_vss,
                 copy_to: copy_to.into(),
+            };
+            out.push(Target {
+                name: name.clone(),
+                resource_arn: resource_arn.clone(),
+                settings: self.shared(settings),
             });
         }
         if ok { out } else { Vec::new() }
@@ -2214,11 +2351,11 @@ impl Config {
 
     /// Counts by schedule group, for the summary `check` prints.
     pub fn groups(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
+        let mut m: HashMap<&str, usize> = HashMap::new();
         for t in self.enabled_targets() {
             *m.entry(t.schedule.group_key()).or_insert(0) += 1;
         }
-        m
+        m.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
     }
 }
 
@@ -2583,7 +2720,7 @@ start_window_minutes = 10
         assert_eq!(jitter.len(), 1, "a bad default is reported once: {show:#?}");
         assert_eq!(jitter[0].field, "defaults.jitter");
         assert_eq!(jitter[0].line, text.matches('\n').count(), "{show:#?}");
-        assert_eq!(chunks(&text).len(), 3);
+        assert_eq!(chunks(&text).0.len(), 3);
 
         let ok_text = text
             .replace("i-bad", "i-0000bad0")

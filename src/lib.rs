@@ -6,7 +6,8 @@
 //! - [`scheduler`]: the timer loop (tokio-cron-scheduler); turns slots into [`launcher::Fire`]s.
 //! - [`rules`]: several rules per instance (today's `[[backup]]`s, plans, inline rules) and
 //!   what a fired slot becomes; [`overlap`]: pure: which slots of an instance merge.
-//! - [`execution`]: pure: the execution name of a slot and the execution input.
+//! - [`execution`]: pure: the execution name of a slot and the execution input; [`fasthash`]:
+//!   the hasher of the maps a config load builds.
 //! - [`launcher`]: a fire → a started execution: pacing, retries, overlap and catch-up rules.
 //! - [`tracker`]: follows executions and backup jobs to their terminal state, then the copy
 //!   jobs of completed backups; [`copies`]: pure: `copy_to` destinations, copy idempotency
@@ -47,6 +48,7 @@ pub mod copies;
 pub mod demo;
 pub mod dist;
 pub mod execution;
+pub mod fasthash;
 pub mod hooks;
 pub mod http;
 pub mod launcher;

@@ -3,6 +3,7 @@
 //! Series carry a `target` label; when a reload removes a target, its series disappear.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -19,7 +20,8 @@ use crate::lifecycle::{Backup, Change};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct TargetLabel {
-    target: String,
+    // Shared with the config's target name: 100,000 targets keep one copy of each name.
+    target: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
@@ -100,7 +102,7 @@ pub struct Metrics {
     selected: Family<SelectionLabel, Gauge>,
     selection_refreshes: Family<SelectionResult, Counter>,
     selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
-    targets_seen: Mutex<BTreeSet<String>>,
+    targets_seen: Mutex<BTreeSet<Arc<str>>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
     skipped_seen: Mutex<BTreeSet<TargetReason>>,
@@ -297,15 +299,15 @@ impl Metrics {
     }
 
     fn seen_target(&self, target: &str) {
-        self.targets_seen
-            .lock()
-            .expect("metrics lock")
-            .insert(target.to_string());
+        let mut seen = self.targets_seen.lock().expect("metrics lock");
+        if !seen.contains(target) {
+            seen.insert(target.into());
+        }
     }
 
     fn t(target: &str) -> TargetLabel {
         TargetLabel {
-            target: target.to_string(),
+            target: target.into(),
         }
     }
 
@@ -344,9 +346,17 @@ impl Metrics {
     }
 
     /// The target's next slot.
-    pub fn set_next_fire(&self, target: &str, at: DateTime<Utc>) {
-        self.seen_target(target);
-        self.next_fire.get_or_create(&Self::t(target)).set(ts(at));
+    pub fn set_next_fire(&self, target: &Arc<str>, at: DateTime<Utc>) {
+        {
+            let mut seen = self.targets_seen.lock().expect("metrics lock");
+            if !seen.contains(&**target) {
+                seen.insert(target.clone());
+            }
+        }
+        let label = TargetLabel {
+            target: target.clone(),
+        };
+        self.next_fire.get_or_create(&label).set(ts(at));
     }
 
     /// Backups being followed.
@@ -442,11 +452,11 @@ impl Metrics {
     }
 
     /// Drops every series of a target that is not in `keep`.
-    pub fn retain_targets(&self, keep: &HashSet<String>) {
+    pub fn retain_targets(&self, keep: &HashSet<&str>) {
         let mut seen = self.targets_seen.lock().expect("metrics lock");
-        let gone: Vec<String> = seen
+        let gone: Vec<Arc<str>> = seen
             .iter()
-            .filter(|t| !keep.contains(*t))
+            .filter(|t| !keep.contains(&***t))
             .cloned()
             .collect();
         for t in &gone {
@@ -459,9 +469,10 @@ impl Metrics {
             self.hook_downtime.remove(&l);
             seen.remove(t);
         }
+        let gone_names: HashSet<&str> = gone.iter().map(|g| &**g).collect();
         let mut f = self.finished_seen.lock().expect("metrics lock");
         f.retain(|l| {
-            let drop = gone.contains(&l.target);
+            let drop = gone_names.contains(l.target.as_str());
             if drop {
                 self.finished.remove(l);
             }
@@ -469,7 +480,7 @@ impl Metrics {
         });
         let mut c = self.copies_seen.lock().expect("metrics lock");
         c.retain(|l| {
-            let drop = gone.contains(&l.target);
+            let drop = gone_names.contains(l.target.as_str());
             if drop {
                 self.copies_finished.remove(l);
                 self.last_copy.remove(&CopyDestination {
@@ -481,7 +492,7 @@ impl Metrics {
         });
         let mut s = self.skipped_seen.lock().expect("metrics lock");
         s.retain(|l| {
-            let drop = gone.contains(&l.target);
+            let drop = gone_names.contains(l.target.as_str());
             if drop {
                 self.skipped.remove(l);
             }
@@ -531,13 +542,13 @@ mod tests {
         m.execution_started("web");
         m.execution_started("db");
         m.slot_skipped("db", "previous_backup_running");
-        m.set_next_fire("db", Utc::now());
+        m.set_next_fire(&"db".into(), Utc::now());
         let text = m.encode();
         assert!(
             text.contains("orchestrator_executions_started_total{target=\"db\"} 1"),
             "{text}"
         );
-        m.retain_targets(&HashSet::from(["web".to_string()]));
+        m.retain_targets(&HashSet::from(["web"]));
         let text = m.encode();
         assert!(!text.contains("target=\"db\""), "{text}");
         assert!(

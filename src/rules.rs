@@ -6,7 +6,6 @@
 //! `[[backup]]`s with one `resource_arn`, the rules of one target, or both) are one instance's
 //! rules: their slots merge. Pure: the same config gives every replica the same answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::arn::InstanceArn;
 use crate::config::Target;
 use crate::execution;
+use crate::fasthash::FastMap;
 use crate::overlap::{self, Group, RuleSlots};
 
 impl Target {
@@ -54,24 +54,27 @@ impl RuleSlots for Arc<Target> {
 /// The enabled rules of every instance that has more than one, by instance ARN. Instances with
 /// one rule are not kept: their slots never merge (most fleets; it keeps 100,000 targets small).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Instances(Arc<HashMap<InstanceArn, Arc<[Arc<Target>]>>>);
+pub struct Instances(Arc<FastMap<InstanceArn, Arc<[Arc<Target>]>>>);
 
 impl Instances {
     /// Groups `targets` (in config order, which is the overlap rule's tie-break).
     pub fn of(targets: &[Arc<Target>]) -> Self {
         // Keyed by the ARN the rules already share: no copy of its text per instance.
-        let mut by: HashMap<InstanceArn, Vec<Arc<Target>>> = HashMap::new();
+        let mut by: FastMap<InstanceArn, Vec<Arc<Target>>> =
+            FastMap::with_capacity_and_hasher(targets.len(), Default::default());
         for t in targets.iter().filter(|t| t.enabled) {
             by.entry(t.resource_arn.clone())
                 .or_default()
                 .push(t.clone());
         }
-        Instances(Arc::new(
+        let mut several = FastMap::with_capacity_and_hasher(by.len(), Default::default());
+        several.extend(
             by.into_iter()
                 .filter(|(_, v)| v.len() > 1)
-                .map(|(k, v)| (k, Arc::from(v)))
-                .collect(),
-        ))
+                .map(|(k, v)| (k, Arc::<[Arc<Target>]>::from(v))),
+        );
+        several.shrink_to_fit();
+        Instances(Arc::new(several))
     }
 
     /// The rules of `t`'s instance, when it has more than one.

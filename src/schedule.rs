@@ -58,7 +58,7 @@ const YEAR_COUNT: u32 = (MAX_YEAR - MIN_YEAR + 1) as u32;
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// A parsed schedule expression bound to a time zone.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     expression: String,
     tz: Tz,
@@ -136,8 +136,8 @@ impl Schedule {
     }
 
     /// Equal for schedules with the same zone and the same normalised field sets, so the same fire instants.
-    pub fn group_key(&self) -> String {
-        self.key.clone()
+    pub fn group_key(&self) -> &str {
+        &self.key
     }
 
     /// The first fire instant strictly after `after`, or `None` if there is none before 2200.
@@ -1743,7 +1743,7 @@ mod tests {
 
     #[test]
     fn group_key_is_equal_for_equivalent_schedules() {
-        let key = |e: &str, tz: Tz| sched(e, tz).group_key();
+        let key = |e: &str, tz: Tz| sched(e, tz).group_key().to_string();
         let daily = key("0 3 * * *", UTC);
         assert_eq!(daily, key("0 0 3 * * *", UTC));
         assert_eq!(daily, key("cron(0 3 * * ? *)", UTC));

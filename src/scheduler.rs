@@ -96,7 +96,8 @@ impl Stalled {
 
 /// Groups enabled targets by schedule group key, in config order.
 pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
-    let mut groups: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
+    // Keyed by the schedules' own keys while counting: one String per group, not per target.
+    let mut groups: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
     for t in config.enabled_targets() {
         groups
             .entry(t.schedule.group_key())
@@ -104,6 +105,9 @@ pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
             .push(t.clone());
     }
     groups
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Applies the overlap rule to slot `slot` of `t`: the fire to launch, if any (its trigger is
@@ -217,7 +221,7 @@ impl<S: StepFunctions> Scheduler<S> {
             self.arm(&key, &mut g).await;
             self.groups.insert(key, g);
         }
-        let keep: HashSet<String> = config.targets.iter().map(|t| t.name.to_string()).collect();
+        let keep: HashSet<&str> = config.targets.iter().map(|t| &*t.name).collect();
         self.metrics.retain_targets(&keep);
     }
 

@@ -73,7 +73,7 @@ impl Selection {
     /// again), no exclude tag with its value.
     pub fn keeps<'a>(&self, r: &'a TaggedResource) -> Option<&'a str> {
         let arn = InstanceArn::parse(&r.arn).ok()?;
-        if arn.region != self.region || arn.account != self.account {
+        if arn.region() != self.region || arn.account() != self.account {
             return None;
         }
         let has = |k: &String, v: &String| r.tags.iter().any(|(tk, tv)| tk == k && tv == v);
@@ -135,7 +135,7 @@ impl Selection {
                 out.push(Arc::new(Target {
                     name: name.clone(),
                     resource_arn: resource_arn.clone(),
-                    ..(**t).clone()
+                    settings: t.settings.clone(),
                 }));
             }
         }

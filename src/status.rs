@@ -323,7 +323,10 @@ pub fn report<'a>(
         .into_iter()
         .map(|t| {
             let rules = rules_of(t);
-            let key: Vec<String> = rules.iter().map(|r| r.schedule.group_key()).collect();
+            let key: Vec<String> = rules
+                .iter()
+                .map(|r| r.schedule.group_key().to_string())
+                .collect();
             let gap = *gaps
                 .entry(key)
                 .or_insert_with(|| longest_gap(&rules, now - chrono::Duration::days(1)));
