@@ -144,9 +144,11 @@ fn diff_targets<'a>(
     old: &'a Config,
     new: &'a Config,
 ) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
-    use std::collections::HashMap;
-    let index = |c: &'a Config| -> HashMap<&'a str, &'a crate::config::Target> {
-        c.enabled_targets().map(|t| (&*t.name, &**t)).collect()
+    use crate::fasthash::FastMap;
+    let index = |c: &'a Config| -> FastMap<&'a str, &'a crate::config::Target> {
+        let mut m = FastMap::with_capacity_and_hasher(c.targets.len(), Default::default());
+        m.extend(c.enabled_targets().map(|t| (&*t.name, &**t)));
+        m
     };
     let (before, after) = (index(old), index(new));
     let mut added: Vec<&str> = after

@@ -2017,18 +2017,29 @@ impl Targets<'_> {
                 None => name.to_string(),
             };
             if ok && !name.is_empty() {
-                let part = crate::execution::target_part(&slot_key, 63);
-                let key = (part != slot_key).then(|| slot_key.clone());
-                if let Some(other) = self.exec_parts.insert(part.clone(), key) {
-                    let other = other.unwrap_or_else(|| part.clone());
-                    r.push(
-                        t.name.as_ref().map_or(span.clone(), Spanned::span),
-                        f("name"),
-                        format!(
-                            "`{slot_key}` and `{other}` give the same execution name prefix `{part}`"
-                        ),
-                    );
-                    ok = false;
+                // Keyed by the prefix, with the slot key beside it only when they differ: no
+                // copy of either for the usual short plain name.
+                let (prefix, full) = if crate::execution::is_plain_part(&slot_key, 63) {
+                    (slot_key, None)
+                } else {
+                    (crate::execution::target_part(&slot_key, 63), Some(slot_key))
+                };
+                match self.exec_parts.entry(prefix) {
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        let (part, other) = (o.key(), o.get().as_deref().unwrap_or(o.key()));
+                        let mine = full.as_deref().unwrap_or(part);
+                        r.push(
+                            t.name.as_ref().map_or(span.clone(), Spanned::span),
+                            f("name"),
+                            format!(
+                                "`{mine}` and `{other}` give the same execution name prefix `{part}`"
+                            ),
+                        );
+                        ok = false;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(full);
+                    }
                 }
             }
             let from_rule = rule.is_some();
@@ -2759,6 +2770,41 @@ start_window_minutes = 10
         );
         assert_eq!(c.targets[2].schedule.timezone(), chrono_tz::Europe::Berlin);
         assert_eq!(c.instances.len(), 1, "db has two rules, web one");
+    }
+
+    #[test]
+    fn rules_whose_execution_names_would_collide_are_refused() {
+        // `a-b` (its own schedule) and rule `b` of `a` both fire as `a-b-…`.
+        let text = format!(
+            r#"state_machine_arn = "{SM}"
+[[backup]]
+name = "a-b"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "a"
+resource_arn = "{EC2}"
+[[backup.rule]]
+name = "b"
+schedule = "0 4 * * *"
+"#
+        );
+        let d = errors(&text);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!((d[0].line, d[0].field.as_str()), (8, "backup[1].name"));
+        assert!(
+            d[0].message
+                .contains("`a-b` and `a-b` give the same execution name prefix `a-b`"),
+            "{}",
+            d[0].message
+        );
+        // A name too long for an execution name gets a hashed prefix, distinct from its neighbours.
+        let long = "x".repeat(70);
+        let text = format!(
+            "state_machine_arn = \"{SM}\"\n[[backup]]\nname = \"{long}1\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n[[backup]]\nname = \"{long}2\"\nresource_arn = \"{EC2}\"\nschedule = \"0 3 * * *\"\n"
+        );
+        assert_eq!(ok(&text).targets.len(), 2);
     }
 
     #[test]

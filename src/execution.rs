@@ -25,13 +25,19 @@ const MANUAL_NONCE_LEN: usize = 4;
 /// Hex digits of the hash that replaces the tail of a long or unusual target name.
 const NAME_HASH_LEN: usize = 8;
 
+/// True when [`target_part`] is `target` itself: short, not empty, only `0-9 A-Z a-z - _`.
+pub fn is_plain_part(target: &str, max_len: usize) -> bool {
+    !target.is_empty()
+        && target.len() <= max_len
+        && target
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// The part of an execution name that stands for a target: the name itself when it is short and
 /// uses only `0-9 A-Z a-z - _`, otherwise a sanitised prefix plus a stable hash of the full name.
 pub fn target_part(target: &str, max_len: usize) -> String {
-    let plain = target
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if plain && target.len() <= max_len && !target.is_empty() {
+    if is_plain_part(target, max_len) {
         return target.to_string();
     }
     let digest = Sha256::digest(target.as_bytes());

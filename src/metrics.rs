@@ -102,7 +102,7 @@ pub struct Metrics {
     selected: Family<SelectionLabel, Gauge>,
     selection_refreshes: Family<SelectionResult, Counter>,
     selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
-    targets_seen: Mutex<BTreeSet<Arc<str>>>,
+    targets_seen: Mutex<crate::fasthash::FastSet<Arc<str>>>,
     aws_ok: std::sync::atomic::AtomicBool,
     finished_seen: Mutex<BTreeSet<TargetState>>,
     skipped_seen: Mutex<BTreeSet<TargetReason>>,
@@ -347,16 +347,25 @@ impl Metrics {
 
     /// The target's next slot.
     pub fn set_next_fire(&self, target: &Arc<str>, at: DateTime<Utc>) {
-        {
-            let mut seen = self.targets_seen.lock().expect("metrics lock");
+        self.set_next_fires([(target, at)]);
+    }
+
+    /// Sets the next-fire gauge of many targets (a schedule group: 100,000 at once) under one
+    /// lock.
+    pub fn set_next_fires<'a>(
+        &self,
+        fires: impl IntoIterator<Item = (&'a Arc<str>, DateTime<Utc>)>,
+    ) {
+        let mut seen = self.targets_seen.lock().expect("metrics lock");
+        for (target, at) in fires {
             if !seen.contains(&**target) {
                 seen.insert(target.clone());
             }
+            let label = TargetLabel {
+                target: target.clone(),
+            };
+            self.next_fire.get_or_create(&label).set(ts(at));
         }
-        let label = TargetLabel {
-            target: target.clone(),
-        };
-        self.next_fire.get_or_create(&label).set(ts(at));
     }
 
     /// Backups being followed.

@@ -57,7 +57,7 @@ fn publish_next_fire(
     now: DateTime<Utc>,
 ) {
     let mut asked: HashMap<*const Schedule, Option<DateTime<Utc>>> = HashMap::new();
-    for t in targets {
+    metrics.set_next_fires(targets.iter().map(|t| {
         let rules = t.rule.as_ref().and(instances.rules_of(t));
         let soonest = rules.map_or(slot, |rules| {
             rules
@@ -70,8 +70,8 @@ fn publish_next_fire(
                 })
                 .fold(slot, DateTime::min)
         });
-        metrics.set_next_fire(&t.name, soonest);
-    }
+        (&t.name, soonest)
+    }));
 }
 
 /// The slots one stall skipped: a count and the first and last, not a list.
