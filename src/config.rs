@@ -993,12 +993,35 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         base: 0,
         diags: Vec::new(),
     };
-    let later = std::iter::from_fn(|| reader.piece()).flatten();
-    let raw_targets = pending
-        .into_iter()
-        .chain(later)
-        .filter_map(|(path, span, raw)| raw.map(|raw| (path, span, raw)));
-    let mut config = validate(&mut r, global, defaults, plans, raw_targets, headers);
+    let usable = |(path, span, raw): RawTargetAt| raw.map(|raw| (path, span, raw));
+    let (mut config, mut reader) = if reader.pieces.len() == 0 {
+        let targets = pending.into_iter().filter_map(usable);
+        (validate(&mut r, global, defaults, plans, targets, headers), reader)
+    } else {
+        // Two cores at work on a large file: one thread reads the later pieces (TOML, serde)
+        // while this one validates the targets read before; two pieces in flight at most, so
+        // the memory stays that of a few pieces.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RawTargetAt>>(2);
+            let reading = scope.spawn(move || {
+                while let Some(piece) = reader.piece() {
+                    if tx.send(piece).is_err() {
+                        break;
+                    }
+                }
+                reader
+            });
+            let targets = pending
+                .into_iter()
+                .chain(rx.into_iter().flatten())
+                .filter_map(usable);
+            let config = validate(&mut r, global, defaults, plans, targets, headers);
+            let reader = reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (config, reader)
+        })
+    };
     if syntax(&reader.r) {
         return Err(ConfigError::Invalid(reader.r.diags));
     }
