@@ -1281,6 +1281,7 @@ fn validate(
         exec_parts: FastMap::with_capacity_and_hasher(count, Default::default()),
         schedules: HashMap::new(),
         settings: FastSet::default(),
+        count,
     };
     let mut targets = Vec::with_capacity(count);
     let mut selections = Vec::new();
@@ -1581,6 +1582,8 @@ struct Targets<'a> {
     schedules: HashMap<(String, usize, Tz), Option<Arc<Schedule>>>,
     /// Every distinct [`Settings`] so far: targets set alike share one.
     settings: FastSet<Arc<Settings>>,
+    /// How many `[[backup]]`s the file has.
+    count: usize,
 }
 
 impl Targets<'_> {
@@ -2026,6 +2029,13 @@ impl Targets<'_> {
         }
 
         let mut out = Vec::with_capacity(units.len());
+        // Room for every target still to come with as many rules as this one (four at most): a
+        // plan fleet grows the map once, not by doubling through 300,000 keys.
+        if self.exec_parts.capacity() - self.exec_parts.len() < units.len() {
+            let to_come = self.count.saturating_sub(self.seen.len()) + 1;
+            self.exec_parts
+                .reserve(units.len().clamp(1, 4).saturating_mul(to_come));
+        }
         for (rule, schedule, policy, rule_path) in units {
             // A value's error names where it was written: the rule, the target or [defaults].
             let at = |key: &str, from_rule: bool| {
