@@ -996,7 +996,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let usable = |(path, span, raw): RawTargetAt| raw.map(|raw| (path, span, raw));
     let (mut config, mut reader) = if reader.pieces.len() == 0 {
         let targets = pending.into_iter().filter_map(usable);
-        (validate(&mut r, global, defaults, plans, targets, headers), reader)
+        (
+            validate(&mut r, global, defaults, plans, targets, headers),
+            reader,
+        )
     } else {
         // Two cores at work on a large file: one thread reads the later pieces (TOML, serde)
         // while this one validates the targets read before; two pieces in flight at most, so
@@ -2776,6 +2779,53 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn later_pieces_are_read_beside_the_validation_with_exact_locations() {
+        // [defaults] first: the first piece settles them, the later ones are read on the second
+        // thread while the first targets are validated.
+        let mut text = format!("state_machine_arn = \"{SM}\"\n[defaults]\njitter = \"1m\"\n");
+        for i in 0..1200 {
+            let arn = if i == 1100 {
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-bad".to_string()
+            } else {
+                format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{i:08x}")
+            };
+            let extra = if i == 700 { "colour = \"red\"\n" } else { "" };
+            text.push_str(&format!(
+                "[[backup]]\nname = \"t{i}\"\nresource_arn = \"{arn}\"\nschedule = \"0 3 * * *\"\n{extra}"
+            ));
+        }
+        let (pieces, settled_at, headers) = chunks(&text);
+        assert_eq!((pieces.len(), headers), (3, 1200));
+        assert!(settled_at < pieces[1].0, "settled in the first piece");
+        let d = errors(&text);
+        let show: Vec<String> = d.iter().map(ToString::to_string).collect();
+        let line_of = |needle: &str| text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+        let colour = d
+            .iter()
+            .find(|x| x.field == "backup[700].colour")
+            .expect("located");
+        assert_eq!(colour.line, line_of("colour"), "{show:#?}");
+        let arn = d
+            .iter()
+            .find(|x| x.field == "backup[1100].resource_arn")
+            .expect("located");
+        assert_eq!((arn.line, arn.column), (line_of("i-bad"), 16), "{show:#?}");
+        assert_eq!(d.len(), 2, "{show:#?}");
+
+        let c = ok(&text
+            .replace("i-bad", "i-0000bad0")
+            .replace("colour = \"red\"\n", ""));
+        assert_eq!(c.targets.len(), 1200);
+        assert_eq!(&*c.targets[1199].name, "t1199");
+        assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+        // 1,200 targets set alike share one Settings.
+        assert!(Arc::ptr_eq(
+            &c.targets[0].settings,
+            &c.targets[1199].settings
+        ));
     }
 
     const PLAN: &str = "[[plan]]\nname = \"gfs\"\n[[plan.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[[plan.rule]]\nname = \"monthly\"\nschedule = \"0 3 1 * *\"\ndelete_after_days = 365\n";
