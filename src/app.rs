@@ -140,32 +140,72 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// Names of the enabled targets a reload adds, removes and changes (linear: 100,000 targets).
+/// A target is changed when any of its rules is: the rules of a target are consecutive in a
+/// config, compared in order.
 fn diff_targets<'a>(
     old: &'a Config,
     new: &'a Config,
 ) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    use crate::config::{Settings, Target};
     use crate::fasthash::FastMap;
-    let index = |c: &'a Config| -> FastMap<&'a str, &'a crate::config::Target> {
-        let mut m = FastMap::with_capacity_and_hasher(c.targets.len(), Default::default());
-        m.extend(c.enabled_targets().map(|t| (&*t.name, &**t)));
-        m
+    type Run<'r, 'a> = (&'a str, &'r [&'a Target]);
+    /// Each target's enabled rules, one run per target, in config order.
+    fn runs<'r, 'a>(rules: &'r [&'a Target]) -> Vec<Run<'r, 'a>> {
+        let mut out: Vec<Run<'r, 'a>> = Vec::new();
+        let mut start = 0;
+        for i in 1..=rules.len() {
+            if i == rules.len() || rules[i].name != rules[start].name {
+                out.push((&rules[start].name, &rules[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let enabled =
+        |c: &'a Config| -> Vec<&'a Target> { c.enabled_targets().map(|t| &**t).collect() };
+    let (old_rules, new_rules) = (enabled(old), enabled(new));
+    let (before, after) = (runs(&old_rules), runs(&new_rules));
+    // Two loads never share `Settings`, but a fleet has few distinct ones: compare each pair once.
+    let mut settings_equal: FastMap<(*const Settings, *const Settings), bool> = FastMap::default();
+    let mut same = |a: &[&Target], b: &[&Target]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.name == y.name
+                    && x.resource_arn == y.resource_arn
+                    && *settings_equal
+                        .entry((Arc::as_ptr(&x.settings), Arc::as_ptr(&y.settings)))
+                        .or_insert_with(|| x.settings == y.settings)
+            })
     };
-    let (before, after) = (index(old), index(new));
-    let mut added: Vec<&str> = after
-        .keys()
-        .filter(|n| !before.contains_key(*n))
-        .copied()
-        .collect();
-    let mut removed: Vec<&str> = before
-        .keys()
-        .filter(|n| !after.contains_key(*n))
-        .copied()
-        .collect();
-    let mut changed: Vec<&str> = after
-        .iter()
-        .filter(|(n, t)| before.get(*n).is_some_and(|b| b != *t))
-        .map(|(n, _)| *n)
-        .collect();
+    let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+    if before.len() == after.len() && before.iter().zip(&after).all(|(b, a)| b.0 == a.0) {
+        // The usual reload: the same targets in the same order.
+        for (b, a) in before.iter().zip(&after) {
+            if !same(b.1, a.1) {
+                changed.push(a.0);
+            }
+        }
+    } else {
+        fn index<'r, 'a>(runs: &[Run<'r, 'a>]) -> FastMap<&'a str, &'r [&'a Target]> {
+            let mut m = FastMap::with_capacity_and_hasher(runs.len(), Default::default());
+            m.extend(runs.iter().copied());
+            m
+        }
+        let (old_index, new_index) = (index(&before), index(&after));
+        for (name, rules) in &after {
+            match old_index.get(name) {
+                None => added.push(*name),
+                Some(was) if !same(was, rules) => changed.push(*name),
+                Some(_) => {}
+            }
+        }
+        removed.extend(
+            before
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| !new_index.contains_key(name)),
+        );
+    }
     for v in [&mut added, &mut removed, &mut changed] {
         v.sort_unstable();
     }
@@ -628,5 +668,31 @@ mod tests {
         assert_eq!(removed, vec!["c"]);
         // `d` takes `c`'s place (and instance id); `b` changed its schedule.
         assert_eq!(changed, vec!["b"]);
+
+        // The same targets in the same order (the usual reload): only `b` changed.
+        let again = config(&[("a", "0 3 * * *"), ("b", "0 5 * * *"), ("c", "0 3 * * *")]);
+        assert_eq!(diff_targets(&old, &again), (vec![], vec![], vec!["b"]));
+        assert_eq!(diff_targets(&old, &old), (vec![], vec![], vec![]));
+    }
+
+    #[test]
+    fn a_change_to_any_rule_of_a_target_is_a_change() {
+        let text = |monthly: u32| {
+            format!(
+                "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n[[backup]]\nname = \"db\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-00000001\"\n[[backup.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[[backup.rule]]\nname = \"monthly\"\nschedule = \"0 3 1 * *\"\ndelete_after_days = {monthly}\n[[backup.rule]]\nname = \"yearly\"\nschedule = \"0 3 1 1 *\"\n[[backup]]\nname = \"web\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-00000002\"\nschedule = \"0 4 * * *\"\n"
+            )
+        };
+        let old = config::parse(&text(365), "t.toml").unwrap();
+        let new = config::parse(&text(400), "t.toml").unwrap();
+        // The middle rule changed: the target is changed, whichever rule comes last.
+        assert_eq!(diff_targets(&old, &new), (vec![], vec![], vec!["db"]));
+        // Without `web`: removed, and `db` still changed.
+        let fewer = text(400);
+        let fewer = &fewer[..fewer.find("[[backup]]\nname = \"web\"").unwrap()];
+        let fewer = config::parse(fewer, "t.toml").unwrap();
+        assert_eq!(
+            diff_targets(&old, &fewer),
+            (vec![], vec!["web"], vec!["db"])
+        );
     }
 }
