@@ -58,8 +58,14 @@ impl std::ops::Deref for StateMachineArn {
 
 /// Splits `arn:partition:service:region:account:resource` and checks the common parts.
 fn split<'a>(arn: &'a str, service: &str) -> Result<[&'a str; 4], String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" {
+    let mut fields = arn.splitn(6, ':');
+    let mut parts = [""; 6];
+    let mut n = 0;
+    for (slot, field) in parts.iter_mut().zip(&mut fields) {
+        *slot = field;
+        n += 1;
+    }
+    if n != 6 || parts[0] != "arn" {
         return Err(format!(
             "`{arn}` is not an ARN (expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE)"
         ));
@@ -86,14 +92,15 @@ fn split<'a>(arn: &'a str, service: &str) -> Result<[&'a str; 4], String> {
 
 /// `xx-name-N` or `xx-name-name-N`, as region names are.
 fn is_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts[0].len() == 2
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty()
+    let Some((words, number)) = s.rsplit_once('-') else {
+        return false;
+    };
+    let mut n = 0;
+    let words_ok = words.split('-').enumerate().all(|(i, w)| {
+        n += 1;
+        (i > 0 || w.len() == 2) && !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())
+    });
+    words_ok && n >= 2 && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl InstanceArn {
@@ -297,6 +304,34 @@ mod tests {
         ] {
             let err = InstanceArn::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn region_names() {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "ap-northeast-3",
+            "eu-central-2",
+            "il-central-1",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "us",
+            "us-1",
+            "us-east",
+            "us-east-",
+            "usa-east-1",
+            "us-East-1",
+            "us--1",
+            "-east-1",
+            "us-east-1a",
+            "u-east-1",
+        ] {
+            assert!(!is_region(bad), "{bad}");
         }
     }
 

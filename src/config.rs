@@ -1282,9 +1282,10 @@ fn validate(
         // Sized once: growing maps of 100,000s of keys was a tenth of a load.
         seen: FastMap::with_capacity_and_hasher(count, Default::default()),
         exec_parts: FastMap::with_capacity_and_hasher(count, Default::default()),
-        schedules: HashMap::new(),
+        schedules: FastMap::default(),
         settings: FastSet::default(),
         count,
+        no_copies: Arc::from(Vec::new()),
     };
     let mut targets = Vec::with_capacity(count);
     let mut selections = Vec::new();
@@ -1582,11 +1583,13 @@ struct Targets<'a> {
     /// Execution-name prefixes taken, with the rule's slot key when it differs from the prefix.
     exec_parts: FastMap<String, Option<String>>,
     /// Plan rules' schedules, parsed once per zone (100,000 targets on one plan share three).
-    schedules: HashMap<(String, usize, Tz), Option<Arc<Schedule>>>,
+    schedules: FastMap<(usize, usize, Tz), Option<Arc<Schedule>>>,
     /// Every distinct [`Settings`] so far: targets set alike share one.
     settings: FastSet<Arc<Settings>>,
     /// How many `[[backup]]`s the file has.
     count: usize,
+    /// The empty `copy_to` every rule without copies shares.
+    no_copies: Arc<[crate::copies::Destination]>,
 }
 
 impl Targets<'_> {
@@ -1979,13 +1982,15 @@ impl Targets<'_> {
                 }
                 Some(plan) if !plan.usable => ok = false,
                 Some(plan) => {
+                    // Plans are not added to while targets are validated: the address names it.
+                    let plan_index = plan as *const Plan as usize;
                     for (i, rule) in plan.rules.iter().enumerate() {
                         let Some(zone) = rule.tz.or(tz) else {
                             continue;
                         };
                         let schedule = self
                             .schedules
-                            .entry((p.get_ref().clone(), i, zone))
+                            .entry((plan_index, i, zone))
                             .or_insert_with(|| {
                                 let s = rule.raw.schedule.as_ref().expect("checked");
                                 Schedule::parse(s.get_ref(), zone)
@@ -2191,7 +2196,11 @@ impl Targets<'_> {
                 hook_max_downtime,
                 on_pre_hook_failure,
                 windows_vss,
-                copy_to: copy_to.into(),
+                copy_to: if copy_to.is_empty() {
+                    self.no_copies.clone()
+                } else {
+                    copy_to.into()
+                },
             };
             out.push(Target {
                 name: name.clone(),
