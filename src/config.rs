@@ -2407,7 +2407,7 @@ impl Config {
 
     /// Counts by schedule group, for the summary `check` prints.
     pub fn groups(&self) -> BTreeMap<String, usize> {
-        let mut m: HashMap<&str, usize> = HashMap::new();
+        let mut m: FastMap<&str, usize> = FastMap::default();
         for t in self.enabled_targets() {
             *m.entry(t.schedule.group_key()).or_insert(0) += 1;
         }

@@ -461,7 +461,7 @@ impl Metrics {
     }
 
     /// Drops every series of a target that is not in `keep`.
-    pub fn retain_targets(&self, keep: &HashSet<&str>) {
+    pub fn retain_targets<S: std::hash::BuildHasher>(&self, keep: &HashSet<&str, S>) {
         let mut seen = self.targets_seen.lock().expect("metrics lock");
         let gone: Vec<Arc<str>> = seen
             .iter()

@@ -59,22 +59,33 @@ pub struct Instances(Arc<FastMap<InstanceArn, Arc<[Arc<Target>]>>>);
 impl Instances {
     /// Groups `targets` (in config order, which is the overlap rule's tie-break).
     pub fn of(targets: &[Arc<Target>]) -> Self {
-        // Keyed by the ARN the rules already share: no copy of its text per instance.
-        let mut by: FastMap<InstanceArn, Vec<Arc<Target>>> =
-            FastMap::with_capacity_and_hasher(targets.len(), Default::default());
-        for t in targets.iter().filter(|t| t.enabled) {
-            by.entry(t.resource_arn.clone())
-                .or_default()
-                .push(t.clone());
+        // The rules of one target are consecutive: each run of one instance is hashed once and
+        // becomes its slice at once; an instance met again further on (another `[[backup]]`
+        // naming it) has its rules joined in config order. Keyed by the ARN the rules already
+        // share: no copy of its text per instance.
+        let enabled: Vec<&Arc<Target>> = targets.iter().filter(|t| t.enabled).collect();
+        let mut by: FastMap<InstanceArn, Arc<[Arc<Target>]>> =
+            FastMap::with_capacity_and_hasher(enabled.len(), Default::default());
+        let mut start = 0;
+        for i in 1..=enabled.len() {
+            if i < enabled.len() && enabled[i].resource_arn == enabled[start].resource_arn {
+                continue;
+            }
+            let run = &enabled[start..i];
+            start = i;
+            match by.entry(run[0].resource_arn.clone()) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(run.iter().map(|t| Arc::clone(t)).collect());
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let joined = o.get().iter().chain(run.iter().copied()).cloned().collect();
+                    o.insert(joined);
+                }
+            }
         }
-        let mut several = FastMap::with_capacity_and_hasher(by.len(), Default::default());
-        several.extend(
-            by.into_iter()
-                .filter(|(_, v)| v.len() > 1)
-                .map(|(k, v)| (k, Arc::<[Arc<Target>]>::from(v))),
-        );
-        several.shrink_to_fit();
-        Instances(Arc::new(several))
+        by.retain(|_, rules| rules.len() > 1);
+        by.shrink_to_fit();
+        Instances(Arc::new(by))
     }
 
     /// The rules of `t`'s instance, when it has more than one.
@@ -285,5 +296,24 @@ schedule = "0 3 * * *"
         assert_eq!(d.covering().0, "db-monthly-20261101T030000Z");
         let web = c.instances.decide(&c.targets[2], at(1, 3, 0));
         assert_eq!(web.covering().0, "web-20261101T030000Z");
+
+        // The instance's blocks apart, another instance's between them: its rules are still
+        // one list, in file order.
+        let (db, web) = ("i-12345678", "i-87654321");
+        let apart = text
+            .replacen(db, "DB", 1)
+            .replacen(db, "WEB", 1)
+            .replacen(web, "DB", 1)
+            .replace("DB", db)
+            .replace("WEB", web);
+        let c = config::parse(&apart, "t.toml").unwrap();
+        let names = |t: &Target| -> Vec<String> {
+            c.instances
+                .rules_of(t)
+                .map_or_else(Vec::new, |r| r.iter().map(|r| r.name.to_string()).collect())
+        };
+        assert_eq!(names(&c.targets[0]), ["db-daily", "web"]);
+        assert_eq!(names(&c.targets[2]), ["db-daily", "web"]);
+        assert!(names(&c.targets[1]).is_empty(), "db-monthly is alone now");
     }
 }

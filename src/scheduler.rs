@@ -257,7 +257,9 @@ impl<S: StepFunctions> Scheduler<S> {
             self.groups.insert(key, g);
         }
         publish_every_next_fire(&self.metrics, &self.instances, config, after);
-        let keep: HashSet<&str> = config.targets.iter().map(|t| &*t.name).collect();
+        let mut keep: crate::fasthash::FastSet<&str> =
+            HashSet::with_capacity_and_hasher(config.targets.len(), Default::default());
+        keep.extend(config.targets.iter().map(|t| &*t.name));
         self.metrics.retain_targets(&keep);
     }
 
