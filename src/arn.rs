@@ -56,20 +56,23 @@ impl std::ops::Deref for StateMachineArn {
     }
 }
 
+/// The six `:`-separated fields of an ARN (the last keeps its own colons), if it has six.
+fn fields(arn: &str) -> Option<[&str; 6]> {
+    let mut it = arn.splitn(6, ':');
+    let mut out = [""; 6];
+    for slot in &mut out {
+        *slot = it.next()?;
+    }
+    Some(out)
+}
+
 /// Splits `arn:partition:service:region:account:resource` and checks the common parts.
 fn split<'a>(arn: &'a str, service: &str) -> Result<[&'a str; 4], String> {
-    let mut fields = arn.splitn(6, ':');
-    let mut parts = [""; 6];
-    let mut n = 0;
-    for (slot, field) in parts.iter_mut().zip(&mut fields) {
-        *slot = field;
-        n += 1;
-    }
-    if n != 6 || parts[0] != "arn" {
+    let Some(parts) = fields(arn).filter(|p| p[0] == "arn") else {
         return Err(format!(
             "`{arn}` is not an ARN (expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE)"
         ));
-    }
+    };
     let (partition, svc, region, account, resource) =
         (parts[1], parts[2], parts[3], parts[4], parts[5]);
     if !PARTITIONS.contains(&partition) {
@@ -95,18 +98,19 @@ fn is_region(s: &str) -> bool {
     let Some((words, number)) = s.rsplit_once('-') else {
         return false;
     };
-    let mut n = 0;
-    let words_ok = words.split('-').enumerate().all(|(i, w)| {
-        n += 1;
-        (i > 0 || w.len() == 2) && !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())
-    });
-    words_ok && n >= 2 && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+    let lower = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase());
+    let (first, rest) = words.split_once('-').unwrap_or((words, ""));
+    first.len() == 2
+        && lower(first)
+        && rest.split('-').all(lower)
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl InstanceArn {
     /// Parses and validates an EC2 instance ARN.
     pub fn parse(arn: &str) -> Result<Self, String> {
-        let [partition, region, account, resource] = split(arn, "ec2")?;
+        let [_, _, _, resource] = split(arn, "ec2")?;
         let id = resource.strip_prefix("instance/").ok_or_else(|| {
             format!("resource `{resource}` is not an instance (expected instance/i-…)")
         })?;
@@ -120,7 +124,6 @@ impl InstanceArn {
                 "instance id `{id}` is not i- followed by 8 or 17 lowercase hex digits"
             ));
         }
-        let _ = (partition, region, account);
         Ok(InstanceArn(Arc::from(arn)))
     }
 
@@ -131,7 +134,7 @@ impl InstanceArn {
 
     /// The `n`th `:`-separated field of the (validated) text.
     fn field(&self, n: usize) -> &str {
-        self.0.splitn(6, ':').nth(n).unwrap_or("")
+        fields(&self.0).map_or("", |f| f[n])
     }
 
     /// The AWS partition (`aws`, `aws-cn`, …).

@@ -1051,12 +1051,23 @@ fn duration_field(
     field: &str,
     default: Duration,
 ) -> Duration {
+    duration_at(r, v, || field.to_string(), default)
+}
+
+/// [`duration_field`] whose field path is formatted only if the value is wrong (300,000 rules a
+/// load).
+fn duration_at(
+    r: &mut Report<'_>,
+    v: &Option<Spanned<String>>,
+    field: impl FnOnce() -> String,
+    default: Duration,
+) -> Duration {
     match v {
         None => default,
         Some(s) => match parse_duration(s.get_ref()) {
             Ok(d) => d,
             Err(e) => {
-                r.push(s.span(), field, e);
+                r.push(s.span(), field(), e);
                 default
             }
         },
@@ -1748,7 +1759,7 @@ impl Targets<'_> {
             }
             Some(n) => {
                 let s = n.get_ref();
-                let mut return_name = None;
+                let name: Arc<str> = Arc::from(s.as_str());
                 let good_chars = s
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -1768,11 +1779,9 @@ impl Targets<'_> {
                     );
                     ok = false;
                 } else {
-                    let name: Arc<str> = Arc::from(s.as_str());
                     self.seen.insert(name.clone(), n.span());
-                    return_name = Some(name);
                 }
-                return_name.unwrap_or_else(|| Arc::from(s.as_str()))
+                name
             }
         };
 
@@ -2084,20 +2093,13 @@ impl Targets<'_> {
                 }
             }
             let from_rule = rule.is_some();
-            // Field paths are formatted only for a value that is there (300,000 rules a load).
-            let starting_deadline = match &policy.starting_deadline {
-                None => Duration::from_secs(3600),
-                v => duration_field(
-                    r,
-                    v,
-                    &at("starting_deadline", false),
-                    Duration::from_secs(3600),
-                ),
-            };
-            let jitter = match &policy.jitter {
-                None => Duration::ZERO,
-                v => duration_field(r, v, &at("jitter", false), Duration::ZERO),
-            };
+            let starting_deadline = duration_at(
+                r,
+                &policy.starting_deadline,
+                || at("starting_deadline", false),
+                Duration::from_secs(3600),
+            );
+            let jitter = duration_at(r, &policy.jitter, || at("jitter", false), Duration::ZERO);
             if let (Some(j), false) = (&policy.jitter, jitter < starting_deadline) {
                 r.push(
                     j.span(),

@@ -75,7 +75,7 @@ impl Instances {
             start = i;
             match by.entry(run[0].resource_arn.clone()) {
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(run.iter().map(|t| Arc::clone(t)).collect());
+                    v.insert(run.iter().copied().cloned().collect());
                 }
                 std::collections::hash_map::Entry::Occupied(mut o) => {
                     let joined = o.get().iter().chain(run.iter().copied()).cloned().collect();

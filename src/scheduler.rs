@@ -45,10 +45,45 @@ struct Group {
     job: Option<Uuid>,
 }
 
-/// Sets each target's next-fire gauge: `slot` (its group's next), or for a target with several
-/// rules the soonest slot after `now` of any of them, so the gauge does not show whichever rule's
-/// timer was armed last. Each distinct schedule is asked once per call: a fleet on one plan costs
-/// a few schedule computations, not one per target.
+/// Each schedule's next slot after one instant, computed once: a fleet on one plan asks a few
+/// schedules, not one per target.
+struct NextSlots {
+    after: DateTime<Utc>,
+    asked: HashMap<*const Schedule, Option<DateTime<Utc>>>,
+}
+
+impl NextSlots {
+    fn after(after: DateTime<Utc>) -> Self {
+        NextSlots {
+            after,
+            asked: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, s: &Arc<Schedule>) -> Option<DateTime<Utc>> {
+        let after = self.after;
+        *self
+            .asked
+            .entry(Arc::as_ptr(s))
+            .or_insert_with(|| s.next_after(after))
+    }
+
+    /// The soonest next slot of any rule of `t`'s target (of `t` alone in today's form), so a
+    /// gauge does not show whichever rule's timer was armed last.
+    fn soonest_of(&mut self, instances: &Instances, t: &Target) -> Option<DateTime<Utc>> {
+        match t.rule.as_ref().and(instances.rules_of(t)) {
+            None => self.of(&t.schedule),
+            Some(rules) => rules
+                .iter()
+                .filter(|r| r.name == t.name)
+                .filter_map(|r| self.of(&r.schedule))
+                .min(),
+        }
+    }
+}
+
+/// Sets the next-fire gauge of a group's targets when its timer is armed again for `slot`: the
+/// soonest slot after `now` of each target's rules, `slot` at the latest.
 fn publish_next_fire(
     metrics: &Metrics,
     instances: &Instances,
@@ -56,20 +91,9 @@ fn publish_next_fire(
     slot: DateTime<Utc>,
     now: DateTime<Utc>,
 ) {
-    let mut asked: HashMap<*const Schedule, Option<DateTime<Utc>>> = HashMap::new();
+    let mut next = NextSlots::after(now);
     metrics.set_next_fires(targets.iter().map(|t| {
-        let rules = t.rule.as_ref().and(instances.rules_of(t));
-        let soonest = rules.map_or(slot, |rules| {
-            rules
-                .iter()
-                .filter(|r| r.name == t.name)
-                .filter_map(|r| {
-                    *asked
-                        .entry(Arc::as_ptr(&r.schedule))
-                        .or_insert_with(|| r.schedule.next_after(now))
-                })
-                .fold(slot, DateTime::min)
-        });
+        let soonest = next.soonest_of(instances, t).map_or(slot, |s| s.min(slot));
         (&t.name, soonest)
     }));
 }
@@ -83,12 +107,7 @@ fn publish_every_next_fire(
     config: &Config,
     after: DateTime<Utc>,
 ) {
-    let mut asked: HashMap<*const Schedule, Option<DateTime<Utc>>> = HashMap::new();
-    let mut next = |s: &Arc<Schedule>| {
-        *asked
-            .entry(Arc::as_ptr(s))
-            .or_insert_with(|| s.next_after(after))
-    };
+    let mut next = NextSlots::after(after);
     let mut fires = Vec::with_capacity(config.targets.len());
     let mut last: Option<&Arc<str>> = None;
     for t in config.enabled_targets() {
@@ -97,15 +116,7 @@ fn publish_every_next_fire(
             continue;
         }
         last = Some(&t.name);
-        let soonest = match t.rule.as_ref().and(instances.rules_of(t)) {
-            None => next(&t.schedule),
-            Some(rules) => rules
-                .iter()
-                .filter(|r| r.name == t.name)
-                .filter_map(|r| next(&r.schedule))
-                .min(),
-        };
-        if let Some(at) = soonest {
+        if let Some(at) = next.soonest_of(instances, t) {
             fires.push((&t.name, at));
         }
     }
