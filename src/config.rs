@@ -510,7 +510,16 @@ struct Report<'a> {
     diags: Vec<Diagnostic>,
 }
 
-impl Report<'_> {
+impl<'a> Report<'a> {
+    fn new(file: &'a str, text: &'a str) -> Self {
+        Report {
+            file,
+            text,
+            base: 0,
+            diags: Vec::new(),
+        }
+    }
+
     fn push(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
         let (line, column) = line_col(self.text, self.base + span.start);
         self.diags.push(Diagnostic {
@@ -707,7 +716,7 @@ fn chunks(text: &str) -> (Vec<(usize, &str)>, usize, usize) {
     let mut cuts = vec![0];
     let mut headers = 0usize;
     let mut settled_at = 0;
-    let mut in_string: Option<&str> = None;
+    let mut in_string: Option<&'static str> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
@@ -731,15 +740,7 @@ fn chunks(text: &str) -> (Vec<(usize, &str)>, usize, usize) {
         } else {
             line.split('#').next().unwrap_or("")
         };
-        loop {
-            let next = match in_string {
-                Some(delim) => rest.find(delim).map(|i| (i, delim)),
-                None => ["\"\"\"", "'''"]
-                    .iter()
-                    .filter_map(|d| rest.find(d).map(|i| (i, *d)))
-                    .min_by_key(|(i, _)| *i),
-            };
-            let Some((i, delim)) = next else { break };
+        while let Some((i, delim)) = triple_quote(rest, in_string) {
             in_string = if in_string.is_some() {
                 None
             } else {
@@ -752,6 +753,21 @@ fn chunks(text: &str) -> (Vec<(usize, &str)>, usize, usize) {
     cuts.push(text.len());
     let pieces = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
     (pieces, settled_at, headers)
+}
+
+/// The first `"""` or `'''` in `s` (of `only`'s kind when given): its offset and itself. One
+/// pass over the bytes: this runs on every line of a file of 100,000 targets.
+fn triple_quote(s: &str, only: Option<&'static str>) -> Option<(usize, &'static str)> {
+    let b = s.as_bytes();
+    (0..b.len().saturating_sub(2)).find_map(|i| {
+        let c = b[i];
+        let delim = match c {
+            b'"' => "\"\"\"",
+            b'\'' => "'''",
+            _ => return None,
+        };
+        (b[i + 1] == c && b[i + 2] == c && only.is_none_or(|o| o == delim)).then_some((i, delim))
+    })
 }
 
 /// True for a header line of a target's own table (`[[backup.rule]]`, `[backup.x]`). Anything
@@ -800,7 +816,25 @@ struct Reader<'a> {
     targets: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Reads `pieces`, numbering their targets from `first_target`.
+    fn new(
+        r: Report<'a>,
+        pieces: std::vec::IntoIter<(usize, &'a str)>,
+        first_target: usize,
+    ) -> Self {
+        Reader {
+            r,
+            pieces,
+            global: None,
+            defaults: None,
+            ha: None,
+            plans: Vec::new(),
+            saw_backup: false,
+            targets: first_target,
+        }
+    }
+
     /// Reads the next piece: its targets, or `None` after the last.
     fn piece(&mut self) -> Option<Vec<RawTargetAt>> {
         let (base, chunk) = self.pieces.next()?;
@@ -949,22 +983,26 @@ impl Reader<'_> {
 
 /// Parses and validates TOML text; `file` names it in diagnostics.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    parse_with(text, file, Read::InHalves).0
+}
+
+/// How a file's targets were read and validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// In file order, by one thread.
+    InOrder,
+    /// A large file's later pieces in two halves, one per thread ([`Taken::join`]).
+    InHalves,
+}
+
+/// [`parse`], reading as `read` says, and how it was read. When the halves cannot be joined as
+/// they are (a name taken in both, or a file odd enough that the second half would number its
+/// targets apart) the file is parsed again in order, so that every message is the one reading
+/// in order gives.
+fn parse_with(text: &str, file: &str, read: Read) -> (Result<Config, ConfigError>, Read) {
     let (pieces, settled_at, headers) = chunks(text);
-    let mut reader = Reader {
-        r: Report {
-            file,
-            text,
-            base: 0,
-            diags: Vec::new(),
-        },
-        pieces: pieces.into_iter(),
-        global: None,
-        defaults: None,
-        ha: None,
-        plans: Vec::new(),
-        saw_backup: false,
-        targets: 0,
-    };
+    let piece_count = pieces.len();
+    let mut reader = Reader::new(Report::new(file, text), pieces.into_iter(), 0);
     // `[defaults]`, `[[plan]]`s and `[ha]` may follow the targets: read up to the last of them
     // before validating any target (in the usual file, where they come first, that is the first
     // piece); the targets of the later pieces are then read and validated one piece at a time.
@@ -980,69 +1018,89 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let syntax = |r: &Report<'_>| r.diags.iter().any(|d| d.field == "(syntax)");
     if syntax(&reader.r) {
         // What follows a syntax error would only be noise.
-        return Err(ConfigError::Invalid(reader.r.diags));
+        return (Err(ConfigError::Invalid(reader.r.diags)), Read::InOrder);
     }
     let global = reader.global.take().unwrap_or_default();
     let defaults = reader.defaults.take().unwrap_or_default();
     let plans = std::mem::take(&mut reader.plans);
     let ha = reader.ha.take();
     // From here on every span is absolute.
-    let mut r = Report {
-        file,
-        text,
-        base: 0,
-        diags: Vec::new(),
-    };
+    let mut r = Report::new(file, text);
+    let settled = settle(&mut r, global, defaults, plans);
     let usable = |(path, span, raw): RawTargetAt| raw.map(|raw| (path, span, raw));
-    let (mut config, mut reader) = if reader.pieces.len() == 0 {
-        let targets = pending.into_iter().filter_map(usable);
+    let (all, read) = if reader.pieces.len() == 0 || read == Read::InOrder {
+        let later = std::iter::from_fn(|| reader.piece()).flatten();
+        let targets = pending.into_iter().chain(later).filter_map(usable);
         (
-            validate(&mut r, global, defaults, plans, targets, headers),
-            reader,
+            settled.context(headers).take(&mut r, targets).all(),
+            Read::InOrder,
         )
     } else {
-        // Two cores at work on a large file: one thread reads the later pieces (TOML, serde)
-        // while this one validates the targets read before; two pieces in flight at most, so
-        // the memory stays that of a few pieces.
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RawTargetAt>>(2);
-            let reading = scope.spawn(move || {
-                while let Some(piece) = reader.piece() {
-                    if tx.send(piece).is_err() {
-                        break;
-                    }
-                }
-                reader
+        // Two cores at work on a large file: this thread reads and validates the first half of
+        // the targets, a second one the other half, each one piece at a time.
+        let mut first = reader.pieces.as_slice().to_vec();
+        let to_first = (first.len() * TARGETS_PER_CHUNK).saturating_sub(pending.len())
+            / (2 * TARGETS_PER_CHUNK);
+        let second = first.split_off(to_first);
+        reader.pieces = first.into_iter();
+        // Every piece but the first starts at a multiple of TARGETS_PER_CHUNK `[[backup]]`s
+        // ([`chunks`]): the second half numbers its targets from there, checked below against
+        // the count the first half reaches.
+        let second_from = (piece_count - second.len()) * TARGETS_PER_CHUNK;
+        let mut later = Reader::new(Report::new(file, text), second.into_iter(), second_from);
+        later.global = Some(RawGlobal::default());
+        let first_count = pending.len() + reader.pieces.len() * TARGETS_PER_CHUNK;
+        let (mine, (theirs, theirs_diags)) = std::thread::scope(|scope| {
+            let settled = &settled;
+            let later = &mut later;
+            let second = scope.spawn(move || {
+                let mut r = Report::new(file, text);
+                let targets = std::iter::from_fn(|| later.piece()).flatten();
+                let count = headers.saturating_sub(first_count);
+                let taken = settled
+                    .context(count)
+                    .take(&mut r, targets.filter_map(usable));
+                (taken, r.diags)
             });
-            let targets = pending
-                .into_iter()
-                .chain(rx.into_iter().flatten())
-                .filter_map(usable);
-            let config = validate(&mut r, global, defaults, plans, targets, headers);
-            let reader = reading
+            let more = std::iter::from_fn(|| reader.piece()).flatten();
+            let targets = pending.into_iter().chain(more).filter_map(usable);
+            let mine = settled.context(first_count).take(&mut r, targets);
+            let theirs = second
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (config, reader)
-        })
+            (mine, theirs)
+        });
+        let numbered_alike = reader.targets == second_from
+            && later.defaults.is_none()
+            && later.ha.is_none()
+            && later.plans.is_empty();
+        let joined = numbered_alike.then(|| mine.join(theirs)).flatten();
+        let Some(all) = joined else {
+            return parse_with(text, file, Read::InOrder);
+        };
+        reader.r.diags.append(&mut later.r.diags);
+        reader.saw_backup |= later.saw_backup;
+        r.diags.extend(theirs_diags);
+        (all, Read::InHalves)
     };
     if syntax(&reader.r) {
-        return Err(ConfigError::Invalid(reader.r.diags));
+        return (Err(ConfigError::Invalid(reader.r.diags)), read);
     }
     if !reader.saw_backup {
         reader.r.push(0..0, "backup", "no [[backup]] targets");
     }
+    let mut config = settled.finish(&mut r, all);
     config.ha = ha.and_then(|(span, h)| validate_ha(&mut r, span, h));
     // The pieces' own problems first, then the values', as a reader meets them.
     let mut diags = reader.r.diags;
     diags.append(&mut r.diags);
     if diags.is_empty() {
-        Ok(config)
-    } else {
-        // A target's bad value is met once per rule of it: report it once.
-        let mut seen = std::collections::HashSet::new();
-        diags.retain(|d| seen.insert(d.clone()));
-        Err(ConfigError::Invalid(diags))
+        return (Ok(config), read);
     }
+    // A target's bad value is met once per rule of it: report it once.
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert(d.clone()));
+    (Err(ConfigError::Invalid(diags)), read)
 }
 
 fn duration_field(
@@ -1184,14 +1242,19 @@ fn zone_field(r: &mut Report<'_>, v: &Spanned<String>, field: &str) -> Option<Tz
     }
 }
 
-fn validate(
-    r: &mut Report<'_>,
-    g: RawGlobal,
+/// The file's settings apart from its targets, checked: the config still without targets, and
+/// what validating a target needs (shared by the threads that validate a large file's halves).
+struct Settled {
+    config: Config,
+    selection_refresh: Option<Spanned<String>>,
     defaults: RawPolicy,
-    plans: Vec<RawPlan>,
-    raw_targets: impl Iterator<Item = (String, Range<usize>, (RawTarget, RawRules))>,
-    count: usize,
-) -> Config {
+    default_tz: Tz,
+    default_machine: Option<StateMachineArn>,
+    plans: HashMap<String, Plan>,
+}
+
+/// Checks the top-level settings, `[defaults]` and the `[[plan]]`s.
+fn settle(r: &mut Report<'_>, g: RawGlobal, defaults: RawPolicy, plans: Vec<RawPlan>) -> Settled {
     let default_machine = g.state_machine_arn.as_ref().and_then(|s| {
         StateMachineArn::parse(s.get_ref())
             .map_err(|e| r.push(s.span(), "state_machine_arn", e))
@@ -1285,88 +1348,151 @@ fn validate(
 
     let defaults = checked_defaults(r, defaults);
     let plans = check_plans(r, plans);
-    let mut ctx = Targets {
-        defaults: &defaults,
+    Settled {
+        config: Config {
+            source: r.file.to_string(),
+            region: g.region.map(Spanned::into_inner),
+            endpoint_url: g.endpoint_url.map(Spanned::into_inner),
+            poll_interval,
+            max_poll_interval,
+            log_format: g.log_format.map(Spanned::into_inner).unwrap_or_default(),
+            listen,
+            pacing,
+            shutdown_grace,
+            recovery_lookback,
+            targets: Vec::new(),
+            ha: None,
+            instances: crate::rules::Instances::default(),
+            selections: Vec::new(),
+            selection_refresh: DEFAULT_SELECTION_REFRESH,
+            content_hash: content_hash(r.text.as_bytes()),
+        },
+        selection_refresh: g.selection_refresh,
+        defaults,
         default_tz,
-        default_machine: default_machine.as_ref(),
+        default_machine,
         plans,
-        // Sized once: growing maps of 100,000s of keys was a tenth of a load.
-        seen: FastMap::with_capacity_and_hasher(count, Default::default()),
-        exec_parts: FastMap::with_capacity_and_hasher(count, Default::default()),
-        schedules: FastMap::default(),
-        settings: FastSet::default(),
-        count,
-        no_copies: Arc::from(Vec::new()),
-    };
-    let mut targets = Vec::with_capacity(count);
-    let mut selections = Vec::new();
-    for (path, span, (mut t, rules)) in raw_targets {
-        let select = selection_spec(r, &path, &mut t, default_machine.as_ref());
-        let validated = ctx.validate(r, &path, span, t, rules);
-        match select {
-            None => targets.extend(validated.into_iter().map(Arc::new)),
-            Some((false, _, _)) => {}
-            Some(_) if validated.is_empty() => {}
-            Some((true, select, exclude)) => {
-                let sm = &validated[0].state_machine;
-                selections.push(Arc::new(crate::selection::Selection {
-                    name: validated[0].name.to_string(),
-                    select,
-                    exclude,
-                    partition: sm.partition.clone(),
-                    region: sm.region.clone(),
-                    account: sm.account.clone(),
-                    templates: validated.into_iter().map(Arc::new).collect(),
-                }));
-            }
-        }
     }
-    // `{selection}-i-…` names belong to the selection's instances.
-    for s in &selections {
-        let prefix = format!("{}-i-", s.name);
-        for (name, at) in &ctx.seen {
-            if name.starts_with(&prefix) {
-                r.push(
-                    at.clone(),
-                    "backup.name",
-                    format!(
-                        "`{name}` would clash with the instances of the selection `{}` (named {prefix}…)",
-                        s.name
-                    ),
-                );
-            }
-        }
-    }
-    let selection_refresh = duration_field(
-        r,
-        &g.selection_refresh,
-        "selection_refresh",
-        DEFAULT_SELECTION_REFRESH,
-    );
-    if selection_refresh < Duration::from_secs(1)
-        && let Some(s) = &g.selection_refresh
-    {
-        r.push(s.span(), "selection_refresh", "must be at least 1s");
-    }
-    let instances = crate::rules::Instances::of(&targets);
+}
 
-    Config {
-        source: r.file.to_string(),
-        region: g.region.map(Spanned::into_inner),
-        endpoint_url: g.endpoint_url.map(Spanned::into_inner),
-        poll_interval,
-        max_poll_interval,
-        log_format: g.log_format.map(Spanned::into_inner).unwrap_or_default(),
-        listen,
-        pacing,
-        shutdown_grace,
-        recovery_lookback,
-        targets,
-        ha: None,
-        instances,
-        selections,
-        selection_refresh,
-        content_hash: content_hash(r.text.as_bytes()),
+impl Settled {
+    /// A context to validate `count` targets in file order.
+    fn context(&self, count: usize) -> Targets<'_> {
+        Targets {
+            defaults: &self.defaults,
+            default_tz: self.default_tz,
+            default_machine: self.default_machine.as_ref(),
+            plans: &self.plans,
+            // Sized once: growing maps of 100,000s of keys was a tenth of a load. The prefixes
+            // are sized at the first target, which tells how many rules a target has.
+            seen: FastMap::with_capacity_and_hasher(count, Default::default()),
+            exec_parts: FastMap::default(),
+            schedules: FastMap::default(),
+            settings: FastSet::default(),
+            count,
+            no_copies: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The config with its targets: the checks that need all of them, then the rules by
+    /// instance.
+    fn finish(self, r: &mut Report<'_>, all: AllTargets) -> Config {
+        let mut config = self.config;
+        // `{selection}-i-…` names belong to the selection's instances.
+        for s in &all.selections {
+            let prefix = format!("{}-i-", s.name);
+            for (name, at) in all.names.iter().flatten() {
+                if name.starts_with(&prefix) {
+                    r.push(
+                        at.clone(),
+                        "backup.name",
+                        format!(
+                            "`{name}` would clash with the instances of the selection `{}` (named {prefix}…)",
+                            s.name
+                        ),
+                    );
+                }
+            }
+        }
+        let g = &self.selection_refresh;
+        config.selection_refresh =
+            duration_field(r, g, "selection_refresh", DEFAULT_SELECTION_REFRESH);
+        if config.selection_refresh < Duration::from_secs(1)
+            && let Some(s) = g
+        {
+            r.push(s.span(), "selection_refresh", "must be at least 1s");
+        }
+        config.instances = crate::rules::Instances::of(&all.targets);
+        config.targets = all.targets;
+        config.selections = all.selections;
+        config
+    }
+}
+
+/// Targets validated in file order, with the names, execution-name prefixes and settings they
+/// took ([`Targets::take`]).
+struct Taken {
+    targets: Vec<Arc<Target>>,
+    selections: Vec<Arc<crate::selection::Selection>>,
+    names: FastMap<Arc<str>, Range<usize>>,
+    exec_parts: FastMap<String, Option<String>>,
+    settings: FastSet<Arc<Settings>>,
+}
+
+/// Every target of a file, validated.
+struct AllTargets {
+    targets: Vec<Arc<Target>>,
+    selections: Vec<Arc<crate::selection::Selection>>,
+    /// Where each target name is written, per run validated apart.
+    names: Vec<FastMap<Arc<str>, Range<usize>>>,
+}
+
+impl Taken {
+    /// All the targets, when these are all.
+    fn all(self) -> AllTargets {
+        AllTargets {
+            targets: self.targets,
+            selections: self.selections,
+            names: vec![self.names],
+        }
+    }
+
+    /// The targets of this run followed by those of `later` (validated apart, from where this
+    /// run ends): the same as one run over both, unless a name or an execution-name prefix of
+    /// `later` is taken in this one (then None: that message is one run's to give). Settings
+    /// alike are shared across both.
+    fn join(self, later: Taken) -> Option<AllTargets> {
+        let clash = later.names.keys().any(|n| self.names.contains_key(n))
+            || later
+                .exec_parts
+                .keys()
+                .any(|p| self.exec_parts.contains_key(p));
+        if clash {
+            return None;
+        }
+        let mut same: FastMap<*const Settings, Arc<Settings>> = FastMap::default();
+        for s in &later.settings {
+            if let Some(mine) = self.settings.get(s) {
+                same.insert(Arc::as_ptr(s), mine.clone());
+            }
+        }
+        let mut targets = self.targets;
+        targets.reserve_exact(later.targets.len());
+        for mut t in later.targets {
+            if let (Some(mine), Some(t)) =
+                (same.get(&Arc::as_ptr(&t.settings)), Arc::get_mut(&mut t))
+            {
+                t.settings = mine.clone();
+            }
+            targets.push(t);
+        }
+        let mut selections = self.selections;
+        selections.extend(later.selections);
+        Some(AllTargets {
+            targets,
+            selections,
+            names: vec![self.names, later.names],
+        })
     }
 }
 
@@ -1584,12 +1710,12 @@ struct CheckedRule {
     tz: Option<Tz>,
 }
 
-/// What validating every target shares.
+/// What validating a run of targets in file order shares.
 struct Targets<'a> {
     defaults: &'a RawPolicy,
     default_tz: Tz,
     default_machine: Option<&'a StateMachineArn>,
-    plans: HashMap<String, Plan>,
+    plans: &'a HashMap<String, Plan>,
     seen: FastMap<Arc<str>, Range<usize>>,
     /// Execution-name prefixes taken, with the rule's slot key when it differs from the prefix.
     exec_parts: FastMap<String, Option<String>>,
@@ -1604,6 +1730,44 @@ struct Targets<'a> {
 }
 
 impl Targets<'_> {
+    /// Validates `raw_targets` in file order.
+    fn take(
+        mut self,
+        r: &mut Report<'_>,
+        raw_targets: impl Iterator<Item = (String, Range<usize>, (RawTarget, RawRules))>,
+    ) -> Taken {
+        let mut targets = Vec::with_capacity(self.count);
+        let mut selections = Vec::new();
+        for (path, span, (mut t, rules)) in raw_targets {
+            let select = selection_spec(r, &path, &mut t, self.default_machine);
+            let validated = self.validate(r, &path, span, t, rules);
+            match select {
+                None => targets.extend(validated.into_iter().map(Arc::new)),
+                Some((false, _, _)) => {}
+                Some(_) if validated.is_empty() => {}
+                Some((true, select, exclude)) => {
+                    let sm = &validated[0].state_machine;
+                    selections.push(Arc::new(crate::selection::Selection {
+                        name: validated[0].name.to_string(),
+                        select,
+                        exclude,
+                        partition: sm.partition.clone(),
+                        region: sm.region.clone(),
+                        account: sm.account.clone(),
+                        templates: validated.into_iter().map(Arc::new).collect(),
+                    }));
+                }
+            }
+        }
+        Taken {
+            targets,
+            selections,
+            names: self.seen,
+            exec_parts: self.exec_parts,
+            settings: self.settings,
+        }
+    }
+
     /// The shared copy of `settings`.
     fn shared(&mut self, settings: Settings) -> Arc<Settings> {
         if let Some(s) = self.settings.get(&settings) {
@@ -2840,6 +3004,140 @@ start_window_minutes = 10
     }
 
     const PLAN: &str = "[[plan]]\nname = \"gfs\"\n[[plan.rule]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[[plan.rule]]\nname = \"monthly\"\nschedule = \"0 3 1 * *\"\ndelete_after_days = 365\n";
+
+    /// A fleet of `n` targets after `[defaults]` and a plan: most on the plan, every seventh on
+    /// its own schedule, every eleventh with inline rules; `edit` rewrites target `i`'s text.
+    fn fleet(n: usize, edit: impl Fn(usize, String) -> String) -> String {
+        let mut text = format!("state_machine_arn = \"{SM}\"\n[defaults]\njitter = \"1m\"\n{PLAN}");
+        for i in 0..n {
+            let arn = format!("arn:aws:ec2:us-east-1:123456789012:instance/i-{i:08x}");
+            let rules = match i % 11 {
+                0 => "[[backup.rule]]\nname = \"hourly\"\nschedule = \"0 * * * *\"\ndelete_after_days = 2\n".to_string(),
+                _ if i % 7 == 0 => "schedule = \"30 2 * * *\"\n".to_string(),
+                _ => "plan = \"gfs\"\n".to_string(),
+            };
+            let target =
+                format!("[[backup]]\nname = \"t{i:04}\"\nresource_arn = \"{arn}\"\n{rules}");
+            text.push_str(&edit(i, target));
+        }
+        text
+    }
+
+    fn both_ways(text: &str) -> [(Result<Config, ConfigError>, Read); 2] {
+        [
+            parse_with(text, "t.toml", Read::InHalves),
+            parse_with(text, "t.toml", Read::InOrder),
+        ]
+    }
+
+    fn diagnostics(r: Result<Config, ConfigError>) -> Vec<Diagnostic> {
+        match r {
+            Err(ConfigError::Invalid(d)) => d,
+            other => panic!("expected errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_large_file_read_in_halves_gives_what_reading_in_order_gives() {
+        // 2,300 targets in five pieces: the first settles [defaults] and the plan, the other four
+        // are shared out two and two (this thread's half starts with the first piece's targets).
+        let text = fleet(2300, |_, t| t);
+        let [(halves, how), (in_order, _)] = both_ways(&text);
+        assert_eq!(how, Read::InHalves);
+        let (halves, in_order) = (halves.unwrap(), in_order.unwrap());
+        assert_eq!(halves.targets, in_order.targets);
+        assert_eq!(halves.instances, in_order.instances);
+        assert!(halves.instances.len() > 1000);
+        // Settings alike are shared across the halves as in one run.
+        let distinct = |c: &Config| {
+            let ptrs: std::collections::HashSet<*const Settings> =
+                c.targets.iter().map(|t| Arc::as_ptr(&t.settings)).collect();
+            ptrs.len()
+        };
+        assert_eq!(distinct(&halves), distinct(&in_order));
+        assert_eq!(distinct(&halves), 4, "daily, monthly, own schedule, hourly");
+
+        // Mistakes in both halves: the same messages, in the same order.
+        let bad = fleet(2300, |i, t| match i {
+            100 | 2250 => t.replace("i-0000", "i-x"),
+            1600 => format!("{t}colour = \"red\"\n"),
+            1900 => format!("{t}jitter = \"forever\"\n"),
+            2201 => t.replace("t2201", "t2200"),
+            2211 => t.replace(
+                "name = \"hourly\"",
+                "name = \"h\"\n[[backup.rule]]\nname = \"h\"",
+            ),
+            _ => t,
+        });
+        let [(halves, how), (in_order, _)] = both_ways(&bad);
+        assert_eq!(how, Read::InHalves);
+        let halves = diagnostics(halves);
+        assert_eq!(halves, diagnostics(in_order));
+        let fields: Vec<&str> = halves.iter().map(|d| d.field.as_str()).collect();
+        for field in [
+            "backup[100].resource_arn",
+            "backup[1600].colour",
+            "backup[1900].jitter",
+            "backup[2201].name",
+            "backup[2250].resource_arn",
+        ] {
+            assert!(fields.contains(&field), "{field} in {fields:?}");
+        }
+        assert!(
+            fields.iter().any(|f| f.starts_with("backup[2211].rule")),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn a_name_or_prefix_taken_in_both_halves_is_reported_as_reading_in_order_does() {
+        let line_of =
+            |text: &str, needle: &str| text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+        // A name of the first half written again in the second.
+        let text = fleet(2300, |i, t| {
+            if i == 2200 {
+                t.replace("t2200", "t0003")
+            } else {
+                t
+            }
+        });
+        let [(halves, how), (in_order, _)] = both_ways(&text);
+        assert_eq!(how, Read::InOrder, "read again in order");
+        let d = diagnostics(halves);
+        assert_eq!(d, diagnostics(in_order));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].field, "backup[2200].name");
+        let first = line_of(&text, "\"t0003\"");
+        assert!(
+            d[0].message
+                .contains(&format!("`t0003` is used already (line {first})")),
+            "{}",
+            d[0].message
+        );
+
+        // A rule's execution name in the first half, a target's own name in the second.
+        // (Target 2205 has its own schedule: its prefix is its name.)
+        let text = fleet(2300, |i, t| {
+            if i == 2205 {
+                t.replace("t2205", "t0003-daily")
+            } else {
+                t
+            }
+        });
+        let [(halves, how), (in_order, _)] = both_ways(&text);
+        assert_eq!(how, Read::InOrder);
+        let d = diagnostics(halves);
+        assert_eq!(d, diagnostics(in_order));
+        assert_eq!(
+            (d.len(), d[0].field.as_str()),
+            (1, "backup[2205].name"),
+            "{d:#?}"
+        );
+        assert!(
+            d[0].message
+                .contains("give the same execution name prefix `t0003-daily`")
+        );
+    }
 
     #[test]
     fn plans_and_inline_rules_make_one_target_per_rule() {

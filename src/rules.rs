@@ -64,8 +64,13 @@ impl Instances {
         // naming it) has its rules joined in config order. Keyed by the ARN the rules already
         // share: no copy of its text per instance.
         let enabled: Vec<&Arc<Target>> = targets.iter().filter(|t| t.enabled).collect();
+        // Sized by the runs: a plan fleet's map is its instances', not its rules' (no shrink).
+        let runs = 1 + enabled
+            .windows(2)
+            .filter(|w| w[0].resource_arn != w[1].resource_arn)
+            .count();
         let mut by: FastMap<InstanceArn, Arc<[Arc<Target>]>> =
-            FastMap::with_capacity_and_hasher(enabled.len(), Default::default());
+            FastMap::with_capacity_and_hasher(runs, Default::default());
         let mut start = 0;
         for i in 1..=enabled.len() {
             if i < enabled.len() && enabled[i].resource_arn == enabled[start].resource_arn {
@@ -84,7 +89,9 @@ impl Instances {
             }
         }
         by.retain(|_, rules| rules.len() > 1);
-        by.shrink_to_fit();
+        if by.len() < by.capacity() / 4 {
+            by.shrink_to_fit();
+        }
         Instances(Arc::new(by))
     }
 
