@@ -716,58 +716,77 @@ fn chunks(text: &str) -> (Vec<(usize, &str)>, usize, usize) {
     let mut cuts = vec![0];
     let mut headers = 0usize;
     let mut settled_at = 0;
-    let mut in_string: Option<&'static str> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if in_string.is_none() && trimmed.starts_with('[') {
-            let header = trimmed.strip_prefix("[[").and_then(|r| {
-                let (name, _) = r.split_once("]]")?;
-                (name.trim() == "backup").then_some(())
-            });
-            if header.is_some() {
-                if headers > 0 && headers.is_multiple_of(TARGETS_PER_CHUNK) {
-                    cuts.push(offset);
-                }
-                headers += 1;
-            } else if !is_target_table(trimmed) {
-                settled_at = offset;
+    // A line at `offset` that starts (after blanks) with `[`, from there to its end.
+    let mut header = |offset: usize, trimmed: &str| {
+        let target = trimmed.strip_prefix("[[").and_then(|r| {
+            let (name, _) = r.split_once("]]")?;
+            (name.trim() == "backup").then_some(())
+        });
+        if target.is_some() {
+            if headers > 0 && headers.is_multiple_of(TARGETS_PER_CHUNK) {
+                cuts.push(offset);
+            }
+            headers += 1;
+        } else if !is_target_table(trimmed) {
+            settled_at = offset;
+        }
+    };
+    let bytes = text.as_bytes();
+    let multi_line = ["\"\"\"", "'''"]
+        .iter()
+        .any(|d| memchr::memmem::find(bytes, d.as_bytes()).is_some());
+    if !multi_line {
+        // The usual file: every `[` that only blanks precede on its line opens a header.
+        for at in memchr::memchr_iter(b'[', bytes) {
+            let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+            if text[start..at].trim_start().is_empty() {
+                let end = memchr::memchr(b'\n', &bytes[at..]).map_or(text.len(), |i| at + i + 1);
+                header(start, &text[at..end]);
             }
         }
-        // Track multi-line string delimiters so that a header-like line inside one is no cut.
-        let mut rest = if in_string.is_some() {
-            line
-        } else {
-            line.split('#').next().unwrap_or("")
-        };
-        while let Some((i, delim)) = triple_quote(rest, in_string) {
-            in_string = if in_string.is_some() {
-                None
+    } else {
+        let mut in_string: Option<&'static str> = None;
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            if in_string.is_none() && trimmed.starts_with('[') {
+                header(offset, trimmed);
+            }
+            // Track multi-line string delimiters so that a header-like line inside one is no cut.
+            let mut rest = if in_string.is_some() {
+                line
             } else {
-                Some(delim)
+                line.split('#').next().unwrap_or("")
             };
-            rest = &rest[i + 3..];
+            while let Some((i, delim)) = triple_quote(rest, in_string) {
+                in_string = if in_string.is_some() {
+                    None
+                } else {
+                    Some(delim)
+                };
+                rest = &rest[i + 3..];
+            }
+            offset += line.len();
         }
-        offset += line.len();
     }
     cuts.push(text.len());
     let pieces = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
     (pieces, settled_at, headers)
 }
 
-/// The first `"""` or `'''` in `s` (of `only`'s kind when given): its offset and itself. One
-/// pass over the bytes: this runs on every line of a file of 100,000 targets.
+/// The first `"""` or `'''` in `s` (of `only`'s kind when given): its offset and itself.
 fn triple_quote(s: &str, only: Option<&'static str>) -> Option<(usize, &'static str)> {
     let b = s.as_bytes();
-    (0..b.len().saturating_sub(2)).find_map(|i| {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr2(b'"', b'\'', &b[from..]).map(|i| i + from) {
         let c = b[i];
-        let delim = match c {
-            b'"' => "\"\"\"",
-            b'\'' => "'''",
-            _ => return None,
-        };
-        (b[i + 1] == c && b[i + 2] == c && only.is_none_or(|o| o == delim)).then_some((i, delim))
-    })
+        let delim = if c == b'"' { "\"\"\"" } else { "'''" };
+        if b.get(i + 1) == Some(&c) && b.get(i + 2) == Some(&c) && only.is_none_or(|o| o == delim) {
+            return Some((i, delim));
+        }
+        from = i + 1;
+    }
+    None
 }
 
 /// True for a header line of a target's own table (`[[backup.rule]]`, `[backup.x]`). Anything
@@ -2954,6 +2973,47 @@ start_window_minutes = 10
             Some("[[backup]]\n[[backup]]\n")
         );
         assert_eq!(c.targets[1199].jitter, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn headers_are_found_alike_with_and_without_multi_line_strings() {
+        // Indented headers, comments, a target's own tables, an array whose lines start with `[`,
+        // `[` inside values, and a [defaults] after the targets.
+        let mut text = String::from("# [[backup]] in a comment\n");
+        for i in 0..1300 {
+            let extra = match i % 5 {
+                0 => "  [[backup.rule]]\n  name = \"r\"\n",
+                1 => "select_tags = [\n  [\"a\"],\n]\n",
+                2 => "pre_command = \"echo [[backup]]\" # [x]\n",
+                _ => "",
+            };
+            let indent = if i % 2 == 0 { "\t " } else { "" };
+            text.push_str(&format!("{indent}[[backup]]\nname = \"t{i}\"\n{extra}"));
+            if i == 900 {
+                text.push_str("[defaults]\njitter = \"1m\"\n");
+            }
+        }
+        let (fast, settled, headers) = chunks(&text);
+        // The same text with a multi-line string at its end is scanned line by line.
+        let with = format!("{text}z = '''\n[[backup]]\n'''\n");
+        let (slow, slow_settled, slow_headers) = chunks(&with);
+        let starts = |p: &[(usize, &str)]| p.iter().map(|(at, _)| *at).collect::<Vec<_>>();
+        assert_eq!(starts(&fast), starts(&slow));
+        assert_eq!((settled, headers), (slow_settled, slow_headers));
+        assert_eq!(headers, 1300);
+        assert_eq!(fast.len(), 3);
+        // An array's line that starts with `[` counts as another table: validation waits longer.
+        assert_eq!(settled, text.rfind("  [\"a\"],").unwrap());
+        assert!(
+            fast[1].1.starts_with("\t [[backup]]\nname = \"t500\""),
+            "{}",
+            &fast[1].1[..40]
+        );
+        assert!(
+            fast[2].1.starts_with("\t [[backup]]\nname = \"t1000\""),
+            "{}",
+            &fast[2].1[..40]
+        );
     }
 
     #[test]

@@ -268,9 +268,12 @@ impl<S: StepFunctions> Scheduler<S> {
             self.groups.insert(key, g);
         }
         publish_every_next_fire(&self.metrics, &self.instances, config, after);
+        // A target's rules are consecutive: each name once.
+        let mut names: Vec<&str> = config.targets.iter().map(|t| &*t.name).collect();
+        names.dedup();
         let mut keep: crate::fasthash::FastSet<&str> =
-            HashSet::with_capacity_and_hasher(config.targets.len(), Default::default());
-        keep.extend(config.targets.iter().map(|t| &*t.name));
+            HashSet::with_capacity_and_hasher(names.len(), Default::default());
+        keep.extend(names);
         self.metrics.retain_targets(&keep);
     }
 
