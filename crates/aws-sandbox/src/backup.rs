@@ -7,11 +7,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::copy::{CopyFilter, CopyJobRecord, CopyRequest};
+use super::listing::Listing;
 use super::world::{ApiError, JobFilter, JobRecord, JobRequest, Millis};
 use super::{Inner, Reply};
-
-/// The largest `maxResults` ListBackupJobs accepts, and the page size when none is given.
-const MAX_PAGE: usize = 1000;
 
 /// An AWS Backup operation and the path parameter it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,49 +161,30 @@ fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, 
 
 fn list_copy_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
     let mut filter = CopyFilter::default();
-    let mut max = MAX_PAGE;
-    let mut token = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
-        match key {
-            "resourceArn" => filter.resource_arn = Some(value),
-            "state" => filter.state = Some(value),
-            "destinationVaultArn" => filter.destination_vault_arn = Some(value),
-            "sourceRecoveryPointArn" => filter.source_recovery_point_arn = Some(value),
-            "accountId" => filter.account_id = Some(value),
-            "createdAfter" => filter.created_after = Some(query_time(key, &value)?),
-            "createdBefore" => filter.created_before = Some(query_time(key, &value)?),
-            "completeAfter" => filter.complete_after = Some(query_time(key, &value)?),
-            "completeBefore" => filter.complete_before = Some(query_time(key, &value)?),
-            "maxResults" => max = page_size(&value)?,
-            "nextToken" => token = Some(value),
-            // Filters the sandbox does not model (resourceType, parentJobId, messageCategory)
-            // match everything.
-            _ => {}
-        }
-    }
-    let (records, next) = inner
-        .world
-        .list_copy_jobs(&filter, max, token.as_deref(), now)?;
-    let jobs: Vec<Value> = records.iter().map(copy_job).collect();
-    let mut body = json!({ "CopyJobs": jobs });
+    let listing = Listing::parse(query, |key, value| match key {
+        "resourceArn" => filter.resource_arn = Some(value),
+        "state" => filter.state = Some(value),
+        "destinationVaultArn" => filter.destination_vault_arn = Some(value),
+        "sourceRecoveryPointArn" => filter.source_recovery_point_arn = Some(value),
+        // Filters the sandbox does not model (resourceType, parentJobId, messageCategory)
+        // match everything.
+        _ => {}
+    })?;
+    let (records, next) = inner.world.list_copy_jobs(&filter, &listing, now)?;
+    Ok(page(
+        "CopyJobs",
+        records.iter().map(copy_job).collect(),
+        next,
+    ))
+}
+
+/// A List*Jobs answer: the page's rows under `key`, and the token of the next page if any.
+fn page(key: &str, rows: Vec<Value>, next: Option<String>) -> Value {
+    let mut body = json!({ key: rows });
     if let Some(next) = next {
         body["NextToken"] = json!(next);
     }
-    Ok(body)
-}
-
-/// `maxResults`: 1 to [`MAX_PAGE`].
-fn page_size(value: &str) -> Result<usize, ApiError> {
-    value
-        .parse()
-        .ok()
-        .filter(|n| (1..=MAX_PAGE).contains(n))
-        .ok_or_else(|| ApiError {
-            code: "InvalidParameterValueException",
-            message: format!("maxResults must be 1 to {MAX_PAGE}, got {value}"),
-        })
+    body
 }
 
 /// A copy job in DescribeCopyJob's `CopyJob` shape (ListCopyJobs rows are the same).
@@ -241,56 +220,17 @@ fn copy_job(r: &CopyJobRecord) -> Value {
 
 fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
     let mut filter = JobFilter::default();
-    let mut max = MAX_PAGE;
-    let mut token = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
-        match key {
-            "resourceArn" => filter.resource_arn = Some(value),
-            "state" => filter.state = Some(value),
-            "backupVaultName" => filter.backup_vault_name = Some(value),
-            "resourceType" => filter.resource_type = Some(value),
-            "accountId" => filter.account_id = Some(value),
-            "createdAfter" => filter.created_after = Some(query_time(key, &value)?),
-            "createdBefore" => filter.created_before = Some(query_time(key, &value)?),
-            "completeAfter" => filter.complete_after = Some(query_time(key, &value)?),
-            "completeBefore" => filter.complete_before = Some(query_time(key, &value)?),
-            "maxResults" => max = page_size(&value)?,
-            "nextToken" => token = Some(value),
-            // Filters the sandbox does not model (parentJobId, messageCategory) match everything.
-            _ => {}
-        }
-    }
-    let (records, next) = inner.world.list_jobs(&filter, max, token.as_deref(), now)?;
-    let jobs: Vec<Value> = records.iter().map(|r| describe(r, inner)).collect();
-    let mut body = json!({ "BackupJobs": jobs });
-    if let Some(next) = next {
-        body["NextToken"] = json!(next);
-    }
-    Ok(body)
-}
-
-/// A query-string timestamp: ISO-8601 as the SDK sends it, or epoch seconds.
-///
-/// Rounded to the nearest millisecond: the SDK reads our `x.123` epoch seconds into a binary
-/// float and may send back `x.122999906`, which must still mean the same instant.
-fn query_time(key: &str, value: &str) -> Result<Millis, ApiError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| {
-            t.timestamp() * 1000 + Millis::from((t.timestamp_subsec_nanos() + 500_000) / 1_000_000)
-        })
-        .ok()
-        .or_else(|| {
-            value
-                .parse::<f64>()
-                .ok()
-                .map(|s| (s * 1000.0).round() as Millis)
-        })
-        .ok_or_else(|| ApiError {
-            code: "InvalidParameterValueException",
-            message: format!("{key} is not a timestamp: {value}"),
-        })
+    let listing = Listing::parse(query, |key, value| match key {
+        "resourceArn" => filter.resource_arn = Some(value),
+        "state" => filter.state = Some(value),
+        "backupVaultName" => filter.backup_vault_name = Some(value),
+        "resourceType" => filter.resource_type = Some(value),
+        // Filters the sandbox does not model (parentJobId, messageCategory) match everything.
+        _ => {}
+    })?;
+    let (records, next) = inner.world.list_jobs(&filter, &listing, now)?;
+    let rows = records.iter().map(|r| describe(r, inner)).collect();
+    Ok(page("BackupJobs", rows, next))
 }
 
 fn seconds(date: DateTime<Utc>) -> f64 {
@@ -398,18 +338,5 @@ mod tests {
         );
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn query_times_are_iso_8601() {
-        assert_eq!(
-            query_time("createdAfter", "2026-11-29T09:14:59Z").unwrap(),
-            1_795_943_699_000
-        );
-        assert_eq!(
-            query_time("createdAfter", "2026-11-29T09:14:59.122999906Z").unwrap(),
-            1_795_943_699_123
-        );
-        assert!(query_time("createdAfter", "yesterday").is_err());
     }
 }

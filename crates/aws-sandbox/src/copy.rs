@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::listing::Listing;
 use super::world::{ApiError, Millis, to_datetime};
 
 /// How far a copy meant to fail gets before it does, in percent of its running time.
@@ -58,18 +59,13 @@ pub(crate) struct Source {
     pub vault_arn: String,
 }
 
-/// The ListCopyJobs filters the sandbox honours.
+/// The ListCopyJobs filters the sandbox honours besides the shared ones ([`Listing`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CopyFilter {
     pub resource_arn: Option<String>,
     pub state: Option<String>,
     pub destination_vault_arn: Option<String>,
     pub source_recovery_point_arn: Option<String>,
-    pub account_id: Option<String>,
-    pub created_after: Option<Millis>,
-    pub created_before: Option<Millis>,
-    pub complete_after: Option<Millis>,
-    pub complete_before: Option<Millis>,
 }
 
 /// One copy job as the sandbox sees it at the moment of the snapshot (`/_sandbox/copy-jobs`).
@@ -345,42 +341,21 @@ impl CopyJobs {
         Ok(self.record(index, now, account))
     }
 
-    /// ListCopyJobs: newest first, `max` a page, `token` from the previous page.
+    /// ListCopyJobs: newest first, a page of `listing`.
     pub fn list(
         &self,
         filter: &CopyFilter,
-        max: usize,
-        token: Option<&str>,
+        listing: &Listing,
         now: Millis,
         account: &str,
     ) -> Result<(Vec<CopyJobRecord>, Option<String>), ApiError> {
-        let end = match token {
-            None => self.jobs.len(),
-            Some(token) => {
-                let next: usize = token
-                    .strip_prefix('c')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| ApiError {
-                        code: "InvalidParameterValueException",
-                        message: "Invalid NextToken".into(),
-                    })?;
-                (next + 1).min(self.jobs.len())
-            }
-        };
-        if filter.account_id.as_deref().is_some_and(|a| a != account) {
-            return Ok((Vec::new(), None));
-        }
-        let mut matches = (0..end)
-            .rev()
-            // Creation order: once older than `createdAfter`, all the rest are too.
-            .take_while(|&i| {
-                filter
-                    .created_after
-                    .is_none_or(|after| self.jobs[i].created >= after)
-            })
-            .filter(|&i| self.matches(&self.jobs[i], filter, now));
-        let page: Vec<usize> = matches.by_ref().take(max).collect();
-        let next = matches.next().map(|i| format!("c{i}"));
+        let (page, next) = listing.page(
+            self.jobs.len(),
+            "c",
+            account,
+            |i| self.jobs[i].created,
+            |i| self.matches(&self.jobs[i], filter, listing, now),
+        )?;
         let records = page
             .into_iter()
             .map(|i| self.record(i as u32, now, account))
@@ -388,7 +363,7 @@ impl CopyJobs {
         Ok((records, next))
     }
 
-    fn matches(&self, job: &CopyJob, f: &CopyFilter, now: Millis) -> bool {
+    fn matches(&self, job: &CopyJob, f: &CopyFilter, listing: &Listing, now: Millis) -> bool {
         let state = Self::state(job, now);
         let completed = matches!(state, "COMPLETED" | "FAILED").then(|| Self::times(job).1);
         f.resource_arn
@@ -401,11 +376,7 @@ impl CopyJobs {
             && f.source_recovery_point_arn
                 .as_deref()
                 .is_none_or(|rp| *job.source_rp == *rp)
-            && f.created_before.is_none_or(|b| job.created <= b)
-            && f.complete_after
-                .is_none_or(|a| completed.is_some_and(|c| c >= a))
-            && f.complete_before
-                .is_none_or(|b| completed.is_some_and(|c| c <= b))
+            && listing.completed_in_window(completed)
     }
 
     /// Every copy job, oldest first.

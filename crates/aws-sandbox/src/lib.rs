@@ -23,6 +23,7 @@ mod dynamodb;
 mod faults;
 mod history;
 mod input;
+mod listing;
 mod serve;
 mod sfn;
 mod ssm;

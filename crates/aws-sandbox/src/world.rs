@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::copy::{CopyFilter, CopyJobRecord, CopyJobs, CopyRequest, CopyRule, Source};
 use super::history;
 use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
+use super::listing::Listing;
 use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
 
 pub(crate) use super::Millis;
@@ -242,18 +243,13 @@ pub(crate) struct JobRequest {
     pub backup_options: Option<Value>,
 }
 
-/// The ListBackupJobs filters the sandbox honours.
+/// The ListBackupJobs filters the sandbox honours besides the shared ones ([`Listing`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JobFilter {
     pub resource_arn: Option<String>,
     pub state: Option<String>,
     pub backup_vault_name: Option<String>,
     pub resource_type: Option<String>,
-    pub account_id: Option<String>,
-    pub created_after: Option<Millis>,
-    pub created_before: Option<Millis>,
-    pub complete_after: Option<Millis>,
-    pub complete_before: Option<Millis>,
 }
 
 /// How an execution's task went, decided when it runs.
@@ -398,13 +394,12 @@ impl World {
     pub fn list_copy_jobs(
         &mut self,
         filter: &CopyFilter,
-        max: usize,
-        token: Option<&str>,
+        listing: &Listing,
         now: Millis,
     ) -> Result<(Vec<CopyJobRecord>, Option<String>), ApiError> {
         self.advance(now);
         self.copy_jobs
-            .list(filter, max, token, now, &self.config.account_id)
+            .list(filter, listing, now, &self.config.account_id)
     }
 
     /// StartCopyJob from the wire: the recovery point must be one a COMPLETED job made, in the
@@ -1397,46 +1392,29 @@ impl World {
         Ok(self.job_record(index, now))
     }
 
-    /// ListBackupJobs: newest first, `max` a page, `token` from the previous page.
+    /// ListBackupJobs: newest first, a page of `listing`.
     pub fn list_jobs(
         &mut self,
         filter: &JobFilter,
-        max: usize,
-        token: Option<&str>,
+        listing: &Listing,
         now: Millis,
     ) -> Result<(Vec<JobRecord>, Option<String>), ApiError> {
         self.advance(now);
-        let end = match token {
-            None => self.jobs.len(),
-            Some(token) => {
-                let next = parse_token(token, "j").ok_or_else(|| {
-                    ApiError::new("InvalidParameterValueException", "Invalid NextToken")
-                })?;
-                (next as usize + 1).min(self.jobs.len())
-            }
-        };
-        if filter
-            .account_id
-            .as_deref()
-            .is_some_and(|account| account != self.config.account_id)
-        {
-            return Ok((Vec::new(), None));
-        }
-        let matches = (0..end as u32)
-            .rev()
-            // Jobs are in creation order: once older than `createdAfter`, all the rest are too.
-            .take_while(|&i| {
-                filter
-                    .created_after
-                    .is_none_or(|after| self.jobs[i as usize].created >= after)
-            })
-            .filter(|&i| self.job_matches(&self.jobs[i as usize], filter, now));
-        let (page, next) = take_page(matches, max);
-        let records = page.into_iter().map(|i| self.job_record(i, now)).collect();
-        Ok((records, next.map(|i| format!("j{i}"))))
+        let (page, next) = listing.page(
+            self.jobs.len(),
+            "j",
+            &self.config.account_id,
+            |i| self.jobs[i].created,
+            |i| self.job_matches(&self.jobs[i], filter, listing, now),
+        )?;
+        let records = page
+            .into_iter()
+            .map(|i| self.job_record(i as u32, now))
+            .collect();
+        Ok((records, next))
     }
 
-    fn job_matches(&self, job: &Job, filter: &JobFilter, now: Millis) -> bool {
+    fn job_matches(&self, job: &Job, filter: &JobFilter, listing: &Listing, now: Millis) -> bool {
         let state = self.job_state(job, now);
         let completed = state.is_terminal().then(|| self.job_times(job).ends);
         filter
@@ -1452,13 +1430,7 @@ impl World {
                 .resource_type
                 .as_deref()
                 .is_none_or(|t| resource_type(&job.resource) == t)
-            && filter.created_before.is_none_or(|b| job.created <= b)
-            && filter
-                .complete_after
-                .is_none_or(|a| completed.is_some_and(|c| c >= a))
-            && filter
-                .complete_before
-                .is_none_or(|b| completed.is_some_and(|c| c <= b))
+            && listing.completed_in_window(completed)
     }
 
     /// Every execution, oldest first.
@@ -1994,17 +1966,21 @@ mod tests {
             };
             w.start_backup_job(request, T0 + i * 1_000).unwrap();
         }
-        let filter = JobFilter {
+        let listing = Listing {
             created_after: Some(T0 + 1_000),
-            ..JobFilter::default()
+            ..Listing::default()
         };
-        let (jobs, _) = w.list_jobs(&filter, 100, None, T0 + 3_500).unwrap();
+        let (jobs, _) = w
+            .list_jobs(&JobFilter::default(), &listing, T0 + 3_500)
+            .unwrap();
         assert_eq!(jobs.len(), 3);
         let filter = JobFilter {
             state: Some("RUNNING".into()),
             ..JobFilter::default()
         };
-        let (running, _) = w.list_jobs(&filter, 100, None, T0 + 3_500).unwrap();
+        let (running, _) = w
+            .list_jobs(&filter, &Listing::default(), T0 + 3_500)
+            .unwrap();
         // Created at T0 (+1s pending: running from T0+1000 to T0+4000), T0+1000, T0+2000.
         assert_eq!(running.len(), 3);
     }
