@@ -151,15 +151,10 @@ fn diff_targets<'a>(
     type Run<'r, 'a> = (&'a str, &'r [&'a Target]);
     /// Each target's enabled rules, one run per target, in config order.
     fn runs<'r, 'a>(rules: &'r [&'a Target]) -> Vec<Run<'r, 'a>> {
-        let mut out: Vec<Run<'r, 'a>> = Vec::new();
-        let mut start = 0;
-        for i in 1..=rules.len() {
-            if i == rules.len() || rules[i].name != rules[start].name {
-                out.push((&rules[start].name, &rules[start..i]));
-                start = i;
-            }
-        }
-        out
+        rules
+            .chunk_by(|a, b| a.name == b.name)
+            .map(|run| (&*run[0].name, run))
+            .collect()
     }
     let enabled =
         |c: &'a Config| -> Vec<&'a Target> { c.enabled_targets().map(|t| &**t).collect() };

@@ -64,20 +64,11 @@ impl Instances {
         // naming it) has its rules joined in config order. Keyed by the ARN the rules already
         // share: no copy of its text per instance.
         let enabled: Vec<&Arc<Target>> = targets.iter().filter(|t| t.enabled).collect();
+        let runs = || enabled.chunk_by(|a, b| a.resource_arn == b.resource_arn);
         // Sized by the runs: a plan fleet's map is its instances', not its rules' (no shrink).
-        let runs = 1 + enabled
-            .windows(2)
-            .filter(|w| w[0].resource_arn != w[1].resource_arn)
-            .count();
         let mut by: FastMap<InstanceArn, Arc<[Arc<Target>]>> =
-            FastMap::with_capacity_and_hasher(runs, Default::default());
-        let mut start = 0;
-        for i in 1..=enabled.len() {
-            if i < enabled.len() && enabled[i].resource_arn == enabled[start].resource_arn {
-                continue;
-            }
-            let run = &enabled[start..i];
-            start = i;
+            FastMap::with_capacity_and_hasher(runs().count(), Default::default());
+        for run in runs() {
             match by.entry(run[0].resource_arn.clone()) {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(run.iter().copied().cloned().collect());
