@@ -3,11 +3,13 @@
 
     rules_tool.py prometheusrule [--check]   write (or check) prometheusrule.yaml, the same
                                              groups as a Prometheus Operator PrometheusRule
-    rules_tool.py fast --for 5s OUT          a copy of alerts.yaml whose every `for` is 5s, for
-                                             an end-to-end test against a real Prometheus that
-                                             cannot wait 15 minutes (expressions, labels and
-                                             annotations unchanged; `for` itself is covered by
-                                             alerts_test.yaml)
+    rules_tool.py fast --for 5s [--margin 2] OUT
+                                             a copy of alerts.yaml whose every `for` is 5s (and,
+                                             with --margin, whose overdue margins of 2 h / 6 h
+                                             are 2 s), for an end-to-end test against a real
+                                             Prometheus that cannot wait 15 minutes or 2 hours;
+                                             nothing else changes (`for` and the margins
+                                             themselves are covered by alerts_test.yaml)
 
 `--check` exits 1 when prometheusrule.yaml's groups differ from alerts.yaml's (someone edited
 one and not the other), or the wrapper is not a PrometheusRule. Standard library + PyYAML.
@@ -16,6 +18,7 @@ one and not the other), or the wrapper is not a PrometheusRule. Standard library
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -97,11 +100,17 @@ def check(source: Path = SOURCE, target: Path = TARGET) -> list[str]:
     return problems
 
 
-def fast(rules: dict, duration: str) -> dict:
+# The overdue rules' margins: `+ 7200` (backups, restore tests) and `+ 21600` (copies).
+MARGINS = re.compile(r"\+ (7200|21600)\b")
+
+
+def fast(rules: dict, duration: str, margin: int | None = None) -> dict:
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
                 rule["for"] = duration
+                if margin is not None:
+                    rule["expr"] = MARGINS.sub(f"+ {margin}", rule["expr"])
     return rules
 
 
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true")
     f = sub.add_parser("fast", help="a copy of alerts.yaml with every `for` replaced")
     f.add_argument("--for", dest="duration", default="5s")
+    f.add_argument("--margin", type=int, help="seconds in place of the overdue margins (2 h, 6 h)")
     f.add_argument("out", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "prometheusrule":
@@ -126,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {TARGET}")
         return 0
     args.out.write_text(
-        f"# alerts.yaml with every `for` set to {args.duration} (rules_tool.py fast): tests only\n"
-        + yaml.dump(fast(load(SOURCE), args.duration), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+        f"# alerts.yaml with every `for` set to {args.duration}"
+        + (f" and margins of {args.margin} s" if args.margin is not None else "")
+        + " (rules_tool.py fast): tests only\n"
+        + yaml.dump(fast(load(SOURCE), args.duration, args.margin), Dumper=_Dumper, sort_keys=False, width=100,
+                    allow_unicode=True)
     )
     return 0
 
