@@ -4,8 +4,8 @@
 #   bash deploy/validate.sh
 #
 # Installs what it needs on a fresh machine: a virtualenv at .venv-deploy/ with the pinned
-# tools of deploy/requirements.txt (PyPI), and Debian's systemd package if systemd-analyze is
-# missing (apt-get). Runs every validator, prints each one's output, and exits non-zero if any
+# tools of deploy/requirements.txt (PyPI), Debian's systemd package if systemd-analyze is
+# missing and Debian's prometheus package if promtool is missing (apt-get). Runs every validator, prints each one's output, and exits non-zero if any
 # reported an error or a warning (cfn-lint informational findings count too).
 #
 #   cfn-lint           deploy/cloudformation/*.yaml (CloudFormation schemas, IAM, ASL definition)
@@ -14,6 +14,11 @@
 #   hadolint           deploy/container/Dockerfile
 #   botocore           deploy/ecs/task-definition.json vs ecs:RegisterTaskDefinition's input shape
 #   ShellCheck         this script, the .deb's build and check scripts and maintainer scripts
+#   promtool           check rules + test rules of deploy/prometheus/alerts.yaml (alerts_test.yaml)
+#   rules_tool.py      deploy/prometheus/prometheusrule.yaml has the same groups as alerts.yaml
+#   check_promql.py    every PromQL expression of the rules and deploy/grafana/orchestrator.json
+#                      parses (promtool), the dashboard's structure, and every orchestrator_*
+#                      name they read is in testdata/metrics-full.txt; then its own tests
 #
 # The Rust side of the contract (execution input vs the machine's $.paths) is
 # `cargo test --test deploy_contract`, part of `cargo test`.
@@ -72,6 +77,17 @@ if ! command -v systemd-analyze >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
 systemd-analyze --version | head -n 1
+# promtool: Debian's prometheus package (bookworm: 2.42, which has `check rules` and `test rules`).
+# Only its binaries are wanted: where systemd runs, the service the package starts is stopped.
+if ! command -v promtool >/dev/null; then
+    echo "installing prometheus (apt) for promtool"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [[ -d /run/systemd/system ]]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
+fi
+promtool --version 2>&1 | head -n 1
+if [[ "$(promtool --help 2>&1)" != *"test rules"* ]]; then
+    echo "promtool has no 'test rules' subcommand"; exit 2
+fi
 
 # --- validators --------------------------------------------------------------------------
 run "cfn-lint" "$VENV/bin/cfn-lint" --include-checks I -- deploy/cloudformation/*.yaml
@@ -104,6 +120,18 @@ run "botocore RegisterTaskDefinition" "$VENV/bin/python" deploy/ecs/validate_tas
 
 run "shellcheck" "$VENV/bin/shellcheck" deploy/validate.sh scripts/package-deb.sh deploy/debian/check-deb.sh \
     deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm
+
+run "promtool check rules" promtool check rules deploy/prometheus/alerts.yaml
+
+run "promtool test rules" promtool test rules deploy/prometheus/alerts_test.yaml
+
+run "PrometheusRule = alerts.yaml" "$VENV/bin/python" deploy/prometheus/rules_tool.py prometheusrule --check
+
+run "dashboard and PromQL (check_promql.py)" "$VENV/bin/python" deploy/prometheus/check_promql.py \
+    --metrics deploy/prometheus/testdata/metrics-full.txt
+
+run "check_promql.py and rules_tool.py tests" \
+    "$VENV/bin/python" -m unittest discover --start-directory deploy/prometheus/tests --pattern 'test_*.py'
 
 # --- result ------------------------------------------------------------------------------
 section "summary"
