@@ -40,18 +40,6 @@ pub struct CopyPlan {
     pub destinations: Arc<[Destination]>,
 }
 
-impl CopyPlan {
-    /// The plan of `target`'s rule; `None` when it has no `copy_to`.
-    pub fn of(target: &crate::config::Target) -> Option<Arc<CopyPlan>> {
-        (!target.copy_to.is_empty()).then(|| {
-            Arc::new(CopyPlan {
-                rule: target.rule_name().into(),
-                destinations: target.copy_to.clone(),
-            })
-        })
-    }
-}
-
 /// Prefix of every copy idempotency token.
 const TOKEN_PREFIX: &str = "copy-";
 /// Hex digits of the token's hash (128 bits).

@@ -24,6 +24,12 @@ const MANUAL_MARKER: &str = "-run-";
 const MANUAL_NONCE_LEN: usize = 4;
 /// Hex digits of the hash that replaces the tail of a long or unusual target name.
 const NAME_HASH_LEN: usize = 8;
+/// The suffix of a slot's second name (used when its first was taken with other input).
+const SECOND_SUFFIX: &str = "-2";
+/// The longest target part of a second name (80 - `-YYYYMMDDTHHMMSSZ-2`).
+pub const SECOND_TARGET_PART_LEN: usize = MAX_TARGET_PART_LEN - SECOND_SUFFIX.len();
+/// The prefix of a copy execution's name; the backup job id follows.
+const COPY_PREFIX: &str = "copy-";
 
 /// True when [`target_part`] is `target` itself: short, not empty, only `0-9 A-Z a-z - _`.
 pub fn is_plain_part(target: &str, max_len: usize) -> bool {
@@ -70,6 +76,30 @@ pub fn scheduled_name(target: &str, slot: DateTime<Utc>) -> String {
     )
 }
 
+/// The second name of a scheduled slot, `{target}-{YYYYMMDDTHHMMSSZ}-2`: where the slot is
+/// started when its first name was taken by an execution with other input (someone who may
+/// start executions pre-created it). Deterministic, so replicas agree on it too.
+pub fn second_name(target: &str, slot: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}{SECOND_SUFFIX}",
+        target_part(target, SECOND_TARGET_PART_LEN),
+        slot.format(SLOT_STAMP_FORMAT)
+    )
+}
+
+/// The name of the execution that copies backup job `job_id` to its rule's destinations:
+/// `copy-{job id}`, one per job whoever starts it (the daemon, a replica, a restart). A job id
+/// that does not fit the name rules is hashed.
+pub fn copy_name(job_id: &str) -> String {
+    let name = format!("{COPY_PREFIX}{job_id}");
+    if is_valid_name(&name) {
+        return name;
+    }
+    let digest = Sha256::digest(job_id.as_bytes());
+    let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{COPY_PREFIX}{hash}")
+}
+
 /// The execution name of a manual run: `{target}-run-{YYYYMMDDTHHMMSSZ}-{4 hex}`.
 ///
 /// It ends in hex digits where a scheduled name ends in `Z`, so the two can never collide.
@@ -85,10 +115,11 @@ pub fn manual_name(target: &str, now: DateTime<Utc>, nonce: u16) -> String {
 /// What an execution name tells about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedName {
-    /// A scheduled slot: the target part and the slot instant.
+    /// A scheduled slot: the target part and the slot instant; `second`: its second name.
     Scheduled {
         target_part: String,
         slot: DateTime<Utc>,
+        second: bool,
     },
     /// A manual run: the target part and when it was asked for.
     Manual {
@@ -97,8 +128,20 @@ pub enum ParsedName {
     },
 }
 
-/// Parses a name made by [`scheduled_name`] or [`manual_name`]; `None` for any other name.
+/// Parses a name made by [`scheduled_name`], [`second_name`] or [`manual_name`]; `None` for any
+/// other name (copy executions included).
 pub fn parse_name(name: &str) -> Option<ParsedName> {
+    if let Some(first) = name.strip_suffix(SECOND_SUFFIX)
+        && let Some(ParsedName::Scheduled {
+            target_part, slot, ..
+        }) = parse_name(first)
+    {
+        return Some(ParsedName::Scheduled {
+            target_part,
+            slot,
+            second: true,
+        });
+    }
     let parse_stamp = |s: &str| {
         NaiveDateTime::parse_from_str(s, SLOT_STAMP_FORMAT)
             .ok()
@@ -113,6 +156,7 @@ pub fn parse_name(name: &str) -> Option<ParsedName> {
             return Some(ParsedName::Scheduled {
                 target_part: target_part.to_string(),
                 slot,
+                second: false,
             });
         }
         return None;
@@ -283,7 +327,8 @@ mod tests {
             parse_name("web-1-20261129T100000Z"),
             Some(ParsedName::Scheduled {
                 target_part: "web-1".into(),
-                slot: slot()
+                slot: slot(),
+                second: false,
             })
         );
         assert_eq!(
@@ -295,6 +340,40 @@ mod tests {
         );
         assert_eq!(parse_name("something-else"), None);
         assert_eq!(parse_name("-20261129T100000Z"), None);
+    }
+
+    #[test]
+    fn a_slot_has_a_second_name_that_parses_to_the_same_slot() {
+        let second = second_name("web-1", slot());
+        assert_eq!(second, "web-1-20261129T100000Z-2");
+        assert_eq!(
+            parse_name(&second),
+            Some(ParsedName::Scheduled {
+                target_part: "web-1".into(),
+                slot: slot(),
+                second: true,
+            })
+        );
+        // Never a manual name, never another slot's first name.
+        assert_ne!(second, scheduled_name("web-1", slot()));
+        let long = "y".repeat(200);
+        let n = second_name(&long, slot());
+        assert!(is_valid_name(&n), "{n}");
+        assert_eq!(n.len(), MAX_EXECUTION_NAME_LEN);
+        assert!(matches!(
+            parse_name(&n),
+            Some(ParsedName::Scheduled { second: true, .. })
+        ));
+    }
+
+    #[test]
+    fn copy_executions_are_named_by_their_backup_job_and_parse_as_nothing_scheduled() {
+        let n = copy_name("8A9B0C1D-2E3F-4A5B-8C7D-0E1F2A3B4C5D");
+        assert_eq!(n, "copy-8A9B0C1D-2E3F-4A5B-8C7D-0E1F2A3B4C5D");
+        assert_eq!(parse_name(&n), None);
+        let odd = copy_name("job id/with:odd chars");
+        assert!(is_valid_name(&odd), "{odd}");
+        assert_eq!(odd, copy_name("job id/with:odd chars"));
     }
 
     #[test]

@@ -15,15 +15,16 @@ use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 use tracing::{debug, error, info, warn};
 
-use crate::aws::{ErrorKind, StartRequest, StepFunctions};
+use crate::aws::{ApiError, ErrorKind, StartRequest, StepFunctions};
 use crate::clock::Clock;
-use crate::config::{Concurrency, Target};
 use crate::execution::{self, ExecutionInput, Trigger};
+use crate::in_flight::Hold;
 use crate::lifecycle::Backup;
 use crate::metrics::Metrics;
+use crate::model::{Concurrency, Rule};
 use crate::pacing::TokenBucket;
 use crate::telemetry::event;
-use crate::tracker::{Hold, TrackerHandle};
+use crate::tracker::TrackerHandle;
 
 /// First retry delay of a failed StartExecution.
 const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -38,7 +39,7 @@ const RETRY_CAP: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Fire {
     /// The target, as configured when the slot fired.
-    pub target: Arc<Target>,
+    pub target: Arc<Rule>,
     /// The slot (for manual runs: when it was asked for).
     pub slot: DateTime<Utc>,
     /// Why.
@@ -62,21 +63,29 @@ impl Fire {
             target: t.name.to_string(),
             scheduled_for: self.slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             trigger: self.trigger,
-            start_window_minutes: t.start_window_minutes,
-            complete_window_minutes: t.complete_window_minutes,
-            delete_after_days: t.delete_after_days,
-            pre_command: t.pre_command.as_deref().map(str::to_string),
-            post_command: t.post_command.as_deref().map(str::to_string),
-            pre_document: t.pre_document.as_deref().map(Into::into),
-            post_document: t.post_document.as_deref().map(Into::into),
-            post_hook_when: t.has_post_hook().then_some(t.post_hook_when),
-            hook_max_downtime_seconds: t.has_post_hook().then(|| t.hook_max_downtime.as_secs()),
-            on_pre_hook_failure: (t.pre_command.is_some() || t.pre_document.is_some())
-                .then_some(t.on_pre_hook_failure),
+            start_window_minutes: t.settings.start_window_minutes,
+            complete_window_minutes: t.settings.complete_window_minutes,
+            delete_after_days: t.settings.delete_after_days,
+            pre_command: t.settings.pre_command.as_deref().map(str::to_string),
+            post_command: t.settings.post_command.as_deref().map(str::to_string),
+            pre_document: t.settings.pre_document.as_deref().map(Into::into),
+            post_document: t.settings.post_document.as_deref().map(Into::into),
+            post_hook_when: t
+                .settings
+                .has_post_hook()
+                .then_some(t.settings.post_hook_when),
+            hook_max_downtime_seconds: t
+                .settings
+                .has_post_hook()
+                .then(|| t.settings.hook_max_downtime.as_secs()),
+            on_pre_hook_failure: (t.settings.pre_command.is_some()
+                || t.settings.pre_document.is_some())
+            .then_some(t.settings.on_pre_hook_failure),
             backup_options: t
+                .settings
                 .windows_vss
                 .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
-            copy_to: crate::copies::input(execution_name, &t.copy_to),
+            copy_to: crate::copies::input(execution_name, &t.settings.copy_to),
         }
     }
 
@@ -84,13 +93,13 @@ impl Fire {
     pub fn hold(&self) -> Hold {
         Hold {
             rule: self.target.slot_key().into(),
-            delete_after_days: self.target.delete_after_days,
+            delete_after_days: self.target.settings.delete_after_days,
         }
     }
 
     /// A delay in [0, jitter) that is the same for every replica and restart.
     pub fn jitter_delay(&self) -> Duration {
-        let j = self.target.jitter.as_millis() as u64;
+        let j = self.target.settings.jitter.as_millis() as u64;
         if j == 0 || self.trigger == Trigger::Manual {
             return Duration::ZERO;
         }
@@ -322,7 +331,7 @@ impl<S: StepFunctions> Launcher<S> {
         let name = fire.execution_name(nonce);
         let slot = fire.slot.to_rfc3339();
         let resource = t.resource_arn.to_string();
-        if fire.trigger != Trigger::Manual && t.concurrency == Concurrency::Forbid {
+        if fire.trigger != Trigger::Manual && t.settings.concurrency == Concurrency::Forbid {
             let holds = self.tracker.in_flight.holds(&resource);
             match busy(&fire.hold(), &holds) {
                 None => {}
@@ -350,7 +359,7 @@ impl<S: StepFunctions> Launcher<S> {
                 resource_arn = %resource,
                 scheduled_for = %slot,
                 execution_name = %name,
-                state_machine_arn = %t.state_machine,
+                state_machine_arn = %t.settings.state_machine,
                 input = %input,
                 "dry run: would start execution"
             );
@@ -358,116 +367,146 @@ impl<S: StepFunctions> Launcher<S> {
         }
         self.tracker.in_flight.add(&resource, fire.hold());
         let req = StartRequest {
-            state_machine: t.state_machine.clone(),
+            state_machine: t.settings.state_machine.clone(),
             name: name.clone(),
             input,
         };
+        let outcome = self.start_with_retries(fire, &req).await;
+        if !matches!(outcome, Outcome::Started(_) | Outcome::AlreadyStarted(_)) {
+            self.tracker.in_flight.remove(&resource, &fire.hold());
+        }
+        outcome
+    }
+
+    /// StartExecution of `req` for `fire`, retried with backoff while the error is retryable,
+    /// the slot's starting deadline allows and no shutdown came; a name taken already (a retry,
+    /// a restart or another replica started it) is followed.
+    async fn start_with_retries(&self, fire: &Fire, req: &StartRequest) -> Outcome {
+        let t = &fire.target;
         let deadline = match fire.trigger {
             Trigger::Manual => self.clock.now(),
             _ => fire.slot,
-        } + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+        } + chrono::Duration::from_std(t.settings.starting_deadline)
+            .unwrap_or_default();
         let mut attempt: u32 = 0;
-        let outcome = loop {
-            // A bounded number of calls in flight: a 10,000-target same-second storm then reuses
-            // a few connections instead of opening one each (memory, file descriptors, CPU).
-            let permit = self.in_flight_calls.acquire().await.expect("never closed");
-            self.bucket.acquire().await;
+        loop {
             attempt += 1;
-            // Boxed: the SDK's future is large, and the 1,024 fires in progress would each carry
-            // one inline while they wait for a permit (measured: +50 MiB in a 10,000-fire burst).
-            let result = Box::pin(self.sfn.start_execution(&req)).await;
-            drop(permit);
-            match result {
+            match self.call_start(req).await {
                 Ok(started) => {
                     self.metrics.api_ok();
                     self.recovered.notify_waiters();
                     info!(
                         event = event::EXECUTION_STARTED,
                         target = %t.name,
-                        resource_arn = %resource,
-                        scheduled_for = %slot,
+                        resource_arn = %t.resource_arn,
+                        scheduled_for = %fire.slot.to_rfc3339(),
                         execution_arn = %started.execution_arn,
                         trigger = %fire.trigger,
                         attempt,
                         "backup execution started"
                     );
                     self.follow(fire, started.execution_arn.clone(), started.start_date);
-                    break Outcome::Started(started.execution_arn);
+                    return Outcome::Started(started.execution_arn);
                 }
                 Err(e) if e.kind == ErrorKind::AlreadyExists && fire.trigger != Trigger::Manual => {
-                    let arn = t.state_machine.execution_arn(&name);
+                    let arn = t.settings.state_machine.execution_arn(&req.name);
                     info!(
                         event = event::EXECUTION_ALREADY_STARTED,
                         target = %t.name,
-                        resource_arn = %resource,
-                        scheduled_for = %slot,
+                        resource_arn = %t.resource_arn,
+                        scheduled_for = %fire.slot.to_rfc3339(),
                         execution_arn = %arn,
                         "this slot's execution exists already (a retry, a restart or another replica started it); following it"
                     );
                     self.follow(fire, arn.clone(), self.clock.now());
-                    break Outcome::AlreadyStarted(arn);
+                    return Outcome::AlreadyStarted(arn);
                 }
                 Err(e) => {
                     self.metrics.api_error(&e);
-                    let wait = backoff(attempt);
-                    let now = self.clock.now();
-                    let in_time =
-                        now + chrono::Duration::from_std(wait).unwrap_or_default() < deadline;
-                    if e.is_retryable() && in_time && !self.shutdown.is_cancelled() {
-                        warn!(
-                            event = event::EXECUTION_START_RETRY,
-                            target = %t.name,
-                            scheduled_for = %slot,
-                            attempt,
-                            retry_in_ms = wait.as_millis() as u64,
-                            error_kind = e.kind.as_str(),
-                            request_id = e.request_id.as_deref().unwrap_or(""),
-                            error = %e,
-                            "StartExecution failed; retrying"
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(wait) => continue,
-                            () = self.recovered.notified() => continue,
-                            () = self.shutdown.cancelled() => {
-                                warn!(
-                                    event = event::EXECUTION_START_FAILED,
-                                    target = %t.name,
-                                    scheduled_for = %slot,
-                                    reason = "shutdown",
-                                    error = %e,
-                                    "start abandoned at shutdown; the next start catches this slot up"
-                                );
-                                break Outcome::Skipped("shutdown");
-                            }
-                        }
+                    if let Some(outcome) =
+                        self.after_failure(fire, req, &e, attempt, deadline).await
+                    {
+                        return outcome;
                     }
-                    let reason = if e.is_retryable() {
-                        "deadline"
-                    } else {
-                        "permanent"
-                    };
-                    error!(
-                        event = event::EXECUTION_START_FAILED,
-                        target = %t.name,
-                        resource_arn = %resource,
-                        scheduled_for = %slot,
-                        execution_name = %name,
-                        attempt,
-                        reason,
-                        error_kind = e.kind.as_str(),
-                        request_id = e.request_id.as_deref().unwrap_or(""),
-                        error = %e,
-                        "could not start the backup execution"
-                    );
-                    self.metrics.execution_failed(&t.name);
-                    break Outcome::Failed(e.to_string());
                 }
             }
-        };
-        if !matches!(outcome, Outcome::Started(_) | Outcome::AlreadyStarted(_)) {
-            self.tracker.in_flight.remove(&resource, &fire.hold());
         }
-        outcome
+    }
+
+    /// One StartExecution call, holding a call permit and a token. A bounded number of calls in
+    /// flight: a 10,000-target same-second storm then reuses a few connections instead of
+    /// opening one each (memory, file descriptors, CPU).
+    async fn call_start(&self, req: &StartRequest) -> Result<crate::aws::Started, ApiError> {
+        let _permit = self.in_flight_calls.acquire().await.expect("never closed");
+        self.bucket.acquire().await;
+        // Boxed: the SDK's future is large, and the 1,024 fires in progress would each carry
+        // one inline while they wait for a permit (measured: +50 MiB in a 10,000-fire burst).
+        Box::pin(self.sfn.start_execution(req)).await
+    }
+
+    /// After a failed StartExecution: `None` once the wait before the next attempt is over
+    /// (retryable, in time, no shutdown), else the outcome (logged).
+    async fn after_failure(
+        &self,
+        fire: &Fire,
+        req: &StartRequest,
+        e: &ApiError,
+        attempt: u32,
+        deadline: DateTime<Utc>,
+    ) -> Option<Outcome> {
+        let t = &fire.target;
+        let slot = fire.slot.to_rfc3339();
+        let wait = backoff(attempt);
+        let in_time =
+            self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default() < deadline;
+        if e.is_retryable() && in_time && !self.shutdown.is_cancelled() {
+            warn!(
+                event = event::EXECUTION_START_RETRY,
+                target = %t.name,
+                scheduled_for = %slot,
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                error_kind = e.kind.as_str(),
+                request_id = e.request_id.as_deref().unwrap_or(""),
+                error = %e,
+                "StartExecution failed; retrying"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => return None,
+                () = self.recovered.notified() => return None,
+                () = self.shutdown.cancelled() => {
+                    warn!(
+                        event = event::EXECUTION_START_FAILED,
+                        target = %t.name,
+                        scheduled_for = %slot,
+                        reason = "shutdown",
+                        error = %e,
+                        "start abandoned at shutdown; the next start catches this slot up"
+                    );
+                    return Some(Outcome::Skipped("shutdown"));
+                }
+            }
+        }
+        let reason = if e.is_retryable() {
+            "deadline"
+        } else {
+            "permanent"
+        };
+        error!(
+            event = event::EXECUTION_START_FAILED,
+            target = %t.name,
+            resource_arn = %t.resource_arn,
+            scheduled_for = %slot,
+            execution_name = %req.name,
+            attempt,
+            reason,
+            error_kind = e.kind.as_str(),
+            request_id = e.request_id.as_deref().unwrap_or(""),
+            error = %e,
+            "could not start the backup execution"
+        );
+        self.metrics.execution_failed(&t.name);
+        Some(Outcome::Failed(e.to_string()))
     }
 
     /// A slot that must not lose to the shorter-retention backup running on its instance: it
@@ -475,15 +514,15 @@ impl<S: StepFunctions> Launcher<S> {
     /// which checks again; at its starting deadline it is skipped.
     fn wait_for_instance(&self, fire: &Fire) -> Outcome {
         let t = &fire.target;
-        let deadline =
-            fire.slot + chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
+        let deadline = fire.slot
+            + chrono::Duration::from_std(t.settings.starting_deadline).unwrap_or_default();
         info!(
             event = event::SLOT_WAITING,
             target = %t.name,
             rule = %t.rule_name(),
             resource_arn = %t.resource_arn,
             scheduled_for = %fire.slot.to_rfc3339(),
-            delete_after_days = t.delete_after_days,
+            delete_after_days = t.settings.delete_after_days,
             starting_deadline = %deadline.to_rfc3339(),
             "slot waits for the running backup of this resource, which keeps its recovery point for a shorter time, to end"
         );
@@ -529,14 +568,14 @@ impl<S: StepFunctions> Launcher<S> {
         let mut backup = Backup::started(
             t.name.to_string(),
             t.resource_arn.to_string(),
-            t.state_machine.region.clone(),
+            t.settings.state_machine.region.clone(),
             (fire.trigger != Trigger::Manual).then_some(fire.slot),
             Some(execution_arn),
-            t.has_hooks(),
+            t.settings.has_hooks(),
             started_at,
         );
         backup.hold = fire.hold();
-        backup.copy_plan = crate::copies::CopyPlan::of(t);
+        backup.copy_plan = t.copy_plan();
         self.tracker.track(backup);
     }
 }
@@ -640,16 +679,16 @@ mod tests {
     use crate::tracker::Tracker;
     use chrono::TimeZone;
 
-    fn allow() -> Arc<Target> {
+    fn allow() -> Arc<Rule> {
         let mut t = (*target(Duration::ZERO)).clone();
-        t.concurrency = Concurrency::Allow;
+        t.settings_mut().concurrency = Concurrency::Allow;
         Arc::new(t)
     }
 
-    fn target(jitter: Duration) -> Arc<Target> {
+    fn target(jitter: Duration) -> Arc<Rule> {
         let text = "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n[[backup]]\nname = \"web\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-12345678\"\nschedule = \"0 3 * * *\"\n";
-        let mut t = (*config::parse(text, "t.toml").unwrap().targets.remove(0)).clone();
-        t.jitter = jitter;
+        let mut t = (*config::parse(text, "t.toml").unwrap().rules.remove(0)).clone();
+        t.settings_mut().jitter = jitter;
         Arc::new(t)
     }
 
@@ -798,7 +837,7 @@ mod tests {
         let daily = target(Duration::ZERO);
         let mut monthly = (*daily).clone();
         monthly.name = "web-monthly".into();
-        monthly.delete_after_days = 365;
+        monthly.settings_mut().delete_after_days = 365;
         let monthly = Arc::new(monthly);
         let first = Fire {
             target: daily.clone(),

@@ -42,7 +42,7 @@ pub struct Backup {
     /// The job's size, recovery point and message, as last seen.
     pub job: Option<JobDetail>,
     /// What it holds on its instance while in flight (rule and retention).
-    pub hold: crate::tracker::Hold,
+    pub hold: crate::in_flight::Hold,
     /// Its rule's copies (`copy_to`), started by the machine once the job COMPLETED.
     pub copy_plan: Option<std::sync::Arc<crate::copies::CopyPlan>>,
     finished: bool,
@@ -130,7 +130,7 @@ impl Backup {
             job_state: None,
             percent_done: None,
             job: None,
-            hold: crate::tracker::Hold::default(),
+            hold: crate::in_flight::Hold::default(),
             copy_plan: None,
             finished: false,
         }

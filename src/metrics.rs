@@ -181,6 +181,14 @@ impl Metrics {
             skipped_seen: Mutex::default(),
             registry: Registry::default(),
         };
+        m.register_backups(&mut registry);
+        m.register_operations(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// The families of backups: starts, ends, skips, last success, next fire, in flight.
+    fn register_backups(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "executions_started",
             "Executions started (or found started) per target",
@@ -232,6 +240,12 @@ impl Metrics {
             "Generation of the running config (1 at start, +1 per applied reload)",
             m.generation.clone(),
         );
+    }
+
+    /// The families of the daemon's own work: AWS calls, reloads, the lease, hooks, copies and
+    /// tag selections.
+    fn register_operations(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "leader",
             "1 while this replica holds the [ha] lease and fires, else 0",
@@ -283,7 +297,6 @@ impl Metrics {
             "How long the selection's last good refresh took (every page of GetResources)",
             m.selection_refresh_seconds.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// How long `selection`'s last good refresh took.

@@ -10,14 +10,15 @@ use tracing::{debug, info, warn};
 
 use crate::aws::{BackupJobs, CopyJobFilter, ExecutionStatus, JobFilter, StepFunctions};
 use crate::clock::Clock;
-use crate::config::{CatchUp, Config, Target};
-use crate::execution::{ParsedName, Trigger, parse_name, target_part};
+use crate::execution::{ParsedName, SECOND_TARGET_PART_LEN, Trigger, parse_name, target_part};
+use crate::in_flight::Hold;
 use crate::launcher::{Fire, Launcher};
 use crate::lifecycle::Backup;
 use crate::metrics::Metrics;
-use crate::rules::Instances;
+use crate::model::Instances;
+use crate::model::{CatchUp, Config, Rule};
 use crate::telemetry::event;
-use crate::tracker::{Hold, TrackerHandle};
+use crate::tracker::TrackerHandle;
 
 /// Pages one listing may read at start-up.
 const MAX_PAGES: usize = 200;
@@ -47,6 +48,21 @@ pub struct Recovered {
     pub new_targets: Vec<String>,
 }
 
+/// What the executions in the lookback tell: which slots ran, each rule's newest slot, the
+/// instances with a running execution, and the machines that could not be listed.
+#[derive(Default)]
+struct History {
+    /// Slots with an execution, by rule (slot key).
+    ran: HashSet<(String, DateTime<Utc>)>,
+    /// Each rule's newest slot with an execution.
+    newest: HashMap<String, DateTime<Utc>>,
+    /// Instances with a running execution (followed through it).
+    busy: HashSet<String>,
+    /// Machines whose executions could not be listed: their targets' history is unknown, so
+    /// they are neither caught up nor called new.
+    unlisted: HashSet<crate::arn::StateMachineArn>,
+}
+
 /// Finds our running executions and unfinished jobs, follows them, and catches up missed slots.
 #[allow(clippy::too_many_arguments)]
 pub async fn recover<S: StepFunctions, B: BackupJobs>(
@@ -61,20 +77,49 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     let now = clock.now();
     let since = now - chrono::Duration::from_std(config.recovery_lookback).unwrap_or_default();
     let mut out = Recovered::default();
-    // Slots with an execution, and each target's newest one.
-    let mut ran: HashSet<(String, DateTime<Utc>)> = HashSet::new();
-    let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut busy: HashSet<String> = HashSet::new();
-    // Machines whose executions could not be listed: their targets' history is unknown, so they
-    // are neither caught up nor called new.
-    let mut unlisted: HashSet<crate::arn::StateMachineArn> = HashSet::new();
+    let mut history = History::default();
+    resume_executions(config, sfn, since, tracker, metrics, &mut history, &mut out).await;
+    resume_jobs(
+        config,
+        backup,
+        since,
+        now,
+        tracker,
+        metrics,
+        &mut history.busy,
+        &mut out,
+    )
+    .await;
+    out.copies = recover_copies(config, backup, since, &history.busy, tracker, metrics).await;
+    catch_up_all(config, since, now, &history, launcher, metrics, &mut out);
+    log_recovered(config, &out);
+    out
+}
 
+/// Follows every running execution of ours in the lookback, and notes which slots ran.
+async fn resume_executions<S: StepFunctions>(
+    config: &Config,
+    sfn: &S,
+    since: DateTime<Utc>,
+    tracker: &TrackerHandle,
+    metrics: &Metrics,
+    h: &mut History,
+    out: &mut Recovered,
+) {
     for sm in config.state_machines() {
-        let by_part: HashMap<String, &Target> = config
-            .targets
+        // A rule's part of its first names, and of its second names (shorter when its name is
+        // long): both tell the rule.
+        let by_part: HashMap<String, &Rule> = config
+            .rules
             .iter()
-            .filter(|t| t.state_machine == sm)
-            .map(|t| (target_part(&t.slot_key(), 63), &**t))
+            .filter(|t| t.settings.state_machine == sm)
+            .flat_map(|t| {
+                let key = t.slot_key();
+                [
+                    (target_part(&key, 63), &**t),
+                    (target_part(&key, SECOND_TARGET_PART_LEN), &**t),
+                ]
+            })
             .collect();
         let mut token = None;
         'pages: for _ in 0..MAX_PAGES {
@@ -90,7 +135,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                         error = %e,
                         "restart recovery could not list executions; in-flight backups of this machine are not followed and its missed slots are not caught up"
                     );
-                    unlisted.insert(sm.clone());
+                    h.unlisted.insert(sm.clone());
                     break;
                 }
             };
@@ -98,30 +143,33 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 if ex.start_date < since {
                     break 'pages;
                 }
-                let Some(ParsedName::Scheduled { target_part, slot }) = parse_name(&ex.name) else {
+                let Some(ParsedName::Scheduled {
+                    target_part, slot, ..
+                }) = parse_name(&ex.name)
+                else {
                     continue;
                 };
                 let Some(t) = by_part.get(&target_part) else {
                     continue;
                 };
-                ran.insert((t.slot_key(), slot));
-                newest
+                h.ran.insert((t.slot_key(), slot));
+                h.newest
                     .entry(t.slot_key())
                     .and_modify(|n| *n = (*n).max(slot))
                     .or_insert(slot);
                 if ex.status == ExecutionStatus::Running {
-                    busy.insert(t.resource_arn.to_string());
+                    h.busy.insert(t.resource_arn.to_string());
                     let mut b = Backup::started(
                         t.name.to_string(),
                         t.resource_arn.to_string(),
                         sm.region.clone(),
                         Some(slot),
                         Some(ex.execution_arn.clone()),
-                        t.has_hooks(),
+                        t.settings.has_hooks(),
                         ex.start_date,
                     );
                     b.hold = hold_of(t);
-                    b.copy_plan = crate::copies::CopyPlan::of(t);
+                    b.copy_plan = t.copy_plan();
                     resume(tracker, b);
                     out.executions += 1;
                 }
@@ -132,14 +180,27 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             }
         }
     }
+}
 
-    // Jobs still running whose execution has ended (the seed's machine ends at StartBackupJob).
-    let mut by_resource: HashMap<String, &Target> = HashMap::new();
+/// Follows the jobs still running whose execution has ended (the plain machine ends at
+/// StartBackupJob).
+#[allow(clippy::too_many_arguments)]
+async fn resume_jobs<B: BackupJobs>(
+    config: &Config,
+    backup: &B,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tracker: &TrackerHandle,
+    metrics: &Metrics,
+    busy: &mut HashSet<String>,
+    out: &mut Recovered,
+) {
+    let mut by_resource: HashMap<String, &Rule> = HashMap::new();
     let mut regions: Vec<String> = Vec::new();
-    for t in &config.targets {
+    for t in &config.rules {
         by_resource.insert(t.resource_arn.to_string(), &**t);
-        if !regions.contains(&t.state_machine.region) {
-            regions.push(t.state_machine.region.clone());
+        if !regions.contains(&t.settings.state_machine.region) {
+            regions.push(t.settings.state_machine.region.clone());
         }
     }
     for region in regions {
@@ -161,7 +222,7 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
                 };
                 if j.state.is_terminal()
                     || busy.contains(&resource)
-                    || t.state_machine.region != region
+                    || t.settings.state_machine.region != region
                 {
                     return;
                 }
@@ -183,11 +244,20 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
         )
         .await;
     }
+}
 
-    out.copies = recover_copies(config, backup, since, &busy, tracker, metrics).await;
-
-    for t in config.enabled_targets() {
-        if unlisted.contains(&t.state_machine) {
+/// Applies each enabled rule's catch-up policy to the slots it missed.
+fn catch_up_all<S: StepFunctions>(
+    config: &Config,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    h: &History,
+    launcher: &Launcher<S>,
+    metrics: &Metrics,
+    out: &mut Recovered,
+) {
+    for t in config.enabled_rules() {
+        if h.unlisted.contains(&t.settings.state_machine) {
             out.unchecked += 1;
             continue;
         }
@@ -195,21 +265,25 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
             t,
             since,
             now,
-            &ran,
+            &h.ran,
             // An instance's backups may carry any of its rules' names (the overlap rule).
             match config.instances.rules_of(t) {
                 Some(rules) => rules
                     .iter()
-                    .filter_map(|r| newest.get(&r.slot_key()).copied())
+                    .filter_map(|r| h.newest.get(&r.slot_key()).copied())
                     .max(),
-                None => newest.get(&t.slot_key()).copied(),
+                None => h.newest.get(&t.slot_key()).copied(),
             },
             &config.instances,
             launcher,
             metrics,
-            &mut out,
+            out,
         );
     }
+}
+
+/// The lines that close restart recovery.
+fn log_recovered(config: &Config, out: &Recovered) {
     if out.without_history > 0 {
         info!(
             event = event::FIRST_START,
@@ -229,7 +303,6 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
         unchecked = out.unchecked,
         "restart recovery done"
     );
-    out
 }
 
 /// Copy jobs still running whose execution has ended (it ends once it has started the copies):
@@ -244,16 +317,20 @@ async fn recover_copies<B: BackupJobs>(
     tracker: &TrackerHandle,
     metrics: &Metrics,
 ) -> usize {
-    let mut by_copy: HashMap<(String, &str), &Target> = HashMap::new();
+    let mut by_copy: HashMap<(String, &str), &Rule> = HashMap::new();
     let mut regions: Vec<&str> = Vec::new();
-    for t in config.targets.iter().filter(|t| !t.copy_to.is_empty()) {
-        for d in t.copy_to.iter() {
+    for t in config
+        .rules
+        .iter()
+        .filter(|t| !t.settings.copy_to.is_empty())
+    {
+        for d in t.settings.copy_to.iter() {
             by_copy
                 .entry((t.resource_arn.to_string(), d.vault.as_str()))
                 .or_insert(&**t);
         }
-        if !regions.contains(&t.state_machine.region.as_str()) {
-            regions.push(&t.state_machine.region);
+        if !regions.contains(&t.settings.state_machine.region.as_str()) {
+            regions.push(&t.settings.state_machine.region);
         }
     }
     let mut found = 0;
@@ -343,10 +420,10 @@ async fn each_row<T, Fut>(
 }
 
 /// What a recovered backup of `t` holds on its instance (its rule's current retention).
-fn hold_of(t: &Target) -> Hold {
+fn hold_of(t: &Rule) -> Hold {
     Hold {
         rule: t.slot_key().into(),
-        delete_after_days: t.delete_after_days,
+        delete_after_days: t.settings.delete_after_days,
     }
 }
 
@@ -373,7 +450,7 @@ fn resume(tracker: &TrackerHandle, b: Backup) {
 /// existed, nothing is started for it and its first backup is its next slot.
 #[allow(clippy::too_many_arguments)]
 fn catch_up<S: StepFunctions>(
-    t: &Arc<Target>,
+    t: &Arc<Rule>,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
     ran: &HashSet<(String, DateTime<Utc>)>,
@@ -386,7 +463,7 @@ fn catch_up<S: StepFunctions>(
     let Some(newest) = newest else {
         debug!(
             target = %t.name,
-            next_slot = %t.schedule.next_after(now).map(|s| s.to_rfc3339()).unwrap_or_default(),
+            next_slot = %t.settings.schedule.next_after(now).map(|s| s.to_rfc3339()).unwrap_or_default(),
             "no execution of this target in the recovery lookback: new, its first backup is its next slot"
         );
         out.without_history += 1;
@@ -397,7 +474,7 @@ fn catch_up<S: StepFunctions>(
     };
     // Slots older than the target's newest execution were not missed by downtime.
     let from = newest.max(since);
-    let Some(latest) = t.schedule.latest_in(from, now) else {
+    let Some(latest) = t.settings.schedule.latest_in(from, now) else {
         return;
     };
     let key = t.slot_key();
@@ -408,14 +485,15 @@ fn catch_up<S: StepFunctions>(
         return;
     }
     let missed: Vec<DateTime<Utc>> = t
+        .settings
         .schedule
         .iter_after(from)
         .take_while(|s| *s < latest)
         .take(MAX_SLOTS_CONSIDERED)
         .filter(|s| !ran.contains(&(key.clone(), *s)))
         .collect();
-    let deadline = chrono::Duration::from_std(t.starting_deadline).unwrap_or_default();
-    let latest_reason = match t.catch_up {
+    let deadline = chrono::Duration::from_std(t.settings.starting_deadline).unwrap_or_default();
+    let latest_reason = match t.settings.catch_up {
         CatchUp::None => Some("catch_up_disabled"),
         CatchUp::Latest if now - latest > deadline => Some("past_starting_deadline"),
         CatchUp::Latest => None,
@@ -445,7 +523,7 @@ fn catch_up<S: StepFunctions>(
 }
 
 /// Logs `slots` (oldest first) as skipped for `reason`: one line, whatever their number.
-fn skip(t: &Target, slots: &[DateTime<Utc>], reason: &str, metrics: &Metrics, out: &mut Recovered) {
+fn skip(t: &Rule, slots: &[DateTime<Utc>], reason: &str, metrics: &Metrics, out: &mut Recovered) {
     let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
         return;
     };

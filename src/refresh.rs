@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::aws::{ApiError, TagSearch};
-use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::selection::{self, Selection, Set, Streak};
+use crate::model::Config;
+use crate::model::Selection;
+use crate::selection::{self, Set, Streak};
 use crate::telemetry::event;
 
 /// Instance names a `selection_changed` line lists per kind of change (the counts are complete).
@@ -319,7 +320,7 @@ mod tests {
         // First resolution: a change from nothing.
         let r = rx.recv().await.unwrap();
         assert!(selected.take(&base, r, &metrics));
-        assert_eq!(selected.effective(&base).targets.len(), 3);
+        assert_eq!(selected.effective(&base).rules.len(), 3);
         assert!(selected.pending(&base).is_empty());
         // Nothing changed at the next refresh: nothing to apply.
         let r = rx.recv().await.unwrap();
@@ -331,7 +332,7 @@ mod tests {
         assert!(selected.take(&base, r, &metrics));
         let names: Vec<String> = selected
             .effective(&base)
-            .targets
+            .rules
             .iter()
             .map(|t| t.name.to_string())
             .collect();
@@ -355,7 +356,7 @@ mod tests {
         assert_eq!(fake.calls(), calls + 3);
         // 10 s to the first failure, then 1 s and 2 s of backoff.
         assert_eq!(before.elapsed(), Duration::from_secs(13));
-        assert_eq!(selected.effective(&base).targets.len(), 3);
+        assert_eq!(selected.effective(&base).rules.len(), 3);
         fake.fail(None);
         let r = rx.recv().await.unwrap();
         assert!(!selected.take(&base, r, &metrics), "recovered, unchanged");
@@ -370,7 +371,7 @@ mod tests {
         let r = rx.recv().await.unwrap();
         assert_eq!(at.elapsed(), Duration::ZERO);
         assert!(selected.take(&changed, r, &metrics));
-        assert_eq!(selected.effective(&changed).targets.len(), 1);
+        assert_eq!(selected.effective(&changed).rules.len(), 1);
         // The same search again: the set is kept.
         selected.reloaded(&config("{ backup = \"weekly\" }"));
         assert!(selected.pending(&changed).is_empty());

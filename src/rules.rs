@@ -10,99 +10,26 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::arn::InstanceArn;
-use crate::config::Target;
-use crate::execution;
-use crate::fasthash::FastMap;
+use crate::model::{Instances, Rule};
 use crate::overlap::{self, Group, RuleSlots};
 
-impl Target {
-    /// The part of execution names that stands for this rule: the target's name for today's
-    /// form (so its execution names never change), `{target}-{rule}` for the compact form.
-    pub fn slot_key(&self) -> String {
-        match &self.rule {
-            Some(rule) => format!("{}-{rule}", self.name),
-            None => self.name.to_string(),
-        }
-    }
-
-    /// The rule's name for logs: its own name, or the target's in today's form.
-    pub fn rule_name(&self) -> &str {
-        self.rule.as_deref().unwrap_or(&self.name)
-    }
-
-    /// The execution name of a scheduled slot of this rule.
-    pub fn scheduled_name(&self, slot: DateTime<Utc>) -> String {
-        execution::scheduled_name(&self.slot_key(), slot)
-    }
-}
-
-impl RuleSlots for Arc<Target> {
+impl RuleSlots for Arc<Rule> {
     fn next_slot_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.next_after(after)
+        self.settings.schedule.next_after(after)
     }
 
     fn window(&self) -> chrono::Duration {
-        chrono::Duration::minutes(i64::from(self.start_window_minutes))
+        chrono::Duration::minutes(i64::from(self.settings.start_window_minutes))
     }
 
     fn retention(&self) -> Option<u32> {
-        Some(self.delete_after_days)
+        Some(self.settings.delete_after_days)
     }
 }
 
-/// The enabled rules of every instance that has more than one, by instance ARN. Instances with
-/// one rule are not kept: their slots never merge (most fleets; it keeps 100,000 targets small).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Instances(Arc<FastMap<InstanceArn, Arc<[Arc<Target>]>>>);
-
 impl Instances {
-    /// Groups `targets` (in config order, which is the overlap rule's tie-break).
-    pub fn of(targets: &[Arc<Target>]) -> Self {
-        // The rules of one target are consecutive: each run of one instance is hashed once and
-        // becomes its slice at once; an instance met again further on (another `[[backup]]`
-        // naming it) has its rules joined in config order. Keyed by the ARN the rules already
-        // share: no copy of its text per instance.
-        let enabled: Vec<&Arc<Target>> = targets.iter().filter(|t| t.enabled).collect();
-        let runs = || enabled.chunk_by(|a, b| a.resource_arn == b.resource_arn);
-        // Sized by the runs: a plan fleet's map is its instances', not its rules' (no shrink).
-        let mut by: FastMap<InstanceArn, Arc<[Arc<Target>]>> =
-            FastMap::with_capacity_and_hasher(runs().count(), Default::default());
-        for run in runs() {
-            match by.entry(run[0].resource_arn.clone()) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(run.iter().copied().cloned().collect());
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let joined = o.get().iter().chain(run.iter().copied()).cloned().collect();
-                    o.insert(joined);
-                }
-            }
-        }
-        by.retain(|_, rules| rules.len() > 1);
-        if by.len() < by.capacity() / 4 {
-            by.shrink_to_fit();
-        }
-        Instances(Arc::new(by))
-    }
-
-    /// The rules of `t`'s instance, when it has more than one.
-    pub fn rules_of(&self, t: &Target) -> Option<&Arc<[Arc<Target>]>> {
-        self.0.get(t.resource_arn.as_str())
-    }
-
-    /// Instances with more than one rule.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when no instance has more than one rule.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// What slot `slot` of `t` becomes.
-    pub fn decide(&self, t: &Arc<Target>, slot: DateTime<Utc>) -> Decision {
+    pub fn decide(&self, t: &Arc<Rule>, slot: DateTime<Utc>) -> Decision {
         let alone = Decision::Start {
             target: t.clone(),
             slot,
@@ -125,7 +52,7 @@ pub enum Decision {
     /// `merged`: this slot's own rule lost to `target`'s, so the slot is also logged as merged.
     Start {
         /// The rule whose settings and name the backup carries.
-        target: Arc<Target>,
+        target: Arc<Rule>,
         /// The backup's slot.
         slot: DateTime<Utc>,
         /// True when the slot's own rule is not `target`.
@@ -134,7 +61,7 @@ pub enum Decision {
     /// Covered by the backup another slot starts: nothing to start.
     Merged {
         /// The rule whose backup covers this slot.
-        into: Arc<Target>,
+        into: Arc<Rule>,
         /// That backup's slot.
         start: DateTime<Utc>,
         /// False only for the winning rule's own slot at the group's start (the backup carries
@@ -145,7 +72,7 @@ pub enum Decision {
 
 impl Decision {
     /// The execution that covers the slot: its name, its rule, and its slot.
-    pub fn covering(&self) -> (String, &Arc<Target>, DateTime<Utc>) {
+    pub fn covering(&self) -> (String, &Arc<Rule>, DateTime<Utc>) {
         match self {
             Decision::Start { target, slot, .. } => (target.scheduled_name(*slot), target, *slot),
             Decision::Merged { into, start, .. } => (into.scheduled_name(*start), into, *start),
@@ -162,7 +89,7 @@ impl Decision {
 }
 
 /// What slot `slot` of `rules[index]` becomes.
-pub fn decide(rules: &[Arc<Target>], index: usize, slot: DateTime<Utc>) -> Decision {
+pub fn decide(rules: &[Arc<Rule>], index: usize, slot: DateTime<Utc>) -> Decision {
     let g: Group = overlap::group_of(rules, index, slot);
     let winner = rules[g.winner].clone();
     if g.is_led_by(index, slot) {
@@ -217,11 +144,12 @@ plan = "gfs"
     #[test]
     fn a_gfs_month_makes_one_backup_a_day_with_the_longest_retention() {
         let c = config::parse(GFS, "t.toml").unwrap();
-        assert_eq!(c.targets.len(), 3);
+        assert_eq!(c.rules.len(), 3);
         let mut starts: Vec<(DateTime<Utc>, String, u32)> = Vec::new();
         let mut merged = 0;
-        for t in &c.targets {
+        for t in &c.rules {
             for slot in t
+                .settings
                 .schedule
                 .iter_after(at(1, 0, 0))
                 .take_while(|s| *s < at(30, 23, 0))
@@ -229,7 +157,11 @@ plan = "gfs"
                 let d = c.instances.decide(t, slot);
                 merged += usize::from(d.is_merged());
                 if let Decision::Start { target, slot, .. } = d {
-                    starts.push((slot, target.scheduled_name(slot), target.delete_after_days));
+                    starts.push((
+                        slot,
+                        target.scheduled_name(slot),
+                        target.settings.delete_after_days,
+                    ));
                 }
             }
         }
@@ -254,10 +186,10 @@ plan = "gfs"
             .replace("0 3 * * SUN", "30 3 * * SUN")
             .replace("0 3 1 * *", "0 5 1 1 *");
         let c = config::parse(&text, "t.toml").unwrap();
-        let (daily, weekly) = (&c.targets[0], &c.targets[1]);
+        let (daily, weekly) = (&c.rules[0], &c.rules[1]);
         let d = c.instances.decide(daily, at(8, 3, 0));
         assert!(
-            matches!(&d, Decision::Start { target, merged: true, .. } if target.rule.as_deref() == Some("weekly")),
+            matches!(&d, Decision::Start { target, merged: true, .. } if target.settings.rule.as_deref() == Some("weekly")),
             "{d:?}"
         );
         assert_eq!(d.covering().0, "db-weekly-20261108T030000Z");
@@ -290,9 +222,9 @@ schedule = "0 3 * * *"
 "#;
         let c = config::parse(text, "t.toml").unwrap();
         assert_eq!(c.instances.len(), 1, "web has one rule: not kept");
-        let d = c.instances.decide(&c.targets[0], at(1, 3, 0));
+        let d = c.instances.decide(&c.rules[0], at(1, 3, 0));
         assert_eq!(d.covering().0, "db-monthly-20261101T030000Z");
-        let web = c.instances.decide(&c.targets[2], at(1, 3, 0));
+        let web = c.instances.decide(&c.rules[2], at(1, 3, 0));
         assert_eq!(web.covering().0, "web-20261101T030000Z");
 
         // The instance's blocks apart, another instance's between them: its rules are still
@@ -305,13 +237,13 @@ schedule = "0 3 * * *"
             .replace("DB", db)
             .replace("WEB", web);
         let c = config::parse(&apart, "t.toml").unwrap();
-        let names = |t: &Target| -> Vec<String> {
+        let names = |t: &Rule| -> Vec<String> {
             c.instances
                 .rules_of(t)
                 .map_or_else(Vec::new, |r| r.iter().map(|r| r.name.to_string()).collect())
         };
-        assert_eq!(names(&c.targets[0]), ["db-daily", "web"]);
-        assert_eq!(names(&c.targets[2]), ["db-daily", "web"]);
-        assert!(names(&c.targets[1]).is_empty(), "db-monthly is alone now");
+        assert_eq!(names(&c.rules[0]), ["db-daily", "web"]);
+        assert_eq!(names(&c.rules[2]), ["db-daily", "web"]);
+        assert!(names(&c.rules[1]).is_empty(), "db-monthly is alone now");
     }
 }

@@ -20,11 +20,12 @@ use uuid::Uuid;
 
 use crate::aws::StepFunctions;
 use crate::clock::Clock;
-use crate::config::{Config, Target};
 use crate::execution::Trigger;
 use crate::launcher::{Fire, Launcher};
 use crate::metrics::Metrics;
-use crate::rules::{Decision, Instances};
+use crate::model::Instances;
+use crate::model::{Config, Rule};
+use crate::rules::Decision;
 use crate::schedule::Schedule;
 use crate::telemetry::event;
 
@@ -40,7 +41,7 @@ struct Due {
 
 struct Group {
     schedule: Arc<Schedule>,
-    targets: Vec<Arc<Target>>,
+    rules: Vec<Arc<Rule>>,
     next: Option<DateTime<Utc>>,
     job: Option<Uuid>,
 }
@@ -70,13 +71,13 @@ impl NextSlots {
 
     /// The soonest next slot of any rule of `t`'s target (of `t` alone in today's form), so a
     /// gauge does not show whichever rule's timer was armed last.
-    fn soonest_of(&mut self, instances: &Instances, t: &Target) -> Option<DateTime<Utc>> {
-        match t.rule.as_ref().and(instances.rules_of(t)) {
-            None => self.of(&t.schedule),
+    fn soonest_of(&mut self, instances: &Instances, t: &Rule) -> Option<DateTime<Utc>> {
+        match t.settings.rule.as_ref().and(instances.rules_of(t)) {
+            None => self.of(&t.settings.schedule),
             Some(rules) => rules
                 .iter()
                 .filter(|r| r.name == t.name)
-                .filter_map(|r| self.of(&r.schedule))
+                .filter_map(|r| self.of(&r.settings.schedule))
                 .min(),
         }
     }
@@ -87,7 +88,7 @@ impl NextSlots {
 fn publish_next_fire(
     metrics: &Metrics,
     instances: &Instances,
-    targets: &[Arc<Target>],
+    targets: &[Arc<Rule>],
     slot: DateTime<Utc>,
     now: DateTime<Utc>,
 ) {
@@ -108,9 +109,9 @@ fn publish_every_next_fire(
     after: DateTime<Utc>,
 ) {
     let mut next = NextSlots::after(after);
-    let mut fires = Vec::with_capacity(config.targets.len());
+    let mut fires = Vec::with_capacity(config.rules.len());
     let mut last: Option<&Arc<str>> = None;
-    for t in config.enabled_targets() {
+    for t in config.enabled_rules() {
         // The rules of one target are consecutive in the config.
         if last.is_some_and(|l| *l == t.name) {
             continue;
@@ -144,12 +145,12 @@ impl Stalled {
 }
 
 /// Groups enabled targets by schedule group key, in config order.
-pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
+pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Rule>>> {
     // Keyed by the schedules' own keys while counting: one String per group, not per target.
-    let mut groups: HashMap<&str, Vec<Arc<Target>>> = HashMap::new();
-    for t in config.enabled_targets() {
+    let mut groups: HashMap<&str, Vec<Arc<Rule>>> = HashMap::new();
+    for t in config.enabled_rules() {
         groups
-            .entry(t.schedule.group_key())
+            .entry(t.settings.schedule.group_key())
             .or_default()
             .push(t.clone());
     }
@@ -164,7 +165,7 @@ pub fn group_targets(config: &Config) -> HashMap<String, Vec<Arc<Target>>> {
 /// here, where it is due, and counted apart from skipped slots.
 pub fn decide(
     instances: &Instances,
-    t: &Arc<Target>,
+    t: &Arc<Rule>,
     slot: DateTime<Utc>,
     metrics: &Metrics,
 ) -> Option<Fire> {
@@ -181,7 +182,7 @@ pub fn decide(
             covering_target = %into.name,
             covering_rule = %into.rule_name(),
             covering_slot = %start.to_rfc3339(),
-            delete_after_days = into.delete_after_days,
+            delete_after_days = into.settings.delete_after_days,
             "slot merged into an overlapping backup of the same instance (the rule with the longest retention)"
         );
         metrics.slot_merged(&t.name);
@@ -253,14 +254,14 @@ impl<S: StepFunctions> Scheduler<S> {
         }
         for (key, targets) in wanted.drain() {
             if let Some(g) = self.groups.get_mut(&key) {
-                g.targets = targets;
+                g.rules = targets;
                 continue;
             }
-            let schedule = targets[0].schedule.clone();
+            let schedule = targets[0].settings.schedule.clone();
             let next = schedule.next_after(after);
             let mut g = Group {
                 schedule,
-                targets,
+                rules: targets,
                 next,
                 job: None,
             };
@@ -269,7 +270,7 @@ impl<S: StepFunctions> Scheduler<S> {
         }
         publish_every_next_fire(&self.metrics, &self.instances, config, after);
         // A target's rules are consecutive: each name once.
-        let mut names: Vec<&str> = config.targets.iter().map(|t| &*t.name).collect();
+        let mut names: Vec<&str> = config.rules.iter().map(|t| &*t.name).collect();
         names.dedup();
         let mut keep: crate::fasthash::FastSet<&str> =
             HashSet::with_capacity_and_hasher(names.len(), Default::default());
@@ -297,7 +298,7 @@ impl<S: StepFunctions> Scheduler<S> {
             publish_next_fire(
                 &self.metrics,
                 &self.instances,
-                &g.targets,
+                &g.rules,
                 slot,
                 self.clock.now(),
             );
@@ -350,7 +351,7 @@ impl<S: StepFunctions> Scheduler<S> {
             self.groups.insert(due.key, g);
             return;
         }
-        for t in &g.targets {
+        for t in &g.rules {
             debug!(
                 event = event::SLOT_FIRED,
                 target = %t.name,
@@ -375,7 +376,7 @@ impl<S: StepFunctions> Scheduler<S> {
             next = g.schedule.next_after(n);
         }
         if let Some((first, last)) = stalled.range() {
-            for t in &g.targets {
+            for t in &g.rules {
                 warn!(
                     event = event::SLOT_SKIPPED,
                     target = %t.name,
@@ -470,10 +471,10 @@ plan = "gfs"
         let sunday_two = Utc.with_ymd_and_hms(2026, 11, 29, 2, 0, 0).unwrap();
         let sunday_three = Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap();
         let (daily, weekly): (Vec<_>, Vec<_>) = config
-            .targets
+            .rules
             .iter()
             .cloned()
-            .partition(|t| t.rule.as_deref() == Some("daily"));
+            .partition(|t| t.settings.rule.as_deref() == Some("daily"));
         let m = Metrics::new();
         // The daily's timer armed last: it must not hide the weekly's sooner slot.
         publish_next_fire(&m, &config.instances, &weekly, sunday_two, saturday);

@@ -8,13 +8,13 @@
 //! of a selection's refreshes ([`Streak`]). The calls are in [`crate::aws::tagging`]; the loop
 //! that makes them is [`crate::refresh`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::arn::InstanceArn;
 use crate::aws::{TagQuery, TaggedResource};
-use crate::config::{Config, Target};
+use crate::model::{Config, Rule, Selection};
 
 /// GetResources' `ResourceTypeFilters` for EC2 instances.
 pub const RESOURCE_TYPE: &str = "ec2:instance";
@@ -25,25 +25,6 @@ pub const TEMPLATE_INSTANCE: &str = "i-00000000000000000";
 
 /// The instance ids a selection matched at one refresh, sorted.
 pub type Set = Arc<BTreeSet<String>>;
-
-/// One `[[backup]]` with `select_tags`: what it matches and what each match becomes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Selection {
-    /// The target's name: the prefix of every expanded target's name.
-    pub name: String,
-    /// `select_tags`: all must match.
-    pub select: BTreeMap<String, String>,
-    /// `exclude_tags`: any match excludes.
-    pub exclude: BTreeMap<String, String>,
-    /// The partition, region and account (its state machine's).
-    pub partition: String,
-    /// The region searched.
-    pub region: String,
-    /// The account the instances belong to.
-    pub account: String,
-    /// One target per rule, with a placeholder instance; each match gets a copy.
-    pub templates: Vec<Arc<Target>>,
-}
 
 impl Selection {
     /// True when `other` searches the same instances (its last resolved set still holds).
@@ -110,7 +91,7 @@ impl Selection {
     /// The names of this selection's instance targets in a resolved config, each once.
     pub fn instance_names<'a>(&self, config: &'a Config) -> Vec<&'a str> {
         let mut names: Vec<&str> = config
-            .targets
+            .rules
             .iter()
             .filter(|t| self.owns(&t.name))
             .map(|t| &*t.name)
@@ -120,7 +101,7 @@ impl Selection {
     }
 
     /// The targets of `ids` (each instance: one per rule, in the templates' order).
-    pub fn expand(&self, ids: &BTreeSet<String>) -> Vec<Arc<Target>> {
+    pub fn expand(&self, ids: &BTreeSet<String>) -> Vec<Arc<Rule>> {
         let mut out = Vec::with_capacity(ids.len() * self.templates.len());
         for id in ids {
             let arn = format!(
@@ -132,7 +113,7 @@ impl Selection {
             };
             let name: Arc<str> = self.target_name(id).into();
             for t in &self.templates {
-                out.push(Arc::new(Target {
+                out.push(Arc::new(Rule {
                     name: name.clone(),
                     resource_arn: resource_arn.clone(),
                     settings: t.settings.clone(),
@@ -153,10 +134,10 @@ pub fn effective(base: &Config, resolved: &HashMap<String, Set>) -> Config {
     }
     for s in &base.selections {
         if let Some(ids) = resolved.get(&s.name) {
-            config.targets.extend(s.expand(ids));
+            config.rules.extend(s.expand(ids));
         }
     }
-    config.instances = crate::rules::Instances::of(&config.targets);
+    config.instances = crate::model::Instances::of(&config.rules);
     config
 }
 
@@ -309,7 +290,7 @@ mod tests {
             targets[0].resource_arn.as_str(),
             "arn:aws:ec2:us-east-1:123456789012:instance/i-0000000000000000a"
         );
-        assert_eq!(targets[0].delete_after_days, 7);
+        assert_eq!(targets[0].settings.delete_after_days, 7);
         // The execution name: the same on every refresh, restart and replica.
         let slot = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:00:00Z")
             .unwrap()
@@ -325,15 +306,15 @@ mod tests {
         let c = config(&format!(
             "\n[[backup]]\nname = \"pinned\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/{A}\"\nschedule = \"0 3 * * *\"\ndelete_after_days = 90\n"
         ));
-        assert_eq!(c.targets.len(), 1, "the selection is no target by itself");
+        assert_eq!(c.rules.len(), 1, "the selection is no target by itself");
         let unresolved = effective(&c, &HashMap::new());
-        assert_eq!(unresolved.targets.len(), 1);
+        assert_eq!(unresolved.rules.len(), 1);
         let resolved = HashMap::from([(
             "web".to_string(),
             Arc::new(BTreeSet::from([A.to_string(), B.to_string()])),
         )]);
         let e = effective(&c, &resolved);
-        let names: Vec<&str> = e.targets.iter().map(|t| &*t.name).collect();
+        let names: Vec<&str> = e.rules.iter().map(|t| &*t.name).collect();
         assert_eq!(
             names,
             vec![
@@ -347,10 +328,10 @@ mod tests {
         let slot = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let decision = e.instances.decide(&e.targets[1], slot);
+        let decision = e.instances.decide(&e.rules[1], slot);
         let (_, winner, _) = decision.covering();
         assert_eq!(&*winner.name, "pinned");
-        assert_eq!(winner.delete_after_days, 90);
+        assert_eq!(winner.settings.delete_after_days, 90);
     }
 
     #[test]

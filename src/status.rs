@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aws::{JobDetail, JobState};
-use crate::config::Target;
+use crate::model::Rule;
 use crate::schedule::Schedule;
 
 /// How far back AWS Backup lists jobs (ListBackupJobs only covers the last 30 days).
@@ -33,7 +33,7 @@ pub const PAGE_SIZE: u64 = 1000;
 /// One schedule a target fires on. Today a target has one; several rules per target add rows
 /// here ([`rules_of`]), and the longest gap is taken over their merged slots.
 #[derive(Debug, Clone, Copy)]
-pub struct Rule<'a> {
+pub struct NamedSchedule<'a> {
     /// The rule's name (`schedule` for a target's own schedule).
     pub name: &'a str,
     /// Its schedule.
@@ -41,15 +41,15 @@ pub struct Rule<'a> {
 }
 
 /// The seam through which `status` and `next` see a target's schedules.
-pub fn rules_of(t: &Target) -> Vec<Rule<'_>> {
-    vec![Rule {
+pub fn rules_of(t: &Rule) -> Vec<NamedSchedule<'_>> {
+    vec![NamedSchedule {
         name: "schedule",
-        schedule: &t.schedule,
+        schedule: &t.settings.schedule,
     }]
 }
 
 /// The longest gap between consecutive slots of the merged `rules` after `from`.
-pub fn longest_gap(rules: &[Rule<'_>], from: DateTime<Utc>) -> Option<Duration> {
+pub fn longest_gap(rules: &[NamedSchedule<'_>], from: DateTime<Utc>) -> Option<Duration> {
     let horizon = from + chrono::Duration::days(GAP_HORIZON_DAYS);
     let per_rule: Vec<Vec<DateTime<Utc>>> = rules
         .iter()
@@ -78,7 +78,7 @@ pub fn longest_gap(rules: &[Rule<'_>], from: DateTime<Utc>) -> Option<Duration> 
 }
 
 /// The next slot of any of `rules` after `now`.
-pub fn next_slot(rules: &[Rule<'_>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn next_slot(rules: &[NamedSchedule<'_>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     rules
         .iter()
         .filter_map(|r| r.schedule.next_after(now))
@@ -87,7 +87,7 @@ pub fn next_slot(rules: &[Rule<'_>], now: DateTime<Utc>) -> Option<DateTime<Utc>
 
 /// Slots of `rules` in (`from`, `until`], counted up to `cap`: the jobs a target makes.
 pub fn slots_between(
-    rules: &[Rule<'_>],
+    rules: &[NamedSchedule<'_>],
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     cap: u64,
@@ -233,7 +233,7 @@ pub struct TargetStatus {
 
 /// Judges one target from the jobs of its instance (any order) at `now`.
 pub fn assess(
-    t: &Target,
+    t: &Rule,
     gap: Option<Duration>,
     jobs: &[JobDetail],
     now: DateTime<Utc>,
@@ -248,9 +248,9 @@ pub fn assess(
     };
     let last_success = newest(|s| *s == JobState::Completed);
     let last_attempt = newest(|_| true);
-    let allowed = gap.map(|g| g + t.jitter + margin);
+    let allowed = gap.map(|g| g + t.settings.jitter + margin);
     let verdict = match allowed {
-        _ if !t.enabled => Verdict::Disabled,
+        _ if !t.settings.enabled => Verdict::Disabled,
         None => Verdict::NotRecurring,
         Some(allowed) => {
             let recent = last_success
@@ -281,7 +281,7 @@ pub fn assess(
         allowed_age_seconds: allowed.map(|a| a.as_secs()),
         last_success,
         last_attempt,
-        next_slot: if t.enabled {
+        next_slot: if t.settings.enabled {
             next_slot(&rules, now)
         } else {
             None
@@ -311,7 +311,7 @@ pub struct Report {
 
 /// Judges every target; `jobs` are by resource ARN.
 pub fn report<'a>(
-    targets: impl IntoIterator<Item = &'a std::sync::Arc<Target>>,
+    targets: impl IntoIterator<Item = &'a std::sync::Arc<Rule>>,
     jobs: &HashMap<String, Vec<JobDetail>>,
     now: DateTime<Utc>,
     margin: Duration,
@@ -454,7 +454,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn config(targets: &[(&str, &str, &str)]) -> crate::config::Config {
+    fn config(targets: &[(&str, &str, &str)]) -> crate::model::Config {
         let mut text = String::from(
             "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n",
         );
@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn a_recent_success_covers_and_an_old_one_is_overdue() {
         let c = config(&[("daily", "0 3 * * *", "")]);
-        let t = &c.targets[0];
+        let t = &c.rules[0];
         let gap = longest_gap(&rules_of(t), now());
         assert_eq!(gap, Some(24 * HOUR));
         // 33 h old: within 24 h + 10 h margin; 35 h old: not.
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn the_last_attempt_may_fail_after_a_success_and_never_is_overdue() {
         let c = config(&[("daily", "0 3 * * *", "")]);
-        let t = &c.targets[0];
+        let t = &c.rules[0];
         let gap = Some(24 * HOUR);
         let jobs = [
             job("old", JobState::Completed, now() - 2 * HOUR),
@@ -536,9 +536,9 @@ mod tests {
             ("j", "0 3 * * *", "jitter = \"30m\""),
             ("off", "0 3 * * *", "enabled = false"),
         ]);
-        let s = assess(&c.targets[0], Some(24 * HOUR), &[], now(), HOUR);
+        let s = assess(&c.rules[0], Some(24 * HOUR), &[], now(), HOUR);
         assert_eq!(s.allowed_age_seconds, Some(25 * 3600 + 1800));
-        let off = assess(&c.targets[1], Some(24 * HOUR), &[], now(), HOUR);
+        let off = assess(&c.rules[1], Some(24 * HOUR), &[], now(), HOUR);
         assert_eq!(
             (off.verdict, off.overdue, off.next_slot),
             (Verdict::Disabled, false, None)
@@ -555,12 +555,12 @@ mod tests {
             ("weekdays", "cron(0 3 ? * MON-FRI *)", ""),
         ]);
         let from = now();
-        assert_eq!(longest_gap(&rules_of(&c.targets[0]), from), Some(47 * HOUR));
+        assert_eq!(longest_gap(&rules_of(&c.rules[0]), from), Some(47 * HOUR));
         assert_eq!(
-            longest_gap(&rules_of(&c.targets[1]), from),
+            longest_gap(&rules_of(&c.rules[1]), from),
             Some(31 * 24 * HOUR)
         );
-        assert_eq!(longest_gap(&rules_of(&c.targets[2]), from), Some(72 * HOUR));
+        assert_eq!(longest_gap(&rules_of(&c.rules[2]), from), Some(72 * HOUR));
     }
 
     #[test]
@@ -579,10 +579,10 @@ mod tests {
         let c = config(&[("a", "0 3 * * *", ""), ("b", "0 3 * * *", "")]);
         let mut jobs = HashMap::new();
         jobs.insert(
-            c.targets[0].resource_arn.to_string(),
+            c.rules[0].resource_arn.to_string(),
             vec![job("ok-job", JobState::Completed, now() - HOUR)],
         );
-        let r = report(&c.targets, &jobs, now(), HOUR, 1);
+        let r = report(&c.rules, &jobs, now(), HOUR, 1);
         assert_eq!(
             r.targets
                 .iter()

@@ -1,9 +1,19 @@
 //! Structured logs: one JSON object a line (or pretty for a terminal), and the stable field and
 //! event names operators alert on (listed in README.md).
 
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line (journald, CloudWatch).
+    #[default]
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
 
 /// Field names; part of the interface.
 pub mod field {

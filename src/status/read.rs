@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{LOOKBACK_DAYS, PAGE_SIZE, Plan, plan, rules_of, slots_between};
 use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, Page};
-use crate::config::Target;
+use crate::model::Rule;
 use crate::pacing::TokenBucket;
 
 /// Attempts of one call before `status` gives up (exit 2).
@@ -36,14 +36,14 @@ pub struct Reading {
 /// Reads the jobs of `targets`' instances in the last [`LOOKBACK_DAYS`] days.
 pub async fn read<B: BackupJobs>(
     backup: &B,
-    targets: &[Arc<Target>],
+    targets: &[Arc<Rule>],
     now: DateTime<Utc>,
     bucket: &TokenBucket,
 ) -> Result<Reading, ApiError> {
     let since = now - chrono::Duration::days(LOOKBACK_DAYS);
-    let mut by_region: Vec<(String, Vec<&Arc<Target>>)> = Vec::new();
+    let mut by_region: Vec<(String, Vec<&Arc<Rule>>)> = Vec::new();
     for t in targets {
-        let region = &t.state_machine.region;
+        let region = &t.settings.state_machine.region;
         match by_region.iter_mut().find(|(r, _)| r == region) {
             Some((_, v)) => v.push(t),
             None => by_region.push((region.clone(), vec![t])),
@@ -177,7 +177,7 @@ mod tests {
     use crate::aws::fake::FakeAws;
     use crate::aws::{ErrorKind, JobState};
 
-    fn targets(n: usize, schedule: &str) -> Vec<Arc<Target>> {
+    fn targets(n: usize, schedule: &str) -> Vec<Arc<Rule>> {
         let mut text = String::from(
             "state_machine_arn = \"arn:aws:states:us-east-1:123456789012:stateMachine:b\"\n",
         );
@@ -186,7 +186,7 @@ mod tests {
                 "[[backup]]\nname = \"t{i}\"\nresource_arn = \"arn:aws:ec2:us-east-1:123456789012:instance/i-{i:08x}\"\nschedule = \"{schedule}\"\n"
             ));
         }
-        crate::config::parse(&text, "t.toml").unwrap().targets
+        crate::config::parse(&text, "t.toml").unwrap().rules
     }
 
     fn job(id: usize, resource: &str, now: DateTime<Utc>) -> JobDetail {

@@ -13,7 +13,8 @@ use aws_sandbox::Sandbox;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::cli::{EXIT_FAILURE, demo_config, demo_sandbox};
+use super::args::EXIT_FAILURE;
+use super::demo::{demo_config, demo_sandbox};
 use crate::lease::LEASE_NAME;
 
 /// The demo's lease table (the sandbox serves any table name).
@@ -112,7 +113,7 @@ async fn terminate(child: &mut Child) {
 }
 
 /// Runs the demo; returns the process exit code.
-pub async fn replicas(count: usize, seconds: Option<u64>) -> i32 {
+pub(super) async fn replicas(count: usize, seconds: Option<u64>) -> i32 {
     let Some(sandbox) = demo_sandbox().await else {
         return EXIT_FAILURE;
     };

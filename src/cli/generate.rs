@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use super::args::{Cli, EXIT_FAILURE};
 
 /// The shells whose completions are generated, and where Debian's packages of them look.
 pub const SHELLS: [(Shell, &str); 3] = [
@@ -53,6 +53,20 @@ pub fn generate(out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     written.sort();
     Ok(written)
+}
+
+/// `generate --out-dir DIR`: writes the files and prints their paths.
+pub(super) fn run(out_dir: &Path) -> i32 {
+    match generate(out_dir) {
+        Ok(files) => {
+            files.iter().for_each(|f| println!("{}", f.display()));
+            0
+        }
+        Err(e) => {
+            eprintln!("generate: {}: {e}", out_dir.display());
+            EXIT_FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use crate::config::ContentHash;
+use crate::model::ContentHash;
 
 /// How often `--watch` looks at the config file.
 pub const INTERVAL: Duration = Duration::from_secs(2);

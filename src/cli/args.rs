@@ -1,0 +1,153 @@
+//! The command line's clap structs (every subcommand and flag), its exit codes, and what
+//! every command does first: load the config, set up the logs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, ConfigError};
+use crate::model::Config;
+use crate::telemetry::LogFormat;
+
+/// Exit code for an invalid config (sysexits EX_CONFIG); systemd's RestartPreventExitStatus.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Exit code for a failed run-now or a runtime error; `status`: a target is overdue.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// `status`: AWS could not be read (after retries); also clap's code for a bad argument.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Scheduled AWS Backup jobs through AWS Step Functions.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Option<Command>,
+    #[command(flatten)]
+    pub(super) run: RunArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(super) struct ConfigArg {
+    /// The config file (or set ORCHESTRATOR_CONFIG_TOML to the TOML text itself).
+    #[arg(long, short, env = "ORCHESTRATOR_CONFIG", global = true)]
+    pub(super) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    pub(super) config: ConfigArg,
+    /// Log format; overrides the config's `log_format`.
+    #[arg(long, value_enum, env = "ORCHESTRATOR_LOG_FORMAT", global = true)]
+    pub(super) log_format: Option<Format>,
+    /// Fire schedules and log what would start; make no AWS call.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// Reload the config file when it changes (same validate-then-swap rule as SIGHUP).
+    #[arg(long, env = "ORCHESTRATOR_WATCH")]
+    pub(super) watch: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Format {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Validate the config, print a summary; exit 0, or 78 with every error.
+    Check {
+        /// Also resolve each tag selection now (GetResources) and list what it matches.
+        #[arg(long)]
+        resolve: bool,
+    },
+    /// Print the next fire times of each target, in its zone and in UTC.
+    Next {
+        /// How many per target.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Slots at or after this moment: RFC 3339 (2026-03-08T01:30:00-05:00), or a local
+        /// date-time read in each target's zone (2026-03-08T01:30, 2026-03-08).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Only this target.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// Resolve tag selections now (GetResources) and show their instances' slots.
+        #[arg(long)]
+        resolve: bool,
+    },
+    /// For every target: the last successful backup, the last attempt, the next slot, read from
+    /// AWS Backup; overdue targets first. Exit 0 all covered, 1 any overdue, 2 AWS unreadable,
+    /// 78 config invalid.
+    Status {
+        /// JSON for scripts instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Added to each target's longest gap between slots (and its jitter): the start window
+        /// and the job's run time.
+        #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = config::parse_duration)]
+        margin: Duration,
+    },
+    /// Start a backup now for the named targets and follow each to its end (a tag selection's
+    /// name: every instance it matches now).
+    RunNow {
+        /// Target names.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Run the daemon against an in-process local AWS endpoint with a demo config.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Run this many replicas (processes) with the `[ha]` lease; the leader is killed
+        /// (`kill -9`) after 15 s (or half of --seconds) and a standby takes over.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        replicas: u8,
+    },
+    /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
+    Sandbox(aws_sandbox::ServeArgs),
+    /// GET /healthz on the daemon's listener; exit 0 if healthy (for container health checks).
+    Healthcheck {
+        /// The daemon's `listen` address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: SocketAddr,
+    },
+    /// Write the man pages and shell completions (for packaging; see src/dist.rs).
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write `man/` and `completions/` into.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+pub(super) fn load(arg: &ConfigArg) -> Result<Config, i32> {
+    config::load_from(arg.config.as_deref()).map_err(|e| {
+        match &e {
+            ConfigError::Invalid(diags) => {
+                eprintln!("config invalid: {} error(s)", diags.len());
+                for d in diags {
+                    eprintln!("  {d}");
+                }
+            }
+            ConfigError::Read { .. } => eprintln!("{e}"),
+        }
+        EXIT_CONFIG
+    })
+}
+
+pub(super) fn init_logs(args: &RunArgs, config: Option<&Config>) {
+    let format = match args.log_format {
+        Some(Format::Json) => LogFormat::Json,
+        Some(Format::Pretty) => LogFormat::Pretty,
+        None => config.map(|c| c.log_format).unwrap_or_default(),
+    };
+    crate::telemetry::init(format);
+}

@@ -1,0 +1,143 @@
+//! `orchestrator check`: validate the config offline and print a summary; with `--resolve`,
+//! also what each tag selection matches now.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::args::*;
+use crate::app::{self};
+use crate::aws::tagging::SdkTagSearch;
+use crate::model::Config;
+
+pub(super) fn print_summary(c: &Config) {
+    println!("{}: valid", c.source);
+    println!(
+        "  {} target(s), {} enabled, {} schedule group(s), {} state machine(s)",
+        c.rules.len(),
+        c.enabled_rules().count(),
+        c.groups().len(),
+        c.state_machines().len()
+    );
+    let now = Utc::now();
+    for t in c.rules.iter().take(50) {
+        let next = t
+            .settings
+            .schedule
+            .next_after(now)
+            .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        let rule = t
+            .settings
+            .rule
+            .as_deref()
+            .map_or(String::new(), |r| format!(" rule {r}"));
+        println!(
+            "  {:<24} {:<28} {:<16} {} d next {}{}",
+            format!("{}{rule}", t.name),
+            t.settings.schedule.expression(),
+            t.settings.schedule.timezone().name(),
+            t.settings.delete_after_days,
+            next,
+            if t.settings.enabled {
+                ""
+            } else {
+                " (disabled)"
+            }
+        );
+    }
+    if c.rules.len() > 50 {
+        println!("  … and {} more", c.rules.len() - 50);
+    }
+    for s in &c.selections {
+        println!(
+            "  {:<24} selects ec2:instance in {} ({}) tagged {}{}; {} rule(s); refreshed every {:?}",
+            s.name,
+            s.region,
+            s.account,
+            tags_text(&s.select),
+            if s.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", except tagged (any of) {}", tags_text(&s.exclude))
+            },
+            s.templates.len(),
+            c.selection_refresh
+        );
+    }
+    if !c.instances.is_empty() {
+        println!(
+            "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
+            c.instances.len()
+        );
+    }
+}
+
+pub(super) fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `check --resolve`: what each selection matches now.
+pub(super) fn print_selected(base: &Config, effective: &Config) {
+    for s in &base.selections {
+        let names = s.instance_names(effective);
+        println!("  selection {}: {} instance(s) now", s.name, names.len());
+        for n in names.iter().take(50) {
+            println!("    {n}");
+        }
+        if names.len() > 50 {
+            println!("    … and {} more", names.len() - 50);
+        }
+    }
+}
+
+/// Resolves every tag selection of `c` once (GetResources) into the config the daemon would run
+/// now; a failure is printed and exits 1.
+pub(super) async fn resolved(c: &Config) -> Result<Config, i32> {
+    if c.selections.is_empty() {
+        return Ok(c.clone());
+    }
+    let sdk = app::sdk_config(c, false).await;
+    if !app::check_credentials(&sdk).await {
+        eprintln!(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or task role"
+        );
+        return Err(EXIT_FAILURE);
+    }
+    let tags = SdkTagSearch::new(sdk);
+    let mut sets = std::collections::HashMap::new();
+    for s in &c.selections {
+        match crate::refresh::resolve(&tags, s).await {
+            Ok((ids, _)) => {
+                sets.insert(s.name.clone(), Arc::new(ids));
+            }
+            Err(e) => {
+                eprintln!("selection {}: cannot resolve: {e}", s.name);
+                return Err(EXIT_FAILURE);
+            }
+        }
+    }
+    Ok(crate::selection::effective(c, &sets))
+}
+
+/// `check [--resolve]`.
+pub(super) async fn run(args: &RunArgs, resolve: bool) -> i32 {
+    let c = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if resolve {
+        match resolved(&c).await {
+            Ok(effective) => {
+                print_summary(&c);
+                print_selected(&c, &effective);
+            }
+            Err(code) => return code,
+        }
+    } else {
+        print_summary(&c);
+    }
+    0
+}
