@@ -20,6 +20,7 @@ use serde_json::Value;
 const CHECKED: usize = 24;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn jobs_created_in_another_order_than_their_executions_are_each_reported_under_their_own() {
     let rt = runtime();
     let sb = rt.block_on(sandbox_running(&[], Duration::from_secs(3)));

@@ -11,6 +11,7 @@ use common::*;
 use serde_json::Value;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn backups_are_started_with_slot_names_and_followed_to_completed_and_failed() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[ec2(2)]));

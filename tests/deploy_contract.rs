@@ -299,6 +299,7 @@ fn states(def: &Value) -> &serde_json::Map<String, Value> {
     def["States"].as_object().expect("States")
 }
 
+#[allow(clippy::too_many_lines)] // one contract, member by member, read top to bottom
 fn analyse(def: &Value, inputs: &BTreeSet<String>) -> Analysis {
     let mut a = Analysis::default();
     for (name, s) in states(def) {

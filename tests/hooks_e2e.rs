@@ -87,6 +87,7 @@ fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy() {
     let rt = runtime();
     let sb = rt.block_on(hook_sandbox(Duration::from_secs(3)));

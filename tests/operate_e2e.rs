@@ -11,6 +11,7 @@ use chrono::{Timelike, Utc};
 use common::*;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn metrics_match_what_happened() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[ec2(2)]));

@@ -67,6 +67,7 @@ fn wait_until(what: &str, timeout: Duration, pred: impl Fn() -> bool) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn status_reports_recent_old_failed_and_missing_backups_and_exits_by_coverage() {
     let rt = runtime();
     let sb = rt.block_on(sandbox_running(&[ec2(3)], Duration::from_millis(300)));

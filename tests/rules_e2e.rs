@@ -21,6 +21,7 @@ fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
 /// retention and name while weekly slots are left in its window; every weekly slot is folded
 /// into one; nothing is skipped; two replicas agree on every name.
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn overlapping_rules_make_one_backup_with_the_longest_retention_and_replicas_agree() {
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
@@ -80,7 +81,7 @@ concurrency = "allow"
     // What the overlap rule says each started slot is (its maths has its own unit tests and
     // proptests; here: the daemon does what it says, on both replicas).
     let config = backup_orchestrator::config::parse(&text, "t.toml").unwrap();
-    let daily = &config.targets[0];
+    let daily = &config.rules[0];
     let execs = sb.executions();
     assert!(execs.len() >= 4, "{} executions", execs.len());
     for e in &execs {
@@ -93,7 +94,7 @@ concurrency = "allow"
         let (name, into, _) = decision.covering();
         assert_eq!(e.name, name, "the name every replica derives");
         assert_eq!(
-            input["DeleteAfterDays"], into.delete_after_days,
+            input["DeleteAfterDays"], into.settings.delete_after_days,
             "the winner's retention"
         );
     }
@@ -188,17 +189,17 @@ fn todays_blocks_on_one_instance_keep_their_names_and_merge() {
             backup_orchestrator::execution::scheduled_name(target, slot),
             "today's names: {{target}}-{{slot}}"
         );
-        let decision = config.instances.decide(&config.targets[0], slot);
+        let decision = config.instances.decide(&config.rules[0], slot);
         let (name, into, _) = decision.covering();
         assert_eq!(e.name, name);
-        assert_eq!(input["DeleteAfterDays"], into.delete_after_days);
+        assert_eq!(input["DeleteAfterDays"], into.settings.delete_after_days);
     }
     // Every slot_merged line names the backup the overlap rule says (which one depends on the
     // time of the hour here: these windows chain, so groups restart every UTC hour).
     let merged = d.named("slot_merged");
     assert!(!merged.is_empty(), "monthly slots fold into backups");
     for v in merged {
-        let t = config.target(v["target"].as_str().unwrap()).unwrap();
+        let t = config.first_rule_of(v["target"].as_str().unwrap()).unwrap();
         let slot = at(v["scheduled_for"].as_str().unwrap());
         let decision = config.instances.decide(t, slot);
         assert!(decision.is_merged(), "{v}");
