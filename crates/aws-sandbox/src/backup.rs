@@ -6,10 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::basics::{ApiError, Millis, epoch_seconds, percent_decode};
 use super::copy::{CopyFilter, CopyJobRecord, CopyRequest};
+use super::jobs::{JobFilter, JobRecord, JobRequest};
 use super::listing::Listing;
-use super::world::{ApiError, JobFilter, JobRecord, JobRequest, Millis};
-use super::{Inner, Reply};
+use super::reply::Reply;
+use super::world::World;
 
 /// An AWS Backup operation and the path parameter it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,22 +68,20 @@ pub(crate) fn handle(
     operation: &Operation,
     query: Option<&str>,
     body: &[u8],
-    inner: &mut Inner,
+    world: &mut World,
     now: Millis,
 ) -> Reply {
     let result = match operation {
-        Operation::StartBackupJob => start_backup_job(body, inner, now),
-        Operation::DescribeBackupJob(id) => inner
-            .world
+        Operation::StartBackupJob => start_backup_job(body, world, now),
+        Operation::DescribeBackupJob(id) => world
             .describe_job(id, now)
-            .map(|record| describe(&record, inner)),
-        Operation::ListBackupJobs => list_backup_jobs(query.unwrap_or_default(), inner, now),
-        Operation::StartCopyJob => start_copy_job(body, inner, now),
-        Operation::DescribeCopyJob(id) => inner
-            .world
+            .map(|record| describe(&record, world)),
+        Operation::ListBackupJobs => list_backup_jobs(query.unwrap_or_default(), world, now),
+        Operation::StartCopyJob => start_copy_job(body, world, now),
+        Operation::DescribeCopyJob(id) => world
             .describe_copy_job(id, now)
             .map(|r| json!({ "CopyJob": copy_job(&r) })),
-        Operation::ListCopyJobs => list_copy_jobs(query.unwrap_or_default(), inner, now),
+        Operation::ListCopyJobs => list_copy_jobs(query.unwrap_or_default(), world, now),
     };
     match result {
         Ok(body) => Reply::json(200, &body),
@@ -89,7 +89,7 @@ pub(crate) fn handle(
     }
 }
 
-fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+fn start_backup_job(body: &[u8], world: &mut World, now: Millis) -> Result<Value, ApiError> {
     let request = body_object(body)?;
     let text = |member: &str| {
         request
@@ -97,7 +97,7 @@ fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let started = inner.world.start_backup_job(
+    let started = world.start_backup_job(
         JobRequest {
             backup_vault_name: text("BackupVaultName"),
             resource_arn: text("ResourceArn"),
@@ -123,14 +123,14 @@ fn start_backup_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError {
-            code: "InvalidRequestException",
-            message: "the request body is not a JSON object".into(),
-        }),
+        _ => Err(ApiError::new(
+            "InvalidRequestException",
+            "the request body is not a JSON object",
+        )),
     }
 }
 
-fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+fn start_copy_job(body: &[u8], world: &mut World, now: Millis) -> Result<Value, ApiError> {
     let request = body_object(body)?;
     let text = |member: &str| {
         request
@@ -138,7 +138,7 @@ fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, 
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let (_, _, record) = inner.world.start_copy_job(
+    let (_, _, record) = world.start_copy_job(
         CopyRequest {
             recovery_point_arn: text("RecoveryPointArn"),
             source_backup_vault_name: text("SourceBackupVaultName"),
@@ -159,7 +159,7 @@ fn start_copy_job(body: &[u8], inner: &mut Inner, now: Millis) -> Result<Value, 
     }))
 }
 
-fn list_copy_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+fn list_copy_jobs(query: &str, world: &mut World, now: Millis) -> Result<Value, ApiError> {
     let mut filter = CopyFilter::default();
     let listing = Listing::parse(query, |key, value| match key {
         "resourceArn" => filter.resource_arn = Some(value),
@@ -170,7 +170,7 @@ fn list_copy_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, 
         // match everything.
         _ => {}
     })?;
-    let (records, next) = inner.world.list_copy_jobs(&filter, &listing, now)?;
+    let (records, next) = world.list_copy_jobs(&filter, &listing, now)?;
     Ok(page(
         "CopyJobs",
         records.iter().map(copy_job).collect(),
@@ -218,7 +218,7 @@ fn copy_job(r: &CopyJobRecord) -> Value {
     job
 }
 
-fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value, ApiError> {
+fn list_backup_jobs(query: &str, world: &mut World, now: Millis) -> Result<Value, ApiError> {
     let mut filter = JobFilter::default();
     let listing = Listing::parse(query, |key, value| match key {
         "resourceArn" => filter.resource_arn = Some(value),
@@ -228,19 +228,19 @@ fn list_backup_jobs(query: &str, inner: &mut Inner, now: Millis) -> Result<Value
         // Filters the sandbox does not model (parentJobId, messageCategory) match everything.
         _ => {}
     })?;
-    let (records, next) = inner.world.list_jobs(&filter, &listing, now)?;
-    let rows = records.iter().map(|r| describe(r, inner)).collect();
+    let (records, next) = world.list_jobs(&filter, &listing, now)?;
+    let rows = records.iter().map(|r| describe(r, world)).collect();
     Ok(page("BackupJobs", rows, next))
 }
 
 fn seconds(date: DateTime<Utc>) -> f64 {
-    date.timestamp_millis() as f64 / 1000.0
+    epoch_seconds(date.timestamp_millis())
 }
 
 /// A job in DescribeBackupJob's shape (ListBackupJobs uses the same members).
-fn describe(record: &JobRecord, inner: &Inner) -> Value {
-    let account = inner.world.account_id();
-    let region = inner.world.region();
+fn describe(record: &JobRecord, world: &World) -> Value {
+    let account = world.account_id();
+    let region = world.region();
     let mut job = json!({
         "AccountId": account,
         "BackupJobId": record.id,
@@ -286,27 +286,6 @@ pub(crate) fn error(e: &ApiError) -> Reply {
     Reply::json(status, &json!({ "Code": e.code, "Message": e.message })).error_type(e.code)
 }
 
-/// Decodes `%XX` escapes (the SDK escapes `:` and `/` in ARNs); bad escapes stay as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,15 +307,5 @@ mod tests {
         );
         assert_eq!(Operation::route(&Method::GET, "/backup-jobsx"), None);
         assert_eq!(Operation::route(&Method::DELETE, "/backup-jobs/x"), None);
-    }
-
-    #[test]
-    fn query_values_are_percent_decoded() {
-        assert_eq!(
-            percent_decode("arn%3Aaws%3Aec2%3Aus-east-1%3A1%3Ainstance%2Fi-1"),
-            "arn:aws:ec2:us-east-1:1:instance/i-1"
-        );
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("a%2"), "a%2");
     }
 }

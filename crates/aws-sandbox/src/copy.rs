@@ -14,12 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::basics::{ApiError, Millis, ec2_image_arn, resource_type, stable_size, to_datetime};
 use super::listing::Listing;
-use super::world::{ApiError, Millis, to_datetime};
 
 /// How far a copy meant to fail gets before it does, in percent of its running time.
 const FAILING_COPY_SHARE: f64 = 0.5;
-const GIB: u64 = 1 << 30;
 
 /// How copies to a destination behave (`POST /_sandbox/copy-rules`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -288,17 +287,14 @@ impl CopyJobs {
         let (_, ends) = Self::times(job);
         let (region, dest_account) = vault_parts(&job.destination).unwrap_or_default();
         let destination_recovery_point_arn = if job.resource.starts_with("arn:aws:ec2:") {
-            format!(
-                "arn:aws:ec2:{region}::image/ami-{:017x}",
-                job.id.as_u128() >> 60
-            )
+            ec2_image_arn(&region, job.id)
         } else {
             format!(
                 "arn:aws:backup:{region}:{dest_account}:recovery-point:{}",
                 job.id
             )
         };
-        let size = GIB + (job.id.as_u128() % (15 * GIB as u128)) as u64;
+        let size = stable_size(job.id);
         CopyJobRecord {
             id: job.id.to_string(),
             resource_arn: job.resource.to_string(),
@@ -398,14 +394,6 @@ fn vault_parts(arn: &str) -> Option<(String, String)> {
         && parts[5] == "backup-vault"
         && !parts[6].is_empty())
     .then(|| (parts[3].to_string(), parts[4].to_string()))
-}
-
-fn resource_type(arn: &str) -> String {
-    match arn.split(':').nth(2).unwrap_or_default() {
-        "ec2" if arn.contains(":volume/") => "EBS".to_string(),
-        "ec2" => "EC2".to_string(),
-        other => other.to_uppercase(),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::Reply;
+use super::reply::Reply;
 
 /// The `X-Amz-Target` prefix of every DynamoDB operation.
 pub(crate) const TARGET_PREFIX: &str = "DynamoDB_20120810.";

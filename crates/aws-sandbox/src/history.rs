@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::Millis;
+use super::basics::Millis;
 use super::input::TaskInput;
 use super::ssm::{CommandRecord, HookRun};
 

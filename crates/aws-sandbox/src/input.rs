@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use super::basics::looks_like_arn;
+
 /// The vault the modelled state machine passes when the input names none.
 pub(crate) const DEFAULT_VAULT: &str = "Default";
 
@@ -46,10 +48,4 @@ impl<'a> TaskInput<'a> {
             backup_options: input.get("BackupOptions"),
         }
     }
-}
-
-/// The shape of an ARN: six colon-separated parts with a service and a resource.
-pub(crate) fn looks_like_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    parts.len() == 6 && parts[0] == "arn" && !parts[2].is_empty() && !parts[5].is_empty()
 }

@@ -1,73 +1,71 @@
-//! A local AWS-compatible endpoint: Step Functions (`awsJson1_0`), AWS Backup (`restJson1`) and a
-//! DynamoDB subset for the leader lease, on one HTTP port, for the real SDK clients in tests,
-//! demos and benchmarks.
+//! A local AWS-compatible endpoint: Step Functions (`awsJson1_0`), AWS Backup (`restJson1`), a
+//! DynamoDB subset for the leader lease and the Tagging API's GetResources, on one HTTP port,
+//! for the real SDK clients in tests, demos and benchmarks.
 //!
-//! It runs the project's one state machine (StartBackupJob, and the hook variant that waits for
-//! the job), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
+//! It runs the project's state machine as a model (StartBackupJob, the hooks around it, the
+//! copies), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
 //! idempotency rules, and injects faults (throttling, 5xx, latency, dropped connections).
-//! An admin surface under `/_sandbox/` reports what it saw and sets faults.
+//! An admin surface under `/_sandbox/` reports what it saw and turns the knobs.
 //!
-//! - `input`: the execution input as the modelled state machine reads it (pure).
-//! - `history`: GetExecutionHistory events of the modelled state machine (uses `input`).
-//! - `world`: executions and jobs, states derived lazily from timestamps (no I/O, no clock;
-//!   uses `input` and `history`, neither of which knows it).
-//! - `sfn`, `backup`: the two wire protocols; `dynamodb`: the lease subset of DynamoDB
-//!   (`awsJson1_0`, conditional PutItem/DeleteItem); `tagging`: the Resource Groups Tagging
-//!   API's GetResources (`awsJson1_1`) over tagged EC2 instances.
-//! - `faults`: what to inject into which request.
-//! - `serve`: the command line of a served sandbox (this crate's binary, `orchestrator sandbox`).
+//! Modules, bottom-up (each imports only modules above it in this list):
+//! - `basics`: epoch milliseconds, `ApiError`, wire date formats, ARN and URL helpers (a leaf).
+//! - `names`: Step Functions' rules for names, ARNs and page tokens (pure).
+//! - `reply`: an HTTP answer as the handlers build it. `faults`: what to inject where.
+//! - `stats`: the counters and StartExecution arrival times.
+//! - `listing`: the List*Jobs query keys and paging both job listings share.
+//! - `input`: the execution input as the modelled machine reads it (pure).
+//! - `ssm`: the hook commands the machine sends, their timing and knobs.
+//! - `jobs`, `copy`: backup and copy jobs, states derived lazily from timestamps.
+//! - `history`: GetExecutionHistory events of the modelled machine.
+//! - `world`: executions and the modelled machine's steps over jobs and copies (no I/O, no
+//!   clock).
+//! - the wire: `sfn`, `backup` (the two protocols over the world), `dynamodb` (the lease
+//!   subset), `tagging` (GetResources over tagged instances).
+//! - wiring: `shared` (the state behind the lock), `admin` (`/_sandbox/`), `server` (accept,
+//!   route, fault, answer), `serve` (the command line); this file holds the public API.
 
+mod admin;
 mod backup;
+mod basics;
 mod copy;
 mod dynamodb;
 mod faults;
 mod history;
 mod input;
+mod jobs;
 mod listing;
+mod names;
+mod reply;
 mod serve;
+mod server;
 mod sfn;
+mod shared;
 mod ssm;
+mod stats;
 mod tagging;
 mod world;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use serde::Serialize;
-use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 pub use copy::{CopyJobRecord, CopyRule};
 pub use faults::Faults;
+pub use jobs::{JobRecord, JobState, JobTiming};
 pub use serve::{ServeArgs, serve_until_interrupted};
-pub use ssm::{CommandRecord, CommandRule, HookSettings, JobTiming};
+pub use ssm::{CommandRecord, CommandRule, HookSettings};
+pub use stats::{StartTime, Stats};
 pub use tagging::TaggedInstance;
-pub use world::{ExecutionRecord, ExecutionStatus, JobRecord, JobState};
+pub use world::{ExecutionRecord, ExecutionStatus};
 
-use faults::{FaultsJson, Injected};
+use basics::{duration_ms, now_ms};
+use shared::Shared;
 use world::{World, WorldConfig};
-
-/// Epoch milliseconds, the sandbox's only notion of time.
-pub(crate) type Millis = i64;
-
-/// The largest request body read; StartExecution's 256 KiB input, JSON-escaped, fits.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-/// Where the admin surface lives; no AWS path starts with it.
-const ADMIN_PREFIX: &str = "/_sandbox/";
-/// How long the accept loop pauses when accepting fails (e.g. out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// What the sandbox simulates, and how fast.
 #[derive(Debug, Clone)]
@@ -112,71 +110,6 @@ impl Default for SandboxConfig {
     }
 }
 
-/// Counters of what the sandbox answered, since start or the last reset.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Stats {
-    /// AWS requests received (admin requests are not counted).
-    pub requests: u64,
-    /// AWS requests by operation name.
-    pub by_operation: BTreeMap<String, u64>,
-    /// AWS requests by the access key id that signed them, then by operation (unsigned
-    /// requests are not counted here): which client made which calls.
-    pub by_access_key: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Requests throttled, answered 5xx or dropped, plus connections dropped on accept.
-    pub faults_injected: u64,
-    /// StartExecution calls that created an execution.
-    pub start_execution_accepted: u64,
-    /// StartExecution calls answered with an existing RUNNING execution.
-    pub start_execution_duplicates: u64,
-    /// StartExecution calls refused with ExecutionAlreadyExists.
-    pub already_exists: u64,
-    /// Requests that waited for injected latency.
-    pub delayed: u64,
-}
-
-/// One StartExecution request as it arrived: for measuring how late a slot was fired.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StartTime {
-    /// The execution name asked for.
-    pub name: String,
-    /// `ScheduledFor` from the input, when present.
-    pub input_scheduled_for: Option<String>,
-    /// When the request arrived, epoch milliseconds by the sandbox's clock.
-    pub received_at_ms: i64,
-    /// `accepted`, `duplicate`, `already_exists`, `rejected`, `throttled`, `server_error`
-    /// or `dropped`.
-    pub outcome: &'static str,
-    /// The access key id that signed the request (SigV4 `Credential=`), when signed: which
-    /// client sent it.
-    pub access_key: Option<String>,
-}
-
-/// The state behind one lock: requests are short, so one lock is simplest and fast enough.
-#[derive(Debug)]
-pub(crate) struct Inner {
-    world: World,
-    stats: Stats,
-    start_times: Vec<StartTime>,
-    dynamodb: dynamodb::Tables,
-    tagging: tagging::Tagging,
-}
-
-#[derive(Debug)]
-struct Shared {
-    inner: Mutex<Inner>,
-    faults: Mutex<Faults>,
-}
-
-impl Shared {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// A running sandbox endpoint. Dropping it stops it too; [`Sandbox::shutdown`] also waits.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -191,32 +124,22 @@ impl Sandbox {
     pub async fn start(addr: SocketAddr, config: SandboxConfig) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
         let world = World::new(WorldConfig {
             account_id: config.account_id,
             region: config.region,
-            execution_delay: millis(config.execution_delay),
-            job_pending: millis(config.job_pending),
-            job_running: millis(config.job_running),
+            execution_delay: duration_ms(config.execution_delay),
+            job_pending: duration_ms(config.job_pending),
+            job_running: duration_ms(config.job_running),
             fail_resources: config.fail_resources,
             state_machines: config.state_machines.map(|list| list.into_iter().collect()),
             hooks: config.hooks,
-            copy_pending: millis(config.copy_pending),
-            copy_running: millis(config.copy_running),
+            copy_pending: duration_ms(config.copy_pending),
+            copy_running: duration_ms(config.copy_running),
         });
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                world,
-                stats: Stats::default(),
-                start_times: Vec::new(),
-                dynamodb: dynamodb::Tables::default(),
-                tagging: tagging::Tagging::default(),
-            }),
-            faults: Mutex::new(Faults::default()),
-        });
+        let shared = Arc::new(Shared::new(world));
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(accept_loop(
+        tasks.spawn(server::accept_loop(
             listener,
             shared.clone(),
             cancel.clone(),
@@ -253,14 +176,12 @@ impl Sandbox {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.shared.inner().stats.clone()
+        self.shared.inner().ledger.stats.clone()
     }
 
     /// Zeroes the counters and forgets the recorded start times.
     pub fn reset_stats(&self) {
-        let mut inner = self.shared.inner();
-        inner.stats = Stats::default();
-        inner.start_times.clear();
+        self.shared.inner().ledger.reset();
     }
 
     /// Every execution, oldest first, with its status now.
@@ -325,7 +246,7 @@ impl Sandbox {
 
     /// Every StartExecution request received, in arrival order.
     pub fn start_times(&self) -> Vec<StartTime> {
-        self.shared.inner().start_times.clone()
+        self.shared.inner().ledger.start_times.clone()
     }
 
     /// The items of a DynamoDB table in the wire's attribute-value JSON (`{"pk": {"S": …}}`),
@@ -347,378 +268,4 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
-            Err(e) => {
-                warn!(error = %e, "sandbox accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        if shared.faults().drops_at_accept() {
-            shared.inner().stats.faults_injected += 1;
-            drop(stream);
-            continue;
-        }
-        tasks.spawn(serve_connection(stream, shared.clone(), cancel.clone()));
-    }
-}
-
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, cancel: CancellationToken) {
-    // Small request/response pairs: waiting for more bytes only adds latency.
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| handle(shared.clone(), request));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        result = connection => {
-            if let Err(e) = result {
-                debug!(error = %e, "sandbox connection ended");
-            }
-        }
-        () = cancel.cancelled() => {}
-    }
-}
-
-/// Returned by the service to make hyper close the connection without answering.
-#[derive(Debug, thiserror::Error)]
-#[error("connection dropped by fault injection")]
-struct Dropped;
-
-/// Which protocol and operation a request is.
-enum Call {
-    Sfn(String),
-    DynamoDb(String),
-    Tagging(String),
-    Backup(backup::Operation),
-    Unknown,
-}
-
-impl Call {
-    fn of(request: &Request<Incoming>) -> Self {
-        let path = request.uri().path();
-        if request.method() == Method::POST && path == "/" {
-            let target = request
-                .headers()
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok());
-            if let Some(op) = target.and_then(|t| t.strip_prefix(dynamodb::TARGET_PREFIX)) {
-                return Self::DynamoDb(op.to_string());
-            }
-            if let Some(op) = target.and_then(|t| t.strip_prefix(tagging::TARGET_PREFIX)) {
-                return Self::Tagging(op.to_string());
-            }
-            if let Some(target) = target {
-                let operation = target.strip_prefix(sfn::TARGET_PREFIX).unwrap_or(target);
-                return Self::Sfn(operation.to_string());
-            }
-        }
-        backup::Operation::route(request.method(), path).map_or(Self::Unknown, Self::Backup)
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            Self::Sfn(operation) | Self::DynamoDb(operation) | Self::Tagging(operation) => {
-                operation
-            }
-            Self::Backup(operation) => operation.name(),
-            Self::Unknown => "Unknown",
-        }
-    }
-}
-
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
-    let received = now_ms();
-    if let Some(admin_path) = request.uri().path().strip_prefix(ADMIN_PREFIX) {
-        let admin_path = admin_path.to_string();
-        let method = request.method().clone();
-        let reply = match read_body(request).await {
-            Ok(body) => admin(&shared, &method, &admin_path, &body),
-            Err(reply) => reply,
-        };
-        return Ok(reply.into_response());
-    }
-    let call = Call::of(&request);
-    let access_key = access_key(&request);
-    let query = request.uri().query().map(str::to_string);
-    let body = match read_body(request).await {
-        Ok(body) => body,
-        Err(reply) => return Ok(reply.into_response()),
-    };
-    let operation = call.name().to_string();
-    let decision = shared
-        .faults()
-        .decide(&operation, access_key.as_deref(), rand::random::<f64>);
-    {
-        let mut inner = shared.inner();
-        inner.stats.requests += 1;
-        *inner
-            .stats
-            .by_operation
-            .entry(operation.clone())
-            .or_default() += 1;
-        if let Some(key) = &access_key {
-            *inner
-                .stats
-                .by_access_key
-                .entry(key.clone())
-                .or_default()
-                .entry(operation.clone())
-                .or_default() += 1;
-        }
-        if decision.action.is_some() {
-            inner.stats.faults_injected += 1;
-        }
-        if !decision.latency.is_zero() {
-            inner.stats.delayed += 1;
-        }
-    }
-    if !decision.latency.is_zero() {
-        tokio::time::sleep(decision.latency).await;
-    }
-    if let Some(injected) = decision.action {
-        if operation == "StartExecution" {
-            let outcome = match injected {
-                Injected::Drop => "dropped",
-                Injected::Throttle => "throttled",
-                Injected::ServerError => "server_error",
-            };
-            let entry = sfn::start_time_of(&body, received, outcome, access_key);
-            shared.inner().start_times.push(entry);
-        }
-        debug!(operation = %operation, fault = ?injected, "sandbox fault injected");
-        return match injected {
-            Injected::Drop => Err(Dropped),
-            Injected::Throttle => Ok(throttled(&call).into_response()),
-            Injected::ServerError => Ok(server_error(&call).into_response()),
-        };
-    }
-    let now = now_ms();
-    let reply = {
-        let mut inner = shared.inner();
-        match &call {
-            Call::Sfn(operation) => {
-                let at = sfn::Received {
-                    at_ms: received,
-                    access_key,
-                };
-                sfn::handle(operation, &body, &mut inner, at, now)
-            }
-            Call::DynamoDb(operation) => dynamodb::handle(operation, &body, &mut inner.dynamodb),
-            Call::Tagging(operation) => tagging::handle(operation, &body, &inner.tagging),
-            Call::Backup(operation) => {
-                backup::handle(operation, query.as_deref(), &body, &mut inner, now)
-            }
-            Call::Unknown => backup::error(&world::ApiError {
-                code: "UnknownOperationException",
-                message: "no such operation in the sandbox".into(),
-            }),
-        }
-    };
-    debug!(operation = %operation, status = reply.status, "sandbox answered");
-    Ok(reply.into_response())
-}
-
-/// The access key id of a SigV4-signed request:
-/// `Authorization: AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`.
-fn access_key(request: &Request<Incoming>) -> Option<String> {
-    let auth = request.headers().get("authorization")?.to_str().ok()?;
-    let credential = auth.split_once("Credential=")?.1;
-    let key = credential.split('/').next()?.trim();
-    (!key.is_empty()).then(|| key.to_string())
-}
-
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(Reply::json(
-            413,
-            &json!({ "__type": "SerializationException", "message": e.to_string() }),
-        )),
-    }
-}
-
-fn throttled(call: &Call) -> Reply {
-    let e = world::ApiError {
-        code: "ThrottlingException",
-        message: "Rate exceeded".into(),
-    };
-    match call {
-        Call::Sfn(_) => sfn::error(&e),
-        Call::DynamoDb(_) => dynamodb::throttled(),
-        Call::Tagging(_) => tagging::throttled(),
-        _ => backup::error(&e),
-    }
-}
-
-fn server_error(call: &Call) -> Reply {
-    match call {
-        Call::DynamoDb(_) => dynamodb::server_error(),
-        Call::Tagging(_) => tagging::server_error(),
-        Call::Sfn(_) => sfn::error(&world::ApiError {
-            code: "InternalFailure",
-            message: "The request processing has failed because of an unknown error".into(),
-        }),
-        _ => backup::error(&world::ApiError {
-            code: "ServiceUnavailableException",
-            message: "The service is unavailable; try again later".into(),
-        }),
-    }
-}
-
-/// The admin surface: reports and fault settings, as JSON.
-fn admin(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Reply {
-    let now = now_ms();
-    match (method.as_str(), path) {
-        ("GET", "stats") => Reply::json(200, &shared.inner().stats),
-        ("GET", "executions") => Reply::json(200, &shared.inner().world.executions(now)),
-        ("GET", "jobs") => Reply::json(200, &shared.inner().world.jobs(now)),
-        ("GET", "start-times") => Reply::json(200, &shared.inner().start_times),
-        ("GET", "copy-jobs") => Reply::json(200, &shared.inner().world.copy_jobs(now)),
-        ("POST", "copy-rules") => match serde_json::from_slice::<Vec<CopyRule>>(body) {
-            Ok(rules) => {
-                shared.inner().world.set_copy_rules(rules);
-                Reply::json(200, &json!({ "ok": true }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("GET", p) if p.starts_with("dynamodb/") => {
-            let table = &p["dynamodb/".len()..];
-            Reply::json(200, &shared.inner().dynamodb.items(table))
-        }
-        ("GET", "ssm-commands") => Reply::json(200, &shared.inner().world.ssm_commands(now)),
-        ("POST", "ssm-rules") => match serde_json::from_slice::<Vec<CommandRule>>(body) {
-            Ok(rules) => {
-                shared.inner().world.set_command_rules(rules);
-                Reply::json(200, &json!({ "ok": true }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("POST", "job-timings") => match serde_json::from_slice::<Vec<JobTiming>>(body) {
-            Ok(timings) => {
-                shared.inner().world.set_job_timings(timings);
-                Reply::json(200, &json!({ "ok": true }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("GET", "instances") => Reply::json(200, &shared.inner().tagging.list()),
-        ("POST", "instances") => match serde_json::from_slice::<Vec<TaggedInstance>>(body) {
-            Ok(list) => {
-                shared.inner().tagging.put(list);
-                Reply::json(200, &json!({ "ok": true }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("POST", "instances/remove") => match serde_json::from_slice::<Vec<String>>(body) {
-            Ok(which) => {
-                let removed = shared.inner().tagging.remove(&which);
-                Reply::json(200, &json!({ "removed": removed }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("POST", "tagging-access") => match serde_json::from_slice::<Value>(body) {
-            Ok(v) => {
-                let denied = v["denied"].as_bool().unwrap_or(false);
-                shared.inner().tagging.set_denied(denied);
-                Reply::json(200, &json!({ "denied": denied }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("POST", "task-delays") => match serde_json::from_slice::<Vec<u64>>(body) {
-            Ok(delays) => {
-                shared.inner().world.set_task_delays(delays);
-                Reply::json(200, &json!({ "ok": true }))
-            }
-            Err(e) => Reply::json(400, &json!({ "error": e.to_string() })),
-        },
-        ("GET", "faults") => Reply::json(200, &FaultsJson::from(&*shared.faults())),
-        ("POST", "faults") => {
-            let parsed = serde_json::from_slice::<FaultsJson>(body)
-                .map_err(|e| e.to_string())
-                .and_then(FaultsJson::into_faults);
-            match parsed {
-                Ok(faults) => {
-                    let reply = Reply::json(200, &FaultsJson::from(&faults));
-                    *shared.faults() = faults;
-                    reply
-                }
-                Err(message) => Reply::json(400, &json!({ "error": message })),
-            }
-        }
-        ("POST", "reset-stats") => {
-            let mut inner = shared.inner();
-            inner.stats = Stats::default();
-            inner.start_times.clear();
-            Reply::json(200, &inner.stats)
-        }
-        _ => Reply::json(
-            404,
-            &json!({ "error": format!("no admin endpoint {method} {ADMIN_PREFIX}{path}") }),
-        ),
-    }
-}
-
-/// An HTTP answer before it becomes a hyper response.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    status: u16,
-    error_type: Option<&'static str>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    /// A JSON answer.
-    pub(crate) fn json(status: u16, body: &impl Serialize) -> Self {
-        Self {
-            status,
-            error_type: None,
-            body: serde_json::to_vec(body).unwrap_or_default(),
-        }
-    }
-
-    /// Names the error in `X-Amzn-Errortype`, which both protocols' SDK parsers read first.
-    pub(crate) fn error_type(mut self, code: &'static str) -> Self {
-        self.error_type = Some(code);
-        self
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.body)));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-            headers.insert("x-amzn-requestid", id);
-        }
-        if let Some(code) = self.error_type {
-            headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
-        }
-        response
-    }
-}
-
-/// The wall clock in epoch milliseconds: the sandbox answers real clients in real time.
-fn now_ms() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
-    })
 }

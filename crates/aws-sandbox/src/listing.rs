@@ -2,7 +2,7 @@
 //! and completion windows, page size, token), and paging newest first through jobs kept in
 //! creation order. Each listing adds its own filters (resource, state, vault, …).
 
-use super::world::{ApiError, Millis};
+use super::basics::{ApiError, Millis, percent_decode};
 
 /// The largest `maxResults` either listing accepts, and the page size when none is given.
 pub(crate) const MAX_PAGE: usize = 1000;
@@ -40,7 +40,7 @@ impl Listing {
         let mut l = Listing::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = super::backup::percent_decode(value);
+            let value = percent_decode(value);
             match key {
                 "accountId" => l.account_id = Some(value),
                 "createdAfter" => l.created_after = Some(query_time(key, &value)?),

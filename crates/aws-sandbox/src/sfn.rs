@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::world::{ApiError, ExecutionRecord, Millis};
-use super::{Inner, Reply, StartTime};
+use super::basics::{ApiError, Millis, epoch_seconds};
+use super::reply::Reply;
+use super::stats::{Ledger, StartTime};
+use super::world::{ExecutionRecord, World};
 
 /// The `X-Amz-Target` prefix of every Step Functions operation.
 pub(crate) const TARGET_PREFIX: &str = "AWSStepFunctions.";
@@ -26,7 +28,8 @@ pub(crate) struct Received {
 pub(crate) fn handle(
     operation: &str,
     body: &[u8],
-    inner: &mut Inner,
+    world: &mut World,
+    ledger: &mut Ledger,
     received: Received,
     now: Millis,
 ) -> Reply {
@@ -36,25 +39,23 @@ pub(crate) fn handle(
         match serde_json::from_slice(body) {
             Ok(Value::Object(map)) => map,
             _ => {
-                return error(&ApiError {
-                    code: "SerializationException",
-                    message: "the request body is not a JSON object".into(),
-                });
+                return error(&ApiError::new(
+                    "SerializationException",
+                    "the request body is not a JSON object",
+                ));
             }
         }
     };
     let text = |member: &str| request.get(member).and_then(Value::as_str);
     let result = match operation {
         "StartExecution" => {
-            return start_execution(&request, inner, received, now);
+            return start_execution(&request, world, ledger, received, now);
         }
-        "DescribeExecution" => inner
-            .world
+        "DescribeExecution" => world
             .describe_execution(text("executionArn").unwrap_or_default(), now)
             .map(|record| describe(&record)),
         "ListExecutions" => page_size(&request).and_then(|max| {
-            inner
-                .world
+            world
                 .list_executions(
                     text("stateMachineArn"),
                     text("statusFilter"),
@@ -68,8 +69,7 @@ pub(crate) fn handle(
                 })
         }),
         "GetExecutionHistory" => page_size(&request).and_then(|max| {
-            inner
-                .world
+            world
                 .execution_history(
                     text("executionArn").unwrap_or_default(),
                     max,
@@ -95,31 +95,29 @@ pub(crate) fn handle(
 
 fn start_execution(
     request: &Map<String, Value>,
-    inner: &mut Inner,
+    world: &mut World,
+    ledger: &mut Ledger,
     received: Received,
     now: Millis,
 ) -> Reply {
     let text = |member: &str| request.get(member).and_then(Value::as_str);
-    let result =
-        inner
-            .world
-            .start_execution(text("stateMachineArn"), text("name"), text("input"), now);
+    let result = world.start_execution(text("stateMachineArn"), text("name"), text("input"), now);
     let outcome = match &result {
         Ok(started) if started.duplicate => {
-            inner.stats.start_execution_duplicates += 1;
+            ledger.stats.start_execution_duplicates += 1;
             "duplicate"
         }
         Ok(_) => {
-            inner.stats.start_execution_accepted += 1;
+            ledger.stats.start_execution_accepted += 1;
             "accepted"
         }
         Err(e) if e.code == "ExecutionAlreadyExists" => {
-            inner.stats.already_exists += 1;
+            ledger.stats.already_exists += 1;
             "already_exists"
         }
         Err(_) => "rejected",
     };
-    inner
+    ledger
         .start_times
         .push(start_time(request, received, outcome));
     match result {
@@ -127,7 +125,7 @@ fn start_execution(
             200,
             &json!({
                 "executionArn": started.execution_arn,
-                "startDate": seconds_ms(started.start_ms),
+                "startDate": epoch_seconds(started.start_ms),
             }),
         ),
         Err(e) => error(&e),
@@ -197,11 +195,7 @@ fn with_token(mut body: Value, member: &str, token: Option<String>) -> Value {
 }
 
 fn seconds(date: DateTime<Utc>) -> f64 {
-    seconds_ms(date.timestamp_millis())
-}
-
-fn seconds_ms(ms: Millis) -> f64 {
-    ms as f64 / 1000.0
+    epoch_seconds(date.timestamp_millis())
 }
 
 fn list_item(record: &ExecutionRecord) -> Value {

@@ -1,15 +1,14 @@
 //! The SSM side of the modelled state machine: the hook commands it sends (SendCommand /
 //! GetCommandInvocation, in their real shapes), how long each runs and how it ends, when the
-//! post hook goes out (the job's start, a downtime cap, or the job's end), and the knobs that
-//! script all of it per command and per job (`/_sandbox/ssm-rules`, `/_sandbox/job-timings`).
+//! post hook goes out (the job's start, a downtime cap, or the job's end), and the knob that
+//! scripts commands (`/_sandbox/ssm-rules`).
 //!
 //! Pure: no clock, no I/O; the world calls it with epoch milliseconds.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Millis;
-use super::world::{iso_millis, mentions_fail};
+use super::basics::{Millis, iso_millis, mentions_fail};
 
 /// The document the machine uses for a raw command (`AllowRawCommands = true`).
 pub(crate) const RUN_SHELL_SCRIPT: &str = "AWS-RunShellScript";
@@ -60,18 +59,6 @@ pub struct CommandRule {
     /// SSM's final status: `Success` (default), `Failed`, `TimedOut`, `Cancelled`.
     #[serde(default)]
     pub status: Option<String>,
-}
-
-/// CREATED and RUNNING durations of the jobs of matching resources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobTiming {
-    /// A substring of the resource ARN.
-    pub resource: String,
-    /// Milliseconds in CREATED.
-    pub created_ms: u64,
-    /// Milliseconds in RUNNING.
-    pub running_ms: u64,
 }
 
 /// One command the machine sent, as recorded.

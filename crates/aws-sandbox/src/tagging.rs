@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Reply;
+use super::reply::Reply;
 
 /// The `X-Amz-Target` prefix of every Resource Groups Tagging API operation.
 pub(crate) const TARGET_PREFIX: &str = "ResourceGroupsTaggingAPI_20170126.";

@@ -1,4 +1,5 @@
-//! The sandbox's world: executions and backup jobs whose states follow from their timestamps.
+//! The sandbox's world: executions of the modelled state machine, and the backup and copy jobs
+//! they start, whose states follow from their timestamps.
 //!
 //! No I/O and no clock: every method takes `now` (epoch milliseconds). A job's state is computed
 //! from its creation time when somebody reads it, so 100,000 jobs cost no timers. The one step
@@ -11,30 +12,28 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::basics::{ApiError, Millis, duration_ms, iso_millis, to_datetime};
 use super::copy::{CopyFilter, CopyJobRecord, CopyJobs, CopyRequest, CopyRule, Source};
 use super::history;
-use super::input::{DEFAULT_VAULT, TaskInput, looks_like_arn};
+use super::input::TaskInput;
+use super::jobs::{
+    BackupJobs, JobFilter, JobRecord, JobRequest, JobSettings, JobStarted, JobState, JobTiming,
+    check_backup_options,
+};
 use super::listing::Listing;
-use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks, JobTiming};
+use super::names::{
+    execution_arn, is_state_machine_arn, is_valid_execution_name, parse_execution_arn, parse_token,
+    take_page,
+};
+use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks};
 
-pub(crate) use super::Millis;
-
-/// Step Functions' limit on an execution name, in characters.
-const MAX_NAME_CHARS: usize = 80;
 /// Step Functions' limit on an execution input, in bytes.
 pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
-/// Characters Step Functions refuses in a name, besides whitespace and control characters.
-const FORBIDDEN_NAME_CHARS: &str = "<>{}[]?*\"#%\\^|~`$&,;:/";
-/// AWS Backup's start window when StartBackupJob does not set one (8 hours).
-const DEFAULT_START_WINDOW_MINUTES: u64 = 480;
-/// How far a job meant to fail gets before it does, in percent.
-const FAILING_JOB_PROGRESS: f64 = 50.0;
-const GIB: u64 = 1 << 30;
 
 /// What the world needs from [`super::SandboxConfig`], with durations in milliseconds.
 #[derive(Debug, Clone)]
@@ -49,22 +48,6 @@ pub(crate) struct WorldConfig {
     pub hooks: HookSettings,
     pub copy_pending: Millis,
     pub copy_running: Millis,
-}
-
-/// A refusal, named by the error code the real service sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ApiError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
 }
 
 /// The status of an execution, as DescribeExecution spells it.
@@ -102,49 +85,6 @@ impl PartialEq<&str> for ExecutionStatus {
     }
 }
 
-/// The state of a backup job, as DescribeBackupJob spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobState {
-    /// Accepted, not yet started.
-    Created,
-    /// Copying data.
-    Running,
-    /// Done; the recovery point exists.
-    Completed,
-    /// Ended without a usable recovery point.
-    Failed,
-}
-
-impl JobState {
-    /// The wire spelling: `CREATED`, `RUNNING`, `COMPLETED`, `FAILED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "CREATED",
-            Self::Running => "RUNNING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    /// True for states a job never leaves.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for JobState {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// One execution as the sandbox sees it at the moment of the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionRecord {
@@ -172,47 +112,6 @@ pub struct ExecutionRecord {
     pub cause: Option<String>,
 }
 
-/// One backup job as the sandbox sees it at the moment of the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobRecord {
-    /// The BackupJobId.
-    pub id: String,
-    /// The resource backed up.
-    pub resource_arn: String,
-    /// `EC2`, `EBS`, ... (from the resource ARN).
-    pub resource_type: String,
-    /// The vault the recovery point goes to.
-    pub backup_vault_name: String,
-    /// The role AWS Backup assumes.
-    pub iam_role_arn: String,
-    /// Its state now.
-    pub state: JobState,
-    /// Progress, a decimal string as AWS Backup sends it (`"42.0"`).
-    pub percent_done: String,
-    /// Size of the backup so far.
-    pub backup_size_in_bytes: i64,
-    /// Bytes copied so far.
-    pub bytes_transferred: i64,
-    /// Why it failed, when FAILED.
-    pub status_message: Option<String>,
-    /// When it was created.
-    pub creation_date: DateTime<Utc>,
-    /// The end of its start window.
-    pub start_by: DateTime<Utc>,
-    /// When it is expected to end.
-    pub expected_completion_date: DateTime<Utc>,
-    /// When it ended.
-    pub completion_date: Option<DateTime<Utc>>,
-    /// The recovery point it makes.
-    pub recovery_point_arn: String,
-    /// The StartBackupJob IdempotencyToken, if one was sent.
-    pub idempotency_token: Option<String>,
-    /// The execution whose task created it, if any.
-    pub execution_name: Option<String>,
-    /// StartBackupJob `BackupOptions`, as sent.
-    pub backup_options: Option<Value>,
-}
-
 /// The result of an accepted StartExecution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Started {
@@ -220,36 +119,6 @@ pub(crate) struct Started {
     pub start_ms: Millis,
     /// True when this was an idempotent repeat of a RUNNING execution.
     pub duplicate: bool,
-}
-
-/// The result of StartBackupJob.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct JobStarted {
-    pub record: JobRecord,
-    /// The RecoveryPointArn the response carries (not for every resource type).
-    pub recovery_point_arn: Option<String>,
-    /// False when an earlier call with the same IdempotencyToken created the job.
-    pub new: bool,
-}
-
-/// The StartBackupJob request members the sandbox uses.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct JobRequest {
-    pub backup_vault_name: Option<String>,
-    pub resource_arn: Option<String>,
-    pub iam_role_arn: Option<String>,
-    pub idempotency_token: Option<String>,
-    pub start_window_minutes: Option<u64>,
-    pub backup_options: Option<Value>,
-}
-
-/// The ListBackupJobs filters the sandbox honours besides the shared ones ([`Listing`]).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct JobFilter {
-    pub resource_arn: Option<String>,
-    pub state: Option<String>,
-    pub backup_vault_name: Option<String>,
-    pub resource_type: Option<String>,
 }
 
 /// How an execution's task went, decided when it runs.
@@ -295,48 +164,20 @@ struct Execution {
     run: Run,
 }
 
-#[derive(Debug)]
-struct Job {
-    id: Uuid,
-    resource: Arc<str>,
-    vault: Arc<str>,
-    role: Arc<str>,
-    created: Millis,
-    start_window_minutes: u64,
-    token: Option<Arc<str>>,
-    execution: Option<u32>,
-    fails: bool,
-    pending: Millis,
-    running: Millis,
-    backup_options: Option<Box<Value>>,
-}
-
-/// The phases of a job's life, from its creation time and the configured durations.
-#[derive(Debug, Clone, Copy)]
-struct JobTimes {
-    running_from: Millis,
-    ends: Millis,
-}
-
 /// Every execution and job the sandbox holds, and the indexes that find them.
 #[derive(Debug)]
 pub(crate) struct World {
     config: WorldConfig,
-    strings: HashSet<Arc<str>>,
     machines: Vec<Arc<str>>,
     machine_ids: HashMap<Arc<str>, u32>,
     machine_executions: Vec<Vec<u32>>,
     executions: Vec<Execution>,
     execution_ids: HashMap<(u32, Arc<str>), u32>,
     due: BinaryHeap<Reverse<(Millis, u32)>>,
-    jobs: Vec<Job>,
-    job_ids: HashMap<Uuid, u32>,
-    job_tokens: HashMap<Arc<str>, u32>,
-    last_job_created: Millis,
+    /// Backup jobs, from the wire or the machine's StartBackupJob task.
+    jobs: BackupJobs,
     /// `/_sandbox/ssm-rules`: how hook commands run.
     command_rules: Vec<CommandRule>,
-    /// `/_sandbox/job-timings`: CREATED/RUNNING durations per resource.
-    job_timings: Vec<JobTiming>,
     /// `/_sandbox/task-delays`: extra milliseconds before the task of each new execution, taken
     /// in turn, so that jobs can be created in another order than their executions started.
     task_delays: Vec<Millis>,
@@ -352,19 +193,20 @@ impl World {
     /// An empty world.
     pub fn new(config: WorldConfig) -> Self {
         Self {
-            strings: HashSet::new(),
             machines: Vec::new(),
             machine_ids: HashMap::new(),
             machine_executions: Vec::new(),
             executions: Vec::new(),
             execution_ids: HashMap::new(),
             due: BinaryHeap::new(),
-            jobs: Vec::new(),
-            job_ids: HashMap::new(),
-            job_tokens: HashMap::new(),
-            last_job_created: Millis::MIN,
+            jobs: BackupJobs::new(JobSettings {
+                account_id: config.account_id.clone(),
+                region: config.region.clone(),
+                pending: config.job_pending,
+                running: config.job_running,
+                fail_resources: config.fail_resources.clone(),
+            }),
             command_rules: Vec::new(),
-            job_timings: Vec::new(),
             task_delays: Vec::new(),
             task_delays_used: 0,
             copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
@@ -412,15 +254,12 @@ impl World {
         self.advance(now);
         CopyJobs::check(&request)?;
         let rp = request.recovery_point_arn.clone().unwrap_or_default();
-        let job = (0..self.jobs.len() as u32)
-            .rev()
-            .find(|&i| self.recovery_point_arn(&self.jobs[i as usize]) == rp)
-            .ok_or_else(|| {
-                ApiError::new(
-                    "ResourceNotFoundException",
-                    format!("Recovery point {rp} not found"),
-                )
-            })?;
+        let job = self.jobs.find_by_recovery_point(&rp).ok_or_else(|| {
+            ApiError::new(
+                "ResourceNotFoundException",
+                format!("Recovery point {rp} not found"),
+            )
+        })?;
         let (index, new) = self.copy_from_job(job, request, now)?;
         let record = self.copy_jobs.record(index, now, &self.config.account_id);
         Ok((index, new, record))
@@ -433,23 +272,23 @@ impl World {
         request: CopyRequest,
         at: Millis,
     ) -> Result<(u32, bool), ApiError> {
-        let j = &self.jobs[job as usize];
-        if self.job_state(j, at) != JobState::Completed {
+        let state = self.jobs.state(job, at);
+        if state != JobState::Completed {
             return Err(ApiError::new(
                 "InvalidRequestException",
                 format!(
-                    "Recovery point {} is not available (its backup job is {})",
-                    self.recovery_point_arn(j),
-                    self.job_state(j, at)
+                    "Recovery point {} is not available (its backup job is {state})",
+                    self.jobs.recovery_point_arn(job),
                 ),
             ));
         }
-        if request.source_backup_vault_name.as_deref() != Some(&*j.vault) {
+        let vault = self.jobs.vault(job);
+        if request.source_backup_vault_name.as_deref() != Some(vault) {
             return Err(ApiError::new(
                 "InvalidParameterValueException",
                 format!(
                     "Recovery point {} is not in vault {}",
-                    self.recovery_point_arn(j),
+                    self.jobs.recovery_point_arn(job),
                     request
                         .source_backup_vault_name
                         .as_deref()
@@ -458,10 +297,10 @@ impl World {
             ));
         }
         let source = Source {
-            resource_arn: j.resource.to_string(),
+            resource_arn: self.jobs.resource(job).to_string(),
             vault_arn: format!(
-                "arn:aws:backup:{}:{}:backup-vault:{}",
-                self.config.region, self.config.account_id, j.vault
+                "arn:aws:backup:{}:{}:backup-vault:{vault}",
+                self.config.region, self.config.account_id
             ),
         };
         self.copy_jobs.start(request, source, at)
@@ -477,11 +316,9 @@ impl World {
         let Some(mut run) = copies.take() else {
             return;
         };
-        let (vault, role) = {
-            let j = &self.jobs[job as usize];
-            (j.vault.to_string(), j.role.to_string())
-        };
-        let rp = self.recovery_point_arn(&self.jobs[job as usize]);
+        let vault = self.jobs.vault(job).to_string();
+        let role = self.jobs.role(job).to_string();
+        let rp = self.jobs.recovery_point_arn(job);
         for item in &run.requests {
             let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
             let destination = text("DestinationBackupVaultArn").unwrap_or_default();
@@ -519,7 +356,7 @@ impl World {
 
     /// Replaces the per-resource job durations (first match wins; for jobs created later).
     pub fn set_job_timings(&mut self, timings: Vec<JobTiming>) {
-        self.job_timings = timings;
+        self.jobs.set_timings(timings);
     }
 
     /// Replaces the extra delays before the task of each new execution (taken in turn; empty:
@@ -608,15 +445,6 @@ impl World {
         }
     }
 
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(found) = self.strings.get(s) {
-            return found.clone();
-        }
-        let arc: Arc<str> = Arc::from(s);
-        self.strings.insert(arc.clone());
-        arc
-    }
-
     fn machine_id(&mut self, arn: &str) -> u32 {
         if let Some(&id) = self.machine_ids.get(arn) {
             return id;
@@ -651,16 +479,8 @@ impl World {
         Ok(arn.to_string())
     }
 
-    /// StartExecution with STANDARD idempotency.
-    pub fn start_execution(
-        &mut self,
-        machine_arn: Option<&str>,
-        name: Option<&str>,
-        input: Option<&str>,
-        now: Millis,
-    ) -> Result<Started, ApiError> {
-        self.advance(now);
-        let machine_arn = self.check_machine(machine_arn)?;
+    /// StartExecution's checks of the name and input, as Step Functions makes them.
+    fn check_start(name: Option<&str>, input: &str) -> Result<String, ApiError> {
         let name = match name {
             Some(name) => name.to_string(),
             None => Uuid::new_v4().to_string(),
@@ -671,7 +491,6 @@ impl World {
                 format!("Invalid Name: '{name}'"),
             ));
         }
-        let input = input.unwrap_or("{}");
         if input.len() > MAX_INPUT_BYTES {
             return Err(ApiError::new(
                 "InvalidExecutionInput",
@@ -687,6 +506,21 @@ impl World {
                 format!("Invalid State Machine Execution Input: '{e}'"),
             ));
         }
+        Ok(name)
+    }
+
+    /// StartExecution with STANDARD idempotency.
+    pub fn start_execution(
+        &mut self,
+        machine_arn: Option<&str>,
+        name: Option<&str>,
+        input: Option<&str>,
+        now: Millis,
+    ) -> Result<Started, ApiError> {
+        self.advance(now);
+        let machine_arn = self.check_machine(machine_arn)?;
+        let input = input.unwrap_or("{}");
+        let name = Self::check_start(name, input)?;
         let execution_arn = execution_arn(&machine_arn, &name);
         let machine = self.machine_id(&machine_arn);
         let name: Arc<str> = Arc::from(name.as_str());
@@ -706,34 +540,9 @@ impl World {
             ));
         }
         let index = u32::try_from(self.executions.len()).expect("fewer than 2^32 executions");
-        // The pre hook is decided now: the job is requested once it has ended.
         let parsed: Value = serde_json::from_str(input).unwrap_or(Value::Null);
         let mut task_at = now + self.config.execution_delay + self.next_task_delay();
-        let hooks = match Hooks::read(&parsed, &self.config.hooks) {
-            Ok(h) if !h.any() => None,
-            request => {
-                let instance = TaskInput::read(&parsed)
-                    .resource_arn
-                    .ok()
-                    .and_then(|a| a.rsplit_once('/'))
-                    .map_or(String::new(), |(_, id)| id.to_string());
-                let pre = request
-                    .as_ref()
-                    .ok()
-                    .and_then(|h| h.pre.as_ref())
-                    .map(|p| self.command(&name, "pre", p, &instance, task_at));
-                if let Some(p) = &pre {
-                    task_at = p.ended_at_ms;
-                }
-                Some(Box::new(HookRun {
-                    request,
-                    pre,
-                    post: None,
-                    job_state_seen: None,
-                    capped: false,
-                }))
-            }
-        };
+        let hooks = self.pre_hook(&name, &parsed, &mut task_at);
         self.executions.push(Execution {
             machine,
             name: name.clone(),
@@ -753,13 +562,38 @@ impl World {
         })
     }
 
+    /// Decides an execution's hooks when it starts: the pre hook runs first (from `task_at`,
+    /// which it moves to its end: the job is requested once it has ended). None without hooks.
+    fn pre_hook(&self, name: &str, input: &Value, task_at: &mut Millis) -> Option<Box<HookRun>> {
+        let request = match Hooks::read(input, &self.config.hooks) {
+            Ok(h) if !h.any() => return None,
+            request => request,
+        };
+        let instance = TaskInput::read(input)
+            .resource_arn
+            .ok()
+            .and_then(|a| a.rsplit_once('/'))
+            .map_or(String::new(), |(_, id)| id.to_string());
+        let pre = request
+            .as_ref()
+            .ok()
+            .and_then(|h| h.pre.as_ref())
+            .map(|p| self.command(name, "pre", p, &instance, *task_at));
+        if let Some(p) = &pre {
+            *task_at = p.ended_at_ms;
+        }
+        Some(Box::new(HookRun {
+            request,
+            pre,
+            post: None,
+            job_state_seen: None,
+            capped: false,
+        }))
+    }
+
     /// Runs the modelled state machine's work for one execution at time `at`: its
-    /// StartBackupJob task (after the pre hook), and decides the post hook.
+    /// StartBackupJob task (after the pre hook), then decides the post hook and the copies.
     fn run_task(&mut self, index: u32, at: Millis) {
-        let execution = &self.executions[index as usize];
-        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
-        let task = TaskInput::read(&input);
-        let name = execution.name.clone();
         let mut hook = self.executions[index as usize].hooks.take();
         let run = match hook.as_deref_mut() {
             Some(HookRun {
@@ -770,128 +604,170 @@ impl World {
                 error: "PreCommandFailed",
                 cause: refusal.clone().into(),
             },
-            Some(h) if h.pre.as_ref().is_some_and(|p| p.status != "Success")
-                && h.request.as_ref().is_ok_and(|r| r.skip_on_pre_failure) =>
+            Some(h)
+                if h.pre.as_ref().is_some_and(|p| p.status != "Success")
+                    && h.request.as_ref().is_ok_and(|r| r.skip_on_pre_failure) =>
             {
-                // No backup; the post hook still runs, then PreCommandFailed.
-                let pre = h.pre.as_ref().expect("checked");
-                let cause = format!(
-                    "pre hook failed: {}; OnPreHookFailure = skip: no backup was started",
-                    pre.invocation()
-                );
-                let post = h.request.as_ref().ok().and_then(|r| r.post.clone());
-                let instance = pre.instance_id.clone();
-                h.post = post.map(|p| self.command(&name, "post", &p, &instance, at));
-                Run::Failed {
-                    at: h.post.as_ref().map_or(at, |p| p.ended_at_ms),
-                    error: "PreCommandFailed",
-                    cause: cause.into(),
-                }
+                self.skip_backup(index, h, at)
             }
-            _ => match task.resource_arn {
-                Err(problem) => Run::Failed {
-                    at,
-                    error: "States.Runtime",
-                    cause: format!(
-                        "An error occurred while executing the state 'StartBackupJob'. {problem} in the input '{}'",
-                        self.executions[index as usize].input
-                    )
-                    .into(),
-                },
-                Ok(resource) => {
-                    let request = JobRequest {
-                        backup_vault_name: Some(task.vault.to_string()),
-                        resource_arn: Some(resource.to_string()),
-                        iam_role_arn: Some(
-                            task.role
-                                .map(str::to_string)
-                                .unwrap_or_else(|| default_role(&self.config.account_id)),
-                        ),
-                        idempotency_token: Some(name.to_string()),
-                        start_window_minutes: task.start_window_minutes,
-                        backup_options: task.backup_options.cloned(),
-                    };
-                    if let Err(e) = check_backup_options(request.backup_options.as_ref(), resource)
-                    {
-                        Run::Failed {
-                            at,
-                            error: "StartBackupJobFailed",
-                            cause: json!({"Error": format!("Backup.{}", e.code), "Cause": e.message})
-                                .to_string()
-                                .into(),
-                        }
-                    } else {
-                        let (job, _) = self.create_job(request, Some(index), at);
-                        let times = self.job_times(&self.jobs[job as usize]);
-                        let mut stop = at;
-                        let mut post_failure = None;
-                        if let Some(h) = hook.as_deref_mut()
-                            && let Ok(r) = &h.request
-                            && let Some(post) = r.post.clone()
-                        {
-                            let (post_at, capped) = ssm::post_hook_time(
-                                r,
-                                &self.config.hooks,
-                                at,
-                                times.running_from,
-                                times.ends,
-                            );
-                            let instance = resource.rsplit_once('/').map_or("", |(_, id)| id);
-                            let sent = self.command(&name, "post", &post, instance, post_at);
-                            h.capped = capped;
-                            h.job_state_seen =
-                                Some(self.job_state(&self.jobs[job as usize], post_at).as_str());
-                            stop = sent.ended_at_ms;
-                            if sent.status != "Success" {
-                                post_failure = Some(
-                                    format!(
-                                        "post hook {} on {} ended {}: {} (exit code 1)",
-                                        sent.command_id, sent.instance_id, sent.status, sent.status
-                                    )
-                                    .into(),
-                                );
-                            }
-                            h.post = Some(sent);
-                        }
-                        // The copy branch: the machine polls the job every `end_poll` until it
-                        // ends, then copies a COMPLETED one (after the post hook, if any).
-                        let copy_to = input
-                            .get("CopyTo")
-                            .and_then(Value::as_array)
-                            .filter(|c| !c.is_empty() && post_failure.is_none())
-                            .cloned();
-                        let copies = copy_to.map(|requests| {
-                            let every = Millis::try_from(self.config.hooks.end_poll.as_millis())
-                                .unwrap_or(Millis::MAX)
-                                .max(1);
-                            let rounds = ((times.ends - at).max(0) + every - 1) / every;
-                            let copy_at = (at + rounds.max(1) * every).max(stop);
-                            stop = copy_at;
-                            Box::new(CopyRun {
-                                at: copy_at,
-                                requests,
-                                results: Vec::new(),
-                            })
-                        });
-                        let completed = self.job_state(&self.jobs[job as usize], times.ends)
-                            == JobState::Completed;
-                        let copies = copies.filter(|_| completed);
-                        if let Some(c) = &copies {
-                            self.copy_due.push(Reverse((c.at, index)));
-                        }
-                        Run::Job {
-                            job,
-                            stop,
-                            post_failure,
-                            copies,
-                        }
-                    }
-                }
-            },
+            h => self.start_backup(index, h, at),
         };
         let execution = &mut self.executions[index as usize];
         execution.hooks = hook;
         execution.run = run;
+    }
+
+    /// A failed pre hook with `OnPreHookFailure = skip`: no backup; the post hook still runs,
+    /// then the execution fails with PreCommandFailed.
+    fn skip_backup(&self, index: u32, h: &mut HookRun, at: Millis) -> Run {
+        let name = &self.executions[index as usize].name;
+        let pre = h.pre.as_ref().expect("a failed pre hook");
+        let cause = format!(
+            "pre hook failed: {}; OnPreHookFailure = skip: no backup was started",
+            pre.invocation()
+        );
+        let post = h.request.as_ref().ok().and_then(|r| r.post.clone());
+        let instance = pre.instance_id.clone();
+        h.post = post.map(|p| self.command(name, "post", &p, &instance, at));
+        Run::Failed {
+            at: h.post.as_ref().map_or(at, |p| p.ended_at_ms),
+            error: "PreCommandFailed",
+            cause: cause.into(),
+        }
+    }
+
+    /// The StartBackupJob task with the input's members, then the post hook and the copy
+    /// branch it leads to.
+    fn start_backup(&mut self, index: u32, hook: Option<&mut HookRun>, at: Millis) -> Run {
+        let execution = &self.executions[index as usize];
+        let name = execution.name.clone();
+        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
+        let task = TaskInput::read(&input);
+        let resource = match task.resource_arn {
+            Ok(resource) => resource,
+            Err(problem) => {
+                return Run::Failed {
+                    at,
+                    error: "States.Runtime",
+                    cause: format!(
+                        "An error occurred while executing the state 'StartBackupJob'. {problem} in the input '{}'",
+                        execution.input
+                    )
+                    .into(),
+                };
+            }
+        };
+        let request = JobRequest {
+            backup_vault_name: Some(task.vault.to_string()),
+            resource_arn: Some(resource.to_string()),
+            iam_role_arn: Some(
+                task.role
+                    .map_or_else(|| default_role(&self.config.account_id), str::to_string),
+            ),
+            idempotency_token: Some(name.to_string()),
+            start_window_minutes: task.start_window_minutes,
+            backup_options: task.backup_options.cloned(),
+        };
+        if let Err(e) = check_backup_options(request.backup_options.as_ref(), resource) {
+            return Run::Failed {
+                at,
+                error: "StartBackupJobFailed",
+                cause: json!({"Error": format!("Backup.{}", e.code), "Cause": e.message})
+                    .to_string()
+                    .into(),
+            };
+        }
+        let (job, _) = self.jobs.create(request, Some(&name), at);
+        let (stop, post_failure) = match hook {
+            Some(h) => self.post_hook(&name, h, resource, job, at),
+            None => (at, None),
+        };
+        let (stop, copies) = if post_failure.is_none() {
+            self.plan_copies(index, &input, job, at, stop)
+        } else {
+            (stop, None)
+        };
+        Run::Job {
+            job,
+            stop,
+            post_failure,
+            copies,
+        }
+    }
+
+    /// Sends the post hook (if the input has one) when the machine's job polls let it go.
+    /// Returns when the execution can close and why it fails, if the hook failed.
+    fn post_hook(
+        &self,
+        name: &str,
+        h: &mut HookRun,
+        resource: &str,
+        job: u32,
+        at: Millis,
+    ) -> (Millis, Option<Box<str>>) {
+        let Ok(request) = &h.request else {
+            return (at, None);
+        };
+        let Some(post) = request.post.clone() else {
+            return (at, None);
+        };
+        let times = self.jobs.times(job);
+        let (post_at, capped) = ssm::post_hook_time(
+            request,
+            &self.config.hooks,
+            at,
+            times.running_from,
+            times.ends,
+        );
+        let instance = resource.rsplit_once('/').map_or("", |(_, id)| id);
+        let sent = self.command(name, "post", &post, instance, post_at);
+        h.capped = capped;
+        h.job_state_seen = Some(self.jobs.state(job, post_at).as_str());
+        let stop = sent.ended_at_ms;
+        let failure = (sent.status != "Success").then(|| {
+            format!(
+                "post hook {} on {} ended {}: {} (exit code 1)",
+                sent.command_id, sent.instance_id, sent.status, sent.status
+            )
+            .into()
+        });
+        h.post = Some(sent);
+        (stop, failure)
+    }
+
+    /// The copy branch: the machine polls the job every `end_poll` until it ends, then copies
+    /// a COMPLETED one (after the post hook, if any). Returns when the execution closes and the
+    /// copies it makes (none without `CopyTo`, or when the job does not complete).
+    fn plan_copies(
+        &mut self,
+        index: u32,
+        input: &Value,
+        job: u32,
+        at: Millis,
+        stop: Millis,
+    ) -> (Millis, Option<Box<CopyRun>>) {
+        let Some(requests) = input
+            .get("CopyTo")
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
+        else {
+            return (stop, None);
+        };
+        let times = self.jobs.times(job);
+        let every = duration_ms(self.config.hooks.end_poll).max(1);
+        let rounds = ((times.ends - at).max(0) + every - 1) / every;
+        let copy_at = (at + rounds.max(1) * every).max(stop);
+        if self.jobs.state(job, times.ends) != JobState::Completed {
+            // The machine waited for the job's end, then had nothing to copy.
+            return (copy_at, None);
+        }
+        self.copy_due.push(Reverse((copy_at, index)));
+        let run = CopyRun {
+            at: copy_at,
+            requests: requests.clone(),
+            results: Vec::new(),
+        };
+        (copy_at, Some(Box::new(run)))
     }
 
     fn status_of(&self, execution: &Execution, now: Millis) -> ExecutionStatus {
@@ -956,8 +832,7 @@ impl World {
                 post_failure,
                 ..
             } => {
-                let job = &self.jobs[*job as usize];
-                record.backup_job_id = Some(job_id_text(job.id));
+                record.backup_job_id = Some(self.jobs.id(*job));
                 match status {
                     ExecutionStatus::Running => {}
                     ExecutionStatus::Failed => {
@@ -967,7 +842,7 @@ impl World {
                     }
                     ExecutionStatus::Succeeded => {
                         record.stop_date = Some(to_datetime(*stop));
-                        record.output = Some(self.execution_output(execution, job, *stop));
+                        record.output = Some(self.execution_output(execution, *job, *stop));
                     }
                 }
             }
@@ -977,7 +852,7 @@ impl World {
 
     /// The output of a SUCCEEDED execution: the StartBackupJob response, plus (with hooks) what
     /// the template's `Done` state merges in: the hook results and the job state seen.
-    fn execution_output(&self, execution: &Execution, job: &Job, stop: Millis) -> String {
+    fn execution_output(&self, execution: &Execution, job: u32, stop: Millis) -> String {
         let mut output = self.start_response_for_sfn(job);
         if let Run::Job {
             copies: Some(c), ..
@@ -1007,21 +882,16 @@ impl World {
     }
 
     /// The StartBackupJob response as Step Functions' SDK integrations render it (ISO dates).
-    fn start_response_for_sfn(&self, job: &Job) -> Value {
+    fn start_response_for_sfn(&self, job: u32) -> Value {
         let mut response = json!({
-            "BackupJobId": job_id_text(job.id),
-            "CreationDate": iso_millis(job.created),
+            "BackupJobId": self.jobs.id(job),
+            "CreationDate": iso_millis(self.jobs.created(job)),
             "IsParent": false,
         });
-        if let Some(arn) = self.start_response_recovery_point(job) {
+        if let Some(arn) = self.jobs.start_response_recovery_point(job) {
             response["RecoveryPointArn"] = json!(arn);
         }
         response
-    }
-
-    /// StartBackupJob returns a RecoveryPointArn only for some resource types (not EC2).
-    fn start_response_recovery_point(&self, job: &Job) -> Option<String> {
-        (resource_service(&job.resource) != "ec2").then(|| self.recovery_point_arn(job))
     }
 
     /// DescribeExecution.
@@ -1108,8 +978,7 @@ impl World {
         let task = TaskInput::read(&input);
         let backup_role = task
             .role
-            .map(str::to_string)
-            .unwrap_or_else(|| default_role(&self.config.account_id));
+            .map_or_else(|| default_role(&self.config.account_id), str::to_string);
         let outcome = match &execution.run {
             Run::Pending => history::Outcome::Pending,
             Run::Failed {
@@ -1124,16 +993,14 @@ impl World {
                 stop,
                 post_failure,
                 ..
-            } => {
-                let job = &self.jobs[*job as usize];
-                history::Outcome::Job {
-                    at: self.job_task_time(execution),
-                    start_response: self.start_response_for_sfn(job).to_string(),
-                    stop: *stop,
-                    post_failure: post_failure.as_deref(),
-                    output: self.execution_output(execution, job, *stop),
-                }
-            }
+            } => history::Outcome::Job {
+                // The task ran at its deadline, which `advance` back-dates to.
+                at: execution.task_at,
+                start_response: self.start_response_for_sfn(*job).to_string(),
+                stop: *stop,
+                post_failure: post_failure.as_deref(),
+                output: self.execution_output(execution, *job, *stop),
+            },
         };
         let timeline = history::Timeline {
             execution_name: &execution.name,
@@ -1150,246 +1017,21 @@ impl World {
         history::events(&timeline, now)
     }
 
-    /// When an execution's task ran (its deadline, which `advance` back-dates to).
-    fn job_task_time(&self, execution: &Execution) -> Millis {
-        execution.task_at
-    }
-
-    /// StartBackupJob: a new job, or the one an earlier call with the same token created.
-    /// Returns the job and whether it is new.
+    /// StartBackupJob from the wire: a new job, or the one an earlier call with the same token
+    /// created.
     pub fn start_backup_job(
         &mut self,
         request: JobRequest,
         now: Millis,
     ) -> Result<JobStarted, ApiError> {
         self.advance(now);
-        for (member, value) in [
-            ("BackupVaultName", &request.backup_vault_name),
-            ("ResourceArn", &request.resource_arn),
-            ("IamRoleArn", &request.iam_role_arn),
-        ] {
-            if value.as_deref().is_none_or(str::is_empty) {
-                return Err(ApiError::new(
-                    "MissingParameterValueException",
-                    format!("{member} is required"),
-                ));
-            }
-        }
-        if request
-            .resource_arn
-            .as_deref()
-            .is_some_and(|arn| !looks_like_arn(arn))
-        {
-            return Err(ApiError::new(
-                "InvalidParameterValueException",
-                format!(
-                    "Invalid ARN: {}",
-                    request.resource_arn.as_deref().unwrap_or_default()
-                ),
-            ));
-        }
-        if let (Some(resource), Err(e)) = (
-            request.resource_arn.as_deref(),
-            check_backup_options(
-                request.backup_options.as_ref(),
-                request.resource_arn.as_deref().unwrap_or_default(),
-            ),
-        ) {
-            let _ = resource;
-            return Err(e);
-        }
-        if let Some(minutes) = request.start_window_minutes
-            && minutes < 60
-        {
-            return Err(ApiError::new(
-                "InvalidParameterValueException",
-                format!("StartWindowMinutes must be at least 60, got {minutes}"),
-            ));
-        }
-        let (job, new) = self.create_job(request, None, now);
-        Ok(JobStarted {
-            record: self.job_record(job, now),
-            recovery_point_arn: self.start_response_recovery_point(&self.jobs[job as usize]),
-            new,
-        })
-    }
-
-    fn create_job(
-        &mut self,
-        request: JobRequest,
-        execution: Option<u32>,
-        at: Millis,
-    ) -> (u32, bool) {
-        if let Some(token) = &request.idempotency_token
-            && let Some(&existing) = self.job_tokens.get(token.as_str())
-        {
-            return (existing, false);
-        }
-        let resource = self.intern(request.resource_arn.as_deref().unwrap_or_default());
-        let vault = self.intern(
-            request
-                .backup_vault_name
-                .as_deref()
-                .unwrap_or(DEFAULT_VAULT),
-        );
-        let role = self.intern(request.iam_role_arn.as_deref().unwrap_or_default());
-        let token = request
-            .idempotency_token
-            .as_deref()
-            .map(|t| match execution {
-                // The execution name is already held once; share it.
-                Some(index) if *self.executions[index as usize].name == *t => {
-                    self.executions[index as usize].name.clone()
-                }
-                _ => Arc::from(t),
-            });
-        // Jobs stay in creation order so that list pages and `createdAfter` can stop early.
-        let created = at.max(self.last_job_created);
-        self.last_job_created = created;
-        let id = Uuid::new_v4();
-        let fails = self
-            .config
-            .fail_resources
-            .iter()
-            .any(|pattern| !pattern.is_empty() && resource.contains(pattern.as_str()));
-        let index = u32::try_from(self.jobs.len()).expect("fewer than 2^32 jobs");
-        let timing = self
-            .job_timings
-            .iter()
-            .find(|t| !t.resource.is_empty() && resource.contains(t.resource.as_str()));
-        let (pending, running) =
-            timing.map_or((self.config.job_pending, self.config.job_running), |t| {
-                (
-                    Millis::try_from(t.created_ms).unwrap_or(Millis::MAX),
-                    Millis::try_from(t.running_ms).unwrap_or(Millis::MAX),
-                )
-            });
-        self.jobs.push(Job {
-            id,
-            resource,
-            vault,
-            role,
-            created,
-            start_window_minutes: request
-                .start_window_minutes
-                .unwrap_or(DEFAULT_START_WINDOW_MINUTES),
-            token: token.clone(),
-            execution,
-            fails,
-            pending,
-            running,
-            backup_options: request.backup_options.map(Box::new),
-        });
-        self.job_ids.insert(id, index);
-        if let Some(token) = token {
-            self.job_tokens.insert(token, index);
-        }
-        (index, true)
-    }
-
-    fn job_times(&self, job: &Job) -> JobTimes {
-        let running_from = job.created.saturating_add(job.pending);
-        JobTimes {
-            running_from,
-            ends: running_from.saturating_add(job.running),
-        }
-    }
-
-    fn job_state(&self, job: &Job, now: Millis) -> JobState {
-        let times = self.job_times(job);
-        if now < times.running_from {
-            JobState::Created
-        } else if now < times.ends {
-            JobState::Running
-        } else if job.fails {
-            JobState::Failed
-        } else {
-            JobState::Completed
-        }
-    }
-
-    fn recovery_point_arn(&self, job: &Job) -> String {
-        let region = &self.config.region;
-        if resource_service(&job.resource) == "ec2" {
-            format!(
-                "arn:aws:ec2:{region}::image/ami-{:017x}",
-                job.id.as_u128() >> 60
-            )
-        } else {
-            format!(
-                "arn:aws:backup:{region}:{}:recovery-point:{}",
-                self.config.account_id,
-                job_id_text(job.id)
-            )
-        }
-    }
-
-    fn job_record(&self, index: u32, now: Millis) -> JobRecord {
-        let job = &self.jobs[index as usize];
-        let times = self.job_times(job);
-        let state = self.job_state(job, now);
-        let ceiling = if job.fails {
-            FAILING_JOB_PROGRESS
-        } else {
-            100.0
-        };
-        let fraction = if job.running <= 0 || now >= times.ends {
-            1.0
-        } else {
-            ((now - times.running_from) as f64 / job.running as f64).clamp(0.0, 1.0)
-        };
-        let percent = (fraction * ceiling * 10.0).floor() / 10.0;
-        // A stable size per job, between 1 and 16 GiB.
-        let size = GIB + (job.id.as_u128() % (15 * GIB as u128)) as u64;
-        let transferred = (size as f64 * percent / 100.0) as i64;
-        JobRecord {
-            id: job_id_text(job.id),
-            resource_arn: job.resource.to_string(),
-            resource_type: resource_type(&job.resource),
-            backup_vault_name: job.vault.to_string(),
-            iam_role_arn: job.role.to_string(),
-            state,
-            percent_done: format!("{percent:.1}"),
-            backup_size_in_bytes: if state == JobState::Completed {
-                size as i64
-            } else {
-                transferred
-            },
-            bytes_transferred: transferred,
-            status_message: (state == JobState::Failed).then(|| {
-                format!(
-                    "Backup job failed: the sandbox is configured to fail backups of {}",
-                    job.resource
-                )
-            }),
-            creation_date: to_datetime(job.created),
-            start_by: to_datetime(job.created + job.start_window_minutes as Millis * 60_000),
-            expected_completion_date: to_datetime(times.ends),
-            completion_date: state.is_terminal().then(|| to_datetime(times.ends)),
-            recovery_point_arn: self.recovery_point_arn(job),
-            idempotency_token: job.token.as_deref().map(str::to_string),
-            execution_name: job
-                .execution
-                .map(|e| self.executions[e as usize].name.to_string()),
-            backup_options: job.backup_options.as_deref().cloned(),
-        }
-    }
-
-    fn find_job_index(&self, id: &str) -> Option<u32> {
-        let uuid = Uuid::parse_str(id).ok()?;
-        self.job_ids.get(&uuid).copied()
+        self.jobs.start(request, now)
     }
 
     /// DescribeBackupJob.
     pub fn describe_job(&mut self, id: &str, now: Millis) -> Result<JobRecord, ApiError> {
         self.advance(now);
-        let index = self.find_job_index(id).ok_or_else(|| {
-            ApiError::new(
-                "ResourceNotFoundException",
-                format!("Cannot find backup job with ID {id}"),
-            )
-        })?;
-        Ok(self.job_record(index, now))
+        self.jobs.describe(id, now)
     }
 
     /// ListBackupJobs: newest first, a page of `listing`.
@@ -1400,37 +1042,7 @@ impl World {
         now: Millis,
     ) -> Result<(Vec<JobRecord>, Option<String>), ApiError> {
         self.advance(now);
-        let (page, next) = listing.page(
-            self.jobs.len(),
-            "j",
-            &self.config.account_id,
-            |i| self.jobs[i].created,
-            |i| self.job_matches(&self.jobs[i], filter, listing, now),
-        )?;
-        let records = page
-            .into_iter()
-            .map(|i| self.job_record(i as u32, now))
-            .collect();
-        Ok((records, next))
-    }
-
-    fn job_matches(&self, job: &Job, filter: &JobFilter, listing: &Listing, now: Millis) -> bool {
-        let state = self.job_state(job, now);
-        let completed = state.is_terminal().then(|| self.job_times(job).ends);
-        filter
-            .resource_arn
-            .as_deref()
-            .is_none_or(|arn| *job.resource == *arn)
-            && filter.state.as_deref().is_none_or(|s| state == s)
-            && filter
-                .backup_vault_name
-                .as_deref()
-                .is_none_or(|v| *job.vault == *v)
-            && filter
-                .resource_type
-                .as_deref()
-                .is_none_or(|t| resource_type(&job.resource) == t)
-            && listing.completed_in_window(completed)
+        self.jobs.list(filter, listing, now)
     }
 
     /// Every execution, oldest first.
@@ -1444,163 +1056,13 @@ impl World {
     /// Every job, oldest first.
     pub fn jobs(&mut self, now: Millis) -> Vec<JobRecord> {
         self.advance(now);
-        (0..self.jobs.len() as u32)
-            .map(|i| self.job_record(i, now))
-            .collect()
+        self.jobs.all(now)
     }
 }
 
-/// StartBackupJob's `BackupOptions`: `WindowsVSS` = `enabled` | `disabled`, for EC2 only.
-pub(crate) fn check_backup_options(
-    options: Option<&Value>,
-    resource: &str,
-) -> Result<(), ApiError> {
-    let Some(options) = options else {
-        return Ok(());
-    };
-    let Some(map) = options.as_object() else {
-        return Err(ApiError::new(
-            "InvalidParameterValueException",
-            "BackupOptions must be a map of strings",
-        ));
-    };
-    for (key, value) in map {
-        match (key.as_str(), value.as_str()) {
-            ("WindowsVSS", Some("enabled" | "disabled")) => {
-                if resource_type(resource) != "EC2" {
-                    return Err(ApiError::new(
-                        "InvalidParameterValueException",
-                        format!(
-                            "BackupOptions WindowsVSS is supported for EC2 instances only, not {resource}"
-                        ),
-                    ));
-                }
-            }
-            ("WindowsVSS", _) => {
-                return Err(ApiError::new(
-                    "InvalidParameterValueException",
-                    format!(
-                        "BackupOptions WindowsVSS must be \"enabled\" or \"disabled\", got {value}"
-                    ),
-                ));
-            }
-            (other, _) => {
-                return Err(ApiError::new(
-                    "InvalidParameterValueException",
-                    format!("Unsupported BackupOptions key {other:?} (expected WindowsVSS)"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Takes up to `max` items; the item after them, if any, is where the next page starts.
-fn take_page<T>(mut items: impl Iterator<Item = T>, max: usize) -> (Vec<T>, Option<T>) {
-    let page: Vec<T> = items.by_ref().take(max).collect();
-    (page, items.next())
-}
-
-fn parse_token(token: &str, prefix: &str) -> Option<u32> {
-    token.strip_prefix(prefix)?.parse().ok()
-}
-
-/// Step Functions' rule for execution names (aws-facts.md, StartExecution).
-pub(crate) fn is_valid_execution_name(name: &str) -> bool {
-    let chars = name.chars().count();
-    (1..=MAX_NAME_CHARS).contains(&chars)
-        && !name.chars().any(|c| {
-            c.is_whitespace()
-                || FORBIDDEN_NAME_CHARS.contains(c)
-                || ('\u{0}'..='\u{1f}').contains(&c)
-                || ('\u{7f}'..='\u{9f}').contains(&c)
-        })
-}
-
-/// `arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME`.
-pub(crate) fn is_state_machine_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.split(':').collect();
-    parts.len() == 7
-        && parts[0] == "arn"
-        && !parts[1].is_empty()
-        && parts[2] == "states"
-        && !parts[3].is_empty()
-        && !parts[4].is_empty()
-        && parts[5] == "stateMachine"
-        && !parts[6].is_empty()
-}
-
-/// The execution ARN of `name` on a state machine.
-pub(crate) fn execution_arn(machine_arn: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
-/// An execution ARN → (state machine ARN, name).
-fn parse_execution_arn(arn: &str) -> Option<(String, &str)> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    let well_formed = parts.len() == 8
-        && parts[0] == "arn"
-        && parts[2] == "states"
-        && parts[5] == "execution"
-        && !parts[6].is_empty()
-        && !parts[7].is_empty();
-    if !well_formed {
-        return None;
-    }
-    let machine = format!(
-        "arn:{}:states:{}:{}:stateMachine:{}",
-        parts[1], parts[3], parts[4], parts[6]
-    );
-    Some((machine, parts[7]))
-}
-
-fn resource_service(arn: &str) -> &str {
-    arn.split(':').nth(2).unwrap_or_default()
-}
-
-/// AWS Backup's resource type names for the services the sandbox is likely to see.
-fn resource_type(arn: &str) -> String {
-    let service = resource_service(arn);
-    match service {
-        "ec2" if arn.contains(":volume/") => "EBS".to_string(),
-        "ec2" => "EC2".to_string(),
-        "elasticfilesystem" => "EFS".to_string(),
-        "dynamodb" => "DynamoDB".to_string(),
-        "rds" => "RDS".to_string(),
-        "s3" => "S3".to_string(),
-        other => other.to_uppercase(),
-    }
-}
-
-/// True when a hook command asks to fail: it contains the word `fail`.
-pub(crate) fn mentions_fail(command: &str) -> bool {
-    command
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| word.eq_ignore_ascii_case("fail"))
-}
-
+/// The role the modelled machine passes when the input names none.
 fn default_role(account_id: &str) -> String {
     format!("arn:aws:iam::{account_id}:role/service-role/AWSBackupDefaultServiceRole")
-}
-
-/// AWS Backup job ids are upper-case UUIDs.
-fn job_id_text(id: Uuid) -> String {
-    id.hyphenated()
-        .encode_upper(&mut Uuid::encode_buffer())
-        .to_string()
-}
-
-/// Epoch milliseconds as a UTC date.
-pub(crate) fn to_datetime(ms: Millis) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// `2026-11-29T10:00:00.123Z`, how Step Functions renders SDK-integration timestamps.
-pub(crate) fn iso_millis(ms: Millis) -> String {
-    to_datetime(ms).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -1706,31 +1168,6 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_step_functions_rules() {
-        assert!(is_valid_execution_name("web-1-20261129T100000Z"));
-        assert!(is_valid_execution_name(&"x".repeat(80)));
-        assert!(is_valid_execution_name("ünïcode.ok"));
-        assert!(!is_valid_execution_name(""));
-        assert!(!is_valid_execution_name(&"x".repeat(81)));
-        for bad in [
-            "a b", "a:b", "a/b", "a$b", "a\u{1}b", "a\u{85}b", "a\tb", "a`b",
-        ] {
-            assert!(!is_valid_execution_name(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn execution_arn_replaces_the_resource_type() {
-        assert_eq!(
-            execution_arn(SM, "n1"),
-            "arn:aws:states:us-east-1:123456789012:execution:backup:n1"
-        );
-        let arn = execution_arn(SM, "n1");
-        let (machine, name) = parse_execution_arn(&arn).unwrap();
-        assert_eq!((machine.as_str(), name), (SM, "n1"));
-    }
-
-    #[test]
     fn start_is_idempotent_only_while_running_and_with_the_same_input() {
         let mut w = world();
         let first = w
@@ -1775,62 +1212,6 @@ mod tests {
         assert_eq!(jobs[0].creation_date, to_datetime(T0 + 200));
         assert_eq!(jobs[0].idempotency_token.as_deref(), Some("n1"));
         assert_eq!(jobs[0].execution_name.as_deref(), Some("n1"));
-    }
-
-    #[test]
-    fn job_state_follows_time_and_fail_resources() {
-        let mut w = world();
-        let request = |arn: &str| JobRequest {
-            backup_vault_name: Some("Default".into()),
-            resource_arn: Some(arn.into()),
-            iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
-            idempotency_token: None,
-            start_window_minutes: Some(60),
-            backup_options: None,
-        };
-        let ok = w.start_backup_job(request(EC2), T0).unwrap().record;
-        let bad_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-bad";
-        let bad = w.start_backup_job(request(bad_arn), T0).unwrap().record;
-        let at = |w: &mut World, id: &str, t| w.describe_job(id, t).unwrap();
-        assert_eq!(at(&mut w, &ok.id, T0 + 999).state, JobState::Created);
-        let half = at(&mut w, &ok.id, T0 + 2_500);
-        assert_eq!(
-            (half.state, half.percent_done.as_str()),
-            (JobState::Running, "50.0")
-        );
-        let done = at(&mut w, &ok.id, T0 + 4_000);
-        assert_eq!(
-            (done.state, done.percent_done.as_str()),
-            (JobState::Completed, "100.0")
-        );
-        assert_eq!(done.completion_date, Some(to_datetime(T0 + 4_000)));
-        let failed = at(&mut w, &bad.id, T0 + 4_000);
-        assert_eq!(failed.state, JobState::Failed);
-        assert!(failed.status_message.is_some());
-        assert_eq!(
-            w.describe_job("00000000-0000-0000-0000-000000000000", T0)
-                .unwrap_err()
-                .code,
-            "ResourceNotFoundException"
-        );
-    }
-
-    #[test]
-    fn the_same_token_returns_the_same_job() {
-        let mut w = world();
-        let request = JobRequest {
-            backup_vault_name: Some("Default".into()),
-            resource_arn: Some(EC2.into()),
-            iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
-            idempotency_token: Some("tok".into()),
-            start_window_minutes: None,
-            backup_options: None,
-        };
-        let a = w.start_backup_job(request.clone(), T0).unwrap();
-        let b = w.start_backup_job(request, T0 + 5).unwrap();
-        assert!(a.new && !b.new);
-        assert_eq!(a.record.id, b.record.id);
-        assert_eq!(w.jobs(T0 + 5).len(), 1);
     }
 
     fn doc(action: &str) -> Value {
@@ -1903,17 +1284,6 @@ mod tests {
     }
 
     #[test]
-    fn backup_options_are_validated() {
-        assert!(check_backup_options(Some(&json!({"WindowsVSS": "enabled"})), EC2).is_ok());
-        assert!(check_backup_options(None, EC2).is_ok());
-        let bad = check_backup_options(Some(&json!({"WindowsVSS": "on"})), EC2).unwrap_err();
-        assert_eq!(bad.code, "InvalidParameterValueException");
-        let ebs = "arn:aws:ec2:us-east-1:123456789012:volume/vol-1";
-        assert!(check_backup_options(Some(&json!({"WindowsVSS": "enabled"})), ebs).is_err());
-        assert!(check_backup_options(Some(&json!({"Other": "x"})), EC2).is_err());
-    }
-
-    #[test]
     fn missing_resource_fails_with_states_runtime() {
         let mut w = world();
         let s = w
@@ -1952,36 +1322,5 @@ mod tests {
             .list_executions(Some(SM), Some("SUCCEEDED"), 100, None, T0 + 10)
             .unwrap();
         assert!(succeeded.is_empty());
-    }
-
-    #[test]
-    fn jobs_filter_by_creation_date_and_state() {
-        let mut w = world();
-        for i in 0..4 {
-            let request = JobRequest {
-                backup_vault_name: Some("Default".into()),
-                resource_arn: Some(format!("{EC2}{i}")),
-                iam_role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
-                ..JobRequest::default()
-            };
-            w.start_backup_job(request, T0 + i * 1_000).unwrap();
-        }
-        let listing = Listing {
-            created_after: Some(T0 + 1_000),
-            ..Listing::default()
-        };
-        let (jobs, _) = w
-            .list_jobs(&JobFilter::default(), &listing, T0 + 3_500)
-            .unwrap();
-        assert_eq!(jobs.len(), 3);
-        let filter = JobFilter {
-            state: Some("RUNNING".into()),
-            ..JobFilter::default()
-        };
-        let (running, _) = w
-            .list_jobs(&filter, &Listing::default(), T0 + 3_500)
-            .unwrap();
-        // Created at T0 (+1s pending: running from T0+1000 to T0+4000), T0+1000, T0+2000.
-        assert_eq!(running.len(), 3);
     }
 }

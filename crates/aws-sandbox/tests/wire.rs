@@ -500,6 +500,7 @@ async fn list_executions_pages_newest_first() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // One scenario, read top to bottom as the daemon lives it.
 async fn hook_variant_shows_the_job_in_history_while_running() {
     let sandbox = start(SandboxConfig {
         execution_delay: Duration::from_millis(50),
