@@ -40,6 +40,7 @@ fn report(shared: &Shared, path: &str) -> Option<Reply> {
     let reply = match path {
         "stats" => Reply::json(200, &inner.ledger.stats),
         "executions" => Reply::json(200, &inner.world.executions(now)),
+        "transitions" => Reply::json(200, &inner.world.transitions(now)),
         "jobs" => Reply::json(200, &inner.world.jobs(now)),
         "start-times" => Reply::json(200, &inner.ledger.start_times),
         "copy-jobs" => Reply::json(200, &inner.world.copy_jobs(now)),

@@ -379,11 +379,6 @@ impl BackupJobs {
         &self.jobs[index as usize].vault
     }
 
-    /// The role job `index` runs with.
-    pub fn role(&self, index: u32) -> &str {
-        &self.jobs[index as usize].role
-    }
-
     /// When job `index` was created.
     pub fn created(&self, index: u32) -> Millis {
         self.jobs[index as usize].created

@@ -2,8 +2,8 @@
 //! DynamoDB subset for the leader lease and the Tagging API's GetResources, on one HTTP port,
 //! for the real SDK clients in tests, demos and benchmarks.
 //!
-//! It runs the project's state machine as a model (StartBackupJob, the hooks around it, the
-//! copies), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
+//! It runs the project's backup machine v2 as a model (Validate, StartBackupJob, the hooks
+//! around it, copy executions), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
 //! idempotency rules, and injects faults (throttling, 5xx, latency, dropped connections).
 //! An admin surface under `/_sandbox/` reports what it saw and turns the knobs.
 //!
@@ -13,12 +13,13 @@
 //! - `reply`: an HTTP answer as the handlers build it. `faults`: what to inject where.
 //! - `stats`: the counters and StartExecution arrival times.
 //! - `listing`: the List*Jobs query keys and paging both job listings share.
-//! - `input`: the execution input as the modelled machine reads it (pure).
+//! - `stack`: the stack parameters the machines are deployed with.
 //! - `ssm`: the hook commands the machine sends, their timing and knobs.
+//! - `validate`: the machines' `Validate` rules and `InputRefused` causes (pure).
+//! - `events`: GetExecutionHistory events in Step Functions' shapes (pure).
 //! - `jobs`, `copy`: backup and copy jobs, states derived lazily from timestamps.
-//! - `history`: GetExecutionHistory events of the modelled machine.
-//! - `world`: executions and the modelled machine's steps over jobs and copies (no I/O, no
-//!   clock).
+//! - `world`: executions, and (`world/backup*`) the backup machine's steps and history over
+//!   jobs and copies (no I/O, no clock).
 //! - the wire: `sfn`, `backup` (the two protocols over the world), `dynamodb` (the lease
 //!   subset), `tagging` (GetResources over tagged instances).
 //! - wiring: `shared` (the state behind the lock), `admin` (`/_sandbox/`), `server` (accept,
@@ -29,9 +30,8 @@ mod backup;
 mod basics;
 mod copy;
 mod dynamodb;
+mod events;
 mod faults;
-mod history;
-mod input;
 mod jobs;
 mod listing;
 mod names;
@@ -41,8 +41,10 @@ mod server;
 mod sfn;
 mod shared;
 mod ssm;
+mod stack;
 mod stats;
 mod tagging;
+mod validate;
 mod world;
 
 use std::net::SocketAddr;
@@ -59,6 +61,7 @@ pub use faults::Faults;
 pub use jobs::{JobRecord, JobState, JobTiming};
 pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings};
+pub use stack::StackParameters;
 pub use stats::{StartTime, Stats};
 pub use tagging::TaggedInstance;
 pub use world::{ExecutionRecord, ExecutionStatus};
@@ -91,6 +94,9 @@ pub struct SandboxConfig {
     pub copy_pending: Duration,
     /// A copy job's time in RUNNING before COMPLETED.
     pub copy_running: Duration,
+    /// The stack parameters the modelled machines judge their input by (the template's
+    /// defaults: vault `orchestrator`, retention 7 to 36500 days, documents at `$DEFAULT`).
+    pub stack: StackParameters,
 }
 
 impl Default for SandboxConfig {
@@ -106,6 +112,7 @@ impl Default for SandboxConfig {
             hooks: HookSettings::default(),
             copy_pending: Duration::from_secs(1),
             copy_running: Duration::from_secs(3),
+            stack: StackParameters::default(),
         }
     }
 }
@@ -135,6 +142,7 @@ impl Sandbox {
             hooks: config.hooks,
             copy_pending: duration_ms(config.copy_pending),
             copy_running: duration_ms(config.copy_running),
+            stack: config.stack,
         });
         let shared = Arc::new(Shared::new(world));
         let cancel = CancellationToken::new();
@@ -197,6 +205,27 @@ impl Sandbox {
     /// Every copy job, oldest first, with its state now.
     pub fn copy_jobs(&self) -> Vec<CopyJobRecord> {
         self.shared.inner().world.copy_jobs(now_ms())
+    }
+
+    /// How many states the execution `arn` has entered so far (what Standard workflows bill
+    /// per): a plain backup takes 2, `None` for an execution that does not exist.
+    pub fn state_transitions(&self, arn: &str) -> Option<usize> {
+        self.shared
+            .inner()
+            .world
+            .state_transitions(arn, now_ms())
+            .ok()
+    }
+
+    /// The history events of execution `arn` so far, as GetExecutionHistory returns them
+    /// (oldest first, in the wire's JSON); empty for an execution that does not exist.
+    pub fn execution_history(&self, arn: &str) -> Vec<serde_json::Value> {
+        self.shared
+            .inner()
+            .world
+            .execution_history(arn, usize::MAX, false, None, now_ms())
+            .map(|(events, _)| events)
+            .unwrap_or_default()
     }
 
     /// Replaces how copies to each destination behave (first matching rule wins).
