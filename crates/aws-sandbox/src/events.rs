@@ -33,6 +33,24 @@ pub(crate) const START_COPY_JOB: Integration = Integration::new("aws-sdk:backup"
 pub(crate) const SEND_COMMAND: Integration = Integration::new("aws-sdk:ssm", "sendCommand");
 pub(crate) const GET_COMMAND_INVOCATION: Integration =
     Integration::new("aws-sdk:ssm", "getCommandInvocation");
+pub(crate) const DESCRIBE_RECOVERY_POINT: Integration =
+    Integration::new("aws-sdk:backup", "describeRecoveryPoint");
+pub(crate) const GET_RESTORE_METADATA: Integration =
+    Integration::new("aws-sdk:backup", "getRecoveryPointRestoreMetadata");
+pub(crate) const START_RESTORE_JOB: Integration =
+    Integration::new("aws-sdk:backup", "startRestoreJob");
+pub(crate) const DESCRIBE_RESTORE_JOB: Integration =
+    Integration::new("aws-sdk:backup", "describeRestoreJob");
+pub(crate) const PUT_RESTORE_VALIDATION: Integration =
+    Integration::new("aws-sdk:backup", "putRestoreValidationResult");
+pub(crate) const CREATE_TAGS: Integration = Integration::new("aws-sdk:ec2", "createTags");
+pub(crate) const DESCRIBE_INSTANCE_STATUS: Integration =
+    Integration::new("aws-sdk:ec2", "describeInstanceStatus");
+pub(crate) const DESCRIBE_INSTANCES: Integration =
+    Integration::new("aws-sdk:ec2", "describeInstances");
+pub(crate) const TERMINATE_INSTANCES: Integration =
+    Integration::new("aws-sdk:ec2", "terminateInstances");
+
 /// The kinds of states, as their events are named (`ChoiceStateEntered`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {

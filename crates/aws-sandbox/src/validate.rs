@@ -39,6 +39,23 @@ const DEFAULTED: [&str; 6] = [
     "CompleteWindowMinutes",
     "DeleteAfterDays",
 ];
+/// The members a restore test or an on-demand restore may have.
+const RESTORE_MEMBERS: [&str; 13] = [
+    "Action",
+    "Target",
+    "ResourceArn",
+    "RecoveryPointArn",
+    "InstanceType",
+    "SubnetId",
+    "SecurityGroupIds",
+    "KeepInstanceProfile",
+    "ScheduledFor",
+    "ExpiresAt",
+    "MaxRestoreSeconds",
+    "KeepSeconds",
+    "ValidateDocument",
+];
+
 /// What an input is judged against: the machine's partition, region and account (from its
 /// ARN), the stack's parameters and its hook settings.
 #[derive(Debug, Clone, Copy)]
@@ -456,6 +473,146 @@ pub(crate) fn with_defaults(
     merged
 }
 
+/// The first problem of a restore machine input (test, restore or sweep), as
+/// `RestoreInputProblems` finds it.
+pub(crate) fn restore_input_problem(input: &Value, rules: &Rules<'_>) -> Option<String> {
+    let Some(o) = input.as_object() else {
+        return Some("InputRefused: the input must be a JSON object".to_string());
+    };
+    match o.get("Action").and_then(Value::as_str) {
+        Some("sweep") => {
+            let extra = extra(o, &["Action", "ResourceArn"]);
+            if !extra.is_empty() {
+                Some(format!(
+                    "InputRefused: {} is not a member of a sweep execution",
+                    extra.join(", ")
+                ))
+            } else if !rules.is_instance(&input["ResourceArn"]) {
+                Some(rules.instance_refusal())
+            } else {
+                None
+            }
+        }
+        Some(action @ ("test" | "restore")) => restore_members_problem(input, o, action, rules)
+            .or_else(|| restore_options_problem(input, action, rules)),
+        _ => Some("InputRefused: Action must be test, restore or sweep".to_string()),
+    }
+}
+
+/// What to restore and where: the source, the recovery point, the instance's placement.
+fn restore_members_problem(
+    i: &Value,
+    o: &Map<String, Value>,
+    action: &str,
+    rules: &Rules<'_>,
+) -> Option<String> {
+    let extra = extra(o, &RESTORE_MEMBERS);
+    let rp_ok = text(&i["RecoveryPointArn"], 256).is_some_and(|rp| {
+        let parts: Vec<&str> = rp.split('/').collect();
+        parts.len() == 2
+            && parts[0] == format!("arn:{}:ec2:{}::image", rules.partition, rules.region)
+            && prefixed_id(parts[1], "ami-")
+    });
+    let type_ok = text(&i["InstanceType"], 64).is_some_and(|t| {
+        t.split_once('.').is_some_and(|(family, size)| {
+            family.starts_with(|c: char| c.is_ascii_lowercase())
+                && family
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !size.is_empty()
+                && size
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+    });
+    let subnet_ok = text(&i["SubnetId"], 32).is_some_and(|s| prefixed_id(s, "subnet-"));
+    let groups_ok = i["SecurityGroupIds"].as_array().is_some_and(|l| {
+        (1..=5).contains(&l.len())
+            && l.iter()
+                .all(|g| text(g, 32).is_some_and(|g| prefixed_id(g, "sg-")))
+    });
+    if !extra.is_empty() {
+        Some(format!(
+            "InputRefused: {} is not a member of a {action} execution (never UserData, \
+             KeyName, NetworkInterfaces, an instance profile or any other metadata)",
+            extra.join(", ")
+        ))
+    } else if text(&i["Target"], 256).is_none() {
+        Some("InputRefused: Target must be a string of 1 to 256 characters".to_string())
+    } else if !rules.is_instance(&i["ResourceArn"]) {
+        Some(rules.instance_refusal())
+    } else if !rp_ok {
+        Some(format!(
+            "InputRefused: RecoveryPointArn must be an EC2 recovery point (AMI) of this \
+             partition and region (arn:{}:ec2:{}::image/ami-...)",
+            rules.partition, rules.region
+        ))
+    } else if !type_ok {
+        Some("InputRefused: InstanceType must be an EC2 instance type like t3.micro".to_string())
+    } else if !subnet_ok {
+        Some("InputRefused: SubnetId must be a subnet id (subnet-...)".to_string())
+    } else if !groups_ok {
+        Some(
+            "InputRefused: SecurityGroupIds must be a list of 1 to 5 security group ids (sg-...)"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
+/// How the restore runs: profile, times, validation document.
+fn restore_options_problem(i: &Value, action: &str, rules: &Rules<'_>) -> Option<String> {
+    let has = |m: &str| i.get(m).is_some();
+    let keep = &i["KeepInstanceProfile"];
+    let doc = &i["ValidateDocument"];
+    let prefix = &rules.hooks.document_prefix;
+    if has("KeepInstanceProfile") && !keep.is_boolean() {
+        Some("InputRefused: KeepInstanceProfile must be true or false".to_string())
+    } else if keep == true && !rules.stack.allow_instance_profile_restore {
+        Some(
+            "InputRefused: KeepInstanceProfile is off in this stack (stack parameter \
+             AllowInstanceProfileRestore = false)"
+                .to_string(),
+        )
+    } else if !is_utc_time(&i["ScheduledFor"]) {
+        Some("InputRefused: ScheduledFor must be a UTC time like 2026-11-29T10:00:00Z".to_string())
+    } else if (action == "test" || has("ExpiresAt")) && !is_utc_time(&i["ExpiresAt"]) {
+        Some("InputRefused: ExpiresAt must be a UTC time like 2026-11-29T12:00:00Z".to_string())
+    } else if !int(&i["MaxRestoreSeconds"], 60, 86_400) {
+        Some(
+            "InputRefused: MaxRestoreSeconds must be a whole number between 60 and 86400"
+                .to_string(),
+        )
+    } else if has("KeepSeconds") && !int(&i["KeepSeconds"], 0, 86_400) {
+        Some("InputRefused: KeepSeconds must be a whole number between 0 and 86400".to_string())
+    } else if action == "restore" && (has("KeepSeconds") || has("ValidateDocument")) {
+        Some(
+            "InputRefused: KeepSeconds and ValidateDocument belong to restore tests (Action test)"
+                .to_string(),
+        )
+    } else if has("ValidateDocument")
+        && !doc
+            .as_object()
+            .is_some_and(|d| extra(d, &["Name", "Parameters"]).is_empty())
+    {
+        Some("InputRefused: ValidateDocument must be {Name, Parameters}".to_string())
+    } else if has("ValidateDocument") && !document_name_ok(&doc["Name"], prefix) {
+        Some(format!(
+            "InputRefused: ValidateDocument.Name must be an SSM document name starting with \
+             {prefix} (stack parameter HookDocumentPrefix)"
+        ))
+    } else if has("ValidateDocument") && !params_ok(&doc["Parameters"]) {
+        Some(
+            "InputRefused: ValidateDocument.Parameters must map at most 20 names to lists of \
+             strings of at most 1024 characters"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +772,47 @@ mod tests {
         assert_eq!(full["Target"], "try-1");
         let h = HookSettings::default();
         assert_eq!(backup_input_problem(&full, &rules(&s, &h)), None);
+    }
+
+    #[test]
+    fn restore_inputs_are_judged_by_action() {
+        let (s, h) = (StackParameters::default(), HookSettings::default());
+        let r = rules(&s, &h);
+        let test = json!({"Action": "test", "Target": "web", "ResourceArn": EC2,
+            "RecoveryPointArn": "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0",
+            "InstanceType": "t3.micro", "SubnetId": "subnet-0123456789abcdef0",
+            "SecurityGroupIds": ["sg-0123456789abcdef0"], "ScheduledFor": "2026-11-29T10:00:00Z",
+            "ExpiresAt": "2026-11-29T12:00:00Z", "MaxRestoreSeconds": 3600});
+        assert_eq!(restore_input_problem(&test, &r), None);
+        let mut profile = test.clone();
+        profile["IamInstanceProfileName"] = json!("admin");
+        assert!(
+            restore_input_problem(&profile, &r)
+                .unwrap()
+                .contains("IamInstanceProfileName is not a member")
+        );
+        let mut other = test.clone();
+        other["RecoveryPointArn"] = json!("arn:aws:ec2:eu-west-1::image/ami-0123456789abcdef0");
+        assert!(
+            restore_input_problem(&other, &r)
+                .unwrap()
+                .contains("RecoveryPointArn")
+        );
+        let mut keep = test.clone();
+        keep["KeepInstanceProfile"] = json!(true);
+        assert!(
+            restore_input_problem(&keep, &r)
+                .unwrap()
+                .contains("AllowInstanceProfileRestore")
+        );
+        let sweep = json!({"Action": "sweep", "ResourceArn": EC2});
+        assert_eq!(restore_input_problem(&sweep, &r), None);
+        let untyped = json!({"ResourceArn": EC2});
+        assert!(
+            restore_input_problem(&untyped, &r)
+                .unwrap()
+                .contains("Action")
+        );
     }
 
     #[test]

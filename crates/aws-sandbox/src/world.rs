@@ -9,9 +9,12 @@
 
 mod backup;
 mod backup_history;
+mod recovery_points;
+mod restore;
+mod restore_history;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -31,11 +34,18 @@ use super::names::{
     execution_arn, is_state_machine_arn, is_valid_execution_name, parse_execution_arn, parse_token,
     take_page,
 };
+use super::restores::{
+    RestoreFilter, RestoreJobRecord, RestoreJobs, RestoreRule, RestoreSettings, RestoredInstance,
+};
 use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings};
 use super::stack::StackParameters;
 use super::validate::Rules;
 
 use backup::{CopyRun, CopySource};
+use restore::{RestoreRun, SweepRun};
+
+pub use recovery_points::RecoveryPointRecord;
+pub(crate) use recovery_points::{Place, PointFilter};
 
 /// Step Functions' limit on an execution input, in bytes.
 pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
@@ -54,6 +64,7 @@ pub(crate) struct WorldConfig {
     pub copy_pending: Millis,
     pub copy_running: Millis,
     pub stack: StackParameters,
+    pub restore: RestoreSettings,
 }
 
 /// The status of an execution, as DescribeExecution spells it.
@@ -110,6 +121,8 @@ pub struct ExecutionRecord {
     pub stop_date: Option<DateTime<Utc>>,
     /// The backup job its StartBackupJob task created, once it has.
     pub backup_job_id: Option<String>,
+    /// The restore job its StartRestoreJob task created (restore machine), once it has.
+    pub restore_job_id: Option<String>,
     /// The output JSON text, when SUCCEEDED.
     pub output: Option<String>,
     /// The error name, when FAILED.
@@ -149,6 +162,10 @@ enum Run {
     },
     /// A copy execution (`Action: copy`), decided and closed at once.
     Copy(Box<CopyRun>),
+    /// A restore test or an on-demand restore (restore machine), decided at its first task.
+    Restore(Box<RestoreRun>),
+    /// A sweep (restore machine), decided and closed at once.
+    Sweep(Box<SweepRun>),
 }
 
 #[derive(Debug)]
@@ -185,6 +202,10 @@ pub(crate) struct World {
     task_delays_used: usize,
     /// Copy jobs, from the wire or the machine's copy executions.
     copy_jobs: CopyJobs,
+    /// Restore jobs and the instances they launch, from the wire or the restore machine.
+    restores: RestoreJobs,
+    /// `/_sandbox/restore-metadata`: what restores of an instance get back, by instance ARN.
+    metadata_overrides: HashMap<String, BTreeMap<String, String>>,
 }
 
 impl World {
@@ -208,6 +229,8 @@ impl World {
             task_delays: Vec::new(),
             task_delays_used: 0,
             copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
+            restores: RestoreJobs::new(config.restore.clone()),
+            metadata_overrides: HashMap::new(),
             config,
         }
     }
@@ -335,11 +358,17 @@ impl World {
     /// Every hook command the machine has sent by `now`, oldest first.
     pub fn ssm_commands(&mut self, now: Millis) -> Vec<CommandRecord> {
         self.advance(now);
-        let mut all: Vec<CommandRecord> = self
+        let hooks = self
             .executions
             .iter()
             .filter_map(|e| e.hooks.as_deref())
-            .flat_map(|h| h.pre.iter().chain(h.post.iter()))
+            .flat_map(|h| h.pre.iter().chain(h.post.iter()));
+        let validations = self.executions.iter().filter_map(|e| match &e.run {
+            Run::Restore(run) => run.validation.as_ref(),
+            _ => None,
+        });
+        let mut all: Vec<CommandRecord> = hooks
+            .chain(validations)
             .filter(|c| c.sent_at_ms <= now)
             .cloned()
             .collect();
@@ -511,7 +540,11 @@ impl World {
         });
         self.execution_ids.insert((machine, name), index);
         self.machine_executions[machine as usize].push(index);
-        self.begin_backup(index, first);
+        if self.is_restore_machine(machine) {
+            self.begin_restore(index, first);
+        } else {
+            self.begin_backup(index, first);
+        }
         Ok(Started {
             execution_arn,
             start_ms: now,
@@ -521,7 +554,11 @@ impl World {
 
     /// Runs execution `index`'s task that was due at `at`.
     fn run_task(&mut self, index: u32, at: Millis) {
-        self.run_backup_task(index, at);
+        if self.is_restore_machine(self.executions[index as usize].machine) {
+            self.run_restore_task(index, at);
+        } else {
+            self.run_backup_task(index, at);
+        }
     }
 
     fn status_of(&self, execution: &Execution, now: Millis) -> ExecutionStatus {
@@ -535,6 +572,8 @@ impl World {
                 execution.task_at,
                 !matches!(run.source, CopySource::Found(_)),
             ),
+            Run::Restore(run) => (run.end, run.error.is_some()),
+            Run::Sweep(run) => (run.at, run.outcome != "Swept"),
         };
         match (now < stop, failed) {
             (true, _) => ExecutionStatus::Running,
@@ -575,14 +614,13 @@ impl World {
             start_date: to_datetime(execution.start),
             stop_date: None,
             backup_job_id: None,
+            restore_job_id: None,
             output: None,
             error: None,
             cause: None,
         };
+        self.job_ids_of(index, now, &mut record);
         if status == ExecutionStatus::Running {
-            if let Run::Job { job, .. } = &execution.run {
-                record.backup_job_id = Some(self.jobs.id(*job));
-            }
             return record;
         }
         let (stop, outcome) = self.closing(index);
@@ -594,10 +632,20 @@ impl World {
                 record.cause = Some(cause);
             }
         }
-        if let Run::Job { job, .. } = &execution.run {
-            record.backup_job_id = Some(self.jobs.id(*job));
-        }
         record
+    }
+
+    /// The backup or restore job an execution's task created, once it has by `now`.
+    fn job_ids_of(&self, index: u32, now: Millis, record: &mut ExecutionRecord) {
+        match &self.executions[index as usize].run {
+            Run::Job { job, .. } => record.backup_job_id = Some(self.jobs.id(*job)),
+            Run::Restore(run) if run.at <= now => {
+                if let Some((_, Ok(r))) = &run.started {
+                    record.restore_job_id = Some(self.restores.id(*r));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// When a decided execution closes, and its output or its error and cause.
@@ -629,6 +677,8 @@ impl World {
                     CopySource::Found(_) => (at, Ok(World::copy_output(run))),
                 }
             }
+            Run::Restore(run) => (run.end, World::restore_closing(run)),
+            Run::Sweep(run) => (run.at, World::sweep_closing(run, &execution.input)),
         }
     }
 
@@ -711,7 +761,11 @@ impl World {
     }
 
     fn history_events(&self, index: u32, now: Millis) -> Vec<Value> {
-        self.backup_history(index, now)
+        if self.is_restore_machine(self.executions[index as usize].machine) {
+            self.restore_history(index, now)
+        } else {
+            self.backup_history(index, now)
+        }
     }
 
     /// How many states execution `arn` has entered by `now` (Standard workflows bill each).
@@ -773,6 +827,75 @@ impl World {
             .collect()
     }
 
+    /// DescribeRestoreJob.
+    pub fn describe_restore_job(
+        &mut self,
+        id: &str,
+        now: Millis,
+    ) -> Result<RestoreJobRecord, ApiError> {
+        self.advance(now);
+        self.restores.describe(id, now)
+    }
+
+    /// ListRestoreJobs: newest first, a page of `listing`.
+    pub fn list_restore_jobs(
+        &mut self,
+        filter: &RestoreFilter,
+        listing: &Listing,
+        now: Millis,
+    ) -> Result<(Vec<RestoreJobRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        self.restores
+            .list(filter, listing, &self.config.account_id, now)
+    }
+
+    /// PutRestoreValidationResult.
+    pub fn put_restore_validation_result(
+        &mut self,
+        id: &str,
+        status: Option<&str>,
+        message: Option<String>,
+        now: Millis,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        let Some(status) = status else {
+            return Err(ApiError::new(
+                "MissingParameterValueException",
+                "ValidationStatus is required",
+            ));
+        };
+        let index = self.restores.find(id).ok_or_else(|| {
+            ApiError::new(
+                "ResourceNotFoundException",
+                format!("Cannot find restore job with ID {id}"),
+            )
+        })?;
+        self.restores.put_validation(index, status, message, now)
+    }
+
+    /// Every restore job, oldest first.
+    pub fn restore_jobs(&mut self, now: Millis) -> Vec<RestoreJobRecord> {
+        self.advance(now);
+        self.restores.all(now)
+    }
+
+    /// Every instance restores have launched, oldest first (terminated ones included).
+    pub fn restored_instances(&mut self, now: Millis) -> Vec<RestoredInstance> {
+        self.advance(now);
+        self.restores.instances(now)
+    }
+
+    /// The restored instances with tags, not terminated: what GetResources also lists.
+    pub fn tagged_restored(&mut self, now: Millis) -> Vec<(String, BTreeMap<String, String>)> {
+        self.advance(now);
+        self.restores.tagged_alive(now)
+    }
+
+    /// Replaces the restore rules (first match wins; for restores started later).
+    pub fn set_restore_rules(&mut self, rules: Vec<RestoreRule>) {
+        self.restores.set_rules(rules);
+    }
+
     /// Every job, oldest first.
     pub fn jobs(&mut self, now: Millis) -> Vec<JobRecord> {
         self.advance(now);
@@ -807,6 +930,7 @@ mod tests {
             copy_pending: 1_000,
             copy_running: 2_000,
             stack: StackParameters::default(),
+            restore: RestoreSettings::default(),
         })
     }
 

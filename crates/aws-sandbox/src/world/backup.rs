@@ -205,6 +205,7 @@ impl World {
             idempotency_token: Some(name.to_string()),
             start_window_minutes: input["StartWindowMinutes"].as_u64(),
             backup_options: input.get("BackupOptions").cloned(),
+            delete_after_days: input["DeleteAfterDays"].as_u64(),
         };
         let (job, _) = self.jobs.create(request, Some(&name), at);
         let (stop, post_failure) = match hook {

@@ -70,6 +70,7 @@ impl World {
                 validate_events(&mut ev, e.task_at, &judged, &e.input);
                 self.copy_events(&mut ev, e.task_at, run, &data);
             }
+            Run::Restore(_) | Run::Sweep(_) => {}
             Run::Pending | Run::Failed { .. } | Run::Job { .. } => {
                 let first = e
                     .hooks
