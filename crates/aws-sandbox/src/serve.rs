@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// Stack parameter MaxRetentionDays.
     #[arg(long, default_value_t = 36_500)]
     pub max_retention_days: u64,
+    /// Seconds between the restore machine's restore job polls (60 in the template).
+    #[arg(long, default_value_t = 60.0)]
+    pub restore_job_poll: f64,
+    /// Seconds between the restore machine's instance status polls (15 in the template).
+    #[arg(long, default_value_t = 15.0)]
+    pub restore_instance_poll: f64,
 }
 
 impl ServeArgs {
@@ -61,6 +67,11 @@ impl ServeArgs {
                 min_retention_days: self.min_retention_days,
                 max_retention_days: self.max_retention_days,
                 ..super::StackParameters::default()
+            },
+            restore: super::RestoreSettings {
+                job_poll: Duration::from_secs_f64(self.restore_job_poll),
+                instance_poll: Duration::from_secs_f64(self.restore_instance_poll),
+                ..super::RestoreSettings::default()
             },
             ..SandboxConfig::default()
         }
