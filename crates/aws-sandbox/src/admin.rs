@@ -11,9 +11,18 @@ use super::copy::CopyRule;
 use super::faults::FaultsJson;
 use super::jobs::JobTiming;
 use super::reply::Reply;
+use super::restores::RestoreRule;
 use super::shared::{Inner, Shared};
 use super::ssm::CommandRule;
 use super::tagging::TaggedInstance;
+
+/// `POST /_sandbox/restore-metadata`: what restores of one instance get back.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataSet {
+    arn: String,
+    metadata: std::collections::BTreeMap<String, String>,
+}
 
 /// Where the admin surface lives; no AWS path starts with it.
 pub(crate) const PREFIX: &str = "/_sandbox/";
@@ -40,9 +49,13 @@ fn report(shared: &Shared, path: &str) -> Option<Reply> {
     let reply = match path {
         "stats" => Reply::json(200, &inner.ledger.stats),
         "executions" => Reply::json(200, &inner.world.executions(now)),
+        "transitions" => Reply::json(200, &inner.world.transitions(now)),
         "jobs" => Reply::json(200, &inner.world.jobs(now)),
         "start-times" => Reply::json(200, &inner.ledger.start_times),
         "copy-jobs" => Reply::json(200, &inner.world.copy_jobs(now)),
+        "restore-jobs" => Reply::json(200, &inner.world.restore_jobs(now)),
+        "restored-instances" => Reply::json(200, &inner.world.restored_instances(now)),
+        "recovery-points" => Reply::json(200, &inner.world.recovery_points(now)),
         "ssm-commands" => Reply::json(200, &inner.world.ssm_commands(now)),
         "instances" => Reply::json(200, &inner.tagging.list()),
         "faults" => {
@@ -62,6 +75,14 @@ fn set(shared: &Shared, path: &str, body: &[u8]) -> Option<Reply> {
     let reply = match path {
         "copy-rules" => apply(shared, body, |i, rules: Vec<CopyRule>| {
             i.world.set_copy_rules(rules);
+            json!({ "ok": true })
+        }),
+        "restore-rules" => apply(shared, body, |i, rules: Vec<RestoreRule>| {
+            i.world.set_restore_rules(rules);
+            json!({ "ok": true })
+        }),
+        "restore-metadata" => apply(shared, body, |i, set: MetadataSet| {
+            i.world.set_restore_metadata(&set.arn, set.metadata);
             json!({ "ok": true })
         }),
         "ssm-rules" => apply(shared, body, |i, rules: Vec<CommandRule>| {

@@ -1,19 +1,21 @@
-//! AWS Backup over `restJson1`: `PUT /backup-jobs`, `GET /backup-jobs/{id}`, `GET /backup-jobs`,
-//! and the same three for `/copy-jobs` (StartCopyJob, DescribeCopyJob, ListCopyJobs);
-//! PascalCase JSON, epoch-second timestamps in bodies, ISO-8601 in query strings, errors named
-//! by the `X-Amzn-Errortype` header.
+//! AWS Backup over `restJson1`: backup jobs (`PUT /backup-jobs`, `GET /backup-jobs/{id}`,
+//! `GET /backup-jobs`), copy jobs (the same three under `/copy-jobs`), and (`backup/restores.rs`)
+//! recovery points and restores. PascalCase JSON, epoch-second timestamps in bodies, ISO-8601 in
+//! query strings, errors named by the `X-Amzn-Errortype` header (`rest.rs`).
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+mod restores;
 
-use super::basics::{ApiError, Millis, epoch_seconds, percent_decode};
+use serde_json::{Value, json};
+
+use super::basics::{ApiError, Millis, percent_decode};
 use super::copy::{CopyFilter, CopyJobRecord, CopyRequest};
 use super::jobs::{JobFilter, JobRecord, JobRequest};
 use super::listing::Listing;
 use super::reply::Reply;
+use super::rest::{body_object, error, page, seconds};
 use super::world::World;
 
-/// An AWS Backup operation and the path parameter it carries.
+/// An AWS Backup operation and the path parameters it carries (percent-decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Operation {
     StartBackupJob,
@@ -22,32 +24,55 @@ pub(crate) enum Operation {
     StartCopyJob,
     DescribeCopyJob(String),
     ListCopyJobs,
+    StartRestoreJob,
+    DescribeRestoreJob(String),
+    ListRestoreJobs,
+    PutRestoreValidationResult(String),
+    ListRecoveryPointsByResource(String),
+    ListRecoveryPointsByBackupVault(String),
+    DescribeRecoveryPoint(String, String),
+    GetRecoveryPointRestoreMetadata(String, String),
 }
 
 impl Operation {
-    /// The operation a method and path name, if any.
+    /// The operation a method and path name, if any. Path parameters are whole segments
+    /// (the SDK escapes `/` and `:` in ARNs), decoded here.
     pub(crate) fn route(method: &hyper::Method, path: &str) -> Option<Self> {
-        if let Some(rest) = path.strip_prefix("/copy-jobs") {
-            return match (method.as_str(), rest) {
-                ("PUT", "" | "/") => Some(Self::StartCopyJob),
-                ("GET", "" | "/") => Some(Self::ListCopyJobs),
-                ("GET", id) => {
-                    let id = id.strip_prefix('/')?;
-                    (!id.contains('/')).then(|| Self::DescribeCopyJob(percent_decode(id)))
-                }
-                _ => None,
-            };
-        }
-        let rest = path.strip_prefix("/backup-jobs")?;
-        match (method.as_str(), rest) {
-            ("PUT", "" | "/") => Some(Self::StartBackupJob),
-            ("GET", "" | "/") => Some(Self::ListBackupJobs),
-            ("GET", id) => {
-                let id = id.strip_prefix('/')?;
-                (!id.contains('/')).then(|| Self::DescribeBackupJob(percent_decode(id)))
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let d = |s: &str| percent_decode(s);
+        let op = match (method.as_str(), segments.as_slice()) {
+            ("PUT", ["backup-jobs"]) => Self::StartBackupJob,
+            ("GET", ["backup-jobs"]) => Self::ListBackupJobs,
+            ("GET", ["backup-jobs", id]) => Self::DescribeBackupJob(d(id)),
+            ("PUT", ["copy-jobs"]) => Self::StartCopyJob,
+            ("GET", ["copy-jobs"]) => Self::ListCopyJobs,
+            ("GET", ["copy-jobs", id]) => Self::DescribeCopyJob(d(id)),
+            ("PUT", ["restore-jobs"]) => Self::StartRestoreJob,
+            ("GET", ["restore-jobs"]) => Self::ListRestoreJobs,
+            ("GET", ["restore-jobs", id]) => Self::DescribeRestoreJob(d(id)),
+            ("PUT", ["restore-jobs", id, "validations"]) => Self::PutRestoreValidationResult(d(id)),
+            ("GET", ["resources", arn, "recovery-points"]) => {
+                Self::ListRecoveryPointsByResource(d(arn))
             }
-            _ => None,
-        }
+            ("GET", ["backup-vaults", vault, "recovery-points"]) => {
+                Self::ListRecoveryPointsByBackupVault(d(vault))
+            }
+            ("GET", ["backup-vaults", vault, "recovery-points", arn]) => {
+                Self::DescribeRecoveryPoint(d(vault), d(arn))
+            }
+            (
+                "GET",
+                [
+                    "backup-vaults",
+                    vault,
+                    "recovery-points",
+                    arn,
+                    "restore-metadata",
+                ],
+            ) => Self::GetRecoveryPointRestoreMetadata(d(vault), d(arn)),
+            _ => return None,
+        };
+        Some(op)
     }
 
     /// The operation name, as the SDK and the stats call it.
@@ -59,8 +84,23 @@ impl Operation {
             Self::StartCopyJob => "StartCopyJob",
             Self::DescribeCopyJob(_) => "DescribeCopyJob",
             Self::ListCopyJobs => "ListCopyJobs",
+            Self::StartRestoreJob => "StartRestoreJob",
+            Self::DescribeRestoreJob(_) => "DescribeRestoreJob",
+            Self::ListRestoreJobs => "ListRestoreJobs",
+            Self::PutRestoreValidationResult(_) => "PutRestoreValidationResult",
+            Self::ListRecoveryPointsByResource(_) => "ListRecoveryPointsByResource",
+            Self::ListRecoveryPointsByBackupVault(_) => "ListRecoveryPointsByBackupVault",
+            Self::DescribeRecoveryPoint(..) => "DescribeRecoveryPoint",
+            Self::GetRecoveryPointRestoreMetadata(..) => "GetRecoveryPointRestoreMetadata",
         }
     }
+}
+
+/// Who asked: the region the request was signed for (SigV4's credential scope), which decides
+/// where recovery points are looked for; the sandbox's region when unsigned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub region: Option<&'a str>,
 }
 
 /// Answers one AWS Backup operation.
@@ -69,19 +109,28 @@ pub(crate) fn handle(
     query: Option<&str>,
     body: &[u8],
     world: &mut World,
+    caller: Caller<'_>,
     now: Millis,
 ) -> Reply {
+    let query = query.unwrap_or_default();
     let result = match operation {
         Operation::StartBackupJob => start_backup_job(body, world, now),
         Operation::DescribeBackupJob(id) => world
             .describe_job(id, now)
             .map(|record| describe(&record, world)),
-        Operation::ListBackupJobs => list_backup_jobs(query.unwrap_or_default(), world, now),
+        Operation::ListBackupJobs => list_backup_jobs(query, world, now),
         Operation::StartCopyJob => start_copy_job(body, world, now),
         Operation::DescribeCopyJob(id) => world
             .describe_copy_job(id, now)
             .map(|r| json!({ "CopyJob": copy_job(&r) })),
-        Operation::ListCopyJobs => list_copy_jobs(query.unwrap_or_default(), world, now),
+        Operation::ListCopyJobs => list_copy_jobs(query, world, now),
+        Operation::PutRestoreValidationResult(id) => {
+            return match restores::put_validation(id, body, world, now) {
+                Ok(()) => Reply::empty(204),
+                Err(e) => error(&e),
+            };
+        }
+        restore => restores::handle(restore, query, body, world, caller, now),
     };
     match result {
         Ok(body) => Reply::json(200, &body),
@@ -105,6 +154,10 @@ fn start_backup_job(body: &[u8], world: &mut World, now: Millis) -> Result<Value
             idempotency_token: text("IdempotencyToken"),
             start_window_minutes: request.get("StartWindowMinutes").and_then(Value::as_u64),
             backup_options: request.get("BackupOptions").cloned(),
+            delete_after_days: request
+                .get("Lifecycle")
+                .and_then(|l| l.get("DeleteAfterDays"))
+                .and_then(Value::as_u64),
         },
         now,
     )?;
@@ -117,17 +170,6 @@ fn start_backup_job(body: &[u8], world: &mut World, now: Millis) -> Result<Value
         response["RecoveryPointArn"] = json!(arn);
     }
     Ok(response)
-}
-
-/// A request body that must be a JSON object.
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::new(
-            "InvalidRequestException",
-            "the request body is not a JSON object",
-        )),
-    }
 }
 
 fn start_copy_job(body: &[u8], world: &mut World, now: Millis) -> Result<Value, ApiError> {
@@ -178,15 +220,6 @@ fn list_copy_jobs(query: &str, world: &mut World, now: Millis) -> Result<Value, 
     ))
 }
 
-/// A List*Jobs answer: the page's rows under `key`, and the token of the next page if any.
-fn page(key: &str, rows: Vec<Value>, next: Option<String>) -> Value {
-    let mut body = json!({ key: rows });
-    if let Some(next) = next {
-        body["NextToken"] = json!(next);
-    }
-    body
-}
-
 /// A copy job in DescribeCopyJob's `CopyJob` shape (ListCopyJobs rows are the same).
 fn copy_job(r: &CopyJobRecord) -> Value {
     let mut job = json!({
@@ -233,10 +266,6 @@ fn list_backup_jobs(query: &str, world: &mut World, now: Millis) -> Result<Value
     Ok(page("BackupJobs", rows, next))
 }
 
-fn seconds(date: DateTime<Utc>) -> f64 {
-    epoch_seconds(date.timestamp_millis())
-}
-
 /// A job in DescribeBackupJob's shape (ListBackupJobs uses the same members).
 fn describe(record: &JobRecord, world: &World) -> Value {
     let account = world.account_id();
@@ -274,18 +303,6 @@ fn describe(record: &JobRecord, world: &World) -> Value {
     job
 }
 
-/// A restJson1 error: the status, `X-Amzn-Errortype`, and a `{"Code", "Message"}` body.
-pub(crate) fn error(e: &ApiError) -> Reply {
-    let status = match e.code {
-        "ResourceNotFoundException" | "UnknownOperationException" => 404,
-        "AccessDeniedException" => 403,
-        "ThrottlingException" => 429,
-        "ServiceUnavailableException" => 503,
-        _ => 400,
-    };
-    Reply::json(status, &json!({ "Code": e.code, "Message": e.message })).error_type(e.code)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,7 +315,7 @@ mod tests {
             Some(Operation::StartBackupJob)
         );
         assert_eq!(
-            Operation::route(&Method::GET, "/backup-jobs"),
+            Operation::route(&Method::GET, "/backup-jobs/"),
             Some(Operation::ListBackupJobs)
         );
         assert_eq!(
@@ -307,5 +324,29 @@ mod tests {
         );
         assert_eq!(Operation::route(&Method::GET, "/backup-jobsx"), None);
         assert_eq!(Operation::route(&Method::DELETE, "/backup-jobs/x"), None);
+        let rp = "arn%3Aaws%3Aec2%3Aus-east-1%3A%3Aimage%2Fami-0123456789abcdef0";
+        assert_eq!(
+            Operation::route(
+                &Method::GET,
+                &format!("/backup-vaults/orchestrator/recovery-points/{rp}/restore-metadata")
+            ),
+            Some(Operation::GetRecoveryPointRestoreMetadata(
+                "orchestrator".into(),
+                "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0".into()
+            ))
+        );
+        assert_eq!(
+            Operation::route(&Method::PUT, "/restore-jobs/R-1/validations"),
+            Some(Operation::PutRestoreValidationResult("R-1".into()))
+        );
+        assert_eq!(
+            Operation::route(
+                &Method::GET,
+                "/resources/arn%3Aaws%3Aec2%3Aus-east-1%3A1%3Ainstance%2Fi-1/recovery-points"
+            ),
+            Some(Operation::ListRecoveryPointsByResource(
+                "arn:aws:ec2:us-east-1:1:instance/i-1".into()
+            ))
+        );
     }
 }

@@ -141,6 +141,8 @@ pub(crate) struct JobRequest {
     pub idempotency_token: Option<String>,
     pub start_window_minutes: Option<u64>,
     pub backup_options: Option<Value>,
+    /// `Lifecycle.DeleteAfterDays`, the recovery point's retention.
+    pub delete_after_days: Option<u64>,
 }
 
 /// The ListBackupJobs filters the sandbox honours besides the shared ones ([`Listing`]).
@@ -177,6 +179,7 @@ struct Job {
     pending: Millis,
     running: Millis,
     backup_options: Option<Box<Value>>,
+    delete_after_days: Option<u32>,
 }
 
 /// The phases of a job's life, from its creation time and its durations.
@@ -317,6 +320,9 @@ impl BackupJobs {
             pending,
             running,
             backup_options: request.backup_options.map(Box::new),
+            delete_after_days: request
+                .delete_after_days
+                .map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
         });
         self.ids.insert(id, index);
         if let Some(token) = token {
@@ -379,9 +385,24 @@ impl BackupJobs {
         &self.jobs[index as usize].vault
     }
 
+    /// How many jobs there are.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// The role job `index` runs with.
     pub fn role(&self, index: u32) -> &str {
         &self.jobs[index as usize].role
+    }
+
+    /// The recovery point's retention, as StartBackupJob set it.
+    pub fn delete_after_days(&self, index: u32) -> Option<u32> {
+        self.jobs[index as usize].delete_after_days
+    }
+
+    /// A stable size of job `index`'s backup.
+    pub fn size(&self, index: u32) -> u64 {
+        stable_size(self.jobs[index as usize].id)
     }
 
     /// When job `index` was created.
@@ -605,6 +626,7 @@ mod tests {
             idempotency_token: None,
             start_window_minutes: Some(60),
             backup_options: None,
+            delete_after_days: Some(35),
         }
     }
 

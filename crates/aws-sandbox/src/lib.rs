@@ -2,9 +2,10 @@
 //! DynamoDB subset for the leader lease and the Tagging API's GetResources, on one HTTP port,
 //! for the real SDK clients in tests, demos and benchmarks.
 //!
-//! It runs the project's state machine as a model (StartBackupJob, the hooks around it, the
-//! copies), moves jobs CREATED → RUNNING → COMPLETED|FAILED by time, keeps Step Functions'
-//! idempotency rules, and injects faults (throttling, 5xx, latency, dropped connections).
+//! It runs the project's backup machine v2 (Validate, StartBackupJob, the hooks around it,
+//! copy executions) and restore machine (tests, on-demand restores, sweeps) as models, moves
+//! jobs through their states by time, keeps Step Functions' idempotency rules, and injects
+//! faults (throttling, 5xx, latency, dropped connections).
 //! An admin surface under `/_sandbox/` reports what it saw and turns the knobs.
 //!
 //! Modules, bottom-up (each imports only modules above it in this list):
@@ -13,13 +14,16 @@
 //! - `reply`: an HTTP answer as the handlers build it. `faults`: what to inject where.
 //! - `stats`: the counters and StartExecution arrival times.
 //! - `listing`: the List*Jobs query keys and paging both job listings share.
-//! - `input`: the execution input as the modelled machine reads it (pure).
+//! - `stack`: the stack parameters the machines are deployed with.
 //! - `ssm`: the hook commands the machine sends, their timing and knobs.
-//! - `jobs`, `copy`: backup and copy jobs, states derived lazily from timestamps.
-//! - `history`: GetExecutionHistory events of the modelled machine.
-//! - `world`: executions and the modelled machine's steps over jobs and copies (no I/O, no
-//!   clock).
-//! - the wire: `sfn`, `backup` (the two protocols over the world), `dynamodb` (the lease
+//! - `validate`: the machines' `Validate` rules and `InputRefused` causes (pure).
+//! - `events`: GetExecutionHistory events in Step Functions' shapes (pure).
+//! - `jobs`, `copy`, `restores`: backup, copy and restore jobs (and restored instances),
+//!   states derived lazily from timestamps.
+//! - `world`: executions, and in `world/` the backup machine, recovery points and the restore
+//!   machine, their steps and their history (no I/O, no clock).
+//! - the wire: `rest` (restJson1 basics), `sfn`, `backup` (the two protocols over the world;
+//!   `backup/restores`: recovery points and restores), `dynamodb` (the lease
 //!   subset), `tagging` (GetResources over tagged instances).
 //! - wiring: `shared` (the state behind the lock), `admin` (`/_sandbox/`), `server` (accept,
 //!   route, fault, answer), `serve` (the command line); this file holds the public API.
@@ -29,22 +33,26 @@ mod backup;
 mod basics;
 mod copy;
 mod dynamodb;
+mod events;
 mod faults;
-mod history;
-mod input;
 mod jobs;
 mod listing;
 mod names;
 mod reply;
+mod rest;
+mod restores;
 mod serve;
 mod server;
 mod sfn;
 mod shared;
 mod ssm;
+mod stack;
 mod stats;
 mod tagging;
+mod validate;
 mod world;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,11 +65,15 @@ use tracing::info;
 pub use copy::{CopyJobRecord, CopyRule};
 pub use faults::Faults;
 pub use jobs::{JobRecord, JobState, JobTiming};
+pub use restores::{
+    RestoreJobRecord, RestoreRule, RestoreSettings, RestoredInstance, ValidationResult,
+};
 pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings};
+pub use stack::StackParameters;
 pub use stats::{StartTime, Stats};
 pub use tagging::TaggedInstance;
-pub use world::{ExecutionRecord, ExecutionStatus};
+pub use world::{ExecutionRecord, ExecutionStatus, RecoveryPointRecord};
 
 use basics::{duration_ms, now_ms};
 use shared::Shared;
@@ -91,6 +103,11 @@ pub struct SandboxConfig {
     pub copy_pending: Duration,
     /// A copy job's time in RUNNING before COMPLETED.
     pub copy_running: Duration,
+    /// The stack parameters the modelled machines judge their input by (the template's
+    /// defaults: vault `orchestrator`, retention 7 to 36500 days, documents at `$DEFAULT`).
+    pub stack: StackParameters,
+    /// How restores, restored instances and the restore machine's polls behave.
+    pub restore: RestoreSettings,
 }
 
 impl Default for SandboxConfig {
@@ -106,6 +123,8 @@ impl Default for SandboxConfig {
             hooks: HookSettings::default(),
             copy_pending: Duration::from_secs(1),
             copy_running: Duration::from_secs(3),
+            stack: StackParameters::default(),
+            restore: RestoreSettings::default(),
         }
     }
 }
@@ -135,6 +154,8 @@ impl Sandbox {
             hooks: config.hooks,
             copy_pending: duration_ms(config.copy_pending),
             copy_running: duration_ms(config.copy_running),
+            stack: config.stack,
+            restore: config.restore,
         });
         let shared = Arc::new(Shared::new(world));
         let cancel = CancellationToken::new();
@@ -197,6 +218,72 @@ impl Sandbox {
     /// Every copy job, oldest first, with its state now.
     pub fn copy_jobs(&self) -> Vec<CopyJobRecord> {
         self.shared.inner().world.copy_jobs(now_ms())
+    }
+
+    /// How many states the execution `arn` has entered so far (what Standard workflows bill
+    /// per): a plain backup takes 2, `None` for an execution that does not exist.
+    pub fn state_transitions(&self, arn: &str) -> Option<usize> {
+        self.shared
+            .inner()
+            .world
+            .state_transitions(arn, now_ms())
+            .ok()
+    }
+
+    /// The history events of execution `arn` so far, as GetExecutionHistory returns them
+    /// (oldest first, in the wire's JSON); empty for an execution that does not exist.
+    pub fn execution_history(&self, arn: &str) -> Vec<serde_json::Value> {
+        self.shared
+            .inner()
+            .world
+            .execution_history(arn, usize::MAX, false, None, now_ms())
+            .map(|(events, _)| events)
+            .unwrap_or_default()
+    }
+
+    /// Every restore job, oldest first, with its status now.
+    pub fn restore_jobs(&self) -> Vec<RestoreJobRecord> {
+        self.shared.inner().world.restore_jobs(now_ms())
+    }
+
+    /// Every instance restores have launched, oldest first, terminated ones included
+    /// (`RestoredInstance::alive` tells them apart).
+    pub fn restored_instances(&self) -> Vec<RestoredInstance> {
+        self.shared.inner().world.restored_instances(now_ms())
+    }
+
+    /// Every validation result put on a restore job (PutRestoreValidationResult), oldest job
+    /// first.
+    pub fn validation_results(&self) -> Vec<ValidationResult> {
+        self.restore_jobs()
+            .into_iter()
+            .filter_map(|r| {
+                Some(ValidationResult {
+                    status: r.validation_status?,
+                    message: r.validation_status_message,
+                    restore_job_id: r.id,
+                })
+            })
+            .collect()
+    }
+
+    /// Every recovery point that exists now (COMPLETED backups, then COMPLETED copies).
+    pub fn recovery_points(&self) -> Vec<RecoveryPointRecord> {
+        self.shared.inner().world.recovery_points(now_ms())
+    }
+
+    /// Replaces how restores behave (first matching rule wins; for restores started later).
+    pub fn set_restore_rules(&self, rules: Vec<RestoreRule>) {
+        self.shared.inner().world.set_restore_rules(rules);
+    }
+
+    /// Sets what GetRecoveryPointRestoreMetadata answers for recovery points of `instance_arn`
+    /// (merged over stable made-up values; an empty value removes a key).
+    pub fn set_restore_metadata(&self, instance_arn: &str, metadata: BTreeMap<String, String>) {
+        self.shared
+            .inner()
+            .world
+            .set_restore_metadata(instance_arn, metadata);
     }
 
     /// Replaces how copies to each destination behave (first matching rule wins).

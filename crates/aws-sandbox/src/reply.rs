@@ -25,6 +25,15 @@ impl Reply {
         }
     }
 
+    /// An answer without a body (HTTP 204 for operations without output members).
+    pub(crate) fn empty(status: u16) -> Self {
+        Self {
+            status,
+            error_type: None,
+            body: Vec::new(),
+        }
+    }
+
     /// Names the error in `X-Amzn-Errortype`, which both protocols' SDK parsers read first.
     pub(crate) fn error_type(mut self, code: &'static str) -> Self {
         self.error_type = Some(code);

@@ -32,9 +32,22 @@ pub struct ServeArgs {
     /// Seconds a copy job stays RUNNING.
     #[arg(long, default_value_t = 3.0)]
     pub copy_running: f64,
-    /// Seconds between the modelled machine's job polls before it copies (300 in the template).
+    /// Seconds between the modelled machine's job polls when a post hook waits for the job's
+    /// end (`PostHookWhen = completed`; 300 in the template).
     #[arg(long, default_value_t = 300.0)]
     pub machine_poll: f64,
+    /// Stack parameter MinRetentionDays: shorter DeleteAfterDays are refused.
+    #[arg(long, default_value_t = 7)]
+    pub min_retention_days: u64,
+    /// Stack parameter MaxRetentionDays.
+    #[arg(long, default_value_t = 36_500)]
+    pub max_retention_days: u64,
+    /// Seconds between the restore machine's restore job polls (60 in the template).
+    #[arg(long, default_value_t = 60.0)]
+    pub restore_job_poll: f64,
+    /// Seconds between the restore machine's instance status polls (15 in the template).
+    #[arg(long, default_value_t = 15.0)]
+    pub restore_instance_poll: f64,
 }
 
 impl ServeArgs {
@@ -49,6 +62,16 @@ impl ServeArgs {
             hooks: super::HookSettings {
                 end_poll: Duration::from_secs_f64(self.machine_poll),
                 ..super::HookSettings::default()
+            },
+            stack: super::StackParameters {
+                min_retention_days: self.min_retention_days,
+                max_retention_days: self.max_retention_days,
+                ..super::StackParameters::default()
+            },
+            restore: super::RestoreSettings {
+                job_poll: Duration::from_secs_f64(self.restore_job_poll),
+                instance_poll: Duration::from_secs_f64(self.restore_instance_poll),
+                ..super::RestoreSettings::default()
             },
             ..SandboxConfig::default()
         }

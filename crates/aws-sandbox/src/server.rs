@@ -21,7 +21,7 @@ use super::basics::{ApiError, Millis, now_ms};
 use super::faults::{Decision, Injected};
 use super::reply::Reply;
 use super::shared::Shared;
-use super::{admin, backup, dynamodb, sfn, tagging};
+use super::{admin, backup, dynamodb, rest, sfn, tagging};
 
 /// The largest request body read; StartExecution's 256 KiB input, JSON-escaped, fits.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -123,6 +123,8 @@ impl Call {
 struct Arrived {
     call: Call,
     access_key: Option<String>,
+    /// The region the request was signed for.
+    region: Option<String>,
     query: Option<String>,
     body: Bytes,
     at: Millis,
@@ -144,6 +146,7 @@ async fn handle(
     }
     let call = Call::of(&request);
     let access_key = access_key(&request);
+    let region = signed_region(&request);
     let query = request.uri().query().map(str::to_string);
     let body = match read_body(request).await {
         Ok(body) => body,
@@ -152,6 +155,7 @@ async fn handle(
     let arrived = Arrived {
         call,
         access_key,
+        region,
         query,
         body,
         at,
@@ -228,15 +232,21 @@ fn answer(shared: &Shared, arrived: Arrived) -> Reply {
         Call::DynamoDb(operation) => {
             dynamodb::handle(operation, &arrived.body, &mut inner.dynamodb)
         }
-        Call::Tagging(operation) => tagging::handle(operation, &arrived.body, &inner.tagging),
+        Call::Tagging(operation) => {
+            let restored = inner.world.tagged_restored(now);
+            tagging::handle(operation, &arrived.body, &inner.tagging, &restored)
+        }
         Call::Backup(operation) => backup::handle(
             operation,
             arrived.query.as_deref(),
             &arrived.body,
             &mut inner.world,
+            backup::Caller {
+                region: arrived.region.as_deref(),
+            },
             now,
         ),
-        Call::Unknown => backup::error(&ApiError::new(
+        Call::Unknown => rest::error(&ApiError::new(
             "UnknownOperationException",
             "no such operation in the sandbox",
         )),
@@ -252,6 +262,14 @@ fn access_key(request: &Request<Incoming>) -> Option<String> {
     let credential = auth.split_once("Credential=")?.1;
     let key = credential.split('/').next()?.trim();
     (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The region of a SigV4-signed request's credential scope (`Credential=KEY/DATE/REGION/…`).
+fn signed_region(request: &Request<Incoming>) -> Option<String> {
+    let auth = request.headers().get("authorization")?.to_str().ok()?;
+    let credential = auth.split_once("Credential=")?.1;
+    let region = credential.split('/').nth(2)?.trim();
+    (!region.is_empty()).then(|| region.to_string())
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
@@ -273,7 +291,7 @@ fn throttled(call: &Call) -> Reply {
         Call::Sfn(_) => sfn::error(&e),
         Call::DynamoDb(_) => dynamodb::throttled(),
         Call::Tagging(_) => tagging::throttled(),
-        _ => backup::error(&e),
+        _ => rest::error(&e),
     }
 }
 
@@ -285,7 +303,7 @@ fn server_error(call: &Call) -> Reply {
             "InternalFailure",
             "The request processing has failed because of an unknown error",
         )),
-        _ => backup::error(&ApiError::new(
+        _ => rest::error(&ApiError::new(
             "ServiceUnavailableException",
             "The service is unavailable; try again later",
         )),

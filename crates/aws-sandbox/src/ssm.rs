@@ -153,8 +153,8 @@ pub(crate) struct Hooks {
 /// What the modelled machine did about an execution's hooks.
 #[derive(Debug)]
 pub(crate) struct HookRun {
-    /// The hook members of the input, or why the machine refused it.
-    pub request: Result<Hooks, String>,
+    /// The hook members of the (validated) input.
+    pub request: Hooks,
     pub pre: Option<CommandRecord>,
     pub post: Option<CommandRecord>,
     /// The job state the machine saw when it sent the post hook.
@@ -163,24 +163,13 @@ pub(crate) struct HookRun {
     pub capped: bool,
 }
 
-/// Why the machine refused an input before sending anything (`PreCommandFailed`).
-pub(crate) type Refusal = String;
-
 impl Hooks {
-    /// Reads the input as the template's machine does (defaults for absent members), and
-    /// applies its checks: raw commands only when allowed, documents only with the prefix.
-    pub fn read(input: &Value, settings: &HookSettings) -> Result<Hooks, Refusal> {
+    /// Reads the hook members of an input `Validate` accepted, as the template's `Assign`
+    /// does: documents go out at the stack's `version` (never the input's), raw commands as
+    /// `AWS-RunShellScript` with the stack's `executionTimeout`; absent members take their
+    /// defaults.
+    pub fn read(input: &Value, version: &str, command_timeout_seconds: u64) -> Hooks {
         let raw = |member: &str| input.get(member).and_then(Value::as_str);
-        if (raw("PreCommand").is_some() || raw("PostCommand").is_some())
-            && !settings.allow_raw_commands
-        {
-            return Err(
-                "raw pre_command/post_command are off in this stack (stack parameter \
-                 AllowRawCommands = false): use pre_document/post_document, or redeploy with \
-                 AllowRawCommands=true. Nothing was run and no backup was started."
-                    .to_string(),
-            );
-        }
         let mut hooks = Hooks {
             when_completed: raw("PostHookWhen") == Some("completed"),
             max_downtime_ms: input
@@ -196,22 +185,9 @@ impl Hooks {
             ("PostDocument", "PostCommand", &mut hooks.post),
         ] {
             if let Some(doc) = input.get(doc_member) {
-                let name = doc.get("Name").and_then(Value::as_str).unwrap_or_default();
-                if !name.starts_with(&settings.document_prefix) {
-                    return Err(format!(
-                        "hook document refused: this stack sends only SSM documents whose name \
-                         starts with \"{}\" (stack parameter HookDocumentPrefix). Nothing was \
-                         run and no backup was started.",
-                        settings.document_prefix
-                    ));
-                }
                 *slot = Some(HookRequest {
-                    document_name: name.to_string(),
-                    document_version: doc
-                        .get("Version")
-                        .and_then(Value::as_str)
-                        .unwrap_or("$DEFAULT")
-                        .to_string(),
+                    document_name: doc["Name"].as_str().unwrap_or_default().to_string(),
+                    document_version: version.to_string(),
                     parameters: doc.get("Parameters").cloned().unwrap_or_else(|| json!({})),
                     raw: None,
                 });
@@ -219,12 +195,15 @@ impl Hooks {
                 *slot = Some(HookRequest {
                     document_name: RUN_SHELL_SCRIPT.to_string(),
                     document_version: "$DEFAULT".to_string(),
-                    parameters: json!({ "commands": [text], "executionTimeout": ["600"] }),
+                    parameters: json!({
+                        "commands": [text],
+                        "executionTimeout": [command_timeout_seconds.to_string()],
+                    }),
                     raw: Some(text.to_string()),
                 });
             }
         }
-        Ok(hooks)
+        hooks
     }
 
     /// True when the machine runs any hook.
@@ -310,34 +289,23 @@ mod tests {
     }
 
     #[test]
-    fn inputs_are_checked_like_the_template_does() {
-        let s = settings();
-        let raw = json!({"PreCommand": "true"});
-        assert!(
-            Hooks::read(&raw, &s)
-                .unwrap_err()
-                .contains("AllowRawCommands")
-        );
-        let allowed = HookSettings {
-            allow_raw_commands: true,
-            ..settings()
-        };
-        let h = Hooks::read(&raw, &allowed).unwrap();
-        assert_eq!(h.pre.unwrap().document_name, RUN_SHELL_SCRIPT);
-        let outside = json!({"PostDocument": {"Name": "AWS-RunShellScript", "Parameters": {}}});
-        assert!(
-            Hooks::read(&outside, &s)
-                .unwrap_err()
-                .contains("HookDocumentPrefix")
-        );
+    fn documents_go_out_at_the_stack_version_and_commands_as_shell_scripts() {
         let h = Hooks::read(
-            &json!({"PreDocument": doc("stop"), "OnPreHookFailure": "skip"}),
-            &s,
-        )
-        .unwrap();
+            &json!({"PreDocument": doc("stop"), "OnPreHookFailure": "skip",
+                    "PostCommand": "systemctl start db"}),
+            "3",
+            600,
+        );
         assert!(h.skip_on_pre_failure && !h.when_completed);
         assert_eq!(h.max_downtime_ms, 900_000);
-        assert_eq!(h.pre.unwrap().parameters["action"], json!(["stop"]));
+        let pre = h.pre.unwrap();
+        assert_eq!(
+            (pre.document_version.as_str(), &pre.parameters["action"]),
+            ("3", &json!(["stop"]))
+        );
+        let post = h.post.unwrap();
+        assert_eq!(post.document_name, RUN_SHELL_SCRIPT);
+        assert_eq!(post.parameters["executionTimeout"], json!(["600"]));
     }
 
     #[test]
@@ -351,9 +319,9 @@ mod tests {
         }];
         let h = Hooks::read(
             &json!({"PreDocument": doc("stop"), "PostDocument": doc("start")}),
-            &s,
-        )
-        .unwrap();
+            "$DEFAULT",
+            600,
+        );
         assert_eq!(
             outcome(&rules, &s, "pre", h.pre.as_ref().unwrap()),
             (5_000, "Failed".into())

@@ -114,8 +114,11 @@ pub(crate) fn server_error() -> Reply {
     )
 }
 
+/// Instances the restore machine launched and tagged, not terminated: listed with the rest.
+pub(crate) type Restored = [(String, BTreeMap<String, String>)];
+
 /// Answers one operation.
-pub(crate) fn handle(operation: &str, body: &[u8], state: &Tagging) -> Reply {
+pub(crate) fn handle(operation: &str, body: &[u8], state: &Tagging, restored: &Restored) -> Reply {
     let result = match operation {
         _ if state.denied => Err(TagError {
             status: 400,
@@ -124,7 +127,7 @@ pub(crate) fn handle(operation: &str, body: &[u8], state: &Tagging) -> Reply {
                 "User: arn:aws:iam::123456789012:role/orchestrator is not authorized to perform: tag:{operation}"
             ),
         }),
-        "GetResources" => get_resources(body, state),
+        "GetResources" => get_resources(body, state, restored),
         _ => Err(TagError {
             status: 400,
             code: "UnknownOperationException",
@@ -152,7 +155,50 @@ fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
-fn get_resources(body: &[u8], state: &Tagging) -> Result<Value, TagError> {
+/// What a GetResources request asks for.
+struct Query {
+    per_page: u64,
+    filters: Vec<(String, Vec<String>)>,
+    instances_wanted: bool,
+    after: Option<String>,
+}
+
+fn parse_filters(req: &Value) -> Result<Vec<(String, Vec<String>)>, TagError> {
+    let mut filters = Vec::new();
+    let Some(list) = req.get("TagFilters").and_then(Value::as_array) else {
+        return Ok(filters);
+    };
+    if list.len() > MAX_FILTERS {
+        return Err(invalid(format!(
+            "TagFilters: at most {MAX_FILTERS} filters"
+        )));
+    }
+    for f in list {
+        let key = f
+            .get("Key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("TagFilters: every filter needs a Key"))?;
+        let values: Vec<String> = f
+            .get("Values")
+            .and_then(Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if values.len() > MAX_VALUES {
+            return Err(invalid(format!(
+                "TagFilters: at most {MAX_VALUES} values for key {key}"
+            )));
+        }
+        filters.push((key.to_string(), values));
+    }
+    Ok(filters)
+}
+
+fn parse_query(body: &[u8]) -> Result<Query, TagError> {
     let req: Value = serde_json::from_slice(body).map_err(|_| TagError {
         status: 400,
         code: "SerializationException",
@@ -169,36 +215,7 @@ fn get_resources(body: &[u8], state: &Tagging) -> Result<Value, TagError> {
             }
         },
     };
-    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-    if let Some(list) = req.get("TagFilters").and_then(Value::as_array) {
-        if list.len() > MAX_FILTERS {
-            return Err(invalid(format!(
-                "TagFilters: at most {MAX_FILTERS} filters"
-            )));
-        }
-        for f in list {
-            let key = f
-                .get("Key")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("TagFilters: every filter needs a Key"))?;
-            let values: Vec<String> = f
-                .get("Values")
-                .and_then(Value::as_array)
-                .map(|v| {
-                    v.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if values.len() > MAX_VALUES {
-                return Err(invalid(format!(
-                    "TagFilters: at most {MAX_VALUES} values for key {key}"
-                )));
-            }
-            filters.push((key.to_string(), values));
-        }
-    }
+    let filters = parse_filters(&req)?;
     let types: Vec<&str> = req
         .get("ResourceTypeFilters")
         .and_then(Value::as_array)
@@ -218,24 +235,46 @@ fn get_resources(body: &[u8], state: &Tagging) -> Result<Value, TagError> {
                 })?,
         ),
     };
+    Ok(Query {
+        per_page,
+        filters,
+        instances_wanted,
+        after,
+    })
+}
+
+fn get_resources(body: &[u8], state: &Tagging, restored: &Restored) -> Result<Value, TagError> {
+    let q = parse_query(body)?;
     let matches = |tags: &BTreeMap<String, String>| {
-        filters.iter().all(|(k, values)| {
+        q.filters.iter().all(|(k, values)| {
             tags.get(k)
                 .is_some_and(|v| values.is_empty() || values.contains(v))
         })
     };
-    let mut page = Vec::new();
-    let mut last: Option<&String> = None;
-    let mut more = false;
-    let range = match &after {
+    let after = |arn: &str| q.after.as_deref().is_none_or(|a| arn > a);
+    // The set instances (many) and the restored ones (few), merged in ARN order.
+    let mut extra: Vec<(&String, &BTreeMap<String, String>)> = restored
+        .iter()
+        .map(|(a, t)| (a, t))
+        .filter(|(a, _)| after(a) && !state.instances.contains_key(*a))
+        .collect();
+    extra.sort_by(|a, b| a.0.cmp(b.0));
+    let set = match &q.after {
         Some(a) => state
             .instances
             .range::<String, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
         None => state.instances.range::<String, _>(..),
     };
-    if instances_wanted {
-        for (arn, tags) in range.filter(|(_, t)| matches(t)) {
-            if page.len() as u64 == per_page {
+    let mut merged = Merge {
+        a: set.peekable(),
+        b: extra.into_iter().peekable(),
+    };
+    let mut page = Vec::new();
+    let mut last: Option<&String> = None;
+    let mut more = false;
+    if q.instances_wanted {
+        for (arn, tags) in merged.by_ref().filter(|(_, t)| matches(t)) {
+            if page.len() as u64 == q.per_page {
                 more = true;
                 break;
             }
@@ -251,6 +290,28 @@ fn get_resources(body: &[u8], state: &Tagging) -> Result<Value, TagError> {
         _ => String::new(),
     };
     Ok(json!({ "PaginationToken": token, "ResourceTagMappingList": page }))
+}
+
+/// Two ARN-ordered lists as one.
+struct Merge<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'x, A, B> Iterator for Merge<A, B>
+where
+    A: Iterator<Item = (&'x String, &'x BTreeMap<String, String>)>,
+    B: Iterator<Item = (&'x String, &'x BTreeMap<String, String>)>,
+{
+    type Item = (&'x String, &'x BTreeMap<String, String>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,7 +335,7 @@ mod tests {
     }
 
     fn call(state: &Tagging, body: Value) -> (u16, Value) {
-        let r = handle("GetResources", body.to_string().as_bytes(), state);
+        let r = handle("GetResources", body.to_string().as_bytes(), state, &[]);
         (r.status, serde_json::from_slice(&r.body).unwrap())
     }
 

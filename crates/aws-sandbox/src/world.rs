@@ -7,30 +7,45 @@
 //! callers can see: those tasks wait in a deadline heap and run (back-dated to their deadline)
 //! on the first call that observes a time past it.
 
+mod backup;
+mod backup_history;
+mod recovery_points;
+mod restore;
+mod restore_history;
+
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::basics::{ApiError, Millis, duration_ms, iso_millis, to_datetime};
+use super::basics::{ApiError, Millis, to_datetime};
 use super::copy::{CopyFilter, CopyJobRecord, CopyJobs, CopyRequest, CopyRule, Source};
-use super::history;
-use super::input::TaskInput;
+use super::events;
 use super::jobs::{
     BackupJobs, JobFilter, JobRecord, JobRequest, JobSettings, JobStarted, JobState, JobTiming,
-    check_backup_options,
 };
 use super::listing::Listing;
 use super::names::{
     execution_arn, is_state_machine_arn, is_valid_execution_name, parse_execution_arn, parse_token,
     take_page,
 };
-use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings, Hooks};
+use super::restores::{
+    RestoreFilter, RestoreJobRecord, RestoreJobs, RestoreRule, RestoreSettings, RestoredInstance,
+};
+use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings};
+use super::stack::StackParameters;
+use super::validate::Rules;
+
+use backup::{CopyRun, CopySource};
+use restore::{RestoreRun, SweepRun};
+
+pub use recovery_points::RecoveryPointRecord;
+pub(crate) use recovery_points::{Place, PointFilter};
 
 /// Step Functions' limit on an execution input, in bytes.
 pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;
@@ -48,6 +63,8 @@ pub(crate) struct WorldConfig {
     pub hooks: HookSettings,
     pub copy_pending: Millis,
     pub copy_running: Millis,
+    pub stack: StackParameters,
+    pub restore: RestoreSettings,
 }
 
 /// The status of an execution, as DescribeExecution spells it.
@@ -104,6 +121,8 @@ pub struct ExecutionRecord {
     pub stop_date: Option<DateTime<Utc>>,
     /// The backup job its StartBackupJob task created, once it has.
     pub backup_job_id: Option<String>,
+    /// The restore job its StartRestoreJob task created (restore machine), once it has.
+    pub restore_job_id: Option<String>,
     /// The output JSON text, when SUCCEEDED.
     pub output: Option<String>,
     /// The error name, when FAILED.
@@ -121,34 +140,32 @@ pub(crate) struct Started {
     pub duplicate: bool,
 }
 
-/// How an execution's task went, decided when it runs.
+/// How an execution went, as far as the world has decided.
 #[derive(Debug)]
 enum Run {
-    /// Its task has not run yet.
+    /// Its first task has not run yet.
     Pending,
-    /// It failed before creating a job.
+    /// `Validate` refused the input (`InputRefused`): nothing was sent.
+    Refused { at: Millis, cause: Box<str> },
+    /// It failed before creating a job (the pre hook failed with `OnPreHookFailure = skip`).
     Failed {
         at: Millis,
         error: &'static str,
         cause: Box<str>,
     },
-    /// Its task created (or found, by idempotency token) `job`; it closes at `stop`.
+    /// Its StartBackupJob task created (or found, by idempotency token) `job`; it closes at
+    /// `stop`, failed when its post hook failed.
     Job {
         job: u32,
         stop: Millis,
         post_failure: Option<Box<str>>,
-        /// The copy branch (`CopyTo` in the input), when the job COMPLETED.
-        copies: Option<Box<CopyRun>>,
     },
-}
-
-/// The modelled machine's copy branch: at `at` (its first job poll after the job ended) one
-/// StartCopyJob per `CopyTo` element; `results` are the Map state's items, as the output has.
-#[derive(Debug)]
-struct CopyRun {
-    at: Millis,
-    requests: Vec<Value>,
-    results: Vec<Value>,
+    /// A copy execution (`Action: copy`), decided and closed at once.
+    Copy(Box<CopyRun>),
+    /// A restore test or an on-demand restore (restore machine), decided at its first task.
+    Restore(Box<RestoreRun>),
+    /// A sweep (restore machine), decided and closed at once.
+    Sweep(Box<SweepRun>),
 }
 
 #[derive(Debug)]
@@ -157,7 +174,7 @@ struct Execution {
     name: Arc<str>,
     input: Box<str>,
     start: Millis,
-    /// When its StartBackupJob task runs (after the pre hook, if any).
+    /// When its first task after the pre hook runs (StartBackupJob, DescribeCopySource).
     task_at: Millis,
     /// The hooks it runs, once decided (the pre hook at start, the post hook with the job).
     hooks: Option<Box<HookRun>>,
@@ -183,10 +200,12 @@ pub(crate) struct World {
     task_delays: Vec<Millis>,
     /// Executions started since `task_delays` was set (which delay comes next).
     task_delays_used: usize,
-    /// Copy jobs, from the wire or the machine's copy branch.
+    /// Copy jobs, from the wire or the machine's copy executions.
     copy_jobs: CopyJobs,
-    /// Executions whose copy branch runs at a later time.
-    copy_due: BinaryHeap<Reverse<(Millis, u32)>>,
+    /// Restore jobs and the instances they launch, from the wire or the restore machine.
+    restores: RestoreJobs,
+    /// `/_sandbox/restore-metadata`: what restores of an instance get back, by instance ARN.
+    metadata_overrides: HashMap<String, BTreeMap<String, String>>,
 }
 
 impl World {
@@ -210,7 +229,8 @@ impl World {
             task_delays: Vec::new(),
             task_delays_used: 0,
             copy_jobs: CopyJobs::new(config.copy_pending, config.copy_running),
-            copy_due: BinaryHeap::new(),
+            restores: RestoreJobs::new(config.restore.clone()),
+            metadata_overrides: HashMap::new(),
             config,
         }
     }
@@ -306,49 +326,6 @@ impl World {
         self.copy_jobs.start(request, source, at)
     }
 
-    /// The machine's copy branch of execution `index` at `at`: one StartCopyJob per `CopyTo`
-    /// element (the Map state); a refusal is that item's `Error`/`Cause`, as its Catch makes it.
-    fn run_copies(&mut self, index: u32, at: Millis) {
-        let Run::Job { job, copies, .. } = &mut self.executions[index as usize].run else {
-            return;
-        };
-        let job = *job;
-        let Some(mut run) = copies.take() else {
-            return;
-        };
-        let vault = self.jobs.vault(job).to_string();
-        let role = self.jobs.role(job).to_string();
-        let rp = self.jobs.recovery_point_arn(job);
-        for item in &run.requests {
-            let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
-            let destination = text("DestinationBackupVaultArn").unwrap_or_default();
-            let request = CopyRequest {
-                recovery_point_arn: Some(rp.clone()),
-                source_backup_vault_name: Some(vault.clone()),
-                destination_backup_vault_arn: Some(destination.clone()),
-                iam_role_arn: Some(role.clone()),
-                idempotency_token: text("IdempotencyToken"),
-                delete_after_days: item["Lifecycle"]["DeleteAfterDays"].as_i64(),
-            };
-            let result =
-                CopyJobs::check(&request).and_then(|()| self.copy_from_job(job, request, at));
-            run.results.push(match result {
-                Ok((c, _)) => json!({
-                    "DestinationBackupVaultArn": destination,
-                    "CopyJobId": self.copy_jobs.id_of(c),
-                }),
-                Err(e) => json!({
-                    "DestinationBackupVaultArn": destination,
-                    "Error": format!("Backup.{}", e.code),
-                    "Cause": e.message,
-                }),
-            });
-        }
-        if let Run::Job { copies, .. } = &mut self.executions[index as usize].run {
-            *copies = Some(run);
-        }
-    }
-
     /// Replaces the rules hook commands run by (first match wins).
     pub fn set_command_rules(&mut self, rules: Vec<CommandRule>) {
         self.command_rules = rules;
@@ -381,11 +358,17 @@ impl World {
     /// Every hook command the machine has sent by `now`, oldest first.
     pub fn ssm_commands(&mut self, now: Millis) -> Vec<CommandRecord> {
         self.advance(now);
-        let mut all: Vec<CommandRecord> = self
+        let hooks = self
             .executions
             .iter()
             .filter_map(|e| e.hooks.as_deref())
-            .flat_map(|h| h.pre.iter().chain(h.post.iter()))
+            .flat_map(|h| h.pre.iter().chain(h.post.iter()));
+        let validations = self.executions.iter().filter_map(|e| match &e.run {
+            Run::Restore(run) => run.validation.as_ref(),
+            _ => None,
+        });
+        let mut all: Vec<CommandRecord> = hooks
+            .chain(validations)
             .filter(|c| c.sent_at_ms <= now)
             .cloned()
             .collect();
@@ -428,20 +411,25 @@ impl World {
 
     /// Runs every execution task whose time has come by `now`, in deadline order.
     pub fn advance(&mut self, now: Millis) {
-        loop {
-            let task = self.due.peek().map(|Reverse(d)| *d);
-            let copy = self.copy_due.peek().map(|Reverse(d)| *d);
-            match (task, copy) {
-                (Some((at, index)), c) if at <= now && c.is_none_or(|(c, _)| at <= c) => {
-                    self.due.pop();
-                    self.run_task(index, at);
-                }
-                (_, Some((at, index))) if at <= now => {
-                    self.copy_due.pop();
-                    self.run_copies(index, at);
-                }
-                _ => break,
+        while let Some(&Reverse((at, index))) = self.due.peek() {
+            if at > now {
+                break;
             }
+            self.due.pop();
+            self.run_task(index, at);
+        }
+    }
+
+    /// The rules `Validate` judges an input of `machine` by: the partition, region and account
+    /// of its ARN (where its stack is deployed), the stack parameters and hook settings.
+    fn rules(&self, machine: u32) -> Rules<'_> {
+        let parts: Vec<&str> = self.machines[machine as usize].split(':').collect();
+        Rules {
+            partition: parts.get(1).copied().unwrap_or("aws"),
+            region: parts.get(3).copied().unwrap_or_default(),
+            account: parts.get(4).copied().unwrap_or_default(),
+            stack: &self.config.stack,
+            hooks: &self.config.hooks,
         }
     }
 
@@ -540,21 +528,23 @@ impl World {
             ));
         }
         let index = u32::try_from(self.executions.len()).expect("fewer than 2^32 executions");
-        let parsed: Value = serde_json::from_str(input).unwrap_or(Value::Null);
-        let mut task_at = now + self.config.execution_delay + self.next_task_delay();
-        let hooks = self.pre_hook(&name, &parsed, &mut task_at);
+        let first = now + self.config.execution_delay + self.next_task_delay();
         self.executions.push(Execution {
             machine,
             name: name.clone(),
             input: input.into(),
             start: now,
-            task_at,
-            hooks,
+            task_at: first,
+            hooks: None,
             run: Run::Pending,
         });
         self.execution_ids.insert((machine, name), index);
         self.machine_executions[machine as usize].push(index);
-        self.due.push(Reverse((task_at, index)));
+        if self.is_restore_machine(machine) {
+            self.begin_restore(index, first);
+        } else {
+            self.begin_backup(index, first);
+        }
         Ok(Started {
             execution_arn,
             start_ms: now,
@@ -562,222 +552,33 @@ impl World {
         })
     }
 
-    /// Decides an execution's hooks when it starts: the pre hook runs first (from `task_at`,
-    /// which it moves to its end: the job is requested once it has ended). None without hooks.
-    fn pre_hook(&self, name: &str, input: &Value, task_at: &mut Millis) -> Option<Box<HookRun>> {
-        let request = match Hooks::read(input, &self.config.hooks) {
-            Ok(h) if !h.any() => return None,
-            request => request,
-        };
-        let instance = TaskInput::read(input)
-            .resource_arn
-            .ok()
-            .and_then(|a| a.rsplit_once('/'))
-            .map_or(String::new(), |(_, id)| id.to_string());
-        let pre = request
-            .as_ref()
-            .ok()
-            .and_then(|h| h.pre.as_ref())
-            .map(|p| self.command(name, "pre", p, &instance, *task_at));
-        if let Some(p) = &pre {
-            *task_at = p.ended_at_ms;
-        }
-        Some(Box::new(HookRun {
-            request,
-            pre,
-            post: None,
-            job_state_seen: None,
-            capped: false,
-        }))
-    }
-
-    /// Runs the modelled state machine's work for one execution at time `at`: its
-    /// StartBackupJob task (after the pre hook), then decides the post hook and the copies.
+    /// Runs execution `index`'s task that was due at `at`.
     fn run_task(&mut self, index: u32, at: Millis) {
-        let mut hook = self.executions[index as usize].hooks.take();
-        let run = match hook.as_deref_mut() {
-            Some(HookRun {
-                request: Err(refusal),
-                ..
-            }) => Run::Failed {
-                at,
-                error: "PreCommandFailed",
-                cause: refusal.clone().into(),
-            },
-            Some(h)
-                if h.pre.as_ref().is_some_and(|p| p.status != "Success")
-                    && h.request.as_ref().is_ok_and(|r| r.skip_on_pre_failure) =>
-            {
-                self.skip_backup(index, h, at)
-            }
-            h => self.start_backup(index, h, at),
-        };
-        let execution = &mut self.executions[index as usize];
-        execution.hooks = hook;
-        execution.run = run;
-    }
-
-    /// A failed pre hook with `OnPreHookFailure = skip`: no backup; the post hook still runs,
-    /// then the execution fails with PreCommandFailed.
-    fn skip_backup(&self, index: u32, h: &mut HookRun, at: Millis) -> Run {
-        let name = &self.executions[index as usize].name;
-        let pre = h.pre.as_ref().expect("a failed pre hook");
-        let cause = format!(
-            "pre hook failed: {}; OnPreHookFailure = skip: no backup was started",
-            pre.invocation()
-        );
-        let post = h.request.as_ref().ok().and_then(|r| r.post.clone());
-        let instance = pre.instance_id.clone();
-        h.post = post.map(|p| self.command(name, "post", &p, &instance, at));
-        Run::Failed {
-            at: h.post.as_ref().map_or(at, |p| p.ended_at_ms),
-            error: "PreCommandFailed",
-            cause: cause.into(),
-        }
-    }
-
-    /// The StartBackupJob task with the input's members, then the post hook and the copy
-    /// branch it leads to.
-    fn start_backup(&mut self, index: u32, hook: Option<&mut HookRun>, at: Millis) -> Run {
-        let execution = &self.executions[index as usize];
-        let name = execution.name.clone();
-        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
-        let task = TaskInput::read(&input);
-        let resource = match task.resource_arn {
-            Ok(resource) => resource,
-            Err(problem) => {
-                return Run::Failed {
-                    at,
-                    error: "States.Runtime",
-                    cause: format!(
-                        "An error occurred while executing the state 'StartBackupJob'. {problem} in the input '{}'",
-                        execution.input
-                    )
-                    .into(),
-                };
-            }
-        };
-        let request = JobRequest {
-            backup_vault_name: Some(task.vault.to_string()),
-            resource_arn: Some(resource.to_string()),
-            iam_role_arn: Some(
-                task.role
-                    .map_or_else(|| default_role(&self.config.account_id), str::to_string),
-            ),
-            idempotency_token: Some(name.to_string()),
-            start_window_minutes: task.start_window_minutes,
-            backup_options: task.backup_options.cloned(),
-        };
-        if let Err(e) = check_backup_options(request.backup_options.as_ref(), resource) {
-            return Run::Failed {
-                at,
-                error: "StartBackupJobFailed",
-                cause: json!({"Error": format!("Backup.{}", e.code), "Cause": e.message})
-                    .to_string()
-                    .into(),
-            };
-        }
-        let (job, _) = self.jobs.create(request, Some(&name), at);
-        let (stop, post_failure) = match hook {
-            Some(h) => self.post_hook(&name, h, resource, job, at),
-            None => (at, None),
-        };
-        let (stop, copies) = if post_failure.is_none() {
-            self.plan_copies(index, &input, job, at, stop)
+        if self.is_restore_machine(self.executions[index as usize].machine) {
+            self.run_restore_task(index, at);
         } else {
-            (stop, None)
-        };
-        Run::Job {
-            job,
-            stop,
-            post_failure,
-            copies,
+            self.run_backup_task(index, at);
         }
-    }
-
-    /// Sends the post hook (if the input has one) when the machine's job polls let it go.
-    /// Returns when the execution can close and why it fails, if the hook failed.
-    fn post_hook(
-        &self,
-        name: &str,
-        h: &mut HookRun,
-        resource: &str,
-        job: u32,
-        at: Millis,
-    ) -> (Millis, Option<Box<str>>) {
-        let Ok(request) = &h.request else {
-            return (at, None);
-        };
-        let Some(post) = request.post.clone() else {
-            return (at, None);
-        };
-        let times = self.jobs.times(job);
-        let (post_at, capped) = ssm::post_hook_time(
-            request,
-            &self.config.hooks,
-            at,
-            times.running_from,
-            times.ends,
-        );
-        let instance = resource.rsplit_once('/').map_or("", |(_, id)| id);
-        let sent = self.command(name, "post", &post, instance, post_at);
-        h.capped = capped;
-        h.job_state_seen = Some(self.jobs.state(job, post_at).as_str());
-        let stop = sent.ended_at_ms;
-        let failure = (sent.status != "Success").then(|| {
-            format!(
-                "post hook {} on {} ended {}: {} (exit code 1)",
-                sent.command_id, sent.instance_id, sent.status, sent.status
-            )
-            .into()
-        });
-        h.post = Some(sent);
-        (stop, failure)
-    }
-
-    /// The copy branch: the machine polls the job every `end_poll` until it ends, then copies
-    /// a COMPLETED one (after the post hook, if any). Returns when the execution closes and the
-    /// copies it makes (none without `CopyTo`, or when the job does not complete).
-    fn plan_copies(
-        &mut self,
-        index: u32,
-        input: &Value,
-        job: u32,
-        at: Millis,
-        stop: Millis,
-    ) -> (Millis, Option<Box<CopyRun>>) {
-        let Some(requests) = input
-            .get("CopyTo")
-            .and_then(Value::as_array)
-            .filter(|c| !c.is_empty())
-        else {
-            return (stop, None);
-        };
-        let times = self.jobs.times(job);
-        let every = duration_ms(self.config.hooks.end_poll).max(1);
-        let rounds = ((times.ends - at).max(0) + every - 1) / every;
-        let copy_at = (at + rounds.max(1) * every).max(stop);
-        if self.jobs.state(job, times.ends) != JobState::Completed {
-            // The machine waited for the job's end, then had nothing to copy.
-            return (copy_at, None);
-        }
-        self.copy_due.push(Reverse((copy_at, index)));
-        let run = CopyRun {
-            at: copy_at,
-            requests: requests.clone(),
-            results: Vec::new(),
-        };
-        (copy_at, Some(Box::new(run)))
     }
 
     fn status_of(&self, execution: &Execution, now: Millis) -> ExecutionStatus {
-        match &execution.run {
-            Run::Pending => ExecutionStatus::Running,
-            Run::Failed { at, .. } if now >= *at => ExecutionStatus::Failed,
-            Run::Failed { .. } => ExecutionStatus::Running,
-            Run::Job { stop, .. } if now < *stop => ExecutionStatus::Running,
-            Run::Job { post_failure, .. } if post_failure.is_some() => ExecutionStatus::Failed,
-            Run::Job { .. } => ExecutionStatus::Succeeded,
+        let (stop, failed) = match &execution.run {
+            Run::Pending => return ExecutionStatus::Running,
+            Run::Refused { at, .. } | Run::Failed { at, .. } => (*at, true),
+            Run::Job {
+                stop, post_failure, ..
+            } => (*stop, post_failure.is_some()),
+            Run::Copy(run) => (
+                execution.task_at,
+                !matches!(run.source, CopySource::Found(_)),
+            ),
+            Run::Restore(run) => (run.end, run.error.is_some()),
+            Run::Sweep(run) => (run.at, run.outcome != "Swept"),
+        };
+        match (now < stop, failed) {
+            (true, _) => ExecutionStatus::Running,
+            (false, true) => ExecutionStatus::Failed,
+            (false, false) => ExecutionStatus::Succeeded,
         }
     }
 
@@ -813,85 +614,72 @@ impl World {
             start_date: to_datetime(execution.start),
             stop_date: None,
             backup_job_id: None,
+            restore_job_id: None,
             output: None,
             error: None,
             cause: None,
         };
-        match &execution.run {
-            Run::Pending => {}
-            Run::Failed { at, error, cause } => {
-                if status == ExecutionStatus::Failed {
-                    record.stop_date = Some(to_datetime(*at));
-                    record.error = Some((*error).to_string());
-                    record.cause = Some(cause.to_string());
-                }
-            }
-            Run::Job {
-                job,
-                stop,
-                post_failure,
-                ..
-            } => {
-                record.backup_job_id = Some(self.jobs.id(*job));
-                match status {
-                    ExecutionStatus::Running => {}
-                    ExecutionStatus::Failed => {
-                        record.stop_date = Some(to_datetime(*stop));
-                        record.error = Some("PostCommandFailed".to_string());
-                        record.cause = post_failure.as_deref().map(str::to_string);
-                    }
-                    ExecutionStatus::Succeeded => {
-                        record.stop_date = Some(to_datetime(*stop));
-                        record.output = Some(self.execution_output(execution, *job, *stop));
-                    }
-                }
+        self.job_ids_of(index, now, &mut record);
+        if status == ExecutionStatus::Running {
+            return record;
+        }
+        let (stop, outcome) = self.closing(index);
+        record.stop_date = Some(to_datetime(stop));
+        match outcome {
+            Ok(output) => record.output = Some(output),
+            Err((error, cause)) => {
+                record.error = Some(error.to_string());
+                record.cause = Some(cause);
             }
         }
         record
     }
 
-    /// The output of a SUCCEEDED execution: the StartBackupJob response, plus (with hooks) what
-    /// the template's `Done` state merges in: the hook results and the job state seen.
-    fn execution_output(&self, execution: &Execution, job: u32, stop: Millis) -> String {
-        let mut output = self.start_response_for_sfn(job);
-        if let Run::Job {
-            copies: Some(c), ..
-        } = &execution.run
-            && c.at <= stop
-        {
-            output["Copies"] = json!(c.results);
-            output["BackupJob"] = json!({ "State": "COMPLETED" });
+    /// The backup or restore job an execution's task created, once it has by `now`.
+    fn job_ids_of(&self, index: u32, now: Millis, record: &mut ExecutionRecord) {
+        match &self.executions[index as usize].run {
+            Run::Job { job, .. } => record.backup_job_id = Some(self.jobs.id(*job)),
+            Run::Restore(run) if run.at <= now => {
+                if let Some((_, Ok(r))) = &run.started {
+                    record.restore_job_id = Some(self.restores.id(*r));
+                }
+            }
+            _ => {}
         }
-        if let Some(h) = execution.hooks.as_deref() {
-            let consistent = h.pre.as_ref().is_some_and(|p| p.status == "Success");
-            output["AppConsistent"] = json!(if consistent { "true" } else { "false" });
-            if let Some(p) = &h.pre {
-                output["PreHook"] = p.invocation();
-            }
-            if let Some(p) = &h.post {
-                output["PostHook"] = p.invocation();
-            }
-            if let Some(state) = h.job_state_seen {
-                output["BackupJob"] = json!({ "State": state });
-            }
-            if h.capped {
-                output["DowntimeCapped"] = json!(true);
-            }
-        }
-        output.to_string()
     }
 
-    /// The StartBackupJob response as Step Functions' SDK integrations render it (ISO dates).
-    fn start_response_for_sfn(&self, job: u32) -> Value {
-        let mut response = json!({
-            "BackupJobId": self.jobs.id(job),
-            "CreationDate": iso_millis(self.jobs.created(job)),
-            "IsParent": false,
-        });
-        if let Some(arn) = self.jobs.start_response_recovery_point(job) {
-            response["RecoveryPointArn"] = json!(arn);
+    /// When a decided execution closes, and its output or its error and cause.
+    fn closing(&self, index: u32) -> (Millis, Result<String, (&'static str, String)>) {
+        let execution = &self.executions[index as usize];
+        match &execution.run {
+            Run::Pending => (Millis::MAX, Err(("", String::new()))),
+            Run::Refused { at, cause } => (*at, Err(("InputRefused", cause.to_string()))),
+            Run::Failed { at, error, cause } => (*at, Err((error, cause.to_string()))),
+            Run::Job {
+                stop,
+                post_failure: Some(cause),
+                ..
+            } => (*stop, Err(("PostCommandFailed", cause.to_string()))),
+            Run::Job {
+                job,
+                stop,
+                post_failure: None,
+            } => (*stop, Ok(self.backup_output(index, *job))),
+            Run::Copy(run) => {
+                let at = execution.task_at;
+                match &run.source {
+                    CopySource::Unavailable(cause) => {
+                        (at, Err(("CopySourceUnavailable", cause.to_string())))
+                    }
+                    CopySource::Refused { cause, .. } => {
+                        (at, Err(("InputRefused", cause.to_string())))
+                    }
+                    CopySource::Found(_) => (at, Ok(World::copy_output(run))),
+                }
+            }
+            Run::Restore(run) => (run.end, World::restore_closing(run)),
+            Run::Sweep(run) => (run.at, World::sweep_closing(run, &execution.input)),
         }
-        response
     }
 
     /// DescribeExecution.
@@ -973,48 +761,34 @@ impl World {
     }
 
     fn history_events(&self, index: u32, now: Millis) -> Vec<Value> {
-        let execution = &self.executions[index as usize];
-        let input: Value = serde_json::from_str(&execution.input).unwrap_or(Value::Null);
-        let task = TaskInput::read(&input);
-        let backup_role = task
-            .role
-            .map_or_else(|| default_role(&self.config.account_id), str::to_string);
-        let outcome = match &execution.run {
-            Run::Pending => history::Outcome::Pending,
-            Run::Failed {
-                at, error, cause, ..
-            } => history::Outcome::FailedBeforeJob {
-                at: *at,
-                error,
-                cause,
-            },
-            Run::Job {
-                job,
-                stop,
-                post_failure,
-                ..
-            } => history::Outcome::Job {
-                // The task ran at its deadline, which `advance` back-dates to.
-                at: execution.task_at,
-                start_response: self.start_response_for_sfn(*job).to_string(),
-                stop: *stop,
-                post_failure: post_failure.as_deref(),
-                output: self.execution_output(execution, *job, *stop),
-            },
-        };
-        let timeline = history::Timeline {
-            execution_name: &execution.name,
-            input: &execution.input,
-            task: &task,
-            backup_role_arn: &backup_role,
-            region: &self.config.region,
-            account_id: &self.config.account_id,
-            start: execution.start,
-            task_at: execution.task_at,
-            hooks: execution.hooks.as_deref(),
-            outcome,
-        };
-        history::events(&timeline, now)
+        if self.is_restore_machine(self.executions[index as usize].machine) {
+            self.restore_history(index, now)
+        } else {
+            self.backup_history(index, now)
+        }
+    }
+
+    /// How many states execution `arn` has entered by `now` (Standard workflows bill each).
+    pub fn state_transitions(&mut self, arn: &str, now: Millis) -> Result<usize, ApiError> {
+        self.advance(now);
+        let index = self.find_execution(arn)?;
+        Ok(events::transitions(&self.history_events(index, now)))
+    }
+
+    /// Every execution's name, ARN and state transitions so far, oldest first.
+    pub fn transitions(&mut self, now: Millis) -> Vec<Value> {
+        self.advance(now);
+        (0..self.executions.len() as u32)
+            .map(|i| {
+                let e = &self.executions[i as usize];
+                let arn = execution_arn(&self.machines[e.machine as usize], &e.name);
+                serde_json::json!({
+                    "name": &*e.name,
+                    "arn": arn,
+                    "transitions": events::transitions(&self.history_events(i, now)),
+                })
+            })
+            .collect()
     }
 
     /// StartBackupJob from the wire: a new job, or the one an earlier call with the same token
@@ -1053,6 +827,75 @@ impl World {
             .collect()
     }
 
+    /// DescribeRestoreJob.
+    pub fn describe_restore_job(
+        &mut self,
+        id: &str,
+        now: Millis,
+    ) -> Result<RestoreJobRecord, ApiError> {
+        self.advance(now);
+        self.restores.describe(id, now)
+    }
+
+    /// ListRestoreJobs: newest first, a page of `listing`.
+    pub fn list_restore_jobs(
+        &mut self,
+        filter: &RestoreFilter,
+        listing: &Listing,
+        now: Millis,
+    ) -> Result<(Vec<RestoreJobRecord>, Option<String>), ApiError> {
+        self.advance(now);
+        self.restores
+            .list(filter, listing, &self.config.account_id, now)
+    }
+
+    /// PutRestoreValidationResult.
+    pub fn put_restore_validation_result(
+        &mut self,
+        id: &str,
+        status: Option<&str>,
+        message: Option<String>,
+        now: Millis,
+    ) -> Result<(), ApiError> {
+        self.advance(now);
+        let Some(status) = status else {
+            return Err(ApiError::new(
+                "MissingParameterValueException",
+                "ValidationStatus is required",
+            ));
+        };
+        let index = self.restores.find(id).ok_or_else(|| {
+            ApiError::new(
+                "ResourceNotFoundException",
+                format!("Cannot find restore job with ID {id}"),
+            )
+        })?;
+        self.restores.put_validation(index, status, message, now)
+    }
+
+    /// Every restore job, oldest first.
+    pub fn restore_jobs(&mut self, now: Millis) -> Vec<RestoreJobRecord> {
+        self.advance(now);
+        self.restores.all(now)
+    }
+
+    /// Every instance restores have launched, oldest first (terminated ones included).
+    pub fn restored_instances(&mut self, now: Millis) -> Vec<RestoredInstance> {
+        self.advance(now);
+        self.restores.instances(now)
+    }
+
+    /// The restored instances with tags, not terminated: what GetResources also lists.
+    pub fn tagged_restored(&mut self, now: Millis) -> Vec<(String, BTreeMap<String, String>)> {
+        self.advance(now);
+        self.restores.tagged_alive(now)
+    }
+
+    /// Replaces the restore rules (first match wins; for restores started later).
+    pub fn set_restore_rules(&mut self, rules: Vec<RestoreRule>) {
+        self.restores.set_rules(rules);
+    }
+
     /// Every job, oldest first.
     pub fn jobs(&mut self, now: Millis) -> Vec<JobRecord> {
         self.advance(now);
@@ -1060,18 +903,16 @@ impl World {
     }
 }
 
-/// The role the modelled machine passes when the input names none.
-fn default_role(account_id: &str) -> String {
-    format!("arn:aws:iam::{account_id}:role/service-role/AWSBackupDefaultServiceRole")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:backup";
     const EC2: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
     const T0: Millis = 1_800_000_000_000;
+    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
+    const DR2: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
 
     fn world() -> World {
         World::new(WorldConfig {
@@ -1080,7 +921,7 @@ mod tests {
             execution_delay: 200,
             job_pending: 1_000,
             job_running: 3_000,
-            fail_resources: vec!["i-bad".into()],
+            fail_resources: vec!["i-0000000000000bad0".into()],
             state_machines: None,
             hooks: HookSettings {
                 end_poll: std::time::Duration::from_secs(5),
@@ -1088,94 +929,51 @@ mod tests {
             },
             copy_pending: 1_000,
             copy_running: 2_000,
+            stack: StackParameters::default(),
+            restore: RestoreSettings::default(),
         })
     }
 
-    const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:dr";
-    const DR2: &str = "arn:aws:backup:eu-west-1:210987654321:backup-vault:dr";
-
-    fn copy_input(resource: &str) -> String {
-        json!({ "ResourceArn": resource, "Target": "web", "BackupVaultName": "orchestrator",
-            "CopyTo": [
-                { "DestinationBackupVaultArn": DR, "Lifecycle": { "DeleteAfterDays": 90 },
-                  "IdempotencyToken": "copy-a" },
-                { "DestinationBackupVaultArn": DR2, "Lifecycle": { "DeleteAfterDays": 365 },
-                  "IdempotencyToken": "copy-b" }]})
-        .to_string()
+    /// The input the daemon sends.
+    fn input(resource: &str) -> Value {
+        json!({ "ResourceArn": resource, "Target": "web", "ScheduledFor": "2026-11-29T10:00:00Z",
+                "Trigger": "schedule", "StartWindowMinutes": 60, "CompleteWindowMinutes": 10080,
+                "DeleteAfterDays": 35 })
     }
 
-    #[test]
-    fn the_copy_branch_copies_a_completed_backup_after_the_job_poll() {
-        let mut w = world();
-        w.set_copy_rules(vec![CopyRule {
-            destination: "eu-west-1".into(),
-            refuse: true,
-            ..CopyRule::default()
-        }]);
-        let s = w
-            .start_execution(Some(SM), Some("n1"), Some(&copy_input(EC2)), T0)
+    fn start(w: &mut World, name: &str, input: &Value, at: Millis) -> String {
+        w.start_execution(Some(SM), Some(name), Some(&input.to_string()), at)
+            .unwrap()
+            .execution_arn
+    }
+
+    /// The names of the states entered, in order.
+    fn states(w: &mut World, arn: &str, now: Millis) -> Vec<String> {
+        let (events, _) = w
+            .execution_history(arn, usize::MAX, false, None, now)
             .unwrap();
-        // Task at +200, job ends at +4,200; the machine's polls every 5 s: copies at +5,200.
-        let running = w.describe_execution(&s.execution_arn, T0 + 5_199).unwrap();
-        assert_eq!(running.status, ExecutionStatus::Running);
-        assert!(w.copy_jobs(T0 + 5_199).is_empty());
-        let done = w.describe_execution(&s.execution_arn, T0 + 5_200).unwrap();
-        assert_eq!(done.status, ExecutionStatus::Succeeded);
-        let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
-        let copies = w.copy_jobs(T0 + 5_200);
-        assert_eq!(copies.len(), 1, "the refused destination has no copy job");
-        let c = &copies[0];
-        assert_eq!(output["Copies"][0]["CopyJobId"], json!(c.id));
-        assert_eq!(output["Copies"][0]["DestinationBackupVaultArn"], json!(DR));
-        assert_eq!(output["Copies"][1]["Error"], "Backup.AccessDeniedException");
-        assert_eq!(
-            (c.delete_after_days, c.idempotency_token.as_deref()),
-            (Some(90), Some("copy-a"))
-        );
-        assert_eq!(
-            c.source_recovery_point_arn,
-            w.jobs(T0 + 5_200)[0].recovery_point_arn
-        );
-        assert_eq!(w.copy_jobs(T0 + 8_200)[0].state, "COMPLETED");
-    }
-
-    #[test]
-    fn a_failed_backup_starts_no_copy() {
-        let mut w = world();
-        let s = w
-            .start_execution(
-                Some(SM),
-                Some("n1"),
-                Some(&copy_input(
-                    "arn:aws:ec2:us-east-1:123456789012:instance/i-bad",
-                )),
-                T0,
-            )
-            .unwrap();
-        let done = w.describe_execution(&s.execution_arn, T0 + 60_000).unwrap();
-        assert_eq!(done.status, ExecutionStatus::Succeeded);
-        assert_eq!(
-            done.stop_date,
-            Some(to_datetime(T0 + 5_200)),
-            "it waited for the end"
-        );
-        assert!(done.output.unwrap().find("Copies").is_none());
-        assert!(w.copy_jobs(T0 + 60_000).is_empty());
-    }
-
-    fn input(resource: &str) -> String {
-        json!({ "ResourceArn": resource, "Target": "web" }).to_string()
+        events
+            .iter()
+            .filter(|e| e["type"].as_str().unwrap().ends_with("StateEntered"))
+            .map(|e| {
+                e["stateEnteredEventDetails"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
     }
 
     #[test]
     fn start_is_idempotent_only_while_running_and_with_the_same_input() {
         let mut w = world();
+        let text = input(EC2).to_string();
         let first = w
-            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0)
+            .start_execution(Some(SM), Some("n1"), Some(&text), T0)
             .unwrap();
         assert!(!first.duplicate);
         let again = w
-            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0 + 100)
+            .start_execution(Some(SM), Some("n1"), Some(&text), T0 + 100)
             .unwrap();
         assert!(again.duplicate);
         assert_eq!(
@@ -1184,21 +982,19 @@ mod tests {
         );
         let other_input = w.start_execution(Some(SM), Some("n1"), Some("{}"), T0 + 100);
         assert_eq!(other_input.unwrap_err().code, "ExecutionAlreadyExists");
-        // The plain variant closes as soon as its task has run.
-        let closed = w.start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0 + 200);
+        // A plain backup closes as soon as its task has run.
+        let closed = w.start_execution(Some(SM), Some("n1"), Some(&text), T0 + 200);
         assert_eq!(closed.unwrap_err().code, "ExecutionAlreadyExists");
     }
 
     #[test]
-    fn plain_execution_succeeds_with_the_start_backup_job_response() {
+    fn a_plain_backup_is_two_transitions_ending_with_the_start_backup_job_response() {
         let mut w = world();
-        let s = w
-            .start_execution(Some(SM), Some("n1"), Some(&input(EC2)), T0)
-            .unwrap();
-        let running = w.describe_execution(&s.execution_arn, T0 + 199).unwrap();
+        let arn = start(&mut w, "n1", &input(EC2), T0);
+        let running = w.describe_execution(&arn, T0 + 199).unwrap();
         assert_eq!(running.status, ExecutionStatus::Running);
         assert!(w.jobs(T0 + 199).is_empty());
-        let done = w.describe_execution(&s.execution_arn, T0 + 250).unwrap();
+        let done = w.describe_execution(&arn, T0 + 250).unwrap();
         assert_eq!(done.status, ExecutionStatus::Succeeded);
         let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
         assert_eq!(
@@ -1207,11 +1003,198 @@ mod tests {
         );
         assert_eq!(output["IsParent"], json!(false));
         assert_eq!(done.stop_date, Some(to_datetime(T0 + 200)));
+        assert_eq!(
+            states(&mut w, &arn, T0 + 250),
+            ["Validate", "StartBackupJob"]
+        );
+        assert_eq!(w.state_transitions(&arn, T0 + 250).unwrap(), 2);
         let jobs = w.jobs(T0 + 250);
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].creation_date, to_datetime(T0 + 200));
         assert_eq!(jobs[0].idempotency_token.as_deref(), Some("n1"));
         assert_eq!(jobs[0].execution_name.as_deref(), Some("n1"));
+        assert_eq!(jobs[0].backup_vault_name, "orchestrator");
+        // The task's parameters carry the lifecycle and the recovery point tags.
+        let (events, _) = w
+            .execution_history(&arn, 100, false, None, T0 + 250)
+            .unwrap();
+        let scheduled = events
+            .iter()
+            .find(|e| e["type"] == "TaskScheduled")
+            .unwrap();
+        let p: Value = serde_json::from_str(
+            scheduled["taskScheduledEventDetails"]["parameters"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(p["Lifecycle"]["DeleteAfterDays"], 35);
+        assert_eq!(p["RecoveryPointTags"]["orchestrator:target"], "web");
+        assert_eq!(p["IdempotencyToken"], "n1");
+    }
+
+    #[test]
+    fn refused_inputs_fail_at_validate_naming_the_member_and_start_nothing() {
+        let mut w = world();
+        let mut short = input(EC2);
+        short["DeleteAfterDays"] = json!(1);
+        let mut rds = input(EC2);
+        rds["ResourceArn"] = json!("arn:aws:rds:us-east-1:123456789012:db:x");
+        let mut vss = input(EC2);
+        vss["BackupOptions"] = json!({"WindowsVSS": "yes"});
+        for (name, i, says) in [
+            ("short", short, "DeleteAfterDays"),
+            ("rds", rds, "ResourceArn"),
+            ("vss", vss, "BackupOptions"),
+        ] {
+            let arn = start(&mut w, name, &i, T0);
+            let failed = w.describe_execution(&arn, T0 + 200).unwrap();
+            assert_eq!(failed.status, ExecutionStatus::Failed, "{name}");
+            assert_eq!(failed.error.as_deref(), Some("InputRefused"));
+            let cause = failed.cause.unwrap();
+            assert!(
+                cause.starts_with("InputRefused: ") && cause.contains(says),
+                "{cause}"
+            );
+            assert_eq!(failed.backup_job_id, None);
+            assert_eq!(
+                states(&mut w, &arn, T0 + 200),
+                ["Validate", "Explain", "InputRefused"]
+            );
+        }
+        assert!(w.jobs(T0 + 10_000).is_empty());
+    }
+
+    #[test]
+    fn a_hand_started_execution_gets_the_stack_defaults_then_is_judged_again() {
+        let mut w = world();
+        let arn = start(&mut w, "by-hand", &json!({ "ResourceArn": EC2 }), T0);
+        let done = w.describe_execution(&arn, T0 + 200).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        assert_eq!(
+            states(&mut w, &arn, T0 + 200),
+            [
+                "Validate",
+                "Explain",
+                "ApplyDefaults",
+                "Validate",
+                "StartBackupJob"
+            ]
+        );
+        let arn = start(
+            &mut w,
+            "by-hand-short",
+            &json!({ "ResourceArn": EC2, "DeleteAfterDays": 2 }),
+            T0,
+        );
+        let failed = w.describe_execution(&arn, T0 + 200).unwrap();
+        assert!(failed.cause.unwrap().contains("DeleteAfterDays"));
+        let arn = start(&mut w, "empty", &json!({}), T0);
+        let failed = w.describe_execution(&arn, T0 + 200).unwrap();
+        assert!(failed.cause.unwrap().contains("ResourceArn"));
+    }
+
+    #[test]
+    fn copy_to_in_a_backup_input_is_ignored() {
+        let mut w = world();
+        let mut i = input(EC2);
+        i["CopyTo"] = json!([{ "DestinationBackupVaultArn": DR,
+                               "Lifecycle": { "DeleteAfterDays": 90 }, "IdempotencyToken": "c" }]);
+        let arn = start(&mut w, "n1", &i, T0);
+        let done = w.describe_execution(&arn, T0 + 60_000).unwrap();
+        assert_eq!(
+            done.stop_date,
+            Some(to_datetime(T0 + 200)),
+            "no wait for the job"
+        );
+        assert!(w.copy_jobs(T0 + 60_000).is_empty());
+    }
+
+    fn copy_input(job_id: &str) -> Value {
+        json!({ "Action": "copy", "BackupJobId": job_id, "Target": "web", "ResourceArn": EC2,
+            "CopyTo": [
+                { "DestinationBackupVaultArn": DR, "Lifecycle": { "DeleteAfterDays": 90 },
+                  "IdempotencyToken": "copy-a" },
+                { "DestinationBackupVaultArn": DR2, "Lifecycle": { "DeleteAfterDays": 365 },
+                  "IdempotencyToken": "copy-b" },
+                { "DestinationBackupVaultArn": DR, "Lifecycle": { "DeleteAfterDays": 1 },
+                  "IdempotencyToken": "copy-c" }]})
+    }
+
+    #[test]
+    fn a_copy_execution_copies_a_completed_job_at_once_element_by_element() {
+        let mut w = world();
+        w.set_copy_rules(vec![CopyRule {
+            destination: "eu-west-1".into(),
+            refuse: true,
+            ..CopyRule::default()
+        }]);
+        let backup = start(&mut w, "b1", &input(EC2), T0);
+        let job = w
+            .describe_execution(&backup, T0 + 200)
+            .unwrap()
+            .backup_job_id
+            .unwrap();
+        // Job created at +200, COMPLETED at +4,200.
+        let early = start(&mut w, "copy-early", &copy_input(&job), T0 + 1_000);
+        let refused = w.describe_execution(&early, T0 + 1_200).unwrap();
+        assert_eq!(refused.error.as_deref(), Some("InputRefused"));
+        assert!(refused.cause.unwrap().contains("is RUNNING"));
+        let arn = start(
+            &mut w,
+            &format!("copy-{job}"),
+            &copy_input(&job),
+            T0 + 5_000,
+        );
+        let done = w.describe_execution(&arn, T0 + 5_200).unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+        let copies = w.copy_jobs(T0 + 5_200);
+        assert_eq!(
+            copies.len(),
+            1,
+            "one started, one denied, one refused by the machine"
+        );
+        let c = &copies[0];
+        assert_eq!(
+            output["Copies"][0],
+            json!({"DestinationBackupVaultArn": DR, "CopyJobId": c.id})
+        );
+        assert_eq!(output["Copies"][1]["Error"], "Backup.AccessDeniedException");
+        assert_eq!(output["Copies"][2]["Error"], "InputRefused");
+        assert!(
+            output["Copies"][2]["Cause"]
+                .as_str()
+                .unwrap()
+                .contains("Lifecycle")
+        );
+        assert_eq!(
+            (c.delete_after_days, c.idempotency_token.as_deref()),
+            (Some(90), Some("copy-a"))
+        );
+        assert_eq!(
+            c.source_recovery_point_arn,
+            w.jobs(T0 + 5_200)[0].recovery_point_arn
+        );
+        assert_eq!(
+            states(&mut w, &arn, T0 + 5_200),
+            [
+                "Validate",
+                "DescribeCopySource",
+                "CheckCopySource",
+                "StartCopies",
+                "CheckCopyDestination",
+                "StartCopyJob",
+                "CheckCopyDestination",
+                "StartCopyJob",
+                "CopyNotStarted",
+                "CheckCopyDestination",
+                "CopyRefused",
+            ]
+        );
+        let missing = start(&mut w, "copy-none", &copy_input("AB-12"), T0 + 5_000);
+        let failed = w.describe_execution(&missing, T0 + 5_200).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("CopySourceUnavailable"));
     }
 
     fn doc(action: &str) -> Value {
@@ -1221,23 +1204,21 @@ mod tests {
 
     #[test]
     fn hooks_run_around_the_job_with_the_post_hook_at_its_start() {
-        // Polls every 1 s; CREATED 2.5 s, RUNNING 3 s (world()), commands 200 ms.
+        // Polls every 1 s; CREATED 2.5 s, RUNNING 3 s, commands 200 ms.
         let mut w = world();
         w.config.hooks.start_poll = std::time::Duration::from_secs(1);
-        let hooked = json!({ "ResourceArn": EC2, "PreDocument": doc("stop"),
-                             "PostDocument": doc("start") })
-        .to_string();
+        let mut hooked = input(EC2);
+        hooked["PreDocument"] = doc("stop");
+        hooked["PostDocument"] = doc("start");
         w.set_job_timings(vec![JobTiming {
             resource: "i-0123".into(),
             created_ms: 2_500,
             running_ms: 3_000,
         }]);
-        let s = w
-            .start_execution(Some(SM), Some("h1"), Some(&hooked), T0)
-            .unwrap();
+        let arn = start(&mut w, "h1", &hooked, T0);
         // Pre hook 200..400 ms, job requested at 400 ms, RUNNING from 2.9 s: polled at 3.4 s.
         assert_eq!(w.jobs(T0 + 399).len(), 0, "the job waits for the pre hook");
-        let mid = w.describe_execution(&s.execution_arn, T0 + 3_500).unwrap();
+        let mid = w.describe_execution(&arn, T0 + 3_500).unwrap();
         assert_eq!(mid.status, ExecutionStatus::Running);
         let sent = w.ssm_commands(T0 + 3_500);
         assert_eq!(sent.len(), 2);
@@ -1247,7 +1228,7 @@ mod tests {
             sent[1].parameters,
             json!({"action": ["start"], "unit": ["db"]})
         );
-        let end = w.describe_execution(&s.execution_arn, T0 + 3_600).unwrap();
+        let end = w.describe_execution(&arn, T0 + 3_600).unwrap();
         assert_eq!(
             end.status,
             ExecutionStatus::Succeeded,
@@ -1257,49 +1238,95 @@ mod tests {
         let output: Value = serde_json::from_str(end.output.as_deref().unwrap()).unwrap();
         assert_eq!(output["BackupJob"], json!({"State": "RUNNING"}));
         assert_eq!(output["AppConsistent"], json!("true"));
+        assert_eq!(
+            states(&mut w, &arn, T0 + 3_600),
+            [
+                "Validate",
+                "SendPreHook",
+                "PreHookWait",
+                "GetPreHook",
+                "PreHookDone",
+                "StartBackupJobThenPost",
+                "WaitForJob",
+                "DescribeJob",
+                "JobReady",
+                "SendPostHook",
+                "PostHookWait",
+                "GetPostHook",
+                "PostHookDone",
+                "Done",
+            ]
+        );
+        assert_eq!(w.state_transitions(&arn, T0 + 3_600).unwrap(), 14);
 
-        // A refused document: PreCommandFailed, nothing sent, no job.
-        let outside = json!({ "ResourceArn": EC2, "PreDocument": {"Name": "AWS-RunShellScript"} })
-            .to_string();
-        let s = w
-            .start_execution(Some(SM), Some("h2"), Some(&outside), T0)
-            .unwrap();
-        let failed = w.describe_execution(&s.execution_arn, T0 + 200).unwrap();
-        assert_eq!(failed.error.as_deref(), Some("PreCommandFailed"));
+        // A document outside the prefix: refused at Validate, nothing sent, no job.
+        let mut outside = input(EC2);
+        outside["PreDocument"] = json!({"Name": "AWS-RunShellScript", "Version": "$DEFAULT", "Parameters": {"a": ["b"]}});
+        let arn = start(&mut w, "h2", &outside, T0);
+        let failed = w.describe_execution(&arn, T0 + 200).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("InputRefused"));
         assert!(failed.cause.unwrap().contains("HookDocumentPrefix"));
         assert_eq!(failed.backup_job_id, None);
 
-        // A failing post hook is reported.
+        // A failing post hook is reported, with the backup in the cause.
         w.set_command_rules(vec![CommandRule {
             phase: Some("post".into()),
             status: Some("Failed".into()),
             ..CommandRule::default()
         }]);
-        let s = w
-            .start_execution(Some(SM), Some("h3"), Some(&hooked), T0)
-            .unwrap();
-        let failed = w.describe_execution(&s.execution_arn, T0 + 10_000).unwrap();
+        let arn = start(&mut w, "h3", &hooked, T0);
+        let failed = w.describe_execution(&arn, T0 + 10_000).unwrap();
         assert_eq!(failed.error.as_deref(), Some("PostCommandFailed"));
+        assert!(failed.cause.unwrap().contains("backup: {\"BackupJobId\""));
         assert!(failed.backup_job_id.is_some());
+        assert_eq!(
+            states(&mut w, &arn, T0 + 10_000).last().unwrap(),
+            "PostCommandFailed"
+        );
     }
 
     #[test]
-    fn missing_resource_fails_with_states_runtime() {
+    fn a_failed_pre_hook_with_skip_runs_the_post_hook_and_backs_nothing_up() {
         let mut w = world();
-        let s = w
-            .start_execution(Some(SM), Some("r1"), Some("{}"), T0)
-            .unwrap();
-        let failed = w.describe_execution(&s.execution_arn, T0 + 200).unwrap();
-        assert_eq!(failed.error.as_deref(), Some("States.Runtime"));
-        assert!(failed.cause.unwrap().contains("$.ResourceArn"));
+        w.set_command_rules(vec![CommandRule {
+            phase: Some("pre".into()),
+            status: Some("Failed".into()),
+            ..CommandRule::default()
+        }]);
+        let mut hooked = input(EC2);
+        hooked["PreDocument"] = doc("stop");
+        hooked["PostDocument"] = doc("start");
+        hooked["OnPreHookFailure"] = json!("skip");
+        let arn = start(&mut w, "s1", &hooked, T0);
+        let failed = w.describe_execution(&arn, T0 + 1_000).unwrap();
+        assert_eq!(failed.error.as_deref(), Some("PreCommandFailed"));
+        assert!(failed.cause.unwrap().contains("OnPreHookFailure = skip"));
+        assert!(w.jobs(T0 + 1_000).is_empty());
+        assert_eq!(
+            states(&mut w, &arn, T0 + 1_000),
+            [
+                "Validate",
+                "SendPreHook",
+                "PreHookWait",
+                "GetPreHook",
+                "PreHookDone",
+                "PreHookFailed",
+                "SkipBackup",
+                "SendPostNow",
+                "SendPostHook",
+                "PostHookWait",
+                "GetPostHook",
+                "PostHookDone",
+                "BackupSkipped",
+            ]
+        );
     }
 
     #[test]
     fn executions_list_newest_first_across_pages() {
         let mut w = world();
         for i in 0..5 {
-            w.start_execution(Some(SM), Some(&format!("n{i}")), Some(&input(EC2)), T0 + i)
-                .unwrap();
+            start(&mut w, &format!("n{i}"), &input(EC2), T0 + i);
         }
         let (page1, token) = w.list_executions(Some(SM), None, 2, None, T0 + 10).unwrap();
         assert_eq!(

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:backup";
 const WEB: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
 const ROLE: &str = "arn:aws:iam::123456789012:role/service-role/AWSBackupDefaultServiceRole";
+/// A slot the machine accepts as `ScheduledFor`.
+const SLOT: &str = "2026-11-29T10:00:00Z";
 
 async fn start(config: SandboxConfig) -> Sandbox {
     Sandbox::start("127.0.0.1:0".parse().unwrap(), config)
@@ -199,7 +201,7 @@ async fn start_execution_validates_name_input_and_machine() {
     .await;
     let client = sfn(&sandbox);
     for bad in ["has space", "a:b", &"x".repeat(81), ""] {
-        let err = start_execution(&client, bad, &input(WEB, "s"))
+        let err = start_execution(&client, bad, &input(WEB, SLOT))
             .await
             .unwrap_err();
         assert!(err.into_service_error().is_invalid_name(), "{bad:?}");
@@ -239,7 +241,7 @@ async fn execution_succeeds_with_the_job_id_and_the_job_runs_to_completion() {
     let sandbox = start(quick()).await;
     let client = sfn(&sandbox);
     let jobs = backup(&sandbox);
-    let started = start_execution(&client, "web-20261129T100000Z", &input(WEB, "s"))
+    let started = start_execution(&client, "web-20261129T100000Z", &input(WEB, SLOT))
         .await
         .unwrap();
     let described = wait_closed(&client, started.execution_arn()).await;
@@ -461,7 +463,7 @@ async fn list_executions_pages_newest_first() {
     let sandbox = start(quick()).await;
     let client = sfn(&sandbox);
     for i in 0..5 {
-        start_execution(&client, &format!("web-{i}"), &input(WEB, "s"))
+        start_execution(&client, &format!("web-{i}"), &input(WEB, SLOT))
             .await
             .unwrap();
     }
@@ -515,7 +517,7 @@ async fn hook_variant_shows_the_job_in_history_while_running() {
     })
     .await;
     let client = sfn(&sandbox);
-    let mut hooked = input(WEB, "s");
+    let mut hooked = input(WEB, SLOT);
     let document = |action: &str| {
         json!({"Name": "orchestrator-systemd-unit", "Version": "$DEFAULT",
                "Parameters": {"action": [action], "unit": ["app.service"]}})
@@ -600,6 +602,31 @@ async fn hook_variant_shows_the_job_in_history_while_running() {
     assert_eq!(output["BackupJobId"], json!(job_id));
     assert_eq!(output["BackupJob"], json!({"State": "COMPLETED"}));
     assert_eq!(output["PostHook"]["Status"], json!("Success"));
+    // Every state as real Step Functions names it, Choice, Wait and Pass states included.
+    let names: Vec<String> = states_entered(&client, &arn)
+        .await
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Validate",
+            "SendPreHook",
+            "PreHookWait",
+            "GetPreHook",
+            "PreHookDone",
+            "StartBackupJobThenPost",
+            "WaitForJob",
+            "DescribeJob",
+            "JobReady",
+            "SendPostHook",
+            "PostHookWait",
+            "GetPostHook",
+            "PostHookDone",
+            "Done",
+        ]
+    );
     // The SSM calls the machine made, in SendCommand's and GetCommandInvocation's shapes.
     let ssm: Vec<_> = all
         .events()
@@ -654,7 +681,7 @@ async fn failing_hooks_fail_the_execution() {
     })
     .await;
     let client = sfn(&sandbox);
-    let mut pre = input(WEB, "s");
+    let mut pre = input(WEB, SLOT);
     pre["PreCommand"] = json!("/usr/local/bin/quiesce --fail");
     pre["OnPreHookFailure"] = json!("skip");
     let pre_arn = start_execution(&client, "pre-fails", &pre)
@@ -662,7 +689,7 @@ async fn failing_hooks_fail_the_execution() {
         .unwrap()
         .execution_arn()
         .to_string();
-    let mut post = input(WEB, "s");
+    let mut post = input(WEB, SLOT);
     post["PostCommand"] = json!("exit 1 # fail");
     let post_arn = start_execution(&client, "post-fails", &post)
         .await
@@ -683,7 +710,8 @@ async fn failing_hooks_fail_the_execution() {
     let failed = wait_closed(&client, &post_arn).await;
     assert_eq!(failed.error(), Some("PostCommandFailed"));
     let failed = wait_closed(&client, &missing_arn).await;
-    assert_eq!(failed.error(), Some("States.Runtime"));
+    assert_eq!(failed.error(), Some("InputRefused"));
+    assert!(failed.cause().unwrap().contains("ResourceArn"));
 
     // Only the PostCommand execution got as far as a job (the failed pre command skipped it).
     let jobs = sandbox.jobs();
@@ -744,7 +772,7 @@ async fn throttling_is_retried_by_the_sdk_and_surfaces_when_it_persists() {
         throttle_next: 2,
         ..Faults::default()
     });
-    start_execution(&client, "retried", &input(WEB, "s"))
+    start_execution(&client, "retried", &input(WEB, SLOT))
         .await
         .expect("the third attempt succeeds");
     let stats = sandbox.stats();
@@ -756,7 +784,7 @@ async fn throttling_is_retried_by_the_sdk_and_surfaces_when_it_persists() {
         throttle_rate: 1.0,
         ..Faults::default()
     });
-    let err = start_execution(&client, "throttled", &input(WEB, "s"))
+    let err = start_execution(&client, "throttled", &input(WEB, SLOT))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ThrottlingException"));
@@ -783,7 +811,7 @@ async fn throttling_is_retried_by_the_sdk_and_surfaces_when_it_persists() {
         error_rate: 1.0,
         ..Faults::default()
     });
-    let err = start_execution(&client, "erroring", &input(WEB, "s"))
+    let err = start_execution(&client, "erroring", &input(WEB, SLOT))
         .await
         .unwrap_err();
     assert_eq!(err.raw_response().unwrap().status().as_u16(), 500);
@@ -797,21 +825,21 @@ async fn dropped_connections_are_dispatch_failures() {
     let sandbox = start(quick()).await;
     let client = sfn(&sandbox);
     // A pooled connection from before the outage must fail too.
-    start_execution(&client, "before", &input(WEB, "s"))
+    start_execution(&client, "before", &input(WEB, SLOT))
         .await
         .unwrap();
     sandbox.set_faults(Faults {
         drop_connections: true,
         ..Faults::default()
     });
-    let err = start_execution(&client, "during", &input(WEB, "s"))
+    let err = start_execution(&client, "during", &input(WEB, SLOT))
         .await
         .unwrap_err();
     assert!(matches!(err, SdkError::DispatchFailure(_)), "{err:?}");
     assert!(sandbox.stats().faults_injected >= 1);
 
     sandbox.set_faults(Faults::default());
-    start_execution(&client, "after", &input(WEB, "s"))
+    start_execution(&client, "after", &input(WEB, SLOT))
         .await
         .unwrap();
     let names: Vec<String> = sandbox.executions().into_iter().map(|e| e.name).collect();
@@ -1095,5 +1123,94 @@ async fn copy_errors_have_the_real_shapes() {
     assert!(
         bad.into_service_error()
             .is_invalid_parameter_value_exception()
+    );
+}
+
+/// The names of the states an execution entered, read through the SDK's history types.
+async fn states_entered(client: &aws_sdk_sfn::Client, arn: &str) -> Vec<(String, String)> {
+    let history = client
+        .get_execution_history()
+        .execution_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    history
+        .events()
+        .iter()
+        .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
+        .map(|e| {
+            let name = e.state_entered_event_details().unwrap().name().to_string();
+            (e.r#type().as_str().to_string(), name)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_backup_machine_refuses_bad_input_backs_up_in_two_transitions_and_copies_apart() {
+    let sandbox = start(quick()).await;
+    let client = sfn(&sandbox);
+    let plain = start_execution(&client, "plain", &input(WEB, SLOT))
+        .await
+        .unwrap();
+    let mut short = input(WEB, SLOT);
+    short["DeleteAfterDays"] = json!(1);
+    let refused = start_execution(&client, "short", &short).await.unwrap();
+
+    let done = wait_closed(&client, plain.execution_arn()).await;
+    assert_eq!(done.status(), &ExecutionStatus::Succeeded);
+    assert_eq!(
+        states_entered(&client, plain.execution_arn()).await,
+        [
+            ("ChoiceStateEntered".to_string(), "Validate".to_string()),
+            ("TaskStateEntered".to_string(), "StartBackupJob".to_string()),
+        ]
+    );
+    assert_eq!(sandbox.state_transitions(plain.execution_arn()), Some(2));
+    let failed = wait_closed(&client, refused.execution_arn()).await;
+    assert_eq!(failed.error(), Some("InputRefused"));
+    assert!(
+        failed.cause().unwrap().starts_with(
+            "InputRefused: DeleteAfterDays must be a whole number between 7 and 36500"
+        )
+    );
+    assert_eq!(sandbox.jobs().len(), 1, "a refused input starts nothing");
+
+    // The daemon starts the copies once it has seen the job COMPLETED.
+    let output: Value = serde_json::from_str(done.output().unwrap()).unwrap();
+    let job_id = output["BackupJobId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sandbox.jobs()[0].state != aws_sandbox::JobState::Completed {
+        assert!(Instant::now() < deadline, "job did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let copy = json!({ "Action": "copy", "BackupJobId": job_id, "Target": "web",
+        "ResourceArn": WEB, "CopyTo": [{ "DestinationBackupVaultArn": DR,
+        "Lifecycle": { "DeleteAfterDays": 90 }, "IdempotencyToken": "web-dr" }]});
+    let copied = start_execution(&client, &format!("copy-{job_id}"), &copy)
+        .await
+        .unwrap();
+    let closed = wait_closed(&client, copied.execution_arn()).await;
+    assert_eq!(closed.status(), &ExecutionStatus::Succeeded);
+    let output: Value = serde_json::from_str(closed.output().unwrap()).unwrap();
+    let copy_jobs = sandbox.copy_jobs();
+    assert_eq!(
+        output,
+        json!({"Copies": [{"DestinationBackupVaultArn": DR, "CopyJobId": copy_jobs[0].id}]})
+    );
+    let kinds: Vec<String> = states_entered(&client, copied.execution_arn())
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ChoiceStateEntered",
+            "TaskStateEntered",
+            "ChoiceStateEntered",
+            "MapStateEntered",
+            "ChoiceStateEntered",
+            "TaskStateEntered"
+        ]
     );
 }
