@@ -116,8 +116,8 @@ _VALIDATOR = ParamValidator()
 
 # --- the template, resolved as CloudFormation would for one stack -------------------------
 
-def template() -> dict:
-    return cfn_yaml.load(str(TEMPLATE))
+def template(path: Path | None = None) -> dict:
+    return cfn_yaml.load(str(path or TEMPLATE))
 
 
 def _parameter_values(t: dict, overrides: dict) -> dict:
@@ -176,7 +176,8 @@ def resolve(v: Any, params: dict, t: dict) -> Any:
     return v
 
 
-def definition_json(machine: str = "BackupStateMachine", fast: bool = True, **overrides: Any) -> str:
+def definition_json(machine: str = "BackupStateMachine", fast: bool = True, template_path: Path | None = None,
+                    **overrides: Any) -> str:
     """A machine's definition with DefinitionSubstitutions applied, as CloudFormation does.
 
     Substituted text is inserted as is (not JSON-escaped), the stricter of the two ways
@@ -184,7 +185,7 @@ def definition_json(machine: str = "BackupStateMachine", fast: bool = True, **ov
     With `fast`, waits become 0 s and retry intervals 1 s so the scenarios run in seconds;
     `overrides` are stack parameters.
     """
-    t = template()
+    t = template(template_path)
     params = _parameter_values(t, {**PARAMETERS, **overrides})
     props = t["Resources"][machine]["Properties"]
     substitutions = {k: str(resolve(v, params, t)) for k, v in props["DefinitionSubstitutions"].items()}
