@@ -173,6 +173,8 @@ def resolve(v: Any, params: dict, t: dict) -> Any:
             return re.sub(r"\$\{([^}!]+)\}", one, text)
     if isinstance(v, list):
         return [resolve(i, params, t) for i in v]
+    if isinstance(v, dict):
+        return {k: resolve(x, params, t) for k, x in v.items()}
     return v
 
 

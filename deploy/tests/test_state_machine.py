@@ -6,11 +6,13 @@ Run: .venv-deploy/bin/python -m unittest discover -s deploy/tests -v   (deploy/v
 from __future__ import annotations
 
 import json
+import re
 import unittest
 
 from harness import (ACCOUNT, BACKUP_ROLE, DOCUMENT, DR, DR2, INSTANCE_ID, RECOVERY_POINT, REGION,
                      RESOURCE_ARN, VAULT, AccessDeniedException, Fake, InvalidParameterValueException,
-                     ServiceUnavailableException, definition_json, run_machine, template)
+                     ServiceUnavailableException, _parameter_values, definition_json, resolve, run_machine,
+                     template)
 
 # Task names the daemon reads from the history (hooks::Phase): exact, nothing else ends so.
 PRE_TASKS = {"SendPreHook", "GetPreHook", "SendPreCommand", "GetPreCommand"}
@@ -138,6 +140,23 @@ class Backup(unittest.TestCase):
                                definition=definition)
         self.assertEqual(run.status, "SUCCEEDED", run.cause)
         self.assertEqual({p["DocumentVersion"] for p in fake.params("SendCommand")}, {"3"})
+
+    def test_the_example_document_takes_only_the_stack_s_units(self):
+        """SSM checks a parameter against allowedValues and allowedPattern before running
+        anything: checked here the way SSM does, on the document as the stack creates it."""
+        t = template()
+        params = _parameter_values(t, {"SystemdUnits": "postgresql.service,nginx.service"})
+        content = resolve(t["Resources"]["SystemdUnitDocument"]["Properties"]["Content"], params, t)
+        unit = content["parameters"]["unit"]
+
+        def ssm_accepts(value: str) -> bool:
+            return value in unit["allowedValues"] and re.fullmatch(unit["allowedPattern"], value) is not None
+
+        self.assertEqual(unit["allowedValues"], ["postgresql.service", "nginx.service"])
+        self.assertTrue(ssm_accepts("postgresql.service"))
+        for refused in ("sshd.service", "amazon-ssm-agent.service", "poweroff.target", "x'; reboot; '"):
+            self.assertFalse(ssm_accepts(refused), refused)
+        self.assertEqual(content["parameters"]["action"]["allowedValues"], ["stop", "start"])
 
     # --- plain, VSS, hand-started ---------------------------------------------------------
 
