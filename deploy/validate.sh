@@ -9,7 +9,10 @@
 # reported an error or a warning (cfn-lint informational findings count too).
 #
 #   cfn-lint           deploy/cloudformation/*.yaml (CloudFormation schemas, IAM, ASL definition)
-#   state machine      deploy/tests/test_state_machine.py (runs the ASL offline: moto's interpreter)
+#   checkov            deploy/cloudformation (security scanner; each skipped check is in the
+#                      resource's Metadata with its reason, and printed below)
+#   state machines     deploy/tests/test_*.py (run the ASL offline: moto's interpreter; the
+#                      backup and restore machines, and the transition budgets)
 #   systemd-analyze    verify + offline security score of deploy/systemd/orchestrator.service
 #   hadolint           deploy/container/Dockerfile
 #   botocore           deploy/ecs/task-definition.json vs ecs:RegisterTaskDefinition's input shape
@@ -59,19 +62,27 @@ if [[ -z "$python" ]] || ! "$python" -c 'import venv, ensurepip' 2>/dev/null; th
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
     python="$(command -v python3)"
 fi
-stamp="$VENV/.requirements.sha256"
+# One requirements file, two virtualenvs: checkov's own pins (boto3) conflict with the
+# botocore the state machine tests validate requests against.
+CHECKOV_VENV="$ROOT/.venv-checkov"
 want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
-if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "creating $VENV from $REQUIREMENTS"
-    rm -rf "$VENV"
-    "$python" -m venv "$VENV" || exit 2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" || exit 2
-    echo "*" > "$VENV/.gitignore"
-    echo "$want" > "$stamp"
-fi
+make_venv() { # DIR, then the requirement lines to install
+    local dir="$1" lines="$2"
+    if [[ ! -x "$dir/bin/python" ]] || [[ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+        echo "creating $dir from $REQUIREMENTS"
+        rm -rf "$dir"
+        "$python" -m venv "$dir" || exit 2
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r /dev/stdin <<<"$lines" || exit 2
+        echo "*" > "$dir/.gitignore"
+        echo "$want" > "$dir/.requirements.sha256"
+    fi
+}
+make_venv "$VENV" "$(grep -v '^checkov==' "$REQUIREMENTS")"
+make_venv "$CHECKOV_VENV" "$(grep '^checkov==' "$REQUIREMENTS")"
 "$VENV/bin/cfn-lint" --version
 "$VENV/bin/python" -c 'import botocore, moto; print("botocore", botocore.__version__, "/ moto", moto.__version__)'
 "$VENV/bin/hadolint" --version
+echo "checkov $("$CHECKOV_VENV/bin/checkov" --version)"
 if ! command -v systemd-analyze >/dev/null; then
     echo "installing systemd (apt) for systemd-analyze"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
@@ -92,7 +103,20 @@ fi
 # --- validators --------------------------------------------------------------------------
 run "cfn-lint" "$VENV/bin/cfn-lint" --include-checks I -- deploy/cloudformation/*.yaml
 
-run "state machine (offline ASL run)" \
+# --skip-download: no call to Prisma Cloud (no network in CI); the checks are in the package.
+# The compact report, less the passed checks: failures, and each skipped check with its reason.
+checkov_report() {
+    local out status
+    out="$("$CHECKOV_VENV/bin/checkov" --directory deploy/cloudformation --framework cloudformation \
+        --compact --skip-download 2>&1)"
+    status=$?
+    grep -E '^Passed checks' <<<"$out"
+    grep -E -B1 -A1 'FAILED for|SKIPPED for' <<<"$out" | grep -v -E '^--$'
+    return "$status"
+}
+run "checkov" checkov_report
+
+run "state machines (offline ASL runs)" \
     "$VENV/bin/python" -m unittest discover --start-directory deploy/tests --pattern 'test_*.py'
 
 # systemd-analyze verify insists that every Exec*= binary exists. Verify a copy of the unit

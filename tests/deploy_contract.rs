@@ -1,732 +1,114 @@
-//! The contract between the daemon's execution input (`src/execution.rs`) and the state machine
-//! in `deploy/cloudformation/orchestrator.yaml`: the two cannot drift apart.
+//! The contract between the daemon and `deploy/cloudformation/orchestrator.yaml`: the backup
+//! machine's and the restore machine's inputs, the names the daemon reads from their
+//! histories, their error names, and the IAM and vault statements that protect the backups.
 //!
-//! How the template's machine is read: it is a flat JSONPath machine in which `$` is, in every
-//! state, the execution input plus what the machine itself adds. Task and Pass states put their
-//! results under new top-level members through `ResultPath` (`$.Backup`, `$.Run.…`) and never
-//! replace `$`; the only exceptions are the defaults merge (`States.JsonMerge($.Defaults, $,
-//! false)`, which yields the input with gaps filled) and the final state. This test enforces that
-//! shape, so a `$.Name` read anywhere is either a member the machine wrote or an input member,
-//! and checks the input members against `ExecutionInput` as the daemon serialises it.
+//! How the template's machines are read: JSONPath machines whose results go under new members
+//! through `ResultPath` (`$.Backup`, `$.Run.…`), so a `$.Name` read anywhere is either a member
+//! the machine wrote or an input member. The first state (`Validate`, JSONata) judges the whole
+//! input against an allow-list of members written once, in a DefinitionSubstitution
+//! (`BackupInputProblems`, `RestoreInputProblems`): this test reads those lists and checks
+//! them against what the daemon sends, so a member added on either side fails here.
+//!
+//! Inputs are built from JSON through the daemon's own serde types, so this file compiles
+//! whatever fields those types gain or lose; what they must (not) serialise is asserted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use backup_orchestrator::execution::{ExecutionInput, Trigger};
-use backup_orchestrator::hooks::{DocumentInput, OnPreHookFailure, PostHookWhen};
-use serde_json::Value;
+use backup_orchestrator::copies::CopyToInput;
+use backup_orchestrator::execution::ExecutionInput;
+use serde_json::{Value, json};
 
 const TEMPLATE: &str = include_str!("../deploy/cloudformation/orchestrator.yaml");
 const START_BACKUP_JOB: &str = "arn:aws:states:::aws-sdk:backup:startBackupJob";
+const START_RESTORE_JOB: &str = "arn:aws:states:::aws-sdk:backup:startRestoreJob";
 
-/// Input members the machine deliberately does not read, with the reason. Every other member
-/// must be read, so a member added to `ExecutionInput` fails here until someone decides.
-/// (Empty today: even `Target` is read, as a recovery point tag.)
-const NOT_READ_BY_THE_MACHINE: &[(&str, &str)] = &[];
+/// The hook tasks, by phase: the daemon (hooks::read_history) matches these exact names.
+const PRE_TASKS: [&str; 4] = [
+    "SendPreHook",
+    "GetPreHook",
+    "SendPreCommand",
+    "GetPreCommand",
+];
+const POST_TASKS: [&str; 4] = [
+    "SendPostHook",
+    "GetPostHook",
+    "SendPostCommand",
+    "GetPostCommand",
+];
 
-/// Members the machine must read for the backup itself.
-const NEEDED: &[&str] = &[
+/// Members of a copy execution (the daemon starts `copy-{BackupJobId}` with exactly these).
+const COPY_EXECUTION_MEMBERS: [&str; 5] =
+    ["Action", "BackupJobId", "Target", "ResourceArn", "CopyTo"];
+/// Members of a restore test / on-demand restore execution.
+const RESTORE_MEMBERS: [&str; 13] = [
+    "Action",
+    "Target",
     "ResourceArn",
+    "RecoveryPointArn",
+    "InstanceType",
+    "SubnetId",
+    "SecurityGroupIds",
+    "KeepInstanceProfile",
+    "ScheduledFor",
+    "ExpiresAt",
+    "MaxRestoreSeconds",
+    "KeepSeconds",
+    "ValidateDocument",
+];
+/// Members of a sweep execution.
+const SWEEP_MEMBERS: [&str; 2] = ["Action", "ResourceArn"];
+/// Backup members the stack fills in for an execution started by hand (`ApplyDefaults`).
+const DEFAULTED: [&str; 6] = [
+    "Target",
+    "ScheduledFor",
+    "Trigger",
     "StartWindowMinutes",
     "CompleteWindowMinutes",
     "DeleteAfterDays",
-    "PreCommand",
-    "PostCommand",
-    "PreDocument",
-    "PostDocument",
-    "PostHookWhen",
-    "HookMaxDowntimeSeconds",
-    "OnPreHookFailure",
-    "BackupOptions",
 ];
+/// Accepted in a backup execution and ignored: an older daemon still sends it (copies are
+/// their own execution now); the machine must not refuse its backups during an upgrade.
+const IGNORED_BACKUP_MEMBERS: [&str; 1] = ["CopyTo"];
 
-/// Optional members the machine gives a default (ReadDefaults) instead of an IsPresent check:
-/// the daemon sends them only when they matter, so the input of a target without hooks or VSS
-/// stays what it was (a slot in flight during an upgrade is found, not refused).
-const OPTIONAL_WITH_DEFAULT: &[&str] = &[
-    "PostHookWhen",
-    "HookMaxDowntimeSeconds",
-    "OnPreHookFailure",
-    "BackupOptions",
-];
+// --- the daemon's inputs, through its serde types -------------------------------------------
 
-fn input(pre: Option<&str>, post: Option<&str>) -> ExecutionInput {
-    let document = |action: &str| DocumentInput {
-        name: "orchestrator-systemd-unit".into(),
-        version: "$DEFAULT".into(),
-        parameters: BTreeMap::from([("action".to_string(), vec![action.to_string()])]),
-    };
-    let all = pre.is_some();
-    ExecutionInput {
-        resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into(),
-        target: "web-1".into(),
-        scheduled_for: "2026-11-29T10:00:00Z".into(),
-        trigger: Trigger::Schedule,
-        start_window_minutes: 60,
-        complete_window_minutes: 10080,
-        delete_after_days: 35,
-        pre_command: pre.map(Into::into),
-        post_command: post.map(Into::into),
-        pre_document: all.then(|| document("stop")),
-        post_document: all.then(|| document("start")),
-        post_hook_when: all.then_some(PostHookWhen::Started),
-        hook_max_downtime_seconds: all.then_some(900),
-        on_pre_hook_failure: all.then_some(OnPreHookFailure::Backup),
-        backup_options: all
-            .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
-        copy_to: backup_orchestrator::copies::input(
-            "web-1-20261129T100000Z",
-            &if all {
-                vec![backup_orchestrator::copies::Destination {
-                    vault: backup_orchestrator::arn::BackupVaultArn::parse(
-                        "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
-                    )
-                    .unwrap(),
-                    delete_after_days: 90,
-                }]
-            } else {
-                Vec::new()
-            },
-        ),
-    }
+fn document(action: &str) -> Value {
+    json!({"Name": "orchestrator-systemd-unit", "Version": "$DEFAULT", "Parameters": {"action": [action]}})
 }
 
-fn members(input: &ExecutionInput) -> BTreeSet<String> {
-    let v: Value = serde_json::from_str(&input.to_json()).expect("to_json is JSON");
+/// A backup input with every optional member set (raw commands and documents both, which the
+/// machine refuses together: this is about member names, not a real execution).
+fn full_backup_input() -> ExecutionInput {
+    serde_json::from_value(json!({
+        "ResourceArn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0",
+        "Target": "web-1",
+        "ScheduledFor": "2026-11-29T10:00:00Z",
+        "Trigger": "schedule",
+        "StartWindowMinutes": 60,
+        "CompleteWindowMinutes": 10080,
+        "DeleteAfterDays": 35,
+        "PreCommand": "systemctl stop app",
+        "PostCommand": "systemctl start app",
+        "PreDocument": document("stop"),
+        "PostDocument": document("start"),
+        "PostHookWhen": "started",
+        "HookMaxDowntimeSeconds": 900,
+        "OnPreHookFailure": "backup",
+        "BackupOptions": {"WindowsVSS": "enabled"},
+    }))
+    .expect("ExecutionInput deserialises the backup members")
+}
+
+fn members_of(json_text: &str) -> BTreeSet<String> {
+    let v: Value = serde_json::from_str(json_text).expect("JSON");
     v.as_object().expect("an object").keys().cloned().collect()
 }
 
-/// All input members (every optional one set) and the always-present ones.
-fn input_members() -> (BTreeSet<String>, BTreeSet<String>) {
-    let all = members(&input(
-        Some("systemctl stop app"),
-        Some("systemctl start app"),
-    ));
-    let always = members(&input(None, None));
-    (all, always)
+fn set<'a>(items: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    items.into_iter().map(str::to_string).collect()
 }
 
-struct Machine {
-    definition: Value,
-    substitutions: BTreeSet<String>,
-}
-
-fn yaml_to_json(v: &serde_yaml::Value, at: &str) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).expect("a number"),
-        Y::String(s) => Value::String(s.clone()),
-        Y::Sequence(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| yaml_to_json(item, &format!("{at}[{i}]")))
-                .collect(),
-        ),
-        Y::Mapping(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let k = k
-                        .as_str()
-                        .unwrap_or_else(|| panic!("non-string key at {at}"));
-                    (k.to_string(), yaml_to_json(v, &format!("{at}.{k}")))
-                })
-                .collect(),
-        ),
-        Y::Tagged(t) => panic!(
-            "{at}: the definition must be plain data (found {}); put stack values in \
-             DefinitionSubstitutions and write ${{Name}}",
-            t.tag
-        ),
-    }
-}
-
-fn machine() -> Machine {
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(TEMPLATE).expect("orchestrator.yaml is YAML");
-    let resources = template["Resources"].as_mapping().expect("Resources");
-    let machines: Vec<_> = resources
-        .iter()
-        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::StepFunctions::StateMachine"))
-        .collect();
-    assert_eq!(
-        machines.len(),
-        1,
-        "exactly one state machine in the template"
-    );
-    let props = &machines[0].1["Properties"];
-    assert!(
-        props.get("DefinitionString").is_none(),
-        "write the machine as a YAML `Definition` map (this test reads that)"
-    );
-    let definition = yaml_to_json(&props["Definition"], "Definition");
-    let substitutions = props["DefinitionSubstitutions"]
-        .as_mapping()
-        .map(|m| m.keys().map(|k| k.as_str().unwrap().to_string()).collect())
-        .unwrap_or_default();
-    Machine {
-        definition,
-        substitutions,
-    }
-}
-
-/// The `$.Name` (state input) and `$$.Execution.Input.Name` (execution input) members an
-/// expression reads: a plain path, or any path inside an intrinsic function.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Reads {
-    state: BTreeSet<String>,
-    execution_input: BTreeSet<String>,
-}
-
-fn ident(s: &str) -> String {
-    s.chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect()
-}
-
-fn reads_in(expr: &str) -> Reads {
-    let mut reads = Reads::default();
-    let b = expr.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'$' {
-            i += 1;
-            continue;
-        }
-        let rest = &expr[i..];
-        if let Some(ctx) = rest.strip_prefix("$$.") {
-            if let Some(member) = ctx.strip_prefix("Execution.Input.") {
-                reads.execution_input.insert(ident(member));
-            }
-            i += 3;
-        } else if let Some(path) = rest.strip_prefix("$.") {
-            let name = ident(path);
-            assert!(!name.is_empty(), "unsupported path syntax in {expr:?}");
-            reads.state.insert(name);
-            i += 2;
-        } else {
-            assert!(
-                !rest.starts_with("$["),
-                "use dot notation ($.Name), not brackets, in {expr:?}"
-            );
-            i += 1;
-        }
-    }
-    reads
-}
-
-/// The top-level member a `ResultPath` writes (`$.Run.PreCommand` -> `Run`).
-fn written_member(result_path: &Value, at: &str) -> String {
-    let path = result_path.as_str().unwrap_or_else(|| {
-        panic!("{at}: needs a ResultPath `$.Name…` (absent replaces the input)")
-    });
-    let member = path.strip_prefix("$.").map(ident).unwrap_or_default();
-    assert!(
-        !member.is_empty(),
-        "{at}: ResultPath {path:?} would replace the whole input; write under a new member"
-    );
-    member
-}
-
-#[derive(Default)]
-struct Analysis {
-    /// member -> states that read it
-    reads: BTreeMap<String, BTreeSet<String>>,
-    execution_input_reads: BTreeSet<String>,
-    /// member -> states that write it
-    writes: BTreeMap<String, BTreeSet<String>>,
-    defaults: BTreeSet<String>,
-    present_checks: BTreeSet<String>,
-}
-
-impl Analysis {
-    fn read(&mut self, state: &str, expr: &str) {
-        let r = reads_in(expr);
-        for m in r.state {
-            self.reads.entry(m).or_default().insert(state.to_string());
-        }
-        self.execution_input_reads.extend(r.execution_input);
-    }
-
-    fn write(&mut self, state: &str, result_path: &Value) {
-        let m = written_member(result_path, state);
-        self.writes.entry(m).or_default().insert(state.to_string());
-    }
-
-    /// `.$` fields of a Parameters / Arguments template (not ResultSelector: that reads the
-    /// task's result, not `$`).
-    fn template(&mut self, state: &str, v: &Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.ends_with(".$"), v) {
-                        (true, Value::String(expr)) => self.read(state, expr),
-                        _ => self.template(state, v),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| self.template(state, v)),
-            _ => {}
-        }
-    }
-
-    fn choice_rule(&mut self, state: &str, rule: &Value) {
-        let rule = rule.as_object().expect("a choice rule is an object");
-        for (k, v) in rule {
-            match k.as_str() {
-                "And" | "Or" => v
-                    .as_array()
-                    .expect("And/Or take a list")
-                    .iter()
-                    .for_each(|r| self.choice_rule(state, r)),
-                "Not" => self.choice_rule(state, v),
-                "Variable" => {
-                    let var = v.as_str().expect("Variable is a path");
-                    self.read(state, var);
-                    if rule.get("IsPresent") == Some(&Value::Bool(true)) {
-                        self.present_checks.extend(reads_in(var).state);
-                    }
-                }
-                k if k.ends_with("Path") => self.read(state, v.as_str().expect("a path")),
-                _ => {}
-            }
-        }
-    }
-}
-
-fn states(def: &Value) -> &serde_json::Map<String, Value> {
-    def["States"].as_object().expect("States")
-}
-
-#[allow(clippy::too_many_lines)] // one contract, member by member, read top to bottom
-fn analyse(def: &Value, inputs: &BTreeSet<String>) -> Analysis {
-    let mut a = Analysis::default();
-    for (name, s) in states(def) {
-        let ty = s["Type"].as_str().expect("Type");
-        assert!(
-            matches!(
-                ty,
-                "Pass" | "Task" | "Choice" | "Wait" | "Fail" | "Succeed" | "Map"
-            ),
-            "{name}: {ty} states are not analysed here (their `$` is not the input)"
-        );
-        if ty == "Map" {
-            // Outside, a Map reads ItemsPath and its ItemSelector from `$` and writes its
-            // ResultPath; inside, `$` is one item (checked by `map_items`).
-            a.read(name, s["ItemsPath"].as_str().expect("a Map's ItemsPath"));
-            a.template(name, &s["ItemSelector"]);
-            assert!(s.get("Parameters").is_none(), "{name}: use ItemSelector");
-            a.write(name, s.get("ResultPath").unwrap_or(&Value::Null));
-            for c in s
-                .get("Catch")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                a.write(&format!("{name} (Catch)"), &c["ResultPath"]);
-            }
-            continue;
-        }
-        assert!(
-            s.get("QueryLanguage").is_none() && def.get("QueryLanguage").is_none(),
-            "the analysis is for JSONPath machines"
-        );
-        assert!(
-            s.get("InputPath").is_none_or(|p| p == "$"),
-            "{name}: InputPath would hide the input"
-        );
-        if let Some(p) = s.get("Parameters") {
-            a.template(name, p);
-        }
-        for c in s
-            .get("Choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            a.choice_rule(name, c);
-        }
-        for key in ["SecondsPath", "TimestampPath", "ErrorPath", "CausePath"] {
-            if let Some(expr) = s.get(key).and_then(Value::as_str) {
-                a.read(name, expr);
-            }
-        }
-        for c in s
-            .get("Catch")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            a.write(
-                &format!("{name} (Catch)"),
-                c.get("ResultPath").unwrap_or(&Value::Null),
-            );
-        }
-
-        // What the state does to `$`.
-        if !matches!(ty, "Pass" | "Task") {
-            assert!(
-                s.get("OutputPath").is_none_or(|p| p == "$"),
-                "{name}: OutputPath would replace the input"
-            );
-            continue;
-        }
-        let merge = s["Parameters"]
-            .as_object()
-            .filter(|p| p.len() == 1)
-            .and_then(|p| p.iter().next())
-            .and_then(|(k, v)| Some((k.strip_suffix(".$")?, v.as_str()?)))
-            .and_then(|(k, v)| {
-                let src = v
-                    .strip_prefix("States.JsonMerge($.")?
-                    .strip_suffix(", $, false)")?;
-                Some((k.to_string(), src.to_string()))
-            });
-        if let Some((key, src)) = merge {
-            // The defaults merge: `$` becomes `{...$.src, ...$}` (the input wins).
-            assert_eq!(
-                s["OutputPath"],
-                format!("$.{key}"),
-                "{name}: the merge's OutputPath"
-            );
-            let (_, src_state) = states(def)
-                .iter()
-                .find(|(_, d)| {
-                    d.get("ResultPath").and_then(Value::as_str) == Some(&format!("$.{src}"))
-                })
-                .unwrap_or_else(|| panic!("{name}: nothing writes $.{src}"));
-            assert_eq!(
-                src_state["Type"], "Pass",
-                "the defaults come from a Pass state"
-            );
-            for k in src_state["Parameters"]
-                .as_object()
-                .expect("defaults")
-                .keys()
-            {
-                let member = k.strip_suffix(".$").unwrap_or(k);
-                assert!(
-                    inputs.contains(member),
-                    "the defaults state fills {member:?}, which is not an input member"
-                );
-                a.defaults.insert(member.to_string());
-            }
-        } else if s.get("End") == Some(&Value::Bool(true)) {
-            // The final state may shape the output; nothing runs after it.
-        } else {
-            assert!(
-                s.get("OutputPath").is_none_or(|p| p == "$"),
-                "{name}: OutputPath would replace the input"
-            );
-            a.write(name, s.get("ResultPath").unwrap_or(&Value::Null));
-        }
-    }
-    a
-}
-
-/// The Map states of the machine: (name, its ItemSelector's members, its item processor).
-fn maps(def: &Value) -> Vec<(String, BTreeSet<String>, Value)> {
-    states(def)
-        .iter()
-        .filter(|(_, s)| s["Type"] == "Map")
-        .map(|(name, s)| {
-            let members = s["ItemSelector"]
-                .as_object()
-                .expect("an ItemSelector")
-                .keys()
-                .map(|k| k.strip_suffix(".$").unwrap_or(k).to_string())
-                .collect();
-            (name.clone(), members, s["ItemProcessor"].clone())
-        })
-        .collect()
-}
-
-/// Inside a Map, `$` is the item: every member read is one the ItemSelector makes or a state
-/// inside writes, and `$.Destination.X` (a `CopyTo` element) names a member the daemon sends.
-#[test]
-fn the_copy_map_reads_only_its_item_and_copy_to_members() {
-    let m = machine();
-    let found = maps(&m.definition);
-    assert_eq!(found.len(), 1, "one Map: StartCopies");
-    let (name, members, processor) = &found[0];
-    let inner = analyse(processor, members);
-    for (member, by) in &inner.reads {
-        assert!(
-            members.contains(member) || inner.writes.contains_key(member),
-            "{name}: {by:?} read $.{member}, which the item does not have"
-        );
-    }
-    let mut sent = input(Some("x"), Some("y"));
-    sent.copy_to.get_or_insert_with(Vec::new);
-    let element: BTreeSet<String> = serde_json::to_value(&sent.copy_to.as_ref().unwrap()[0])
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    let text = processor.to_string();
-    let mut destination_reads = 0;
-    for (i, _) in text.match_indices("$.Destination.") {
-        let member = ident(&text[i + "$.Destination.".len()..]);
-        assert!(
-            element.contains(&member),
-            "{name} reads $.Destination.{member}; a CopyTo element has {element:?}"
-        );
-        destination_reads += 1;
-    }
-    assert!(destination_reads >= 3, "{text}");
-    for member in &element {
-        assert!(
-            text.contains(&format!("$.Destination.{member}")),
-            "{name} ignores the CopyTo member {member}"
-        );
-    }
-    let task = &processor["States"]["StartCopyJob"];
-    assert_eq!(
-        task["Resource"],
-        "arn:aws:states:::aws-sdk:backup:startCopyJob"
-    );
-    assert_eq!(
-        task["Parameters"]["IdempotencyToken.$"], "$.Destination.IdempotencyToken",
-        "the daemon's token, never one made in the machine"
-    );
-}
-
-/// A target without copies (or hooks, or VSS) sends exactly what it sent before copies existed:
-/// an execution of it in flight during an upgrade is found by name and input, not refused.
-#[test]
-fn the_input_of_a_target_without_copies_is_unchanged() {
-    assert_eq!(
-        input(None, None).to_json(),
-        r#"{"ResourceArn":"arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0","Target":"web-1","ScheduledFor":"2026-11-29T10:00:00Z","Trigger":"schedule","StartWindowMinutes":60,"CompleteWindowMinutes":10080,"DeleteAfterDays":35}"#
-    );
-}
-
-#[test]
-fn path_scanner_reads_plain_paths_intrinsics_and_the_context_object() {
-    let r = reads_in(
-        "States.Format('{} {}', $.A.B, States.ArrayGetItem(States.StringSplit($.C_1, '/'), 1), \
-         $$.Execution.Name, $$.Execution.Input.D, '${Sub}')",
-    );
-    assert_eq!(
-        r.state,
-        ["A", "C_1"]
-            .into_iter()
-            .map(String::from)
-            .collect::<BTreeSet<_>>()
-    );
-    assert_eq!(r.execution_input, BTreeSet::from(["D".to_string()]));
-    assert_eq!(reads_in("$").state.len(), 0);
-}
-
-#[test]
-fn every_path_the_machine_reads_from_the_input_is_an_execution_input_member() {
-    let (inputs, always) = input_members();
-    assert!(always.is_subset(&inputs));
-    let m = machine();
-    let a = analyse(&m.definition, &inputs);
-
-    let overwritten: Vec<_> = a.writes.keys().filter(|w| inputs.contains(*w)).collect();
-    assert!(
-        overwritten.is_empty(),
-        "the machine writes over input members {overwritten:?}: {:?}",
-        a.writes
-    );
-
-    let mut input_reads: BTreeSet<String> = a.execution_input_reads.clone();
-    let mut unknown = BTreeMap::new();
-    for (member, by) in &a.reads {
-        if a.writes.contains_key(member) {
-            continue;
-        }
-        if inputs.contains(member) {
-            input_reads.insert(member.clone());
-        } else {
-            unknown.insert(member.clone(), by.clone());
-        }
-    }
-    for m in &a.execution_input_reads {
-        if !inputs.contains(m) {
-            unknown.insert(
-                m.clone(),
-                BTreeSet::from(["$$.Execution.Input".to_string()]),
-            );
-        }
-    }
-    assert!(
-        unknown.is_empty(),
-        "the machine reads members the daemon never sends (member -> states): {unknown:?}\n\
-         ExecutionInput serialises as {inputs:?}"
-    );
-
-    for name in NEEDED {
-        assert!(
-            inputs.contains(*name),
-            "ExecutionInput has no member {name:?} any more: {inputs:?}"
-        );
-        assert!(
-            input_reads.contains(*name),
-            "the machine does not read {name:?}"
-        );
-    }
-    let not_read: BTreeSet<String> = NOT_READ_BY_THE_MACHINE
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .collect();
-    for member in &inputs {
-        assert!(
-            input_reads.contains(member) ^ not_read.contains(member),
-            "{member:?}: every input member is either read by the machine or listed in \
-             NOT_READ_BY_THE_MACHINE (and then not read); reads: {input_reads:?}"
-        );
-    }
-    assert!(
-        not_read.is_subset(&inputs),
-        "NOT_READ_BY_THE_MACHINE is stale"
-    );
-
-    // Optional members are only used behind an `IsPresent` check, or get a default.
-    for optional in inputs.difference(&always) {
-        let defaulted = OPTIONAL_WITH_DEFAULT.contains(&optional.as_str());
-        assert!(
-            a.present_checks.contains(optional) ^ defaulted,
-            "the machine reads optional member {optional:?} without an IsPresent check \
-             (or it is in OPTIONAL_WITH_DEFAULT and checked anyway)"
-        );
-        assert_eq!(
-            a.defaults.contains(optional),
-            defaulted,
-            "{optional:?}: OPTIONAL_WITH_DEFAULT vs the ReadDefaults state"
-        );
-    }
-    // Defaults exist only for members a hand-started execution may leave out.
-    let with_default: BTreeSet<String> = OPTIONAL_WITH_DEFAULT
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
-    assert!(
-        a.defaults
-            .is_subset(&always.union(&with_default).cloned().collect())
-    );
-}
-
-#[test]
-fn start_backup_job_is_idempotent_by_execution_name_and_its_response_is_the_output() {
-    let m = machine();
-    let st = states(&m.definition);
-    let tasks: Vec<_> = st
-        .iter()
-        .filter(|(_, s)| s["Resource"] == START_BACKUP_JOB)
-        .collect();
-    assert_eq!(
-        tasks.len(),
-        1,
-        "exactly one startBackupJob task: the daemon reads BackupJobId from its TaskSucceeded event"
-    );
-    let (name, task) = tasks[0];
-    let p = &task["Parameters"];
-    assert_eq!(p["IdempotencyToken.$"], "$$.Execution.Name", "{name}");
-    assert_eq!(p["ResourceArn.$"], "$.ResourceArn", "{name}");
-    assert_eq!(p["StartWindowMinutes.$"], "$.StartWindowMinutes", "{name}");
-    assert_eq!(
-        p["CompleteWindowMinutes.$"], "$.CompleteWindowMinutes",
-        "{name}"
-    );
-    assert_eq!(
-        p["Lifecycle"]["DeleteAfterDays.$"], "$.DeleteAfterDays",
-        "{name}"
-    );
-    assert!(
-        task.get("ResultSelector").is_none(),
-        "{name}: keep the whole response"
-    );
-    let result = written_member(&task["ResultPath"], name);
-
-    // Every way to succeed ends in a state whose output is that response plus extras,
-    // so BackupJobId stays at the top level of the execution output.
-    let ends: Vec<_> = st
-        .iter()
-        .filter(|(_, s)| s.get("End") == Some(&Value::Bool(true)) || s["Type"] == "Succeed")
-        .collect();
-    assert!(!ends.is_empty());
-    for (end, s) in ends {
-        assert_eq!(
-            s["Type"], "Pass",
-            "{end}: the success state shapes the output"
-        );
-        let params = s["Parameters"].as_object().expect("Parameters");
-        let (key, expr) = params.iter().next().expect("one output field");
-        let expr = expr.as_str().expect("an expression");
-        assert!(
-            expr.starts_with(&format!("States.JsonMerge($.{result}, "))
-                && expr.ends_with(", false)"),
-            "{end}: output must start from the StartBackupJob response ($.{result}), got {expr}"
-        );
-        assert_eq!(s["OutputPath"], format!("$.{}", key.trim_end_matches(".$")));
-    }
-}
-
-#[test]
-fn hook_failures_use_the_error_names_the_daemon_reports() {
-    let m = machine();
-    let errors: BTreeSet<&str> = states(&m.definition)
-        .values()
-        .filter(|s| s["Type"] == "Fail")
-        .filter_map(|s| s["Error"].as_str())
-        .collect();
-    for e in ["PreCommandFailed", "PostCommandFailed"] {
-        assert!(
-            errors.contains(e),
-            "no Fail state with Error {e}: {errors:?}"
-        );
-    }
-}
-
-#[test]
-fn the_state_graph_is_closed_and_substitutions_match() {
-    let m = machine();
-    let st = states(&m.definition);
-    let start = m.definition["StartAt"].as_str().expect("StartAt");
-    let targets = |s: &Value| -> Vec<String> {
-        let mut t = Vec::new();
-        for key in ["Next", "Default"] {
-            if let Some(n) = s.get(key).and_then(Value::as_str) {
-                t.push(n.to_string());
-            }
-        }
-        for list in ["Choices", "Catch"] {
-            for c in s.get(list).and_then(Value::as_array).into_iter().flatten() {
-                t.push(c["Next"].as_str().expect("Next").to_string());
-            }
-        }
-        t
-    };
-    let mut seen = BTreeSet::from([start.to_string()]);
-    let mut todo = vec![start.to_string()];
-    while let Some(n) = todo.pop() {
-        let s = st.get(&n).unwrap_or_else(|| panic!("no state named {n:?}"));
-        for t in targets(s) {
-            if seen.insert(t.clone()) {
-                todo.push(t);
-            }
-        }
-    }
-    let all: BTreeSet<String> = st.keys().cloned().collect();
-    assert_eq!(seen, all, "unreachable states");
-
-    let text = m.definition.to_string();
-    let used: BTreeSet<String> = text
-        .split("${")
-        .skip(1)
-        .map(|s| s.split('}').next().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        used, m.substitutions,
-        "placeholders vs DefinitionSubstitutions"
-    );
-}
+// --- the template -------------------------------------------------------------------------
 
 /// The template as JSON, `!Ref`/`!Sub`/`!If`... turned into `{"Fn::Name": ...}` maps.
 fn template_json() -> Value {
@@ -741,7 +123,7 @@ fn template_json() -> Value {
                 } else {
                     format!("Fn::{tag}")
                 };
-                serde_json::json!({ name: conv(&t.value) })
+                json!({ name: conv(&t.value) })
             }
             Y::Sequence(items) => Value::Array(items.iter().map(conv).collect()),
             Y::Mapping(m) => Value::Object(
@@ -749,47 +131,126 @@ fn template_json() -> Value {
                     .map(|(k, v)| (k.as_str().expect("string keys").to_string(), conv(v)))
                     .collect(),
             ),
-            other => yaml_to_json(other, "template"),
+            Y::Null => Value::Null,
+            Y::Bool(b) => Value::Bool(*b),
+            Y::Number(n) => serde_json::to_value(n).expect("a number"),
+            Y::String(s) => Value::String(s.clone()),
         }
     }
     conv(&serde_yaml::from_str(TEMPLATE).expect("orchestrator.yaml is YAML"))
 }
 
-/// Every policy statement of the state machine role, with the condition (if any) under which
-/// the statement or its policy exists: `(condition, statement)`.
-fn state_machine_statements(t: &Value) -> Vec<(Option<String>, Value)> {
-    let resources = t["Resources"].as_object().expect("Resources");
+struct Machine {
+    definition: Value,
+    /// DefinitionSubstitutions: name -> its text (`!Sub` bodies as written).
+    substitutions: Vec<(String, Value)>,
+}
+
+impl Machine {
+    fn of(name: &str) -> Machine {
+        let t = template_json();
+        let props = &t["Resources"][name]["Properties"];
+        assert!(
+            props.get("DefinitionString").is_none(),
+            "{name}: write the machine as a YAML `Definition` map (this test reads that)"
+        );
+        let definition = props["Definition"].clone();
+        assert!(
+            !definition.to_string().contains("\"Fn::")
+                && !definition.to_string().contains("\"Ref\""),
+            "{name}: the definition must be plain data; put stack values in DefinitionSubstitutions"
+        );
+        let substitutions = props["DefinitionSubstitutions"]
+            .as_object()
+            .expect("DefinitionSubstitutions")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Machine {
+            definition,
+            substitutions,
+        }
+    }
+
+    fn states(&self) -> &serde_json::Map<String, Value> {
+        self.definition["States"].as_object().expect("States")
+    }
+
+    fn state(&self, name: &str) -> &Value {
+        self.states()
+            .get(name)
+            .unwrap_or_else(|| panic!("no state {name}"))
+    }
+
+    /// The text of a substitution written as `!Sub` (first element with variables).
+    fn sub_text(&self, name: &str) -> String {
+        let (_, v) = self
+            .substitutions
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("no substitution {name}"));
+        let sub = &v["Fn::Sub"];
+        sub.as_str()
+            .or_else(|| sub[0].as_str())
+            .or_else(|| v.as_str())
+            .unwrap_or_else(|| panic!("{name} is text or a !Sub"))
+            .to_string()
+    }
+}
+
+/// Every state of a definition, Map item processors included: (name, state).
+fn all_states(def: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    let mut push = |cond: Option<String>, doc: &Value| {
-        for st in doc["Statement"].as_array().expect("Statement list") {
-            match st.get("Fn::If").and_then(Value::as_array) {
-                Some(branches) => {
-                    let c = branches[0].as_str().expect("condition").to_string();
-                    out.push((Some(c.clone()), branches[1].clone()));
-                    out.push((Some(format!("!{c}")), branches[2].clone()));
-                }
-                None => out.push((cond.clone(), st.clone())),
-            }
+    for (name, s) in def["States"].as_object().expect("States") {
+        out.push((name.clone(), s.clone()));
+        if s["Type"] == "Map" {
+            out.extend(all_states(&s["ItemProcessor"]));
         }
-    };
-    for (name, r) in resources {
-        let props = &r["Properties"];
-        let cond = r
-            .get("Condition")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if r["Type"] == "AWS::IAM::RolePolicy" {
-            assert_eq!(
-                props["RoleName"],
-                serde_json::json!({"Ref": "StateMachineRole"}),
-                "{name}"
-            );
-            push(cond, &props["PolicyDocument"]);
-        } else if name == "StateMachineRole" {
-            for p in props["Policies"].as_array().into_iter().flatten() {
-                push(None, &p["PolicyDocument"]);
-            }
+    }
+    out
+}
+
+/// The string lists written `$extra($i, [...])` / `$members := [...]` in a JSONata text.
+fn quoted_lists(text: &str) -> Vec<BTreeSet<String>> {
+    let mut lists = Vec::new();
+    for (i, _) in text.match_indices("['") {
+        let rest = &text[i + 1..];
+        let Some(end) = rest.find(']') else { continue };
+        let items: BTreeSet<String> = rest[..end]
+            .split(',')
+            .map(|s| s.trim().trim_matches('\'').to_string())
+            .collect();
+        if items
+            .iter()
+            .all(|s| s.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            lists.push(items);
         }
+    }
+    lists
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Top-level members a text reads from the state input: JSONPath `$.X` and JSONata
+/// `$states.input.X`.
+fn input_reads(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("$.") {
+        if i > 0 && text.as_bytes()[i - 1] == b'$' {
+            continue; // $$.Execution...
+        }
+        let name = ident(&text[i + 2..]);
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    for (i, _) in text.match_indices("$states.input.") {
+        out.insert(ident(&text[i + "$states.input.".len()..]));
     }
     out
 }
@@ -806,253 +267,1013 @@ fn actions(st: &Value) -> Vec<String> {
     }
 }
 
-/// The `Fn::Sub` text of a resource (the first element when it has variables).
-fn sub_text(resource: &Value) -> String {
-    let sub = &resource["Fn::Sub"];
-    sub.as_str()
-        .or_else(|| sub[0].as_str())
-        .unwrap_or_else(|| panic!("a SendCommand resource is a !Sub: {resource}"))
-        .to_string()
+/// The statements of a role's inline policies and of the RolePolicy resources attached to it:
+/// `(condition the statement exists under, statement)`.
+fn role_statements(t: &Value, role: &str) -> Vec<(Option<String>, Value)> {
+    let resources = t["Resources"].as_object().expect("Resources");
+    let mut out = Vec::new();
+    let mut push = |cond: Option<String>, doc: &Value| {
+        for st in doc["Statement"].as_array().expect("Statement list") {
+            match st.get("Fn::If").and_then(Value::as_array) {
+                Some(branches) => {
+                    let c = branches[0].as_str().expect("condition").to_string();
+                    for (c, b) in [(c.clone(), &branches[1]), (format!("!{c}"), &branches[2])] {
+                        if b.get("Ref") != Some(&json!("AWS::NoValue")) {
+                            out.push((Some(c), b.clone()));
+                        }
+                    }
+                }
+                None => out.push((cond.clone(), st.clone())),
+            }
+        }
+    };
+    for (name, r) in resources {
+        let props = &r["Properties"];
+        let cond = r
+            .get("Condition")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if r["Type"] == "AWS::IAM::RolePolicy" && props["RoleName"] == json!({"Ref": role}) {
+            push(cond, &props["PolicyDocument"]);
+        } else if name == role {
+            for p in props["Policies"].as_array().into_iter().flatten() {
+                push(None, &p["PolicyDocument"]);
+            }
+        }
+    }
+    out
+}
+
+fn trust_requires_source_account(t: &Value, role: &str, service: &str) {
+    let trust = &t["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    let trust = trust.as_array().expect("trust statements");
+    assert_eq!(trust.len(), 1, "{role}");
+    assert_eq!(trust[0]["Principal"], json!({"Service": service}), "{role}");
+    assert_eq!(
+        trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+        json!({"Ref": "AWS::AccountId"}),
+        "{role}: the confused-deputy guard"
+    );
+}
+
+// --- the backup machine's input ---------------------------------------------------------
+
+/// The backup execution members the machine accepts (Validate's allow-list).
+fn backup_allow_list(m: &Machine) -> BTreeSet<String> {
+    let lists = quoted_lists(&m.sub_text("BackupInputProblems"));
+    lists
+        .into_iter()
+        .filter(|l| l.contains("DeleteAfterDays") && l.contains("ResourceArn"))
+        .max_by_key(BTreeSet::len)
+        .expect("the backup allow-list in BackupInputProblems")
+}
+
+#[test]
+fn the_backup_machine_accepts_exactly_the_members_the_daemon_sends() {
+    let m = Machine::of("BackupStateMachine");
+    let allowed = backup_allow_list(&m);
+    let sent = members_of(&full_backup_input().to_json());
+    let ignored = set(IGNORED_BACKUP_MEMBERS);
+    let sent_without_ignored: BTreeSet<String> = sent.difference(&ignored).cloned().collect();
+    let allowed_without_ignored: BTreeSet<String> = allowed.difference(&ignored).cloned().collect();
+    assert_eq!(
+        sent_without_ignored, allowed_without_ignored,
+        "ExecutionInput (left) vs the members Validate accepts (right): a member the machine \
+         does not know is refused (InputRefused) at the first slot"
+    );
+    assert!(
+        ignored.is_subset(&allowed),
+        "CopyTo from an older daemon must stay accepted (and ignored)"
+    );
+    // Every member read by a JSONPath or JSONata state is an accepted member or one the machine
+    // wrote (ResultPath), in a backup execution or a copy execution.
+    let mut written = BTreeSet::new();
+    let mut reads = BTreeSet::new();
+    for (name, s) in all_states(&m.definition) {
+        if let Some(p) = s.get("ResultPath").and_then(Value::as_str) {
+            written.insert(ident(p.trim_start_matches("$.")));
+        }
+        for c in s
+            .get("Catch")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = c.get("ResultPath").and_then(Value::as_str) {
+                written.insert(ident(p.trim_start_matches("$.")));
+            }
+        }
+        if [
+            "CheckCopyDestination",
+            "CopyRefused",
+            "StartCopyJob",
+            "CopyNotStarted",
+        ]
+        .contains(&name.as_str())
+        {
+            continue; // inside the Map, `$` is the item {Destination, RecoveryPointArn}
+        }
+        let mut s = s.clone();
+        let o = s.as_object_mut().unwrap();
+        o.remove("ResultSelector"); // reads the task's result, not `$`
+        o.remove("ItemProcessor"); // its states were skipped above
+        reads.extend(input_reads(&s.to_string()));
+    }
+    written.remove("");
+    let copy = set(COPY_EXECUTION_MEMBERS);
+    let unknown: Vec<_> = reads
+        .iter()
+        .filter(|r| !allowed.contains(*r) && !copy.contains(*r) && !written.contains(*r))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "states read members that are neither input members nor written: {unknown:?}"
+    );
+    assert!(
+        !reads.contains("CopyTo") || written.contains("Source"),
+        "CopyTo is read by the copy path only"
+    );
+}
+
+/// NEW contract (design §1): a backup execution's input carries no `CopyTo` (copies are their
+/// own execution). Fails until the daemon's ExecutionInput drops the member.
+#[test]
+fn the_daemon_no_longer_sends_copy_to_in_a_backup_execution() {
+    let mut v = serde_json::to_value(full_backup_input()).unwrap();
+    v["CopyTo"] = json!([{"DestinationBackupVaultArn": "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
+                         "Lifecycle": {"DeleteAfterDays": 90}, "IdempotencyToken": "copy-0"}]);
+    let again: ExecutionInput = serde_json::from_value(v).unwrap();
+    assert!(
+        !members_of(&again.to_json()).contains("CopyTo"),
+        "ExecutionInput still serialises CopyTo: start copies as their own execution \
+         (Action copy, name copy-{{BackupJobId}}) instead"
+    );
+}
+
+/// A target without copies, hooks or VSS sends what it always sent: an execution in flight
+/// during an upgrade is found by name and input, not refused.
+#[test]
+fn the_input_of_a_plain_target_is_unchanged() {
+    let plain: ExecutionInput = serde_json::from_value(json!({
+        "ResourceArn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0",
+        "Target": "web-1", "ScheduledFor": "2026-11-29T10:00:00Z", "Trigger": "schedule",
+        "StartWindowMinutes": 60, "CompleteWindowMinutes": 10080, "DeleteAfterDays": 35}))
+    .unwrap();
+    assert_eq!(
+        plain.to_json(),
+        r#"{"ResourceArn":"arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0","Target":"web-1","ScheduledFor":"2026-11-29T10:00:00Z","Trigger":"schedule","StartWindowMinutes":60,"CompleteWindowMinutes":10080,"DeleteAfterDays":35}"#
+    );
+}
+
+#[test]
+fn validate_judges_the_input_first_and_refusals_are_input_refused() {
+    for (machine, problems) in [
+        ("BackupStateMachine", "BackupInputProblems"),
+        ("RestoreStateMachine", "RestoreInputProblems"),
+    ] {
+        let m = Machine::of(machine);
+        assert_eq!(m.definition["StartAt"], "Validate", "{machine}");
+        let v = m.state("Validate");
+        assert_eq!(
+            (v["Type"].as_str(), v["QueryLanguage"].as_str()),
+            (Some("Choice"), Some("JSONata"))
+        );
+        let first = &v["Choices"][0];
+        assert_eq!(
+            first["Condition"],
+            format!("{{% $count(${{{problems}}}) > 0 %}}"),
+            "{machine}: the first rule catches every problem"
+        );
+        let refused = m.state("InputRefused");
+        assert_eq!(
+            (refused["Type"].as_str(), refused["Error"].as_str()),
+            (Some("Fail"), Some("InputRefused"))
+        );
+        assert_eq!(refused["Cause"], format!("{{% ${{{problems}}}[0] %}}"));
+        let text = m.sub_text(problems);
+        assert!(
+            !text.contains('"') && !text.contains('\\'),
+            "{problems}: no quote, no backslash"
+        );
+        assert!(
+            text.contains("'InputRefused: "),
+            "{problems}: causes start with InputRefused:"
+        );
+    }
+    let m = Machine::of("BackupStateMachine");
+    let text = m.sub_text("BackupInputProblems");
+    for must in [
+        "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance",
+        "$int($i.DeleteAfterDays, ${MinRetentionDays}, ${MaxRetentionDays})",
+        "$d.Version = '${HookDocumentVersion}'",
+        "'${AllowRawCommands}' != 'true'",
+    ] {
+        assert!(text.contains(must), "BackupInputProblems checks {must}");
+    }
+    // The defaults of a hand-started execution: exactly the always-sent members, then judged again.
+    let apply = m.state("ApplyDefaults")["Output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for member in DEFAULTED {
+        assert!(
+            apply.contains(&format!("'{member}':")),
+            "ApplyDefaults fills {member}"
+        );
+    }
+    assert_eq!(m.state("ApplyDefaults")["Next"], "Validate");
+    // Every `always` member of ExecutionInput is defaulted (the rest are optional).
+    let plain: ExecutionInput = serde_json::from_value(json!({
+        "ResourceArn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0",
+        "Target": "t", "ScheduledFor": "2026-11-29T10:00:00Z", "Trigger": "manual",
+        "StartWindowMinutes": 60, "CompleteWindowMinutes": 120, "DeleteAfterDays": 35}))
+    .unwrap();
+    let mut always = members_of(&plain.to_json());
+    always.remove("ResourceArn");
+    assert_eq!(always, set(DEFAULTED));
+}
+
+#[test]
+fn the_plain_backup_is_validate_then_start_backup_job() {
+    let m = Machine::of("BackupStateMachine");
+    let rules = m.state("Validate")["Choices"].as_array().unwrap();
+    let nexts: Vec<&str> = rules.iter().map(|r| r["Next"].as_str().unwrap()).collect();
+    assert_eq!(
+        &nexts[..4],
+        [
+            "Explain",
+            "DescribeCopySource",
+            "StartBackupJob",
+            "StartVssBackupJob"
+        ]
+    );
+    for end in ["StartBackupJob", "StartVssBackupJob"] {
+        assert_eq!(m.state(end)["End"], true, "{end}: 2 transitions");
+    }
+    assert_eq!(
+        m.state("StartVssBackupJob")["Parameters"]["BackupOptions"],
+        json!({"WindowsVSS": "enabled"}),
+        "a literal, never the input's map"
+    );
+}
+
+#[test]
+fn every_start_backup_job_is_idempotent_by_execution_name_and_its_response_is_the_output() {
+    let m = Machine::of("BackupStateMachine");
+    let tasks: Vec<_> = m
+        .states()
+        .iter()
+        .filter(|(_, s)| s["Resource"] == START_BACKUP_JOB)
+        .collect();
+    let names: BTreeSet<&str> = tasks.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "StartBackupJob",
+            "StartVssBackupJob",
+            "StartHookedBackupJob",
+            "StartBackupJobThenPost"
+        ]),
+        "the daemon finds BackupJobId in the TaskSucceeded event of resource startBackupJob"
+    );
+    for (name, task) in tasks {
+        let p = &task["Parameters"];
+        assert_eq!(p["BackupVaultName"], "${BackupVaultName}", "{name}");
+        assert_eq!(p["IamRoleArn"], "${BackupRoleArn}", "{name}");
+        assert_eq!(p["IdempotencyToken.$"], "$$.Execution.Name", "{name}");
+        assert_eq!(p["ResourceArn.$"], "$.ResourceArn", "{name}");
+        assert_eq!(p["StartWindowMinutes.$"], "$.StartWindowMinutes", "{name}");
+        assert_eq!(
+            p["CompleteWindowMinutes.$"], "$.CompleteWindowMinutes",
+            "{name}"
+        );
+        assert_eq!(
+            p["Lifecycle"]["DeleteAfterDays.$"], "$.DeleteAfterDays",
+            "{name}"
+        );
+        assert!(
+            task.get("ResultSelector").is_none(),
+            "{name}: keep the whole response"
+        );
+        for r in task["Retry"].as_array().unwrap() {
+            let errors = r["ErrorEquals"].to_string();
+            assert!(
+                !errors.contains("TaskFailed")
+                    && !errors.contains("States.ALL")
+                    && !errors.contains("AccessDenied"),
+                "{name}: retry only errors that can go away: {errors}"
+            );
+        }
+    }
+    // The hooked paths end in Done: the response plus the hook results.
+    let done = m.state("Done");
+    assert_eq!(
+        done["Output"],
+        "{% $merge([$states.input.Backup, $states.input.Run, {'AppConsistent': $appConsistent}]) %}"
+    );
+    assert_eq!(done["End"], true);
+}
+
+#[test]
+fn the_daemon_reads_hook_phases_from_these_exact_task_names() {
+    let m = Machine::of("BackupStateMachine");
+    for (phase, names) in [("pre", PRE_TASKS), ("post", POST_TASKS)] {
+        for name in names {
+            let s = m.state(name);
+            assert_eq!(s["Type"], "Task", "{name}");
+            let want = if name.starts_with("Send") {
+                "sendCommand"
+            } else {
+                "getCommandInvocation"
+            };
+            assert_eq!(
+                s["Resource"],
+                format!("arn:aws:states:::aws-sdk:ssm:{want}"),
+                "{name}"
+            );
+            let comment = s["Parameters"]["Comment.$"].as_str().unwrap_or("");
+            assert!(
+                !name.starts_with("Send") || comment.contains(&format!("{{}} {phase}")),
+                "{name}: the command's comment names its phase"
+            );
+        }
+    }
+    let exact: BTreeSet<&str> = PRE_TASKS.iter().chain(POST_TASKS.iter()).copied().collect();
+    for name in m.states().keys() {
+        let hookish = ["PreHook", "PostHook", "PreCommand", "PostCommand"]
+            .iter()
+            .any(|s| name.ends_with(s));
+        assert!(
+            !hookish || exact.contains(name.as_str()),
+            "{name}: only the hook tasks end in PreHook/PostHook/PreCommand/PostCommand"
+        );
+    }
+    // The documents sent: from the variables Validate sets, the version the stack's.
+    let validate = m.state("Validate").to_string();
+    assert!(validate.contains("'DocumentVersion': '${HookDocumentVersion}'"));
+    for name in [
+        "SendPreHook",
+        "SendPreCommand",
+        "SendPostHook",
+        "SendPostCommand",
+    ] {
+        let p = &m.state(name)["Parameters"];
+        let var = if name.contains("Pre") {
+            "$pre"
+        } else {
+            "$post"
+        };
+        assert_eq!(p["DocumentName.$"], format!("{var}.DocumentName"), "{name}");
+        assert_eq!(
+            p["DocumentVersion.$"],
+            format!("{var}.DocumentVersion"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn error_names_the_daemon_reports() {
+    let fails = |machine: &str| -> BTreeSet<String> {
+        all_states(&Machine::of(machine).definition)
+            .into_iter()
+            .filter(|(_, s)| s["Type"] == "Fail")
+            .map(|(_, s)| s["Error"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        fails("BackupStateMachine"),
+        set([
+            "InputRefused",
+            "PreCommandFailed",
+            "PostCommandFailed",
+            "StartBackupJobFailed",
+            "CopySourceUnavailable"
+        ])
+    );
+    assert_eq!(
+        fails("RestoreStateMachine"),
+        set([
+            "InputRefused",
+            "{% $states.input.Action = 'restore' ? 'RestoreFailed' : 'RestoreTestFailed' %}",
+            "NotARestoredResource",
+            "NotExpired",
+            "SweepFailed"
+        ])
+    );
+}
+
+// --- copy executions --------------------------------------------------------------------
+
+#[test]
+fn a_copy_execution_has_these_members_and_each_copy_the_daemon_s_token() {
+    let m = Machine::of("BackupStateMachine");
+    let lists = quoted_lists(&m.sub_text("BackupInputProblems"));
+    assert!(
+        lists.contains(&set(COPY_EXECUTION_MEMBERS)),
+        "the copy execution's allow-list: {lists:?}"
+    );
+    // CopyTo elements: what the daemon's CopyToInput serialises.
+    let element: CopyToInput = serde_json::from_value(json!({
+        "DestinationBackupVaultArn": "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
+        "Lifecycle": {"DeleteAfterDays": 90}, "IdempotencyToken": "copy-0"}))
+    .unwrap();
+    let sent = members_of(&serde_json::to_string(&element).unwrap());
+    let item_lists = quoted_lists(&m.sub_text("CopyItemProblems"));
+    assert!(
+        item_lists.contains(&sent),
+        "CopyTo element members {sent:?} vs {item_lists:?}"
+    );
+    assert!(
+        m.sub_text("CopyItemProblems")
+            .contains("${MinRetentionDays}, ${MaxRetentionDays}")
+    );
+
+    // Validate -> DescribeCopySource -> CheckCopySource -> StartCopies, no Wait on the way.
+    assert_eq!(
+        m.state("DescribeCopySource")["Resource"],
+        "arn:aws:states:::aws-sdk:backup:describeBackupJob"
+    );
+    assert_eq!(m.state("DescribeCopySource")["Next"], "CheckCopySource");
+    let check = m.state("CheckCopySource")["Choices"][0].clone();
+    assert_eq!(check["Next"], "StartCopies");
+    for must in [
+        "'COMPLETED'",
+        "'${BackupVaultName}'",
+        "$states.input.Source.ResourceArn = $states.input.ResourceArn",
+    ] {
+        assert!(
+            check["Condition"].as_str().unwrap().contains(must),
+            "CheckCopySource: {must}"
+        );
+    }
+    let map = m.state("StartCopies");
+    assert_eq!(map["ItemsPath"], "$.CopyTo");
+    assert_eq!(
+        map["ResultSelector"],
+        json!({"Copies.$": "$"}),
+        "output {{\"Copies\": [...]}}"
+    );
+    let items = &map["ItemProcessor"]["States"];
+    assert_eq!(map["ItemProcessor"]["StartAt"], "CheckCopyDestination");
+    let task = &items["StartCopyJob"];
+    assert_eq!(
+        task["Resource"],
+        "arn:aws:states:::aws-sdk:backup:startCopyJob"
+    );
+    assert_eq!(
+        task["Arguments"]["IdempotencyToken"], "{% $states.input.Destination.IdempotencyToken %}",
+        "the daemon's token, never one made in the machine"
+    );
+    assert_eq!(
+        task["Arguments"]["SourceBackupVaultName"],
+        "${BackupVaultName}"
+    );
+    let retried = task["Retry"].to_string();
+    assert!(
+        !retried.contains("TaskFailed") && !retried.contains("AccessDenied"),
+        "{retried}"
+    );
+    let waits: Vec<String> = all_states(&m.definition)
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Wait")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        set(waits.iter().map(String::as_str)),
+        set([
+            "PreHookWait",
+            "PreCommandWait",
+            "WaitForJob",
+            "PostHookWait",
+            "PostCommandWait"
+        ]),
+        "waits serve hooks only"
+    );
+}
+
+// --- the restore machine ---------------------------------------------------------------
+
+#[test]
+fn the_restore_machine_s_inputs_and_what_it_restores() {
+    let m = Machine::of("RestoreStateMachine");
+    let lists = quoted_lists(&m.sub_text("RestoreInputProblems"));
+    assert!(lists.contains(&set(RESTORE_MEMBERS)), "{lists:?}");
+    assert!(lists.contains(&set(SWEEP_MEMBERS)), "{lists:?}");
+    let text = m.sub_text("RestoreInputProblems");
+    assert!(text.contains("'${AllowInstanceProfileRestore}' != 'true'"));
+    assert!(text.contains("'arn:${AWS::Partition}:ec2:${AWS::Region}::image'"));
+
+    // The recovery point is looked up in the stack's vault before anything else.
+    assert_eq!(
+        m.state("DescribeRecoveryPoint")["Parameters"]["BackupVaultName"],
+        "${BackupVaultName}"
+    );
+    let start = m.state("StartRestoreJob");
+    assert_eq!(
+        start["Resource"], START_RESTORE_JOB,
+        "the daemon reads RestoreJobId from its TaskSucceeded"
+    );
+    let a = &start["Arguments"];
+    assert_eq!(
+        a["IdempotencyToken"],
+        "{% $states.context.Execution.Name %}"
+    );
+    assert_eq!(a["IamRoleArn"], "${RestoreRoleArn}");
+    assert_eq!(a["ResourceType"], "EC2");
+    assert_eq!(a["CopySourceTagsToRestoredResource"], false);
+    assert_eq!(a["Metadata"], "{% ${RestoreMetadata} %}");
+    let metadata = m.sub_text("RestoreMetadata");
+    let keys: BTreeSet<String> = metadata
+        .match_indices("{'")
+        .chain(metadata.match_indices(", '"))
+        .filter_map(|(i, _)| {
+            let rest = &metadata[i..];
+            let start = rest.find('\'')? + 1;
+            let end = start + rest[start..].find('\'')?;
+            rest[end..]
+                .starts_with("':")
+                .then(|| rest[start..end].to_string())
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        set([
+            "InstanceType",
+            "SubnetId",
+            "SecurityGroupIds",
+            "IamInstanceProfileName",
+            "RequireIMDSv2",
+            "DisableApiTermination",
+            "BlockDeviceMappings",
+            "Ebs",
+            "DeleteOnTermination"
+        ]),
+        "metadata from an allow-list"
+    );
+    for never in ["UserData", "KeyName", "NetworkInterfaces", "Placement"] {
+        assert!(
+            !metadata.contains(never),
+            "{never} never reaches StartRestoreJob"
+        );
+    }
+    assert!(metadata.contains(
+        "$keep and $type($o.IamInstanceProfileName) = 'string' ? $o.IamInstanceProfileName : ''"
+    ));
+
+    // Terminations: the restored instance (from the restore job) or a swept one after its checks.
+    for (name, from) in [
+        ("TerminateRestored", "$.RestoreJob.CreatedResourceArn"),
+        ("TerminateExpired", "$.ResourceArn"),
+    ] {
+        let s = m.state(name);
+        assert_eq!(
+            s["Resource"],
+            "arn:aws:states:::aws-sdk:ec2:terminateInstances"
+        );
+        assert!(
+            s["Parameters"]["InstanceIds.$"]
+                .as_str()
+                .unwrap()
+                .contains(from),
+            "{name}"
+        );
+    }
+    let predecessors: Vec<String> = all_states(&m.definition)
+        .into_iter()
+        .filter(|(_, s)| s.to_string().contains("\"Next\":\"TerminateExpired\""))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        predecessors,
+        ["DescribeSweptRecoveryPoint"],
+        "the sweep terminates only after every check"
+    );
+    let sweep = m.state("CheckSweep").to_string();
+    for tag in [
+        "orchestrator:restore-test",
+        "orchestrator:restore-expires",
+        "$states.context.Execution.StartTime",
+    ] {
+        assert!(sweep.contains(tag), "CheckSweep reads {tag}");
+    }
+    // Tags: the test's, the on-demand restore's.
+    let tags = |name: &str| -> Vec<String> {
+        m.state(name)["Parameters"]["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["Key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        tags("TagRestored"),
+        [
+            "orchestrator:restore-test",
+            "orchestrator:restore-expires",
+            "orchestrator:target"
+        ]
+    );
+    assert_eq!(
+        tags("TagOnDemandRestore"),
+        ["orchestrator:restore", "orchestrator:target"]
+    );
+    // Validation results are best effort.
+    let report = m.state("ReportValidation");
+    assert_eq!(
+        report["Resource"],
+        "arn:aws:states:::aws-sdk:backup:putRestoreValidationResult"
+    );
+    assert_eq!(report["Catch"][0]["ErrorEquals"], json!(["States.ALL"]));
+}
+
+// --- IAM and the vaults ------------------------------------------------------------------
+
+#[test]
+fn the_vault_is_locked_and_denies_deletion_to_all_but_the_break_glass_role() {
+    let t = template_json();
+    let vault = &t["Resources"]["BackupVault"]["Properties"];
+    let lock = &vault["LockConfiguration"];
+    assert_eq!(lock["MinRetentionDays"], json!({"Ref": "MinRetentionDays"}));
+    assert_eq!(lock["MaxRetentionDays"], json!({"Ref": "MaxRetentionDays"}));
+    assert_eq!(
+        lock["ChangeableForDays"],
+        json!({"Fn::If": ["ComplianceLock", {"Ref": "VaultLockChangeableForDays"}, {"Ref": "AWS::NoValue"}]}),
+        "governance by default; compliance only when asked"
+    );
+    assert_eq!(t["Parameters"]["VaultLockMode"]["Default"], "governance");
+    assert_eq!(t["Parameters"]["BreakGlassPrincipalArn"]["Default"], "");
+    let statements = vault["AccessPolicy"]["Statement"].as_array().unwrap();
+    let deny_for = |sid: &str| -> &Value {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid}"))
+    };
+    for (sid, acts) in [
+        (
+            "DenyDeletingOrShorteningRecoveryPoints",
+            vec![
+                "backup:DeleteRecoveryPoint",
+                "backup:UpdateRecoveryPointLifecycle",
+                "backup:DisassociateRecoveryPoint",
+            ],
+        ),
+        (
+            "DenyChangingThisPolicyOrTheLock",
+            vec![
+                "backup:PutBackupVaultAccessPolicy",
+                "backup:DeleteBackupVaultAccessPolicy",
+                "backup:DeleteBackupVaultLockConfiguration",
+                "backup:DeleteBackupVault",
+            ],
+        ),
+    ] {
+        let st = deny_for(sid);
+        assert_eq!(
+            (st["Effect"].as_str(), st["Principal"].as_str()),
+            (Some("Deny"), Some("*")),
+            "{sid}"
+        );
+        assert_eq!(actions(st), acts, "{sid}");
+        assert_eq!(
+            st["Condition"],
+            json!({"Fn::If": ["HasBreakGlass",
+                {"ArnNotEquals": {"aws:PrincipalArn": {"Ref": "BreakGlassPrincipalArn"}}},
+                {"Ref": "AWS::NoValue"}]}),
+            "{sid}: everyone but the break-glass role (nobody without one)"
+        );
+    }
+    // Copies only to the listed vaults, where AWS evaluates it: CopyFromBackupVault on the source.
+    let copy = statements
+        .iter()
+        .find_map(|s| s.get("Fn::If"))
+        .expect("the copy deny switch");
+    assert_eq!(copy[0], "CopiesAllowed");
+    assert_eq!(copy[1]["Action"], "backup:CopyFromBackupVault");
+    assert_eq!(copy[1]["Effect"], "Deny");
+    let cond = &copy[1]["Condition"]["Fn::If"];
+    for branch in [&cond[1], &cond[2]] {
+        assert_eq!(
+            branch["ForAnyValue:ArnNotLike"]["backup:CopyTargets"],
+            json!({"Ref": "CopyDestinationVaultArns"})
+        );
+    }
+    assert_eq!(
+        copy[2]["Action"], "backup:CopyFromBackupVault",
+        "no destinations: no copies"
+    );
+    // The DR vault: locked and protected the same way.
+    let dr: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../deploy/cloudformation/dr-vault.yaml")).unwrap();
+    let dr_props = &dr["Resources"]["DrVault"]["Properties"];
+    for key in ["MinRetentionDays", "MaxRetentionDays", "ChangeableForDays"] {
+        assert!(
+            !dr_props["LockConfiguration"][key].is_null(),
+            "DR vault lock: {key}"
+        );
+    }
+    let dr_sids: Vec<&str> = dr_props["AccessPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["Sid"].as_str())
+        .collect();
+    assert_eq!(
+        dr_sids,
+        [
+            "AllowCopyIntoFromTheSourceAccounts",
+            "DenyDeletingOrShorteningRecoveryPoints",
+            "DenyChangingThisPolicyOrTheLock"
+        ]
+    );
+}
+
+#[test]
+fn aws_backup_works_with_ec2_only_roles_of_our_own_trusted_for_this_account() {
+    let t = template_json();
+    for role in ["BackupRole", "RestoreRole"] {
+        trust_requires_source_account(&t, role, "backup.amazonaws.com");
+        let props = &t["Resources"][role]["Properties"];
+        assert!(
+            props.get("ManagedPolicyArns").is_none(),
+            "{role}: no AWS managed (all-services) policy"
+        );
+        for (cond, st) in role_statements(&t, role) {
+            assert_eq!(st["Effect"], "Allow", "{role}");
+            for a in actions(&st) {
+                let ok = a.starts_with("ec2:")
+                    || a.starts_with("kms:")
+                    || a.starts_with("ssm:")
+                    || a == "backup:DescribeBackupVault"
+                    || a == "backup:CopyIntoBackupVault"
+                    || (a == "iam:PassRole"
+                        && cond.as_deref() == Some("InstanceProfileRestoreAllowed"));
+                assert!(ok && !a.ends_with('*'), "{role}: {a} ({cond:?})");
+            }
+        }
+    }
+    for role in [
+        "StateMachineRole",
+        "RestoreStateMachineRole",
+        "OrchestratorRole",
+    ] {
+        let service = if role == "OrchestratorRole" {
+            "ecs-tasks.amazonaws.com"
+        } else {
+            "states.amazonaws.com"
+        };
+        trust_requires_source_account(&t, role, service);
+    }
+    // The backup role cannot touch another service's resources.
+    let backup: Vec<String> = role_statements(&t, "BackupRole")
+        .iter()
+        .flat_map(|(_, st)| actions(st))
+        .collect();
+    for other in [
+        "rds:",
+        "dynamodb:",
+        "elasticfilesystem:",
+        "fsx:",
+        "redshift:",
+        "s3:",
+    ] {
+        assert!(backup.iter().all(|a| !a.starts_with(other)), "{other}");
+    }
+    assert!(backup.contains(&"ec2:CreateImage".to_string()));
+}
+
+#[test]
+fn the_restore_machine_terminates_and_tags_only_what_it_may() {
+    let t = template_json();
+    let statements = role_statements(&t, "RestoreStateMachineRole");
+    let find = |action: &str| -> Vec<&Value> {
+        statements
+            .iter()
+            .filter(|(_, st)| actions(st).iter().any(|a| a == action))
+            .map(|(_, st)| st)
+            .collect()
+    };
+    let terminate = find("ec2:TerminateInstances");
+    assert_eq!(terminate.len(), 1);
+    assert_eq!(
+        terminate[0]["Condition"],
+        json!({"Null": {"aws:ResourceTag/orchestrator:restore-test": "false"}}),
+        "only instances carrying the restore-test tag"
+    );
+    let tags = find("ec2:CreateTags");
+    assert_eq!(tags.len(), 1);
+    assert_eq!(
+        tags[0]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+        json!([
+            "orchestrator:restore-test",
+            "orchestrator:restore-expires",
+            "orchestrator:restore",
+            "orchestrator:target"
+        ]),
+        "never OrchestratorHooks or a selection's tag"
+    );
+    let pass = find("iam:PassRole");
+    assert_eq!(pass.len(), 1);
+    assert_eq!(
+        pass[0]["Resource"],
+        json!({"Fn::GetAtt": "RestoreRole.Arn"})
+    );
+    assert_eq!(
+        pass[0]["Condition"]["StringEquals"]["iam:PassedToService"],
+        "backup.amazonaws.com"
+    );
+    let sends = find("ssm:SendCommand");
+    assert_eq!(sends.len(), 2);
+    assert!(
+        sends.iter().any(
+            |st| st["Condition"]["Null"]["ssm:resourceTag/orchestrator:restore-test"] == "false"
+        )
+    );
+    for (_, st) in &statements {
+        assert!(
+            actions(st)
+                .iter()
+                .all(|a| a != "ec2:RunInstances" && !a.ends_with('*')),
+            "{st}"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_only_reads_and_starts_executions() {
+    let t = template_json();
+    let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
+    let all: BTreeSet<String> = daemon["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    assert_eq!(
+        all,
+        set([
+            "states:StartExecution",
+            "states:ListExecutions",
+            "states:DescribeExecution",
+            "states:GetExecutionHistory",
+            "backup:DescribeBackupJob",
+            "backup:ListBackupJobs",
+            "backup:DescribeCopyJob",
+            "backup:ListCopyJobs",
+            "backup:ListRecoveryPointsByResource",
+            "backup:ListRecoveryPointsByBackupVault",
+            "backup:GetRecoveryPointRestoreMetadata",
+            "backup:DescribeRestoreJob",
+            "backup:ListRestoreJobs",
+            "tag:GetResources",
+        ])
+    );
+    let start = daemon["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| actions(s).contains(&"states:StartExecution".to_string()))
+        .unwrap();
+    assert_eq!(
+        start["Resource"],
+        json!([{"Ref": "BackupStateMachine"}, {"Ref": "RestoreStateMachine"}])
+    );
 }
 
 #[test]
 fn send_command_reaches_only_prefixed_documents_and_tagged_instances() {
     let t = template_json();
     let params = &t["Parameters"];
-    assert_eq!(
-        params["RequireHookTag"]["Default"], "true",
-        "the tag is required by default"
-    );
-    assert_eq!(
-        params["AllowRawCommands"]["Default"], "false",
-        "no raw shell by default"
-    );
-    assert_eq!(params["HookDocumentPrefix"]["Default"], "");
-    let prefix_pattern = params["HookDocumentPrefix"]["AllowedPattern"]
-        .as_str()
-        .unwrap();
-    assert!(
-        !prefix_pattern.contains('*'),
-        "a prefix must not widen the document ARN"
-    );
-    assert_eq!(
-        t["Conditions"]["RawCommandsAllowed"],
-        serde_json::json!({"Fn::Equals": [{"Ref": "AllowRawCommands"}, "true"]})
-    );
-
-    let statements = state_machine_statements(&t);
-    let sends: Vec<&(Option<String>, Value)> = statements
-        .iter()
+    assert_eq!(params["RequireHookTag"]["Default"], "true");
+    assert_eq!(params["AllowRawCommands"]["Default"], "false");
+    assert_eq!(params["HookDocumentVersion"]["Default"], "$DEFAULT");
+    let sends: Vec<(Option<String>, Value)> = role_statements(&t, "StateMachineRole")
+        .into_iter()
         .filter(|(_, st)| {
             actions(st)
                 .iter()
                 .any(|a| a == "ssm:SendCommand" || a == "ssm:*" || a == "*")
         })
         .collect();
-    assert!(!sends.is_empty());
     let (mut documents, mut instances) = (0, 0);
     for (cond, st) in &sends {
-        assert_eq!(st["Effect"], "Allow");
-        assert_eq!(
-            actions(st),
-            ["ssm:SendCommand"],
-            "SendCommand statements grant nothing else"
-        );
-        let text = sub_text(&st["Resource"]);
-        if text.contains(":document/") {
-            if text.ends_with("document/AWS-RunShellScript") {
-                assert_eq!(
-                    cond.as_deref(),
-                    Some("RawCommandsAllowed"),
-                    "raw shell only when opted in: {st}"
-                );
-            } else {
-                assert_eq!(
-                    text,
-                    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${Prefix}*",
-                    "documents: the prefixed ones of this account and region only"
-                );
-                let prefix = &st["Resource"]["Fn::Sub"][1]["Prefix"]["Fn::If"];
-                assert_eq!(prefix[0], "StackNamePrefix");
-                assert_eq!(
-                    prefix[1],
-                    serde_json::json!({"Fn::Sub": "${AWS::StackName}-"})
-                );
-                assert_eq!(prefix[2], serde_json::json!({"Ref": "HookDocumentPrefix"}));
-                assert!(cond.is_none(), "document hooks need no opt-in");
-                documents += 1;
-            }
+        assert_eq!(actions(st), ["ssm:SendCommand"]);
+        let r = &st["Resource"]["Fn::Sub"];
+        let text = r.as_str().or_else(|| r[0].as_str()).unwrap();
+        if text.ends_with("document/AWS-RunShellScript") {
+            assert_eq!(
+                cond.as_deref(),
+                Some("RawCommandsAllowed"),
+                "raw shell only when opted in"
+            );
+        } else if text.contains(":document/") {
+            assert_eq!(
+                text,
+                "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:document/${Prefix}*"
+            );
+            documents += 1;
         } else {
             assert_eq!(
-                text, "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*",
-                "instances of this account and region only: {st}"
+                text,
+                "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"
             );
             match cond.as_deref() {
-                Some("HookTagRequired") => assert_eq!(
-                    st["Condition"]["StringEquals"]["ssm:resourceTag/OrchestratorHooks"], "enabled",
-                    "the default branch requires the tag: {st}"
-                ),
+                Some("HookTagRequired") => {
+                    assert_eq!(
+                        st["Condition"]["StringEquals"]["ssm:resourceTag/OrchestratorHooks"],
+                        "enabled"
+                    )
+                }
                 Some("!HookTagRequired") => assert!(st.get("Condition").is_none()),
-                other => panic!(
-                    "an instance statement outside the RequireHookTag switch ({other:?}): {st}"
-                ),
+                other => {
+                    panic!("an instance statement outside the RequireHookTag switch ({other:?})")
+                }
             }
             instances += 1;
         }
     }
-    assert_eq!((documents, instances), (1, 2), "{sends:#?}");
-    // AWS-RunShellScript only in the opt-in policy and in the machine's raw-command states,
-    // which the machine reaches only when the stack says AllowRawCommands = "true".
-    fn find(v: &Value, at: String, hits: &mut Vec<String>) {
-        match v {
-            Value::String(s) if s.contains("AWS-RunShellScript") => hits.push(at),
-            Value::Array(items) => {
-                for (i, x) in items.iter().enumerate() {
-                    find(x, format!("{at}[{i}]"), hits);
+    assert_eq!((documents, instances), (1, 2));
+    // The example document: the stack's allow-list of units.
+    let p = &t["Resources"]["SystemdUnitDocument"]["Properties"]["Content"]["parameters"];
+    assert_eq!(p["action"]["allowedValues"], json!(["stop", "start"]));
+    assert_eq!(p["unit"]["allowedValues"], json!({"Ref": "SystemdUnits"}));
+}
+
+#[test]
+fn graphs_are_closed_and_substitutions_match() {
+    for machine in ["BackupStateMachine", "RestoreStateMachine"] {
+        let m = Machine::of(machine);
+        fn check(def: &Value, at: &str) {
+            let st = def["States"].as_object().unwrap();
+            let start = def["StartAt"].as_str().unwrap();
+            let mut seen = BTreeSet::from([start.to_string()]);
+            let mut todo = vec![start.to_string()];
+            while let Some(n) = todo.pop() {
+                let s = st.get(&n).unwrap_or_else(|| panic!("{at}: no state {n}"));
+                let mut next: Vec<String> = ["Next", "Default"]
+                    .iter()
+                    .filter_map(|k| s.get(*k).and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                for list in ["Choices", "Catch"] {
+                    for c in s.get(list).and_then(Value::as_array).into_iter().flatten() {
+                        next.push(c["Next"].as_str().unwrap().to_string());
+                    }
+                }
+                for t in next {
+                    if seen.insert(t.clone()) {
+                        todo.push(t);
+                    }
+                }
+                if s["Type"] == "Map" {
+                    check(&s["ItemProcessor"], &format!("{at}.{n}"));
                 }
             }
-            Value::Object(m) => {
-                for (k, x) in m {
-                    find(x, format!("{at}.{k}"), hits);
+            let all: BTreeSet<String> = st.keys().cloned().collect();
+            assert_eq!(seen, all, "{at}: unreachable states");
+        }
+        check(&m.definition, machine);
+        let text = m.definition.to_string();
+        let used: BTreeSet<String> = text
+            .split("${")
+            .skip(1)
+            .map(|s| s.split('}').next().unwrap().to_string())
+            .collect();
+        let defined: BTreeSet<String> = m.substitutions.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            used, defined,
+            "{machine}: placeholders vs DefinitionSubstitutions"
+        );
+        // Numbers from stack parameters go through JSONata text or StringToJson, never as text
+        // where the ASL wants a number.
+        for (name, s) in all_states(&m.definition) {
+            for key in ["Seconds", "IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+                if let Some(v) = s.get(key) {
+                    assert!(v.is_number(), "{machine}.{name}.{key} = {v}");
                 }
             }
-            _ => {}
-        }
-    }
-    let mut hits = Vec::new();
-    find(&t, String::new(), &mut hits);
-    let states_at = ".Resources.BackupStateMachine.Properties.Definition.States.";
-    for h in &hits {
-        assert!(
-            h.ends_with(".Description")
-                || h.starts_with(".Resources.RawCommandPolicy.")
-                || h.starts_with(&format!("{states_at}PrepareCommandBefore."))
-                || h.starts_with(&format!("{states_at}PrepareCommandAfter.")),
-            "AWS-RunShellScript outside the opt-in: {h}"
-        );
-    }
-    assert_eq!(
-        t["Resources"]["RawCommandPolicy"]["Condition"], "RawCommandsAllowed",
-        "{hits:?}"
-    );
-    let m = machine();
-    let st = states(&m.definition);
-    assert_eq!(
-        st["InitRun"]["Parameters"]["RawCommands"],
-        "${AllowRawCommands}"
-    );
-    assert_eq!(
-        st["RawCommandsAllowed"]["Choices"][0],
-        serde_json::json!({"Variable": "$.Run.RawCommands", "StringEquals": "true", "Next": "CheckPreDocument"})
-    );
-    assert_eq!(st["RawCommandsAllowed"]["Default"], "RawCommandsRefused");
-    assert_eq!(st["RawCommandsRefused"]["Error"], "PreCommandFailed");
-    assert!(
-        st["RawCommandsRefused"]["Cause"]
-            .as_str()
-            .unwrap()
-            .contains("AllowRawCommands")
-    );
-
-    // The daemon's role never sends commands; it reads tags with exactly tag:GetResources.
-    let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
-    for st in daemon["Statement"].as_array().unwrap() {
-        assert!(
-            actions(st).iter().all(|a| a.starts_with("states:")
-                || a.starts_with("backup:")
-                || a == "tag:GetResources"),
-            "the daemon's own policy: {st}"
-        );
-    }
-
-    // The example document exists and is named with the prefix.
-    let doc = &t["Resources"]["SystemdUnitDocument"];
-    assert_eq!(doc["Type"], "AWS::SSM::Document");
-    assert_eq!(
-        doc["Properties"]["Name"]["Fn::Sub"][0],
-        "${Prefix}systemd-unit"
-    );
-    let p = &doc["Properties"]["Content"]["parameters"];
-    assert_eq!(
-        p["action"]["allowedValues"],
-        serde_json::json!(["stop", "start"])
-    );
-    assert!(
-        p["unit"]["allowedPattern"]
-            .as_str()
-            .unwrap()
-            .starts_with("^[A-Za-z0-9")
-    );
-}
-
-/// Tag selections: the daemon's policy gains exactly `tag:GetResources` (on `*`: the action has no
-/// resource-level permission), and no other `tag:` or `ec2:` action.
-#[test]
-fn the_daemon_may_find_instances_by_tag_and_nothing_more() {
-    let t = template_json();
-    let daemon = &t["Resources"]["OrchestratorPolicy"]["Properties"]["PolicyDocument"];
-    let tagging: Vec<&Value> = daemon["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|st| {
-            actions(st)
-                .iter()
-                .any(|a| a.starts_with("tag:") || a.starts_with("ec2:"))
-        })
-        .collect();
-    assert_eq!(tagging.len(), 1, "{tagging:?}");
-    assert_eq!(actions(tagging[0]), vec!["tag:GetResources".to_string()]);
-    assert_eq!(tagging[0]["Effect"], "Allow");
-    assert_eq!(tagging[0]["Resource"], "*");
-}
-
-#[test]
-fn numbers_in_the_definition_are_numbers() {
-    // DefinitionSubstitutions are text: `Seconds: ${X}` would become the string "10", which
-    // Step Functions refuses. Numbers from stack parameters go through States.StringToJson.
-    let m = machine();
-    for (name, s) in states(&m.definition) {
-        for key in ["Seconds", "IntervalSeconds", "MaxAttempts", "BackoffRate"] {
-            if let Some(v) = s.get(key) {
-                assert!(v.is_number(), "{name}.{key} = {v}");
-            }
-        }
-        for r in s
-            .get("Retry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for key in ["IntervalSeconds", "MaxAttempts", "BackoffRate"] {
-                assert!(r[key].is_number(), "{name}.Retry.{key} = {}", r[key]);
+            for r in s
+                .get("Retry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for key in ["IntervalSeconds", "MaxAttempts", "BackoffRate"] {
+                    assert!(r[key].is_number(), "{machine}.{name}.Retry.{key}");
+                }
             }
         }
     }
 }
 
 #[test]
-fn the_machine_refuses_documents_outside_the_prefix_before_sending() {
-    let m = machine();
-    let st = states(&m.definition);
-    for member in ["PreDocument", "PostDocument"] {
-        let check = &st[&format!("Check{member}Name")];
-        let rule = &check["Choices"][0]["And"];
-        assert_eq!(rule[1]["Variable"], format!("$.{member}.Name"));
-        assert_eq!(rule[1]["StringMatches"], "${HookDocumentPrefix}*");
-        assert_eq!(st[check["Default"].as_str().unwrap()]["Type"], "Fail");
-    }
-    // Every SendCommand task sends a request the checks above have passed.
-    for (name, s) in st
-        .iter()
-        .filter(|(_, s)| s["Resource"] == "arn:aws:states:::aws-sdk:ssm:sendCommand")
-    {
-        let doc = s["Parameters"]["DocumentName.$"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}"));
-        assert!(
-            doc.starts_with("$.Run.P") && doc.ends_with("Request.DocumentName"),
-            "{name}: {doc}"
-        );
-    }
+fn scanners_read_lists_and_paths() {
+    assert_eq!(
+        quoted_lists("$extra($i, ['Action', 'ResourceArn']) ... ['a b']"),
+        vec![set(["Action", "ResourceArn"])]
+    );
+    assert_eq!(
+        input_reads("States.Format('{}', $.A.B, $$.Execution.Name) & $states.input.C_1.x"),
+        set(["A", "C_1"])
+    );
 }
