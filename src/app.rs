@@ -327,6 +327,16 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
             selections = serving.base.selections.len(),
             "config loaded"
         );
+        let refusals = crate::stack::refusals(&config);
+        for (field, targets, names, message) in crate::stack::by_field(&refusals, 20) {
+            warn!(
+                event = event::STACK_REFUSES,
+                field,
+                targets,
+                names = ?names,
+                "{message}"
+            );
+        }
         let mut scheduler = Scheduler::new(
             self.launcher.clone(),
             self.clock.clone(),

@@ -44,7 +44,7 @@ pub async fn main(cli: Cli) -> i32 {
         }
         Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
-            aws_sandbox::serve_until_interrupted(&serve).await
+            aws_sandbox::serve::serve_until_interrupted(&serve).await
         }
         Some(Command::Healthcheck { addr }) => {
             if crate::http::probe(addr).await {

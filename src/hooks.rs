@@ -17,6 +17,8 @@ use crate::aws::HistoryEvent;
 pub const MAX_DOCUMENT_NAME_LEN: usize = 128;
 /// The most parameters one hook document may get from the config.
 pub const MAX_PARAMETERS: usize = 20;
+/// The longest parameter name (the state machine refuses longer ones).
+pub const MAX_PARAMETER_NAME_LEN: usize = 64;
 /// The longest parameter value the daemon sends (the machine bounds the whole hook input too).
 pub const MAX_PARAMETER_VALUE_LEN: usize = 1024;
 /// Default of `hook_max_downtime`.
@@ -124,10 +126,13 @@ pub fn check_document(d: &Document) -> Vec<(String, String)> {
         ));
     }
     for (k, v) in &d.parameters {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if k.is_empty()
+            || k.len() > MAX_PARAMETER_NAME_LEN
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             problems.push((
                 format!("parameters.{k}"),
-                "a parameter name is A-Z a-z 0-9 _".to_string(),
+                format!("a parameter name is 1-{MAX_PARAMETER_NAME_LEN} of A-Z a-z 0-9 _"),
             ));
         }
         if v.chars().count() > MAX_PARAMETER_VALUE_LEN {
@@ -158,17 +163,31 @@ impl Phase {
         }
     }
 
-    /// The phase of a state of the template's machine (`SendPreHook`, `GetPostHook`, ...).
+    /// The phase of a task state of the template's machine, by its exact name (pinned by
+    /// `tests/deploy_contract.rs`): any other state, Choice and Pass states whose names merely
+    /// end alike included, belongs to no phase.
     fn of_state(state: &str) -> Option<Self> {
-        if state.ends_with("PreHook") {
-            Some(Phase::Pre)
-        } else if state.ends_with("PostHook") {
-            Some(Phase::Post)
-        } else {
-            None
+        match state {
+            "SendPreHook" | "GetPreHook" | "SendPreCommand" | "GetPreCommand" => Some(Phase::Pre),
+            "SendPostHook" | "GetPostHook" | "SendPostCommand" | "GetPostCommand" => {
+                Some(Phase::Post)
+            }
+            _ => None,
         }
     }
 }
+
+/// The task states of a hook phase, as the template names them (pre phase first).
+pub const HOOK_TASK_STATES: [&str; 8] = [
+    "SendPreHook",
+    "GetPreHook",
+    "SendPreCommand",
+    "GetPreCommand",
+    "SendPostHook",
+    "GetPostHook",
+    "SendPostCommand",
+    "GetPostCommand",
+];
 
 /// One hook's run, as the execution's history tells it.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,8 +247,8 @@ impl HookReport {
     }
 }
 
-/// Reads the hook phases from an execution's events (oldest first). States are the template's:
-/// `SendPreHook`/`GetPreHook` and `SendPostHook`/`GetPostHook`.
+/// Reads the hook phases from an execution's events (oldest first). States are the template's
+/// task states of [`HOOK_TASK_STATES`]; every other state (Choice, Wait, Pass) ends a phase.
 pub fn read_history(events: &[HistoryEvent]) -> HookReport {
     let mut report = HookReport::default();
     let mut phase: Option<Phase> = None;
@@ -427,6 +446,67 @@ mod tests {
         let r = read_history(&seen);
         assert_eq!(r.job_state_at_post.as_deref(), Some("RUNNING"));
         assert!(!r.post_before_job_started());
+    }
+
+    /// One round of the template's machine with a pre and a post hook, every state as Step
+    /// Functions emits it: Choice, Wait and Pass states between the tasks, and Choice states whose
+    /// names end like a hook's (`PickPostHook`, `HasPostHook`) entered before the pre hook.
+    #[test]
+    fn choice_and_pass_states_belong_to_no_phase() {
+        let entered = |t, state: &str, kind: &str| ev(kind, t, Some(state), None, None);
+        let task = |t, resource: &str, output: &str| {
+            ev("TaskSucceeded", t, None, Some(resource), Some(output))
+        };
+        let events = vec![
+            ev("ExecutionStarted", 0, None, None, None),
+            entered(0, "Validate", "ChoiceStateEntered"),
+            entered(0, "PickPostHook", "ChoiceStateEntered"),
+            entered(0, "HasPostHook", "ChoiceStateEntered"),
+            entered(1, "SendPreHook", "TaskStateEntered"),
+            task(1, "sendCommand", r#"{"Command":{"CommandId":"c-pre"}}"#),
+            entered(1, "PreHookWait", "WaitStateEntered"),
+            entered(6, "GetPreHook", "TaskStateEntered"),
+            task(7, "getCommandInvocation", r#"{"Status":"Success"}"#),
+            entered(7, "PreHookDone", "ChoiceStateEntered"),
+            entered(7, "StartBackupJobThenPost", "TaskStateEntered"),
+            task(8, "startBackupJob", r#"{"BackupJobId":"j"}"#),
+            entered(8, "WaitForJob", "WaitStateEntered"),
+            entered(18, "DescribeJob", "TaskStateEntered"),
+            task(18, "describeBackupJob", r#"{"State":"CREATED"}"#),
+            entered(18, "JobReady", "ChoiceStateEntered"),
+            entered(18, "WaitForJob", "WaitStateEntered"),
+            entered(28, "DescribeJob", "TaskStateEntered"),
+            task(28, "describeBackupJob", r#"{"State":"RUNNING"}"#),
+            entered(28, "JobReady", "ChoiceStateEntered"),
+            entered(28, "SendPostHook", "TaskStateEntered"),
+            task(29, "sendCommand", r#"{"Command":{"CommandId":"c-post"}}"#),
+            entered(29, "PostHookWait", "WaitStateEntered"),
+            entered(34, "GetPostHook", "TaskStateEntered"),
+            task(35, "getCommandInvocation", r#"{"Status":"Success"}"#),
+            entered(35, "PostHookDone", "ChoiceStateEntered"),
+            entered(35, "Done", "PassStateEntered"),
+            ev("ExecutionSucceeded", 35, None, None, None),
+        ];
+        let r = read_history(&events);
+        let (pre, post) = (r.pre.clone().unwrap(), r.post.clone().unwrap());
+        assert_eq!(pre.command_id.as_deref(), Some("c-pre"));
+        assert_eq!(post.command_id.as_deref(), Some("c-post"));
+        assert_eq!(
+            pre.duration(),
+            Duration::from_secs(6),
+            "SendPreHook to GetPreHook"
+        );
+        assert_eq!(
+            post.duration(),
+            Duration::from_secs(6),
+            "SendPostHook to GetPostHook"
+        );
+        assert_eq!(r.downtime(), Some(Duration::from_secs(34)));
+        assert_eq!(r.job_state_at_post.as_deref(), Some("RUNNING"));
+        assert!(
+            !r.post_before_job_started(),
+            "the job was RUNNING when the post hook went out: app-consistent, no warning"
+        );
     }
 
     #[test]

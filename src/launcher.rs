@@ -55,8 +55,8 @@ impl Fire {
         }
     }
 
-    /// The input of this fire's execution, named `execution_name` (copy tokens derive from it).
-    pub fn input(&self, execution_name: &str) -> ExecutionInput {
+    /// The input of this fire's execution.
+    pub fn input(&self) -> ExecutionInput {
         let t = &self.target;
         ExecutionInput {
             resource_arn: t.resource_arn.to_string(),
@@ -85,7 +85,6 @@ impl Fire {
                 .settings
                 .windows_vss
                 .then(|| BTreeMap::from([("WindowsVSS".to_string(), "enabled".to_string())])),
-            copy_to: crate::copies::input(execution_name, &t.settings.copy_to),
         }
     }
 
@@ -351,7 +350,7 @@ impl<S: StepFunctions> Launcher<S> {
                 }
             }
         }
-        let input = fire.input(&name).to_json();
+        let input = fire.input().to_json();
         if self.dry_run {
             info!(
                 event = event::DRY_RUN_START,
@@ -409,17 +408,7 @@ impl<S: StepFunctions> Launcher<S> {
                     return Outcome::Started(started.execution_arn);
                 }
                 Err(e) if e.kind == ErrorKind::AlreadyExists && fire.trigger != Trigger::Manual => {
-                    let arn = t.settings.state_machine.execution_arn(&req.name);
-                    info!(
-                        event = event::EXECUTION_ALREADY_STARTED,
-                        target = %t.name,
-                        resource_arn = %t.resource_arn,
-                        scheduled_for = %fire.slot.to_rfc3339(),
-                        execution_arn = %arn,
-                        "this slot's execution exists already (a retry, a restart or another replica started it); following it"
-                    );
-                    self.follow(fire, arn.clone(), self.clock.now());
-                    return Outcome::AlreadyStarted(arn);
+                    return self.name_taken(fire, req).await;
                 }
                 Err(e) => {
                     self.metrics.api_error(&e);
@@ -429,6 +418,77 @@ impl<S: StepFunctions> Launcher<S> {
                         return outcome;
                     }
                 }
+            }
+        }
+    }
+
+    /// The slot's name is taken. An execution asking for this slot's backup is ours (a retry, a
+    /// restart or another replica started it): it is followed. One asking for anything else was
+    /// started by someone else — whoever may start executions can pre-create tomorrow's names —
+    /// and must not stand for the slot: an ERROR line, and the slot is started under its second
+    /// name, which every replica derives alike (so they still agree). When the second name is
+    /// taken with other input too, the slot is not backed up: an ERROR and a skipped slot.
+    async fn name_taken(&self, fire: &Fire, req: &StartRequest) -> Outcome {
+        let t = &fire.target;
+        let arn = t.settings.state_machine.execution_arn(&req.name);
+        let found = self.found_input(&arn).await;
+        let ours = fire.input();
+        let agrees = found.as_deref().is_none_or(|input| ours.same_backup(input));
+        if agrees {
+            if found.is_none() {
+                warn!(
+                    event = event::EXECUTION_ALREADY_STARTED,
+                    target = %t.name,
+                    execution_arn = %arn,
+                    "the execution under this slot's name could not be read; followed as this slot's"
+                );
+            }
+            info!(
+                event = event::EXECUTION_ALREADY_STARTED,
+                target = %t.name,
+                resource_arn = %t.resource_arn,
+                scheduled_for = %fire.slot.to_rfc3339(),
+                execution_arn = %arn,
+                "this slot's execution exists already (a retry, a restart or another replica started it); following it"
+            );
+            self.follow(fire, arn.clone(), self.clock.now());
+            return Outcome::AlreadyStarted(arn);
+        }
+        let second = execution::second_name(&t.slot_key(), fire.slot);
+        let is_second = req.name == second;
+        error!(
+            event = event::EXECUTION_INPUT_MISMATCH,
+            target = %t.name,
+            resource_arn = %t.resource_arn,
+            scheduled_for = %fire.slot.to_rfc3339(),
+            execution_arn = %arn,
+            found_input = found.as_deref().unwrap_or(""),
+            next = if is_second { "skipped" } else { second.as_str() },
+            "an execution under this slot's name asks for another backup (not started by the orchestrator): the slot is started under its second name"
+        );
+        self.metrics.execution_input_mismatch(&t.name);
+        if is_second {
+            self.metrics.slot_skipped(&t.name, "name_taken");
+            return Outcome::Skipped("name_taken");
+        }
+        let req = StartRequest {
+            name: second,
+            ..req.clone()
+        };
+        Box::pin(self.start_with_retries(fire, &req)).await
+    }
+
+    /// The input of the execution `arn`; `None` when it cannot be read.
+    async fn found_input(&self, arn: &str) -> Option<String> {
+        self.bucket.acquire().await;
+        match self.sfn.describe_execution(arn).await {
+            Ok(d) => {
+                self.metrics.api_ok();
+                d.input
+            }
+            Err(e) => {
+                self.metrics.api_error(&e);
+                None
             }
         }
     }

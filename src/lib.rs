@@ -19,7 +19,8 @@
 //! - [`rules`]: what a fired slot of an instance with several rules becomes; [`selection`]: tag
 //!   selections and their expansion into rules; [`status`]: coverage (overdue or not), the table
 //!   and JSON of `orchestrator status` ([`status::read`] reads AWS Backup for it);
-//!   [`config_watch`]: `--watch`'s decisions about each look at the config file.
+//!   [`config_watch`]: `--watch`'s decisions about each look at the config file; [`stack`]: what
+//!   the default stack refuses that a config may ask for.
 //! - [`config`]: `backups.toml` into the model, in named steps (pieces, globals, plans, one
 //!   `[[backup]]` into rules, diagnostics with file:line:column).
 //!
@@ -59,6 +60,7 @@ pub mod config_watch;
 pub mod model;
 pub mod rules;
 pub mod selection;
+pub mod stack;
 pub mod status;
 
 // The AWS boundary.

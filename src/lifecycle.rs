@@ -43,8 +43,14 @@ pub struct Backup {
     pub job: Option<JobDetail>,
     /// What it holds on its instance while in flight (rule and retention).
     pub hold: crate::in_flight::Hold,
-    /// Its rule's copies (`copy_to`), started by the machine once the job COMPLETED.
+    /// Its rule's copies (`copy_to`): once the job COMPLETED, the daemon starts the execution
+    /// that copies it, and only then is the backup's end reported (so that after a restart, a
+    /// backup whose copy execution exists is known to have been reported).
     pub copy_plan: Option<std::sync::Arc<crate::copies::CopyPlan>>,
+    /// The copy execution has been started (or found started).
+    copies_started: bool,
+    /// The execution that copies it once started, or why none could be.
+    pub copy_execution: Option<Result<String, String>>,
     finished: bool,
 }
 
@@ -132,6 +138,8 @@ impl Backup {
             job: None,
             hold: crate::in_flight::Hold::default(),
             copy_plan: None,
+            copies_started: false,
+            copy_execution: None,
             finished: false,
         }
     }
@@ -159,6 +167,37 @@ impl Backup {
         !self.finished
             && self.job_id.is_some()
             && !self.job_state.as_ref().is_some_and(JobState::is_terminal)
+    }
+
+    /// True when the job COMPLETED and its copies are to be started before its end is reported.
+    pub fn needs_copy_start(&self) -> bool {
+        !self.finished
+            && !self.copies_started
+            && self.copy_plan.is_some()
+            && self.job_id.is_some()
+            && self.job_state == Some(JobState::Completed)
+            && self.settled_execution()
+    }
+
+    /// The copy execution was started or found started (its ARN), or could not be (why), so
+    /// the backup's end can be reported.
+    pub fn on_copies_started(
+        &mut self,
+        execution: Result<String, String>,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        if self.finished || self.copies_started {
+            return Vec::new();
+        }
+        self.copies_started = true;
+        self.copy_execution = Some(execution);
+        self.maybe_finish(now).into_iter().collect()
+    }
+
+    /// False while a hook execution still runs (its post command comes after the job).
+    fn settled_execution(&self) -> bool {
+        let exec_closed = self.execution_status.as_ref().is_some_and(is_closed);
+        !(self.hooks && self.execution_arn.is_some() && !exec_closed)
     }
 
     /// Learns the job id (from output, history or a ListBackupJobs match).
@@ -233,7 +272,8 @@ impl Backup {
         let job_done = self.job_state.as_ref().is_some_and(JobState::is_terminal);
         let summary_state = if job_done {
             // The hook variant runs its post command after the job: wait for the execution.
-            if self.hooks && self.execution_arn.is_some() && !exec_closed {
+            // A COMPLETED backup with copies waits for its copy execution to be started.
+            if !self.settled_execution() || self.needs_copy_start() {
                 return None;
             }
             self.job_state.as_ref().map(|s| s.as_str().to_string())

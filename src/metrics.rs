@@ -113,6 +113,7 @@ pub struct Metrics {
     finished: Family<TargetState, Counter>,
     skipped: Family<TargetReason, Counter>,
     merged: Family<TargetLabel, Counter>,
+    input_mismatches: Family<TargetLabel, Counter>,
     last_success: Family<TargetLabel, Gauge<f64, AtomicU64>>,
     next_fire: Arc<NextFires>,
     in_flight: Gauge,
@@ -156,6 +157,7 @@ impl Metrics {
             finished: Family::default(),
             skipped: Family::default(),
             merged: Family::default(),
+            input_mismatches: Family::default(),
             last_success: Family::default(),
             next_fire: Arc::default(),
             in_flight: Gauge::default(),
@@ -213,6 +215,11 @@ impl Metrics {
             "slots_merged",
             "Scheduled slots folded into an overlapping backup of the same instance, per target",
             m.merged.clone(),
+        );
+        registry.register(
+            "execution_input_mismatches",
+            "Execution names a slot was about to use, found taken by an execution with another input, per target",
+            m.input_mismatches.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
@@ -382,6 +389,12 @@ impl Metrics {
         self.merged.get_or_create(&Self::t(target)).inc();
     }
 
+    /// A name about to be started was taken by an execution with another input.
+    pub fn execution_input_mismatch(&self, target: &str) {
+        self.seen_target(target);
+        self.input_mismatches.get_or_create(&Self::t(target)).inc();
+    }
+
     /// The target's next slot.
     pub fn set_next_fire(&self, target: &Arc<str>, at: DateTime<Utc>) {
         self.set_next_fires([(target, at)]);
@@ -519,6 +532,7 @@ impl Metrics {
             self.started.remove(&l);
             self.start_failed.remove(&l);
             self.merged.remove(&l);
+            self.input_mismatches.remove(&l);
             self.last_success.remove(&l);
             self.next_fire.0.write().expect("metrics lock").remove(t);
             self.hook_downtime.remove(&l);

@@ -61,6 +61,19 @@ struct History {
     /// Machines whose executions could not be listed: their targets' history is unknown, so
     /// they are neither caught up nor called new.
     unlisted: HashSet<crate::arn::StateMachineArn>,
+    /// The names of the copy executions in the lookback (`copy-{job id}`): a backup whose copy
+    /// execution exists had its end reported (the daemon starts it first).
+    copy_executions: HashSet<String>,
+}
+
+/// What the backup jobs in the lookback tell recovery.
+#[derive(Default)]
+struct Jobs {
+    /// When each COMPLETED job's recovery point was made: a copy's duration counts from there.
+    completed_at: HashMap<String, DateTime<Utc>>,
+    /// COMPLETED jobs of rules with copies whose copy execution was never started (the daemon
+    /// was down when they completed): their copies are started and their end reported now.
+    to_copy: Vec<(Arc<Rule>, crate::aws::JobDetail)>,
 }
 
 /// Finds our running executions and unfinished jobs, follows them, and catches up missed slots.
@@ -79,18 +92,19 @@ pub async fn recover<S: StepFunctions, B: BackupJobs>(
     let mut out = Recovered::default();
     let mut history = History::default();
     resume_executions(config, sfn, since, tracker, metrics, &mut history, &mut out).await;
-    resume_jobs(
+    let jobs = resume_jobs(
         config,
         backup,
         since,
         now,
         tracker,
         metrics,
-        &mut history.busy,
+        &mut history,
         &mut out,
     )
     .await;
-    out.copies = recover_copies(config, backup, since, &history.busy, tracker, metrics).await;
+    let copied = recover_copies(config, backup, since, &jobs, tracker, metrics, &mut out).await;
+    start_missing_copies(jobs, &copied, tracker, &mut out);
     catch_up_all(config, since, now, &history, launcher, metrics, &mut out);
     log_recovered(config, &out);
     out
@@ -143,6 +157,10 @@ async fn resume_executions<S: StepFunctions>(
                 if ex.start_date < since {
                     break 'pages;
                 }
+                if ex.name.starts_with(crate::execution::COPY_PREFIX) {
+                    h.copy_executions.insert(ex.name.clone());
+                    continue;
+                }
                 let Some(ParsedName::Scheduled {
                     target_part, slot, ..
                 }) = parse_name(&ex.name)
@@ -183,7 +201,7 @@ async fn resume_executions<S: StepFunctions>(
 }
 
 /// Follows the jobs still running whose execution has ended (the plain machine ends at
-/// StartBackupJob).
+/// StartBackupJob), and finds the COMPLETED jobs whose copies were never started.
 #[allow(clippy::too_many_arguments)]
 async fn resume_jobs<B: BackupJobs>(
     config: &Config,
@@ -192,17 +210,23 @@ async fn resume_jobs<B: BackupJobs>(
     now: DateTime<Utc>,
     tracker: &TrackerHandle,
     metrics: &Metrics,
-    busy: &mut HashSet<String>,
+    h: &mut History,
     out: &mut Recovered,
-) {
-    let mut by_resource: HashMap<String, &Rule> = HashMap::new();
+) -> Jobs {
+    let mut by_resource: HashMap<String, &Arc<Rule>> = HashMap::new();
+    // The rule whose copies a job of its instance gets (the first with `copy_to`).
+    let mut copying: HashMap<String, &Arc<Rule>> = HashMap::new();
     let mut regions: Vec<String> = Vec::new();
     for t in &config.rules {
-        by_resource.insert(t.resource_arn.to_string(), &**t);
+        by_resource.insert(t.resource_arn.to_string(), t);
+        if !t.settings.copy_to.is_empty() {
+            copying.entry(t.resource_arn.to_string()).or_insert(t);
+        }
         if !regions.contains(&t.settings.state_machine.region) {
             regions.push(t.settings.state_machine.region.clone());
         }
     }
+    let mut jobs = Jobs::default();
     for region in regions {
         let filter = JobFilter {
             created_after: Some(since),
@@ -220,10 +244,22 @@ async fn resume_jobs<B: BackupJobs>(
                 let Some(t) = by_resource.get(&resource) else {
                     return;
                 };
-                if j.state.is_terminal()
-                    || busy.contains(&resource)
-                    || t.settings.state_machine.region != region
-                {
+                if t.settings.state_machine.region != region {
+                    return;
+                }
+                if j.state == crate::aws::JobState::Completed {
+                    if let (Some(rp), Some(done)) = (&j.recovery_point_arn, j.completion_date) {
+                        jobs.completed_at.insert(rp.clone(), done);
+                    }
+                    let name = crate::execution::copy_name(&j.job_id);
+                    if let Some(c) = copying.get(&resource)
+                        && !h.copy_executions.contains(&name)
+                        && !h.copy_executions.contains(&format!("{name}-2"))
+                    {
+                        jobs.to_copy.push(((*c).clone(), j.clone()));
+                    }
+                }
+                if j.state.is_terminal() || h.busy.contains(&resource) {
                     return;
                 }
                 let mut b = Backup::started(
@@ -237,12 +273,48 @@ async fn resume_jobs<B: BackupJobs>(
                 );
                 b.on_job_id(j.job_id.clone());
                 b.hold = hold_of(t);
-                busy.insert(resource);
+                b.copy_plan = t.copy_plan();
+                h.busy.insert(resource);
                 resume(tracker, b);
                 out.jobs += 1;
             },
         )
         .await;
+    }
+    jobs
+}
+
+/// Starts the copies of the COMPLETED jobs whose copy execution was never started (the daemon
+/// was down when they completed), and reports their end, once: unless a copy job of that
+/// recovery point is listed already (a machine of an older version copied it itself).
+fn start_missing_copies(
+    jobs: Jobs,
+    copied: &HashSet<String>,
+    tracker: &TrackerHandle,
+    out: &mut Recovered,
+) {
+    for (t, j) in jobs.to_copy {
+        if j.recovery_point_arn
+            .as_ref()
+            .is_some_and(|rp| copied.contains(rp))
+        {
+            continue;
+        }
+        let mut b = Backup::started(
+            t.name.to_string(),
+            t.resource_arn.to_string(),
+            t.settings.state_machine.region.clone(),
+            None,
+            None,
+            false,
+            j.creation_date.unwrap_or_default(),
+        );
+        b.on_job_id(j.job_id.clone());
+        b.hold = hold_of(&t);
+        b.copy_plan = t.copy_plan();
+        // Followed from its end: the next poll reads it COMPLETED and starts the copies.
+        resume(tracker, b);
+        out.jobs += 1;
     }
 }
 
@@ -305,18 +377,19 @@ fn log_recovered(config: &Config, out: &Recovered) {
     );
 }
 
-/// Copy jobs still running whose execution has ended (it ends once it has started the copies):
-/// found with ListCopyJobs per region, attributed by instance and destination vault to the rule
-/// whose `copy_to` names it (the first such rule of the target, when several do). Instances in
-/// `busy` have a running execution, whose own record tells its copies.
+/// Copy jobs still running: found with ListCopyJobs per region, attributed by instance and
+/// destination vault to the rule whose `copy_to` names it (the first such rule of the target,
+/// when several do), each followed with its duration counted from its backup's end. Returns the
+/// recovery points that have a copy job in the lookback (whatever its state).
 async fn recover_copies<B: BackupJobs>(
     config: &Config,
     backup: &B,
     since: DateTime<Utc>,
-    busy: &HashSet<String>,
+    jobs: &Jobs,
     tracker: &TrackerHandle,
     metrics: &Metrics,
-) -> usize {
+    out: &mut Recovered,
+) -> HashSet<String> {
     let mut by_copy: HashMap<(String, &str), &Rule> = HashMap::new();
     let mut regions: Vec<&str> = Vec::new();
     for t in config
@@ -333,7 +406,7 @@ async fn recover_copies<B: BackupJobs>(
             regions.push(&t.settings.state_machine.region);
         }
     }
-    let mut found = 0;
+    let mut copied = HashSet::new();
     for region in regions {
         let filter = CopyJobFilter {
             created_after: Some(since),
@@ -352,9 +425,18 @@ async fn recover_copies<B: BackupJobs>(
                 let Some(t) = by_copy.get(&(resource.clone(), dest.as_str())) else {
                     return;
                 };
-                if j.state.is_terminal() || busy.contains(resource) {
+                if let Some(rp) = &j.source_recovery_point_arn {
+                    copied.insert(rp.clone());
+                }
+                if j.state.is_terminal() {
                     return;
                 }
+                // The backup's end, as a copy's duration counts (the copy job's creation when
+                // the backup is older than the lookback).
+                let backup_end = j
+                    .source_recovery_point_arn
+                    .as_ref()
+                    .and_then(|rp| jobs.completed_at.get(rp).copied());
                 let mut c = crate::copies::Copy::awaiting(
                     t.name.to_string(),
                     t.rule_name().into(),
@@ -362,7 +444,7 @@ async fn recover_copies<B: BackupJobs>(
                     None,
                     dest.as_str().into(),
                     j.source_recovery_point_arn.clone(),
-                    j.creation_date.unwrap_or(since),
+                    backup_end.or(j.creation_date).unwrap_or(since),
                 );
                 c.on_job_id(j.copy_job_id.clone());
                 info!(
@@ -375,12 +457,12 @@ async fn recover_copies<B: BackupJobs>(
                     "following a copy that was in flight before this start"
                 );
                 tracker.track_copy(c);
-                found += 1;
+                out.copies += 1;
             },
         )
         .await;
     }
-    found
+    copied
 }
 
 /// Every row of a start-up listing in `region`, page by page (up to [`MAX_PAGES`]), to `each`;

@@ -47,6 +47,9 @@ pub mod event {
     pub const CONFIG_FILE_UNREADABLE: &str = "config_file_unreadable";
     /// Start-up is over: timers registered, restart recovery done, reloads and `--watch` live.
     pub const READY: &str = "ready";
+    /// A config key the default stack refuses (raw commands, a pinned document version, a
+    /// retention out of its bounds): said once at start, per key.
+    pub const STACK_REFUSES: &str = "stack_refuses";
     /// A slot fired.
     pub const SLOT_FIRED: &str = "slot_fired";
     /// A slot was not started, with a reason.
@@ -67,6 +70,8 @@ pub mod event {
     pub const EXECUTION_START_FAILED: &str = "execution_start_failed";
     /// The execution ended FAILED, TIMED_OUT or ABORTED.
     pub const EXECUTION_FAILED: &str = "execution_failed";
+    /// A name about to be started was taken by an execution with another input.
+    pub const EXECUTION_INPUT_MISMATCH: &str = "execution_input_mismatch";
     /// The backup job exists.
     pub const BACKUP_JOB_CREATED: &str = "backup_job_created";
     /// The job changed state.
@@ -79,6 +84,8 @@ pub mod event {
     pub const BACKUP_FINISHED: &str = "backup_finished";
     /// A copy job of a completed backup was created (issue 12).
     pub const COPY_JOB_CREATED: &str = "copy_job_created";
+    /// The daemon started the execution that copies a COMPLETED backup.
+    pub const COPY_EXECUTION_STARTED: &str = "copy_execution_started";
     /// A copy ended: COMPLETED, FAILED, PARTIAL, or never started (ERROR unless COMPLETED).
     pub const COPY_FINISHED: &str = "copy_finished";
     /// Start-up found targets with no execution in the lookback: new, nothing caught up.

@@ -1,6 +1,8 @@
-//! End to end, copies for disaster recovery (issue 12): the real binary, the real SDK over HTTP
-//! against the sandbox, whose modelled state machine copies a COMPLETED backup to each `copy_to`
-//! destination (StartCopyJob with the daemon's token) at its first job poll after the job ended.
+//! End to end, copies for disaster recovery (issues 12 and 24): the real binary, the real SDK over
+//! HTTP against the sandbox. The backup execution ends at StartBackupJob; the daemon, which
+//! follows the job, starts the copy execution `copy-{job id}` as soon as it sees the job
+//! COMPLETED, and the modelled machine starts one StartCopyJob per `copy_to` destination (with
+//! the daemon's token) at once: no polling in Step Functions.
 
 mod common;
 
@@ -81,9 +83,35 @@ fn a_backup_is_copied_to_two_destinations_with_stable_tokens_and_their_own_reten
     });
 
     let executions = sb.executions();
-    assert_eq!(executions.len(), 1);
-    let e = &executions[0];
+    assert_eq!(executions.len(), 2, "the backup and its copy execution");
+    let backup_job = &sb.jobs()[0];
+    let backup_exec = executions
+        .iter()
+        .find(|e| e.backup_job_id.is_some())
+        .unwrap();
+    assert!(
+        !backup_exec.input.contains("CopyTo"),
+        "the backup's input carries no copies"
+    );
+    assert_eq!(
+        sb.state_transitions(&backup_exec.arn),
+        Some(2),
+        "a plain backup: Validate, StartBackupJob"
+    );
+    let e = executions
+        .iter()
+        .find(|e| e.name == format!("copy-{}", backup_job.id))
+        .unwrap_or_else(|| panic!("copy-{{job id}}: {executions:#?}"));
     let input: Value = serde_json::from_str(&e.input).unwrap();
+    assert_eq!(input["Action"], "copy");
+    assert_eq!(input["BackupJobId"], backup_job.id.as_str());
+    // Started when the daemon saw the job COMPLETED (it polls every second here; at most
+    // every 30 s with copies in production).
+    let late = e.start_date - backup_job.completion_date.expect("completed");
+    assert!(
+        late < chrono::Duration::seconds(5),
+        "copy execution {late} after the backup job completed"
+    );
     let jobs = sb.copy_jobs();
     for (dest, days) in [(DR, 90), (DR2, 365)] {
         let job = jobs
@@ -126,7 +154,7 @@ fn a_backup_is_copied_to_two_destinations_with_stable_tokens_and_their_own_reten
             job.destination_recovery_point_arn.as_str()
         );
     }
-    // The same execution name and destination always give the same token: a retried task
+    // The same copy execution name and destination always give the same token: a retried task
     // (or a second replica's duplicate) cannot copy twice.
     assert_eq!(
         idempotency_token(&e.name, DR),
@@ -246,10 +274,8 @@ fn a_failed_backup_starts_no_copy() {
     );
     let d = Daemon::start(&cfg, &[]);
     d.wait_ready(Duration::from_secs(10));
-    // The machine with CopyTo waits for the job's end: once it has closed, it has decided.
-    d.wait_until("the execution closed", Duration::from_secs(30), || {
-        let e = sb.executions();
-        e.len() == 1 && e[0].stop_date.is_some()
+    d.wait_until("the backup job FAILED", Duration::from_secs(30), || {
+        sb.jobs().iter().any(|j| j.state == "FAILED")
     });
     d.wait_for("backup_finished", Duration::from_secs(15), |ev| {
         !finished(ev, "web").is_empty()
@@ -257,6 +283,7 @@ fn a_failed_backup_starts_no_copy() {
     assert_eq!(finished(&d.events(), "web")[0]["state"], "FAILED");
     // One more poll round of the daemon (max_poll_interval 1 s) after the backup's end.
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sb.executions().len(), 1, "no copy execution");
     assert!(sb.copy_jobs().is_empty(), "{:?}", sb.copy_jobs());
     assert!(copy_lines(&d, "copy_job_created").is_empty());
     assert!(copy_lines(&d, "copy_finished").is_empty());
@@ -312,5 +339,86 @@ fn kill_9_while_a_copy_runs_then_restart_logs_its_end_once() {
             .iter()
             .any(|l| l["copy_job_id"] == id.as_str()),
         "recovery found the copy in flight"
+    );
+}
+
+/// Kill -9 while the backup job runs, restart after it COMPLETED: the second run finds the job
+/// whose copy execution was never started, starts it, and reports the backup's end; a third
+/// start, after that, reports nothing again. Each backup's end is logged once across the runs,
+/// and the copy's duration counts from the backup's end.
+#[test]
+fn kill_9_before_the_copies_start_then_restarts_log_the_backup_s_end_once() {
+    let rt = runtime();
+    let sb = rt.block_on(Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SandboxConfig {
+            execution_delay: Duration::from_millis(100),
+            job_pending: Duration::from_millis(500),
+            job_running: Duration::from_secs(6),
+            copy_pending: Duration::from_millis(300),
+            copy_running: Duration::from_secs(1),
+            ..SandboxConfig::default()
+        },
+    ))
+    .expect("sandbox starts");
+    let dir = tempfile::tempdir().unwrap();
+    let copy_to = format!("{{ vault_arn = \"{DR}\", delete_after_days = 90 }},\n");
+    let cfg = write_config(dir.path(), &config(&sb, free_port(), &copy_to, &ec2(1)));
+    let mut first = Daemon::start(&cfg, &[]);
+    first.wait_ready(Duration::from_secs(10));
+    first.wait_until("the backup job RUNNING", Duration::from_secs(30), || {
+        sb.jobs().iter().any(|j| j.state == "RUNNING")
+    });
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5));
+    let job = sb.jobs()[0].id.clone();
+    first.wait_until("the backup job COMPLETED", Duration::from_secs(30), || {
+        sb.jobs()[0].state == "COMPLETED"
+    });
+    assert_eq!(sb.executions().len(), 1, "no copy execution while no daemon runs");
+
+    let mut second = Daemon::start(&cfg, &[]);
+    second.wait_ready(Duration::from_secs(10));
+    second.wait_until("the copy COMPLETED", Duration::from_secs(30), || {
+        sb.copy_jobs().iter().any(|j| j.state == "COMPLETED")
+    });
+    second.wait_for("copy_finished", Duration::from_secs(15), |_| {
+        !copy_lines(&second, "copy_finished").is_empty()
+    });
+    second.signal("TERM");
+    second.wait_exit(Duration::from_secs(15));
+
+    let third = Daemon::start(&cfg, &[]);
+    third.wait_ready(Duration::from_secs(10));
+    // Two poll rounds of the third run: a repeated line would come now.
+    std::thread::sleep(Duration::from_secs(2));
+    let ends: Vec<Value> = [&first, &second, &third]
+        .iter()
+        .flat_map(|d| finished(&d.events(), "web"))
+        .filter(|l| l["backup_job_id"] == job.as_str())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(ends[0]["state"], "COMPLETED");
+    let copies: Vec<_> = sb
+        .executions()
+        .into_iter()
+        .filter(|e| e.name.starts_with("copy-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy execution: {copies:#?}");
+    assert_eq!(sb.copy_jobs().len(), 1);
+    let copy_ends: Vec<Value> = [&first, &second, &third]
+        .iter()
+        .flat_map(|d| copy_lines(d, "copy_finished"))
+        .collect();
+    assert_eq!(copy_ends.len(), 1, "{copy_ends:#?}");
+    // Counted from the backup's end, not from the copy job's creation: the copy waited for
+    // the second start (some seconds) and then took 1.3 s.
+    let took = copy_ends[0]["duration_seconds"].as_f64().unwrap();
+    let completion = sb.jobs()[0].completion_date.unwrap();
+    let copy = &sb.copy_jobs()[0];
+    let expected = (copy.completion_date.unwrap() - completion).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        (took - expected).abs() < 1.5,
+        "copy_finished.duration_seconds {took} vs backup end to copy end {expected}"
     );
 }

@@ -22,19 +22,10 @@ const TEMPLATE: &str = include_str!("../deploy/cloudformation/orchestrator.yaml"
 const START_BACKUP_JOB: &str = "arn:aws:states:::aws-sdk:backup:startBackupJob";
 const START_RESTORE_JOB: &str = "arn:aws:states:::aws-sdk:backup:startRestoreJob";
 
-/// The hook tasks, by phase: the daemon (hooks::read_history) matches these exact names.
-const PRE_TASKS: [&str; 4] = [
-    "SendPreHook",
-    "GetPreHook",
-    "SendPreCommand",
-    "GetPreCommand",
-];
-const POST_TASKS: [&str; 4] = [
-    "SendPostHook",
-    "GetPostHook",
-    "SendPostCommand",
-    "GetPostCommand",
-];
+/// The hook tasks, by phase: the names the daemon's `hooks::read_history` matches exactly.
+const HOOK_TASKS: [&str; 8] = backup_orchestrator::hooks::HOOK_TASK_STATES;
+const PRE_TASKS: [&str; 4] = [HOOK_TASKS[0], HOOK_TASKS[1], HOOK_TASKS[2], HOOK_TASKS[3]];
+const POST_TASKS: [&str; 4] = [HOOK_TASKS[4], HOOK_TASKS[5], HOOK_TASKS[6], HOOK_TASKS[7]];
 
 /// Members of a copy execution (the daemon starts `copy-{BackupJobId}` with exactly these).
 const COPY_EXECUTION_MEMBERS: [&str; 5] =

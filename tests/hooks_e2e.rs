@@ -216,6 +216,22 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
         ),
         (&json!("post"), &json!("Success"), &json!(post.command_id))
     );
+    // The history carries every Choice, Wait and Pass state of the round, as Step Functions
+    // emits them; the phases are read from the exact task names alone, so an app-consistent
+    // backup's post line is an INFO line that times the post hook only.
+    let history = sb.execution_history(&exec.arn);
+    assert!(
+        history.iter().any(|e| e["type"] == "ChoiceStateEntered"),
+        "{history:#?}"
+    );
+    assert_eq!(lines[1]["level"], "INFO", "{}", lines[1]);
+    assert!(lines[1].get("crash_consistent").is_none(), "{}", lines[1]);
+    let post_took = lines[1]["duration_seconds"].as_f64().unwrap();
+    let expected_post = (post.ended_at_ms - post.sent_at_ms) as f64 / 1000.0;
+    assert!(
+        (post_took - expected_post).abs() < 0.01,
+        "the post line times the post hook: {post_took} vs {expected_post}"
+    );
     let downtime = lines[1]["downtime_seconds"]
         .as_f64()
         .expect("downtime on the post line");
@@ -289,7 +305,8 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
     );
     assert!(skip["error"].as_str().unwrap().contains("skip"), "{skip}");
 
-    // A document outside the prefix, and a raw command on a default stack: refused, nothing sent.
+    // A document outside the prefix, and a raw command on a default stack: refused before
+    // anything is sent (the machine judges its input first: InputRefused, naming the parameter).
     for (t, says) in [
         ("outside", "HookDocumentPrefix"),
         ("raw", "AllowRawCommands"),
@@ -301,7 +318,7 @@ fn document_hooks_run_with_short_downtime_and_their_failures_follow_the_policy()
         assert_eq!(f["state"], "EXECUTION_FAILED");
         let error = f["error"].as_str().unwrap();
         assert!(
-            error.starts_with("PreCommandFailed") && error.contains(says),
+            error.starts_with("InputRefused") && error.contains(says),
             "{t}: {error}"
         );
     }

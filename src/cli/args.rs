@@ -112,7 +112,7 @@ pub(super) enum Command {
         replicas: u8,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
-    Sandbox(aws_sandbox::ServeArgs),
+    Sandbox(aws_sandbox::serve::ServeArgs),
     /// GET /healthz on the daemon's listener; exit 0 if healthy (for container health checks).
     Healthcheck {
         /// The daemon's `listen` address.

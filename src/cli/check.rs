@@ -64,6 +64,9 @@ pub(super) fn print_summary(c: &Config) {
             c.selection_refresh
         );
     }
+    for r in crate::stack::refusals(c) {
+        println!("  warning: {} {}: {}", r.target, r.field, r.message);
+    }
     if !c.instances.is_empty() {
         println!(
             "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",

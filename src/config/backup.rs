@@ -163,6 +163,13 @@ impl Targets<'_> {
     }
 }
 
+/// The longest start window the state machine takes (a week).
+const MAX_START_WINDOW_MINUTES: u32 = 7 * 24 * 60;
+/// The longest complete window the state machine takes (30 days).
+const MAX_COMPLETE_WINDOW_MINUTES: u32 = 30 * 24 * 60;
+/// The longest raw `pre_command` / `post_command` the state machine takes.
+const MAX_COMMAND_CHARS: usize = 4096;
+
 /// Where a `[[backup]]` is written (`backup[3]` and its table), for messages.
 struct At<'p> {
     path: &'p str,
@@ -341,6 +348,16 @@ fn check_hooks(r: &mut Report<'_>, at: &At<'_>, t: &RawTarget, policy: &RawPolic
                     c.span(),
                     at.field(key),
                     "empty command (leave the key out instead)",
+                );
+                None
+            } else if c.get_ref().chars().count() > MAX_COMMAND_CHARS {
+                r.push(
+                    c.span(),
+                    at.field(key),
+                    format!(
+                        "{} characters; the state machine takes at most {MAX_COMMAND_CHARS}                          (put a longer script in an SSM document)",
+                        c.get_ref().chars().count()
+                    ),
                 );
                 None
             } else {
@@ -738,6 +755,16 @@ fn check_windows(
         );
         ok = false;
     }
+    if let Some(v) = &policy.start_window_minutes
+        && *v.get_ref() > MAX_START_WINDOW_MINUTES
+    {
+        r.push(
+            v.span(),
+            field("start_window_minutes", from_rule),
+            format!("at most {MAX_START_WINDOW_MINUTES} (a week): the state machine refuses more"),
+        );
+        ok = false;
+    }
     let complete_window_minutes = policy
         .complete_window_minutes
         .as_ref()
@@ -749,6 +776,18 @@ fn check_windows(
             v.span(),
             field("complete_window_minutes", from_rule),
             "must be more than start_window_minutes",
+        );
+        ok = false;
+    }
+    if let Some(v) = &policy.complete_window_minutes
+        && *v.get_ref() > MAX_COMPLETE_WINDOW_MINUTES
+    {
+        r.push(
+            v.span(),
+            field("complete_window_minutes", from_rule),
+            format!(
+                "at most {MAX_COMPLETE_WINDOW_MINUTES} (30 days): the state machine refuses more"
+            ),
         );
         ok = false;
     }

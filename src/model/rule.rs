@@ -162,6 +162,7 @@ impl Rule {
             Arc::new(CopyPlan {
                 rule: self.rule_name().into(),
                 destinations: self.settings.copy_to.clone(),
+                state_machine: self.settings.state_machine.clone(),
             })
         })
     }

@@ -220,9 +220,22 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             .filter(|(_, c)| c.execution_arn.as_deref() == Some(arn) && c.awaits_job())
             .map(|(k, _)| k.clone())
             .collect();
+        // A copy execution that failed as a whole (its input refused, its source unreadable)
+        // says why for every destination.
+        let failed = (detail.status != ExecutionStatus::Succeeded).then(|| {
+            format!(
+                "copy execution {}: {}: {}",
+                detail.status.as_str(),
+                detail.error.as_deref().unwrap_or(""),
+                detail.cause.as_deref().unwrap_or("")
+            )
+        });
         for k in keys {
             let c = self.copies.item_mut(&k).expect("followed");
-            let outcome = copies::outcome(detail.output.as_deref(), &c.destination_vault);
+            let outcome = match (&failed, detail.output.as_deref()) {
+                (Some(why), None) => copies::Outcome::Refused(why.clone()),
+                (_, output) => copies::outcome(output, &c.destination_vault),
+            };
             let changes = c.on_outcome(outcome, now);
             Copies::report(self, &k, changes, changed);
         }

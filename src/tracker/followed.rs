@@ -39,12 +39,13 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    /// The first interval again after a change, else double the last (up to the ceiling).
-    pub(super) fn next(&self, last: Duration, changed: bool) -> Duration {
+    /// The first interval again after a change, else double the last (up to `max`, the
+    /// ceiling for this entry).
+    pub(super) fn next(&self, last: Duration, changed: bool, max: Duration) -> Duration {
         if changed {
-            self.first
+            self.first.min(max)
         } else {
-            (last * 2).min(self.max)
+            (last * 2).min(max)
         }
     }
 }
@@ -106,6 +107,7 @@ impl<T> Followed<T> {
         changed: &HashSet<Arc<str>>,
         backoff: Backoff,
         finished: impl Fn(&T) -> bool,
+        ceiling: impl Fn(&T, Duration) -> Duration,
     ) -> Vec<T> {
         let now = Instant::now();
         let mut done = Vec::new();
@@ -117,7 +119,8 @@ impl<T> Followed<T> {
                 done.push(self.entries.remove(k).expect("present").item);
                 continue;
             }
-            e.interval = backoff.next(e.interval, changed.contains(k));
+            let max = ceiling(&e.item, backoff.max);
+            e.interval = backoff.next(e.interval, changed.contains(k), max);
             e.next_poll = now + e.interval;
         }
         // After a burst the map would keep room for every entry of it (8 MiB at 10,000).

@@ -25,6 +25,10 @@ pub(super) trait Kind<S: StepFunctions, B: BackupJobs> {
     fn parts(t: &mut Tracker<S, B>) -> (&mut Followed<Self::Item>, &Calls, &B, &dyn Clock);
     /// True while its job is not known yet.
     fn awaits_job(item: &Self::Item) -> bool;
+    /// The longest wait between two polls of `item` (`max`: the config's ceiling).
+    fn max_interval(_item: &Self::Item, max: std::time::Duration) -> std::time::Duration {
+        max
+    }
     /// True once it is over (it then leaves the tracker).
     fn is_finished(item: &Self::Item) -> bool;
 
@@ -47,6 +51,16 @@ pub(super) trait Kind<S: StepFunctions, B: BackupJobs> {
         changed: &mut HashSet<Arc<str>>,
         seen: &mut HashSet<Arc<str>>,
     ) -> impl Future<Output = ()>;
+
+    /// What follows the jobs' news in a round (backups: start the copies of those that
+    /// COMPLETED).
+    fn after_jobs(
+        _t: &mut Tracker<S, B>,
+        _due: &[Arc<str>],
+        _changed: &mut HashSet<Arc<str>>,
+    ) -> impl Future<Output = ()> {
+        async {}
+    }
 
     /// Logs `changes` of `key` once each, counts them, and marks `key` changed.
     fn report(

@@ -70,8 +70,10 @@ async fn poll_round<K: Kind<S, B>, S: StepFunctions, B: BackupJobs>(t: &mut Trac
     for (k, changes) in reports {
         K::report(t, &k, changes, &mut changed);
     }
+    K::after_jobs(t, &due, &mut changed).await;
     let backoff = t.backoff;
-    let finished = K::followed_mut(t).settle(&due, &changed, backoff, K::is_finished);
+    let finished =
+        K::followed_mut(t).settle(&due, &changed, backoff, K::is_finished, K::max_interval);
     for item in finished {
         K::finished(t, item);
     }

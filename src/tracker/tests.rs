@@ -302,6 +302,10 @@ fn copy_plan() -> Arc<crate::copies::CopyPlan> {
             delete_after_days: 90,
         }]
         .into(),
+        state_machine: crate::arn::StateMachineArn::parse(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:backup",
+        )
+        .unwrap(),
     })
 }
 
@@ -368,7 +372,8 @@ async fn copies_of_many_backups_are_found_and_followed_by_listing() {
     assert_eq!(fake.calls("DescribeExecution"), 0);
 }
 
-/// A backup that did not complete waits for no copy; a refused copy ends FAILED from the
+/// A backup that did not complete waits for no copy; a COMPLETED one gets its copy execution
+/// (`copy-{job id}`, started by the tracker), and a refused copy ends FAILED from that
 /// execution's output.
 #[tokio::test(start_paused = true)]
 async fn only_completed_backups_wait_for_copies_and_a_refusal_ends_the_copy() {
@@ -400,11 +405,13 @@ async fn only_completed_backups_wait_for_copies_and_a_refusal_ends_the_copy() {
     tokio::time::advance(Duration::from_secs(1)).await;
     tracker.poll_due().await;
     assert_eq!(tracker.copies_len(), 1, "only the COMPLETED backup's copy");
+    assert_eq!(fake.calls("StartExecution"), 2 + 1, "one copy execution");
+    let copy_arn = copy_plan().state_machine.execution_arn("copy-job-0");
     tokio::time::advance(Duration::from_secs(1)).await;
     tracker.poll_due().await;
-    assert_eq!(tracker.copies_len(), 1, "the execution still runs");
+    assert_eq!(tracker.copies_len(), 1, "the copy execution still runs");
     fake.finish_execution(
-        &arns[0],
+        &copy_arn,
         crate::aws::ExecutionStatus::Succeeded,
         Some(&format!(
             r#"{{"BackupJobId":"job-0","Copies":[{{"DestinationBackupVaultArn":"{DR}","Error":"Backup.AccessDeniedException","Cause":"no"}}]}}"#

@@ -41,7 +41,7 @@ mod names;
 mod reply;
 mod rest;
 mod restores;
-mod serve;
+pub mod serve;
 mod server;
 mod sfn;
 mod shared;
@@ -68,7 +68,6 @@ pub use jobs::{JobRecord, JobState, JobTiming};
 pub use restores::{
     RestoreJobRecord, RestoreRule, RestoreSettings, RestoredInstance, ValidationResult,
 };
-pub use serve::{ServeArgs, serve_until_interrupted};
 pub use ssm::{CommandRecord, CommandRule, HookSettings};
 pub use stack::StackParameters;
 pub use stats::{StartTime, Stats};

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "aws-sandbox", version, about)]
 struct Cli {
     #[command(flatten)]
-    serve: aws_sandbox::ServeArgs,
+    serve: aws_sandbox::serve::ServeArgs,
 }
 
 #[tokio::main]
@@ -18,5 +18,5 @@ async fn main() {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    std::process::exit(aws_sandbox::serve_until_interrupted(&cli.serve).await);
+    std::process::exit(aws_sandbox::serve::serve_until_interrupted(&cli.serve).await);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{Sandbox, SandboxConfig};
+use crate::{Sandbox, SandboxConfig};
 
 /// Exit code when the address cannot be bound.
 const EXIT_FAILURE: i32 = 1;
