@@ -66,6 +66,7 @@ fn copy_lines(d: &Daemon, event: &str) -> Vec<Value> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn a_backup_is_copied_to_two_destinations_with_stable_tokens_and_their_own_retention() {
     let rt = runtime();
     let sb = rt.block_on(copy_sandbox(&[]));
@@ -349,18 +350,19 @@ fn kill_9_while_a_copy_runs_then_restart_logs_its_end_once() {
 #[test]
 fn kill_9_before_the_copies_start_then_restarts_log_the_backup_s_end_once() {
     let rt = runtime();
-    let sb = rt.block_on(Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        SandboxConfig {
-            execution_delay: Duration::from_millis(100),
-            job_pending: Duration::from_millis(500),
-            job_running: Duration::from_secs(6),
-            copy_pending: Duration::from_millis(300),
-            copy_running: Duration::from_secs(1),
-            ..SandboxConfig::default()
-        },
-    ))
-    .expect("sandbox starts");
+    let sb = rt
+        .block_on(Sandbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            SandboxConfig {
+                execution_delay: Duration::from_millis(100),
+                job_pending: Duration::from_millis(500),
+                job_running: Duration::from_secs(6),
+                copy_pending: Duration::from_millis(300),
+                copy_running: Duration::from_secs(1),
+                ..SandboxConfig::default()
+            },
+        ))
+        .expect("sandbox starts");
     let dir = tempfile::tempdir().unwrap();
     let copy_to = format!("{{ vault_arn = \"{DR}\", delete_after_days = 90 }},\n");
     let cfg = write_config(dir.path(), &config(&sb, free_port(), &copy_to, &ec2(1)));
@@ -375,7 +377,11 @@ fn kill_9_before_the_copies_start_then_restarts_log_the_backup_s_end_once() {
     first.wait_until("the backup job COMPLETED", Duration::from_secs(30), || {
         sb.jobs()[0].state == "COMPLETED"
     });
-    assert_eq!(sb.executions().len(), 1, "no copy execution while no daemon runs");
+    assert_eq!(
+        sb.executions().len(),
+        1,
+        "no copy execution while no daemon runs"
+    );
 
     let mut second = Daemon::start(&cfg, &[]);
     second.wait_ready(Duration::from_secs(10));

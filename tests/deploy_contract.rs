@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use backup_orchestrator::copies::CopyToInput;
+use backup_orchestrator::copies::{CopyExecutionInput, CopyToInput};
 use backup_orchestrator::execution::ExecutionInput;
 use serde_json::{Value, json};
 
@@ -664,6 +664,13 @@ fn a_copy_execution_has_these_members_and_each_copy_the_daemon_s_token() {
         lists.contains(&set(COPY_EXECUTION_MEMBERS)),
         "the copy execution's allow-list: {lists:?}"
     );
+    // What the daemon sends: exactly those members.
+    let daemon = CopyExecutionInput::new("copy-J", "J", "web", "arn:i", &[]);
+    assert_eq!(
+        members_of(&daemon.to_json()),
+        set(COPY_EXECUTION_MEMBERS),
+        "the daemon's copy execution input"
+    );
     // CopyTo elements: what the daemon's CopyToInput serialises.
     let element: CopyToInput = serde_json::from_value(json!({
         "DestinationBackupVaultArn": "arn:aws:backup:us-west-2:123456789012:backup-vault:dr",
@@ -746,6 +753,7 @@ fn a_copy_execution_has_these_members_and_each_copy_the_daemon_s_token() {
 // --- the restore machine ---------------------------------------------------------------
 
 #[test]
+#[allow(clippy::too_many_lines)] // one contract, member by member, read top to bottom
 fn the_restore_machine_s_inputs_and_what_it_restores() {
     let m = Machine::of("RestoreStateMachine");
     let lists = quoted_lists(&m.sub_text("RestoreInputProblems"));

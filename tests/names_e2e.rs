@@ -38,7 +38,9 @@ fn a_pre_created_name_cannot_suppress_the_slot_and_two_replicas_back_it_up_once(
     let rt = runtime();
     let sb = rt.block_on(sandbox(&[]));
     // One slot, 4 s from now: its name, taken before the daemons start.
-    let slot = (Utc::now() + chrono::Duration::seconds(4)).with_nanosecond(0).unwrap();
+    let slot = (Utc::now() + chrono::Duration::seconds(4))
+        .with_nanosecond(0)
+        .unwrap();
     let first = scheduled_name("web", slot);
     let theirs = json!({
         "ResourceArn": ec2(99), "Target": "web", "ScheduledFor": slot.to_rfc3339(),
@@ -87,14 +89,23 @@ fn a_pre_created_name_cannot_suppress_the_slot_and_two_replicas_back_it_up_once(
     let names: Vec<&str> = executions.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&first.as_str()) && names.contains(&second.as_str()));
-    let ours: Vec<_> = sb.jobs().into_iter().filter(|j| j.resource_arn == ec2(1)).collect();
+    let ours: Vec<_> = sb
+        .jobs()
+        .into_iter()
+        .filter(|j| j.resource_arn == ec2(1))
+        .collect();
     assert_eq!(ours.len(), 1, "{ours:#?}");
     assert_eq!(ours[0].execution_name.as_deref(), Some(second.as_str()));
     for d in [&a, &b] {
         let mismatch = d.named("execution_input_mismatch");
         assert_eq!(mismatch.len(), 1, "{mismatch:#?}");
         assert_eq!(mismatch[0]["level"], "ERROR");
-        assert!(mismatch[0]["found_input"].as_str().unwrap().contains(&ec2(99)));
+        assert!(
+            mismatch[0]["found_input"]
+                .as_str()
+                .unwrap()
+                .contains(&ec2(99))
+        );
         let done = finished(&d.events(), "web");
         assert_eq!(done.len(), 1, "{done:#?}");
         assert_eq!(done[0]["state"], "COMPLETED");
