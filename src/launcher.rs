@@ -814,6 +814,61 @@ mod tests {
         );
     }
 
+    /// Someone started the slot's name with another input first: the slot goes to its second
+    /// name, once (a second fire finds that one with its own input and follows it); when the
+    /// second name is taken with another input too, the slot is skipped, not started a third way.
+    #[tokio::test(start_paused = true)]
+    async fn a_name_taken_with_another_input_moves_the_slot_to_its_second_name() {
+        let fake = Arc::new(FakeAws::new());
+        let (launcher, _tracker) = setup(fake.clone());
+        let fire = Fire {
+            target: allow(),
+            slot: slot(),
+            trigger: Trigger::Schedule,
+        };
+        let theirs = ExecutionInput {
+            delete_after_days: 1,
+            ..fire.input()
+        };
+        let sm = fire.target.settings.state_machine.clone();
+        fake.start_execution(&StartRequest {
+            state_machine: sm.clone(),
+            name: "web-20261129T030000Z".into(),
+            input: theirs.to_json(),
+        })
+        .await
+        .unwrap();
+        let out = launcher.start(&fire, 0).await;
+        assert_eq!(
+            out,
+            Outcome::Started(sm.execution_arn("web-20261129T030000Z-2"))
+        );
+        // A replica's fire of the same slot: the second name holds our input: followed.
+        let again = launcher.start(&fire, 0).await;
+        assert!(
+            matches!(&again, Outcome::Started(a) | Outcome::AlreadyStarted(a) if a.ends_with("-2")),
+            "{again:?}"
+        );
+        assert_eq!(fake.execution_names().len(), 2);
+
+        // Both names of the next slot taken with other input: skipped, said as such.
+        let next = Fire {
+            slot: slot() + chrono::Duration::days(1),
+            ..fire.clone()
+        };
+        for name in ["web-20261130T030000Z", "web-20261130T030000Z-2"] {
+            fake.start_execution(&StartRequest {
+                state_machine: sm.clone(),
+                name: name.into(),
+                input: theirs.to_json(),
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(launcher.start(&next, 0).await, Outcome::Skipped("name_taken"));
+        assert_eq!(fake.execution_names().len(), 4, "nothing started a third way");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn throttling_is_retried_and_access_denied_is_not() {
         let fake = Arc::new(FakeAws::new());

@@ -429,6 +429,38 @@ mod tests {
         );
     }
 
+    /// A COMPLETED backup with copies reports its end once its copy execution is started (or
+    /// could not be): after a restart, a backup whose copy execution exists was reported. A
+    /// failed one has no copies to start.
+    #[test]
+    fn a_backup_with_copies_ends_once_its_copies_are_started() {
+        let plan = std::sync::Arc::new(crate::copies::CopyPlan {
+            rule: "daily".into(),
+            destinations: Vec::new().into(),
+            state_machine: crate::arn::StateMachineArn::parse(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:b",
+            )
+            .unwrap(),
+        });
+        let mut b = backup(false);
+        b.copy_plan = Some(plan.clone());
+        b.on_job_id("job-1".into());
+        let changes = b.on_job(&job("COMPLETED", Some(100.0)), later(9));
+        assert!(!changes.iter().any(|c| matches!(c, Change::Finished(_))));
+        assert!(b.needs_copy_start() && !b.is_finished());
+        let changes = b.on_copies_started(Ok("arn:copy".into()), later(10));
+        assert!(matches!(&changes[..], [Change::Finished(s)] if s.success));
+        assert!(b.is_finished() && !b.needs_copy_start());
+        assert_eq!(b.on_copies_started(Ok("again".into()), later(11)), vec![]);
+
+        let mut failed = backup(false);
+        failed.copy_plan = Some(plan);
+        failed.on_job_id("job-1".into());
+        let changes = failed.on_job(&job("FAILED", None), later(9));
+        assert!(changes.iter().any(|c| matches!(c, Change::Finished(_))));
+        assert!(!failed.needs_copy_start());
+    }
+
     #[test]
     fn a_failed_job_finishes_with_its_message() {
         let mut b = backup(false);
