@@ -12,6 +12,7 @@ mod backup_history;
 mod recovery_points;
 mod restore;
 mod restore_history;
+mod runs;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -41,11 +42,10 @@ use super::ssm::{self, CommandRecord, CommandRule, HookRun, HookSettings};
 use super::stack::StackParameters;
 use super::validate::Rules;
 
-use backup::{CopyRun, CopySource};
-use restore::{RestoreRun, SweepRun};
+use runs::{CopyRun, CopySource, RestoreRun, SweepRun};
 
-pub use recovery_points::RecoveryPointRecord;
-pub(crate) use recovery_points::{Place, PointFilter};
+pub use runs::RecoveryPointRecord;
+pub(crate) use runs::{Place, PointFilter};
 
 /// Step Functions' limit on an execution input, in bytes.
 pub(crate) const MAX_INPUT_BYTES: usize = 256 * 1024;

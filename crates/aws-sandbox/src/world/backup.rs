@@ -15,63 +15,8 @@ use super::super::ssm::{self, HookRun, Hooks};
 use super::super::validate::{
     backup_input_problem, copy_item_problem, misses_defaults, with_defaults,
 };
+use super::runs::{CopyItem, CopyRun, CopySource, ItemStep, Judged};
 use super::{Run, World};
-
-/// A copy execution, decided when its DescribeCopySource task runs.
-#[derive(Debug)]
-pub(crate) struct CopyRun {
-    pub source: CopySource,
-    pub items: Vec<CopyItem>,
-}
-
-/// What DescribeCopySource and CheckCopySource made of the job to copy.
-#[derive(Debug)]
-pub(crate) enum CopySource {
-    /// DescribeBackupJob failed (`CopySourceUnavailable`, the cause is its error as JSON).
-    Unavailable(Box<str>),
-    /// The job is not a COMPLETED job of the stack's vault for the input's instance
-    /// (`InputRefused`); the job, when there is one, for the history's DescribeBackupJob.
-    Refused { job: u32, cause: Box<str> },
-    /// Copied: each element's result.
-    Found(u32),
-}
-
-/// One `CopyTo` element's result, as the Map state's iteration ended.
-#[derive(Debug)]
-pub(crate) struct CopyItem {
-    /// The iteration's output: `{DestinationBackupVaultArn, CopyJobId}` or `{…, Error, Cause}`.
-    pub output: Value,
-    pub step: ItemStep,
-}
-
-/// Which way an element went through the Map's states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ItemStep {
-    /// `CheckCopyDestination` refused it (`CopyRefused`).
-    Refused,
-    /// StartCopyJob answered a copy job.
-    Started,
-    /// StartCopyJob failed (its Catch: `CopyNotStarted`).
-    NotStarted,
-}
-
-/// What `Validate` made of an input.
-#[derive(Debug)]
-pub(crate) struct Judged {
-    /// The input the machine goes on with (the stack's defaults filled in when they were).
-    pub input: Value,
-    /// True when `Explain` sent it through `ApplyDefaults`.
-    pub defaulted: bool,
-    /// The `InputRefused` cause, for a refused input.
-    pub problem: Option<String>,
-}
-
-impl Judged {
-    /// True for a copy execution.
-    pub(crate) fn is_copy(&self) -> bool {
-        self.input["Action"] == "copy"
-    }
-}
 
 /// The role the modelled machine passes to AWS Backup (the stack's `BackupRole`).
 pub(crate) fn backup_role(account_id: &str) -> String {

@@ -13,7 +13,8 @@ use super::super::events::{
     START_COPY_JOB, State,
 };
 use super::super::ssm::{CommandRecord, HookRun};
-use super::backup::{CopyRun, CopySource, ItemStep, Judged, backup_role};
+use super::backup::backup_role;
+use super::runs::{CopyRun, CopySource, ItemStep, Judged};
 use super::{Execution, Run, World};
 
 /// The four states of one hook command: send, wait, get, decide.

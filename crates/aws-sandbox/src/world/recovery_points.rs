@@ -5,62 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 use super::super::basics::{ApiError, Millis, resource_type, to_datetime};
 use super::super::jobs::JobState;
 use super::super::listing::Listing;
 use super::World;
-
-/// One recovery point as the sandbox sees it at the moment of the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecoveryPointRecord {
-    /// The recovery point (for EC2, the AMI ARN).
-    pub arn: String,
-    /// Its vault's name.
-    pub backup_vault_name: String,
-    /// Its vault.
-    pub backup_vault_arn: String,
-    /// For a copy: the vault it was copied from.
-    pub source_backup_vault_arn: Option<String>,
-    /// The resource it was taken of.
-    pub resource_arn: String,
-    /// `EC2`, `EBS`, ...
-    pub resource_type: String,
-    /// The role that made it.
-    pub iam_role_arn: String,
-    /// `COMPLETED`.
-    pub status: &'static str,
-    /// When its job was created.
-    pub creation_date: DateTime<Utc>,
-    /// When its job ended.
-    pub completion_date: DateTime<Utc>,
-    /// Its size.
-    pub backup_size_in_bytes: i64,
-    /// Its `Lifecycle.DeleteAfterDays`, when set.
-    pub delete_after_days: Option<i64>,
-    /// The region it lives in.
-    pub region: String,
-    /// The account it lives in.
-    pub account_id: String,
-    /// The backup job that made it, or (for a copy) the copy job.
-    pub job_id: String,
-}
-
-/// Where a listing looks: the caller's region and account.
-#[derive(Debug, Clone)]
-pub(crate) struct Place<'a> {
-    pub region: &'a str,
-    pub account: &'a str,
-}
-
-/// The ListRecoveryPointsByBackupVault filters the sandbox honours.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PointFilter {
-    pub resource_arn: Option<String>,
-    pub resource_type: Option<String>,
-}
+use super::runs::{Place, PointFilter, RecoveryPointRecord};
 
 impl World {
     /// Every recovery point that exists at `now`: backups first, then copies, each oldest

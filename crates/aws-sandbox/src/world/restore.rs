@@ -12,90 +12,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::super::basics::{ApiError, Millis, iso_millis};
+use super::super::basics::{ApiError, Millis, duration_ms, iso_millis};
 use super::super::restores::{RestoreJobs, RestoreRequest, RestoreSource};
-use super::super::ssm::{CommandRecord, HookRequest};
+use super::super::ssm::HookRequest;
 use super::super::validate::{is_utc_time, restore_input_problem};
-use super::recovery_points::{Place, RecoveryPointRecord};
+use super::runs::{Checks, Place, RecoveryPointRecord, RestoreRun, SweepRun, TaskError};
 use super::{Run, World};
-
-/// A task's error as a Catch records it.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskError {
-    pub error: String,
-    pub cause: String,
-}
-
-impl TaskError {
-    fn of(service: &str, e: &ApiError) -> Self {
-        Self {
-            error: format!("{service}.{}", e.code),
-            cause: e.message.clone(),
-        }
-    }
-}
-
-/// When the instance was polled and what the last poll decided.
-#[derive(Debug, Clone)]
-pub(crate) struct Checks {
-    /// The `DescribeInstanceStatus` that decided.
-    pub at: Millis,
-    /// `passed`, `impaired` or `timed-out`.
-    pub verdict: &'static str,
-    /// The first poll that saw the instance running, if any did before the verdict.
-    pub running_at: Option<Millis>,
-    /// What that poll answered (state, instance check, system check).
-    pub seen: (&'static str, &'static str),
-}
-
-/// A restore test or an on-demand restore, decided at `at`.
-#[derive(Debug)]
-pub(crate) struct RestoreRun {
-    pub at: Millis,
-    /// DescribeRecoveryPoint's answer (an error: `RecoveryPointRefused`).
-    pub point: Result<RecoveryPointRecord, TaskError>,
-    /// `RecoveryPointNotUsable`'s cause, when CheckRecoveryPoint refused the point.
-    pub refusal: Option<String>,
-    /// GetRestoreMetadata's answer, once asked.
-    pub original: Option<BTreeMap<String, String>>,
-    /// StartRestoreJob's request metadata and its answer (the restore job's index).
-    pub started: Option<(BTreeMap<String, String>, Result<u32, TaskError>)>,
-    /// The DescribeRestoreJob that saw the job end, what it saw, and the instance it created.
-    pub seen: Option<(Millis, &'static str, Option<String>)>,
-    /// The CreateTags state (`TagRestored`, `TagFailedRestore`, `TagOnDemandRestore`) and when.
-    pub tagged: Option<(&'static str, Millis)>,
-    pub checks: Option<Checks>,
-    pub validation: Option<CommandRecord>,
-    /// PutRestoreValidationResult: when, and whether AWS took it.
-    pub reported: Option<(Millis, Result<(), TaskError>)>,
-    /// KeepRestored: from, to.
-    pub keep: Option<(Millis, Millis)>,
-    /// TerminateRestored: when, and how it went.
-    pub termination: Option<(Millis, Result<(), TaskError>)>,
-    /// When the execution closes.
-    pub end: Millis,
-    /// The report (output, or the failure's cause).
-    pub report: Value,
-    /// None: `Passed`; else the error (`RestoreTestFailed`, `RestoreFailed`, `InputRefused`).
-    pub error: Option<&'static str>,
-}
-
-/// The sweep of one instance, decided at `at`.
-#[derive(Debug)]
-pub(crate) struct SweepRun {
-    pub at: Millis,
-    /// The restore job whose instance it is, when the instance exists.
-    pub found: Option<u32>,
-    /// How far it went: `NotARestoredResource`, `NotExpired`, `Swept`, `SweepFailed`.
-    pub outcome: &'static str,
-    /// After CheckSweep: whether the instance was already terminated, and whether the
-    /// recovery point check passed.
-    pub already_terminated: bool,
-    pub point_ok: Option<bool>,
-    /// TerminateExpired's result, when called.
-    pub termination: Option<Result<(), TaskError>>,
-    pub cause: String,
-}
 
 /// The role AWS Backup assumes for the machine's restores (the stack's `RestoreRole`).
 pub(crate) fn restore_role(account_id: &str) -> String {
@@ -305,11 +227,7 @@ impl World {
         };
         let settings = self.restores.settings().clone();
         let times = self.restores.times(r);
-        let seen = first_poll(
-            at,
-            super::super::basics::duration_ms(settings.job_poll),
-            times.ends,
-        );
+        let seen = first_poll(at, duration_ms(settings.job_poll), times.ends);
         let status = self.restores.status(r, seen);
         let created = self.restores.created_resource(r, seen);
         let launched = created.is_some();
@@ -357,8 +275,7 @@ impl World {
     /// The WaitForInstance loop: polls every `instance_poll` from `from` until the instance
     /// passes both checks, is impaired, or MaxRestoreSeconds have passed since `requested`.
     fn status_checks_of(&self, r: u32, from: Millis, requested: Millis, input: &Value) -> Checks {
-        let every =
-            super::super::basics::duration_ms(self.restores.settings().instance_poll).max(1);
+        let every = duration_ms(self.restores.settings().instance_poll).max(1);
         let times = self.restores.times(r);
         let max = input["MaxRestoreSeconds"].as_i64().unwrap_or(3600) * 1000;
         let deadline = requested + max;

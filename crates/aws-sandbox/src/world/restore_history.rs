@@ -14,7 +14,7 @@ use super::super::events::{
     DESCRIBE_RESTORE_JOB, Events, GET_COMMAND_INVOCATION, GET_RESTORE_METADATA, Outcome,
     PUT_RESTORE_VALIDATION, SEND_COMMAND, START_RESTORE_JOB, State, TERMINATE_INSTANCES,
 };
-use super::restore::{RestoreRun, SweepRun, TaskError};
+use super::runs::{RestoreRun, SweepRun, TaskError};
 use super::{Run, World};
 
 fn failed(e: &TaskError) -> Outcome {
