@@ -142,7 +142,7 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
         let health = Arc::new(Health::default());
         let stop = CancellationToken::new();
         let stop_retries = CancellationToken::new();
-        let (tracker, handle) = Tracker::new(
+        let (mut tracker, handle) = Tracker::new(
             sfn.clone(),
             backup.clone(),
             clock.clone(),
@@ -154,16 +154,19 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
             },
             metrics.clone(),
         );
+        // One StartExecution quota for the launcher's backups and the tracker's copies.
+        let starts = Arc::new(TokenBucket::new(
+            config.pacing.start_rate,
+            config.pacing.start_burst,
+        ));
+        tracker.share_start_pacing(starts.clone());
         let tracker_stop = CancellationToken::new();
         let tracker_task = tokio::spawn(tracker.run(tracker_stop.clone()));
         let launcher = Launcher::new(
             sfn.clone(),
             clock.clone(),
             handle.clone(),
-            Arc::new(TokenBucket::new(
-                config.pacing.start_rate,
-                config.pacing.start_burst,
-            )),
+            starts,
             metrics.clone(),
             opts.dry_run,
             stop_retries.clone(),

@@ -865,8 +865,15 @@ mod tests {
             .await
             .unwrap();
         }
-        assert_eq!(launcher.start(&next, 0).await, Outcome::Skipped("name_taken"));
-        assert_eq!(fake.execution_names().len(), 4, "nothing started a third way");
+        assert_eq!(
+            launcher.start(&next, 0).await,
+            Outcome::Skipped("name_taken")
+        );
+        assert_eq!(
+            fake.execution_names().len(),
+            4,
+            "nothing started a third way"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -185,6 +185,12 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         self.copies.len()
     }
 
+    /// Paces the copy executions' StartExecution with `bucket` (the launcher's), so that
+    /// starts of backups and copies share one quota.
+    pub fn share_start_pacing(&mut self, bucket: Arc<crate::pacing::TokenBucket>) {
+        self.calls.starts = bucket;
+    }
+
     /// Also sends each backup's summary to `tx` when it ends (`run-now` waits on these).
     pub fn report_finished_to(&mut self, tx: mpsc::UnboundedSender<(Backup, Summary)>) {
         self.finished_tx = Some(tx);

@@ -84,14 +84,16 @@ where
     );
     let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
     tracker.report_finished_to(finished_tx);
+    let starts = Arc::new(TokenBucket::new(
+        config.pacing.start_rate,
+        config.pacing.start_burst,
+    ));
+    tracker.share_start_pacing(starts.clone());
     let launcher = Launcher::new(
         sfn,
         clock.clone(),
         handle.clone(),
-        Arc::new(TokenBucket::new(
-            config.pacing.start_rate,
-            config.pacing.start_burst,
-        )),
+        starts,
         metrics,
         false,
         tokio_util::sync::CancellationToken::new(),

@@ -272,7 +272,7 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
             if !self.calls.may_call() {
                 return None;
             }
-            self.calls.describe_token().await;
+            self.calls.starts.acquire().await;
             let started = self.sfn.start_execution(&req).await;
             self.calls.record(&started);
             let arn = plan.state_machine.execution_arn(&name);

@@ -36,6 +36,9 @@ pub(super) struct Calls {
     describe: TokenBucket,
     /// DescribeBackupJob / ListBackupJobs / their copy twins.
     backup_read: TokenBucket,
+    /// StartExecution of copy executions: the launcher's bucket when shared
+    /// ([`super::Tracker::share_start_pacing`]), so starts of both stay within one quota.
+    pub(super) starts: Arc<TokenBucket>,
     /// Calls failed in a row in this poll round; atomic only because the polling futures
     /// borrow the tracker shared.
     failure_streak: AtomicU32,
@@ -51,6 +54,10 @@ impl Calls {
         Calls {
             describe: TokenBucket::new(describe_rate, burst(describe_rate)),
             backup_read: TokenBucket::new(backup_read_rate, burst(backup_read_rate)),
+            starts: Arc::new(TokenBucket::new(
+                crate::config::DEFAULT_START_RATE,
+                crate::config::DEFAULT_START_BURST,
+            )),
             failure_streak: AtomicU32::new(0),
             held: AtomicU32::new(0),
             metrics,
