@@ -33,9 +33,9 @@ pub use values::parse_duration;
 
 use std::path::Path;
 
-use self::backup::AllTargets;
+use self::backup::AllRules;
 use self::diagnostics::Report;
-use self::globals::{Settled, settle, validate_ha};
+use self::globals::{FileSettings, settle, validate_ha};
 use self::pieces::{Reader, TARGETS_PER_CHUNK, chunks};
 use self::raw::{RawGlobal, RawTargetAt};
 use crate::model::Config;
@@ -89,7 +89,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 enum Read {
     /// In file order, by one thread.
     InOrder,
-    /// A large file's later pieces in two halves, one per thread ([`Taken::join`]).
+    /// A large file's later pieces in two halves, one per thread ([`ValidatedRun::join`]).
     InHalves,
 }
 
@@ -184,9 +184,9 @@ impl<'t> Halves<'t> {
         &self,
         reader: &mut Reader<'t>,
         pending: Vec<RawTargetAt>,
-        settled: &Settled,
+        settled: &FileSettings,
         r: &mut Report<'t>,
-    ) -> Option<AllTargets> {
+    ) -> Option<AllRules> {
         let (file, text) = (self.file, self.text);
         let usable = |(path, span, raw): RawTargetAt| raw.map(|raw| (path, span, raw));
         let mut first = reader.pieces.as_slice().to_vec();

@@ -22,11 +22,11 @@ use crate::model::{Rule, RuleSettings};
 use crate::schedule::Schedule;
 
 /// One rule of a target before its values are checked: rule name, schedule, settings, path.
-pub(super) type Unit = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, Arc<str>);
+pub(super) type RuleDraft = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, Arc<str>);
 
 /// Targets validated in file order, with the names, execution-name prefixes and settings they
 /// took ([`Targets::take`]).
-pub(super) struct Taken {
+pub(super) struct ValidatedRun {
     pub(super) rules: Vec<Arc<Rule>>,
     pub(super) selections: Vec<Arc<crate::model::Selection>>,
     pub(super) names: FastMap<Arc<str>, Range<usize>>,
@@ -35,17 +35,17 @@ pub(super) struct Taken {
 }
 
 /// Every target of a file, validated.
-pub(super) struct AllTargets {
+pub(super) struct AllRules {
     pub(super) rules: Vec<Arc<Rule>>,
     pub(super) selections: Vec<Arc<crate::model::Selection>>,
     /// Where each target name is written, per run validated apart.
     pub(super) names: Vec<FastMap<Arc<str>, Range<usize>>>,
 }
 
-impl Taken {
+impl ValidatedRun {
     /// All the targets, when these are all.
-    pub(super) fn all(self) -> AllTargets {
-        AllTargets {
+    pub(super) fn all(self) -> AllRules {
+        AllRules {
             rules: self.rules,
             selections: self.selections,
             names: vec![self.names],
@@ -56,7 +56,7 @@ impl Taken {
     /// run ends): the same as one run over both, unless a name or an execution-name prefix of
     /// `later` is taken in this one (then None: that message is one run's to give). Settings
     /// alike are shared across both.
-    pub(super) fn join(self, later: Taken) -> Option<AllTargets> {
+    pub(super) fn join(self, later: ValidatedRun) -> Option<AllRules> {
         let clash = later.names.keys().any(|n| self.names.contains_key(n))
             || later
                 .exec_parts
@@ -83,7 +83,7 @@ impl Taken {
         }
         let mut selections = self.selections;
         selections.extend(later.selections);
-        Some(AllTargets {
+        Some(AllRules {
             rules: targets,
             selections,
             names: vec![self.names, later.names],
@@ -119,7 +119,7 @@ impl Targets<'_> {
         mut self,
         r: &mut Report<'_>,
         raw_targets: impl Iterator<Item = (String, Range<usize>, (RawTarget, RawRules))>,
-    ) -> Taken {
+    ) -> ValidatedRun {
         let mut targets = Vec::with_capacity(self.count);
         let mut selections = Vec::new();
         for (path, span, (mut t, rules)) in raw_targets {
@@ -143,7 +143,7 @@ impl Targets<'_> {
                 }
             }
         }
-        Taken {
+        ValidatedRun {
             rules: targets,
             selections,
             names: self.seen,
@@ -446,9 +446,9 @@ impl Targets<'_> {
         own: RawPolicy,
         tz: Option<Tz>,
         inline: RawRules,
-    ) -> (Vec<Unit>, bool) {
+    ) -> (Vec<RuleDraft>, bool) {
         let mut ok = true;
-        let mut units: Vec<Unit> = Vec::new();
+        let mut units: Vec<RuleDraft> = Vec::new();
         let compact = t.plan.is_some() || inline.is_some();
         let mut conflict = false;
         if let (Some(s), true) = (&t.schedule, compact) {
@@ -525,7 +525,7 @@ impl Targets<'_> {
         p: &Spanned<String>,
         own: &RawPolicy,
         tz: Option<Tz>,
-        units: &mut Vec<Unit>,
+        units: &mut Vec<RuleDraft>,
     ) -> bool {
         let Some(plan) = self.plans.get(p.get_ref()) else {
             let mut known: Vec<&str> = self.plans.keys().map(String::as_str).collect();
@@ -634,7 +634,7 @@ impl Targets<'_> {
         name: &Arc<str>,
         place: &Place,
         hooks: &TargetHooks,
-        (rule, schedule, policy, rule_path): Unit,
+        (rule, schedule, policy, rule_path): RuleDraft,
     ) -> (Option<Rule>, bool) {
         let from_rule = rule.is_some().then_some(&*rule_path);
         let (windows, ok) = check_windows(r, at, &policy, from_rule);

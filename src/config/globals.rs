@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use toml::Spanned;
 
-use super::backup::{AllTargets, Targets};
+use super::backup::{AllRules, Targets};
 use super::diagnostics::Report;
 use super::plans::{MIN_START_WINDOW_MINUTES, Plan, check_plans};
 use super::raw::{RawGlobal, RawHa, RawPlan, RawPolicy};
@@ -116,7 +116,7 @@ pub(super) fn validate_ha(
 
 /// The file's settings apart from its targets, checked: the config still without targets, and
 /// what validating a target needs (shared by the threads that validate a large file's halves).
-pub(super) struct Settled {
+pub(super) struct FileSettings {
     pub(super) config: Config,
     pub(super) selection_refresh: Option<Spanned<String>>,
     pub(super) defaults: RawPolicy,
@@ -131,7 +131,7 @@ pub(super) fn settle(
     g: RawGlobal,
     defaults: RawPolicy,
     plans: Vec<RawPlan>,
-) -> Settled {
+) -> FileSettings {
     let default_machine = g.state_machine_arn.as_ref().and_then(|s| {
         StateMachineArn::parse(s.get_ref())
             .map_err(|e| r.push(s.span(), "state_machine_arn", e))
@@ -159,7 +159,7 @@ pub(super) fn settle(
 
     let defaults = checked_defaults(r, defaults);
     let plans = check_plans(r, plans);
-    Settled {
+    FileSettings {
         config: Config {
             source: r.file.to_string(),
             region: g.region.map(Spanned::into_inner),
@@ -186,7 +186,7 @@ pub(super) fn settle(
     }
 }
 
-impl Settled {
+impl FileSettings {
     /// A context to validate `count` targets in file order.
     pub(super) fn context(&self, count: usize) -> Targets<'_> {
         Targets {
@@ -207,7 +207,7 @@ impl Settled {
 
     /// The config with its targets: the checks that need all of them, then the rules by
     /// instance.
-    pub(super) fn finish(self, r: &mut Report<'_>, all: AllTargets) -> Config {
+    pub(super) fn finish(self, r: &mut Report<'_>, all: AllRules) -> Config {
         let mut config = self.config;
         // `{selection}-i-…` names belong to the selection's instances.
         for s in &all.selections {
