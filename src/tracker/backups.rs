@@ -592,29 +592,27 @@ fn log_hook_run(
             crash_consistent = true,
             "post hook ran before the backup job started (hook_max_downtime): the backup goes on crash-consistent"
         );
-    } else if run.succeeded() {
-        info!(
-            event = event::HOOK_FINISHED,
-            target = %b.target,
-            execution_arn = arn,
-            phase = run.phase.as_str(),
-            status = %run.status,
-            command_id = run.command_id.as_deref().unwrap_or(""),
-            duration_seconds = run.duration().as_secs_f64(),
-            downtime_seconds,
-            "hook finished"
-        );
     } else {
-        warn!(
-            event = event::HOOK_FINISHED,
-            target = %b.target,
-            execution_arn = arn,
-            phase = run.phase.as_str(),
-            status = %run.status,
-            command_id = run.command_id.as_deref().unwrap_or(""),
-            duration_seconds = run.duration().as_secs_f64(),
-            downtime_seconds,
-            "hook did not succeed"
-        );
+        // One field list, two levels: a hook that did not succeed is a WARN line.
+        macro_rules! hook_line {
+            ($level:ident, $message:literal) => {
+                $level!(
+                    event = event::HOOK_FINISHED,
+                    target = %b.target,
+                    execution_arn = arn,
+                    phase = run.phase.as_str(),
+                    status = %run.status,
+                    command_id = run.command_id.as_deref().unwrap_or(""),
+                    duration_seconds = run.duration().as_secs_f64(),
+                    downtime_seconds,
+                    $message
+                )
+            };
+        }
+        if run.succeeded() {
+            hook_line!(info, "hook finished");
+        } else {
+            hook_line!(warn, "hook did not succeed");
+        }
     }
 }
