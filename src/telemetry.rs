@@ -93,7 +93,8 @@ pub mod event {
     pub const SHUTDOWN: &str = "shutdown";
     /// `[ha]`: config valid, waiting for the lease (no AWS call but the lease's).
     pub const STANDBY: &str = "standby";
-    /// `[ha]`: this replica took the lease (`leaderless_ms`: the fleet's gap, when known).
+    /// `[ha]`: this replica took the lease (`since_previous_leader_ms`: how long the fleet may
+    /// have gone without a firing leader).
     pub const LEADERSHIP_ACQUIRED: &str = "leadership_acquired";
     /// `[ha]`: this replica stopped holding the lease (`reason`).
     pub const LEADERSHIP_LOST: &str = "leadership_lost";
@@ -103,6 +104,11 @@ pub mod event {
     pub const SELECTION_REFRESH_FAILED: &str = "selection_refresh_failed";
     /// A tag selection's refresh works again after a failure streak.
     pub const SELECTION_REFRESH_RECOVERED: &str = "selection_refresh_recovered";
+    /// The last successes of targets not seen before were read from AWS Backup (the seed of
+    /// the last-success gauges, at start and after a reload or refresh that adds targets).
+    pub const COVERAGE_SEEDED: &str = "coverage_seeded";
+    /// The seed's AWS Backup reads failed; retried with backoff.
+    pub const COVERAGE_SEED_FAILED: &str = "coverage_seed_failed";
 }
 
 /// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn
