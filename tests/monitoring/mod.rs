@@ -41,7 +41,14 @@ pub fn deploy_python() -> Result<PathBuf, String> {
         .status()
         .is_ok_and(|s| s.success())
         && Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &pin])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &pin,
+            ])
             .status()
             .is_ok_and(|s| s.success());
     if made && has_yaml(&python) {
@@ -87,9 +94,7 @@ pub fn prometheus() -> Result<PathBuf, String> {
 
 /// The body of a `scrape` answer (after the blank line that ends the headers).
 pub fn body(response: &str) -> &str {
-    response
-        .split_once("\r\n\r\n")
-        .map_or(response, |(_, b)| b)
+    response.split_once("\r\n\r\n").map_or(response, |(_, b)| b)
 }
 
 /// The value of the sample `name{labels}` (exactly), if the text has it.
@@ -120,13 +125,14 @@ pub fn check_promql(python: &Path, scrape: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// GET `path` on 127.0.0.1:`port` (HTTP/1.1, close): (status, body), or `None` while nothing
-/// listens there or the answer is cut.
+/// GET `path` on 127.0.0.1:`port` (HTTP/1.0: never a chunked answer): (status, body), or
+/// `None` while nothing listens there or the answer is cut.
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
         .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
