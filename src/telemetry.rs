@@ -1,8 +1,12 @@
 //! Structured logs: one JSON object a line (or pretty for a terminal), and the stable field and
 //! event names operators alert on (listed in README.md).
 
+mod pretty;
+
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
+
+pub use pretty::{WIDTH, fit, short};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -118,6 +122,18 @@ pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn,aws_config::met
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
+    init_with(format, true);
+}
+
+/// True when standard output is a terminal and `NO_COLOR` is unset or empty: colour then, and
+/// never into a pipe or a file.
+pub fn colour_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`init`]; `verbose`: `pretty` also writes each `backup_job_progress` (the demo folds them).
+pub fn init_with(format: LogFormat, verbose: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
@@ -133,7 +149,13 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(colour_on_stdout())
+            .event_format(pretty::Pretty {
+                ansi: colour_on_stdout(),
+                verbose,
+            })
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
