@@ -17,7 +17,9 @@ use serde_json::Value;
 /// Per target, from the sandbox's records alone: (started, completed, failed, copies
 /// "ok/failed", longest hook downtime "x.y s" or "-").
 fn expected(sb: &Sandbox) -> BTreeMap<String, (u64, u64, u64, String, String)> {
-    let mut by: BTreeMap<String, (u64, u64, u64, u64, u64, f64, bool)> = BTreeMap::new();
+    /// started, completed, failed, copies completed, copies failed, longest downtime, hooked.
+    type Counts = (u64, u64, u64, u64, u64, f64, bool);
+    let mut by: BTreeMap<String, Counts> = BTreeMap::new();
     let jobs = sb.jobs();
     let mut resource_target = BTreeMap::new();
     let mut execution_target = BTreeMap::new();
@@ -64,8 +66,8 @@ fn expected(sb: &Sandbox) -> BTreeMap<String, (u64, u64, u64, String, String)> {
     for c in sb.ssm_commands() {
         let e = hooks.entry(c.execution_name.clone()).or_default();
         match c.phase {
-            "pre" => e.0 = Some(c.sent_at_ms as i64),
-            _ => e.1 = Some(c.ended_at_ms as i64),
+            "pre" => e.0 = Some(c.sent_at_ms),
+            _ => e.1 = Some(c.ended_at_ms),
         }
     }
     for (execution, (pre, post)) in hooks {

@@ -41,7 +41,10 @@ fn holder(sb: &Sandbox) -> Option<(String, i64)> {
 fn until(what: &str, timeout: Duration, state: impl Fn() -> bool) {
     let start = Instant::now();
     while !state() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -88,12 +91,16 @@ fn after_kill_9_the_new_leader_reports_at_least_the_real_gap_since_the_old_one()
     let (_, b_expires) = holder(&sb).unwrap();
     let claimed_ms = b_expires - LEASE_MS;
     let real_gap = claimed_ms - killed_ms;
-    b.wait_for("b's leadership_acquired line", Duration::from_secs(5), |ev| {
-        ev.iter().any(|v| v["event"] == "leadership_acquired")
-    });
+    b.wait_for(
+        "b's leadership_acquired line",
+        Duration::from_secs(5),
+        |ev| ev.iter().any(|v| v["event"] == "leadership_acquired"),
+    );
     let line = b.named("leadership_acquired").remove(0);
     eprintln!("leadership_acquired after kill -9: {line}; real gap kill -> claim {real_gap} ms");
-    let gap = line["since_previous_leader_ms"].as_i64().expect("the gap is known");
+    let gap = line["since_previous_leader_ms"]
+        .as_i64()
+        .expect("the gap is known");
     assert!(
         gap >= real_gap,
         "since_previous_leader_ms {gap} < the real gap {real_gap} ms"

@@ -26,7 +26,10 @@ const DR: &str = "arn:aws:backup:us-west-2:123456789012:backup-vault:orchestrato
 fn until(what: &str, timeout: Duration, state: impl Fn() -> bool) {
     let start = Instant::now();
     while !state() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -92,37 +95,60 @@ fn every_metric_the_rules_and_the_dashboard_read_is_exported_with_every_feature_
         holder(&sb).as_deref() == Some("a")
     });
     // A backup of each kind ended: web-1's completed (with its hooks), db-1's failed.
-    until("a completed and a failed backup", Duration::from_secs(40), || {
-        let jobs = sb.jobs();
-        let ended = |arn: &str, state| jobs.iter().any(|j| j.resource_arn == arn && j.state == state);
-        ended(&ec2(1), JobState::Completed) && ended(&ec2(2), JobState::Failed)
-    });
-    until("the daemon saw web-1 succeed", Duration::from_secs(20), || {
-        sample(
-            &metrics(port),
-            "orchestrator_last_success_timestamp_seconds{target=\"web-1\"}",
-        )
-        .is_some_and(|v| v > 0.0)
-    });
+    until(
+        "a completed and a failed backup",
+        Duration::from_secs(40),
+        || {
+            let jobs = sb.jobs();
+            let ended = |arn: &str, state| {
+                jobs.iter()
+                    .any(|j| j.resource_arn == arn && j.state == state)
+            };
+            ended(&ec2(1), JobState::Completed) && ended(&ec2(2), JobState::Failed)
+        },
+    );
+    until(
+        "the daemon saw web-1 succeed",
+        Duration::from_secs(20),
+        || {
+            sample(
+                &metrics(port),
+                "orchestrator_last_success_timestamp_seconds{target=\"web-1\"}",
+            )
+            .is_some_and(|v| v > 0.0)
+        },
+    );
     let text = metrics(port);
     let (ok, report) = check_promql(&python, &text);
     eprintln!("check_promql.py --metrics on the daemon's scrape:\n{report}");
     if !ok {
         d.dump();
     }
-    assert!(ok, "names the rules or the dashboard read are not exported:\n{report}\n{text}");
+    assert!(
+        ok,
+        "names the rules or the dashboard read are not exported:\n{report}\n{text}"
+    );
     // What the rules rely on beyond the names.
     let v = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
     assert_eq!(v("orchestrator_ready"), 1.0);
     assert_eq!(v("orchestrator_ha_lease_seconds"), 30.0);
     assert_eq!(v("orchestrator_leader"), 1.0);
-    assert_eq!(v("orchestrator_backup_expected_interval_seconds{target=\"web-1\"}"), 5.0);
+    assert_eq!(
+        v("orchestrator_backup_expected_interval_seconds{target=\"web-1\"}"),
+        5.0
+    );
     assert_eq!(
         v("orchestrator_backup_expected_interval_seconds{target=\"weekly\"}"),
         7.0 * 86_400.0
     );
-    assert_eq!(v("orchestrator_last_success_timestamp_seconds{target=\"weekly\"}"), 0.0);
-    assert_eq!(v("orchestrator_executions_failed_total{target=\"weekly\"}"), 0.0);
+    assert_eq!(
+        v("orchestrator_last_success_timestamp_seconds{target=\"weekly\"}"),
+        0.0
+    );
+    assert_eq!(
+        v("orchestrator_executions_failed_total{target=\"weekly\"}"),
+        0.0
+    );
     assert_eq!(
         v("orchestrator_backups_finished_total{target=\"weekly\",state=\"FAILED\"}"),
         0.0
@@ -133,7 +159,9 @@ fn every_metric_the_rules_and_the_dashboard_read_is_exported_with_every_feature_
     )));
     let fleet = format!("fleet-{}", &ec2(9)[ec2(9).rfind('/').unwrap() + 1..]);
     assert!(
-        text.contains(&format!("orchestrator_last_success_timestamp_seconds{{target=\"{fleet}\"}}")),
+        text.contains(&format!(
+            "orchestrator_last_success_timestamp_seconds{{target=\"{fleet}\"}}"
+        )),
         "the selection's instance is covered:\n{text}"
     );
     rt.block_on(sb.shutdown());
@@ -202,9 +230,11 @@ fn last_successes_are_seeded_from_aws_backup_and_a_standby_exports_no_per_target
     });
     let ok = "orchestrator_last_success_timestamp_seconds{target=\"ok\"}";
     let never = "orchestrator_last_success_timestamp_seconds{target=\"never\"}";
-    until("a seeded ok's last success", Duration::from_secs(20), || {
-        sample(&metrics(pa), ok).is_some_and(|v| (v - seeded).abs() < 0.002)
-    });
+    until(
+        "a seeded ok's last success",
+        Duration::from_secs(20),
+        || sample(&metrics(pa), ok).is_some_and(|v| (v - seeded).abs() < 0.002),
+    );
     let text = metrics(pa);
     assert_eq!(sample(&text, never), Some(0.0), "{text}");
     let standby = metrics(pb);
@@ -223,9 +253,11 @@ fn last_successes_are_seeded_from_aws_backup_and_a_standby_exports_no_per_target
     until("b holds the lease", Duration::from_secs(20), || {
         holder(&sb).as_deref() == Some("b")
     });
-    until("b seeded ok's last success", Duration::from_secs(20), || {
-        sample(&metrics(pb), ok).is_some_and(|v| (v - seeded).abs() < 0.002)
-    });
+    until(
+        "b seeded ok's last success",
+        Duration::from_secs(20),
+        || sample(&metrics(pb), ok).is_some_and(|v| (v - seeded).abs() < 0.002),
+    );
     assert_eq!(sample(&metrics(pb), never), Some(0.0));
     let seeds = b.named("coverage_seeded");
     assert_eq!(seeds.len(), 1, "{seeds:?}");

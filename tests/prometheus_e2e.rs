@@ -123,6 +123,7 @@ impl Prometheus {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end scenario, read top to bottom
 fn a_real_prometheus_fires_backup_failed_and_backup_overdue_for_the_right_targets_only() {
     let prometheus = match prometheus() {
         Ok(p) => p,

@@ -186,43 +186,7 @@ pub(super) async fn run(args: &RunArgs, opts: DemoOptions) -> i32 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     // The daemon's merged and skipped slots, scraped just before it is told to stop.
     let (scraped_tx, scraped_rx) = tokio::sync::oneshot::channel::<String>();
-    let seconds = opts.seconds;
-    tokio::spawn(async move {
-        let mut signals = signals;
-        let timer = async {
-            match seconds {
-                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(timer);
-        let scrape = async {
-            match port {
-                Some(p) => demo_summary::text(&format!("127.0.0.1:{p}"), "/metrics")
-                    .await
-                    .unwrap_or_default(),
-                None => String::new(),
-            }
-        };
-        loop {
-            tokio::select! {
-                s = signals.recv() => match s {
-                    Some(crate::signals::Signal::Shutdown) => {
-                        let _ = scraped_tx.send(scrape.await);
-                        let _ = tx.send(crate::signals::Signal::Shutdown);
-                        break;
-                    }
-                    Some(s) => { let _ = tx.send(s); }
-                    None => break,
-                },
-                () = &mut timer => {
-                    let _ = scraped_tx.send(scrape.await);
-                    let _ = tx.send(crate::signals::Signal::Shutdown);
-                    break;
-                }
-            }
-        }
-    });
+    tokio::spawn(forward_signals(signals, opts.seconds, port, tx, scraped_tx));
     let sdk = app::sdk_config(&config, true).await;
     let result = app::run(
         Options::default(),
@@ -247,6 +211,42 @@ pub(super) async fn run(args: &RunArgs, opts: DemoOptions) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Hands signals to the daemon, and a shutdown after `seconds`; before the shutdown, the
+/// daemon's `/metrics` on `port` goes to `scraped`.
+async fn forward_signals(
+    mut signals: tokio::sync::mpsc::UnboundedReceiver<crate::signals::Signal>,
+    seconds: Option<u64>,
+    port: Option<u16>,
+    tx: tokio::sync::mpsc::UnboundedSender<crate::signals::Signal>,
+    scraped: tokio::sync::oneshot::Sender<String>,
+) {
+    let timer = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            s = signals.recv() => match s {
+                Some(crate::signals::Signal::Shutdown) => break,
+                Some(s) => { let _ = tx.send(s); }
+                None => return,
+            },
+            () = &mut timer => break,
+        }
+    }
+    let text = match port {
+        Some(p) => demo_summary::text(&format!("127.0.0.1:{p}"), "/metrics")
+            .await
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let _ = scraped.send(text);
+    let _ = tx.send(crate::signals::Signal::Shutdown);
 }
 
 /// The closing lines: the endpoint's totals, the table per target, what to try next.

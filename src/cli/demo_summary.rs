@@ -161,6 +161,17 @@ pub fn rows(r: &Records, scrape: &str) -> BTreeMap<String, Row> {
             _ => {}
         }
     }
+    hook_downtimes(r, &target_of_execution, &mut rows);
+    slots_from_scrape(scrape, &mut rows);
+    rows
+}
+
+/// Each hooked backup's downtime: its pre command's send to its post command's end.
+fn hook_downtimes(
+    r: &Records,
+    target_of_execution: &BTreeMap<String, String>,
+    rows: &mut BTreeMap<String, Row>,
+) {
     let mut hooks: BTreeMap<&str, (Option<f64>, Option<f64>)> = BTreeMap::new();
     for c in &r.commands {
         let e = hooks
@@ -181,6 +192,10 @@ pub fn rows(r: &Records, scrape: &str) -> BTreeMap<String, Row> {
         row.hooked += 1;
         row.max_downtime = row.max_downtime.max((post - pre) / 1000.0);
     }
+}
+
+/// Merged and skipped slots, from the daemon's scrape.
+fn slots_from_scrape(scrape: &str, rows: &mut BTreeMap<String, Row>) {
     for line in scrape.lines() {
         let (family, is_merged) = if line.starts_with("orchestrator_slots_merged_total{") {
             ("merged", true)
@@ -207,7 +222,6 @@ pub fn rows(r: &Records, scrape: &str) -> BTreeMap<String, Row> {
             row.skipped += n;
         }
     }
-    rows
 }
 
 /// The table and the commands to try next, each line within 100 columns.

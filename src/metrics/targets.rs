@@ -309,13 +309,22 @@ fn states(
     Ok(())
 }
 
+type Rows = FastMap<Arc<str>, Row>;
+
 impl Collector for Targets {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let rows = self.0.read().expect("metrics lock");
-        let g = MetricType::Gauge;
-        let c = MetricType::Counter;
+        encode_gauges(&rows, &mut encoder)?;
+        encode_counters(&rows, &mut encoder)
+    }
+}
+
+/// The per-target gauges: next fire, expected interval, last success.
+fn encode_gauges(rows: &Rows, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let g = MetricType::Gauge;
+    {
         family(
-            &mut encoder,
+            encoder,
             "next_fire_timestamp_seconds",
             "The target's next scheduled slot (Unix time)",
             g,
@@ -327,7 +336,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "backup_expected_interval_seconds",
             "The longest gap between the target's slots plus its jitter (what `orchestrator \
              status` judges by, without the margin); enabled recurring targets only",
@@ -340,7 +349,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "last_success_timestamp_seconds",
             "When the target's newest COMPLETED backup was created (Unix time; seeded from AWS \
              Backup at start, 0 = none in its listing window)",
@@ -352,8 +361,17 @@ impl Collector for Targets {
                     .map_or(Ok(()), |v| gauge(m, &[("target", t)], v))
             },
         )?;
+        Ok(())
+    }
+}
+
+/// The per-target counters (at 0 for covered targets) and the copies' series.
+fn encode_counters(rows: &Rows, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let g = MetricType::Gauge;
+    let c = MetricType::Counter;
+    {
         family(
-            &mut encoder,
+            encoder,
             "executions_failed",
             "Executions that could not be started or ended FAILED, TIMED_OUT or ABORTED, per \
              target (0 from the start for every enabled target)",
@@ -368,7 +386,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "execution_input_mismatches",
             "Slots whose execution name was already taken with another input (started under \
              their second name), per target",
@@ -383,7 +401,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "backups_finished",
             "Backups that reached their end, per target and final state (FAILED at 0 from the \
              start for every enabled target)",
@@ -395,7 +413,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "copies_finished",
             "DR copies that reached their end, per target, destination vault ARN and state \
              (FAILED also when no copy job could be started; at 0 from the start)",
@@ -410,7 +428,7 @@ impl Collector for Targets {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "last_copy_success_timestamp_seconds",
             "When the target's last copy to the destination vault completed (Unix time; seeded \
              from AWS Backup at start, 0 = none in its listing window)",
