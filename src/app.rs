@@ -216,6 +216,7 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
         table: Arc<L>,
     ) -> anyhow::Result<Option<watch::Receiver<bool>>> {
         let (tx, mut rx) = watch::channel(false);
+        self.metrics.set_ha_lease(ha.duration);
         let observer: Arc<dyn crate::lease::LeaseObserver> = self.metrics.clone();
         self.lease_task = Some(tokio::spawn(crate::lease::run(
             table,
@@ -349,6 +350,19 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
         .context("starting tokio-cron-scheduler")?;
         scheduler.apply(&config, self.clock.now()).await;
         info!(timers = scheduler.timer_count(), "schedules registered");
+        let config = Arc::new(config);
+        // The watch's baseline is the text `config` was parsed from: an edit made since (during
+        // recovery below, say) differs from it and is reloaded at the first look.
+        let (config_tx, config_rx) = watch::channel(config.clone());
+        // Coverage series (expected intervals, last successes seeded from AWS Backup) for every
+        // config from here on: on the replica that works only, so after a takeover too.
+        tokio::spawn(crate::coverage::run(
+            config_tx.subscribe(),
+            self.backup.clone(),
+            self.metrics.clone(),
+            !self.opts.dry_run,
+            self.stop.clone(),
+        ));
         if !self.opts.dry_run {
             recovery::recover(
                 &config,
@@ -361,9 +375,6 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
             )
             .await;
         }
-        // The watch's baseline is the text `config` was parsed from: an edit made since (during
-        // recovery above, say) differs from it and is reloaded at the first look.
-        let (config_tx, config_rx) = watch::channel(Arc::new(config));
         serving.scheduler_task = Some(tokio::spawn(scheduler.run(config_rx, self.stop.clone())));
         serving.config_tx = Some(config_tx);
         self.health.config_loaded.store(true, Ordering::Relaxed);

@@ -10,13 +10,17 @@ mod args;
 mod check;
 mod demo;
 mod demo_replicas;
+mod demo_summary;
 mod generate;
 mod next;
+mod out;
 mod run;
 mod run_now;
 mod status;
 
 pub use args::{Cli, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE};
+pub use demo::{demo_instances, demo_sandbox_config};
+pub use demo_summary::{Records, Row, rows};
 pub use run_now::run_now_with;
 
 use args::{Command, init_logs};
@@ -38,10 +42,19 @@ pub async fn main(cli: Cli) -> i32 {
         Some(Command::Demo {
             seconds,
             replicas: 1,
-        }) => demo::run(&args, seconds).await,
-        Some(Command::Demo { seconds, replicas }) => {
-            demo_replicas::replicas(usize::from(replicas), seconds).await
+            verbose,
+            endpoint,
+        }) => {
+            let opts = demo::DemoOptions {
+                seconds,
+                verbose,
+                endpoint,
+            };
+            demo::run(&args, opts).await
         }
+        Some(Command::Demo {
+            seconds, replicas, ..
+        }) => demo_replicas::replicas(usize::from(replicas), seconds).await,
         Some(Command::Sandbox(serve)) => {
             init_logs(&args, None);
             aws_sandbox::serve::serve_until_interrupted(&serve).await

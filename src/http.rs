@@ -77,38 +77,48 @@ fn text(status: StatusCode, body: String, content_type: &str) -> Response<Full<B
         .expect("static response parts")
 }
 
+/// What `/readyz` says: ready, or why not.
+fn readiness(metrics: &Metrics, health: &Health) -> Result<(), String> {
+    let loaded = health.config_loaded.load(Ordering::Relaxed);
+    let pending = health.pending();
+    if !loaded {
+        Err("no config loaded".to_string())
+    } else if !pending.is_empty() {
+        Err(format!(
+            "tag selections not resolved yet (their instances do not fire; explicit targets do): {}",
+            pending.join(", ")
+        ))
+    } else if !metrics.aws_ok() {
+        Err("last AWS call failed".to_string())
+    } else {
+        Ok(())
+    }
+}
+
 fn route(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => {
-            let loaded = health.config_loaded.load(Ordering::Relaxed);
-            let aws = metrics.aws_ok();
-            let pending = health.pending();
-            if loaded && aws && pending.is_empty() {
-                text(StatusCode::OK, "ready\n".into(), "text/plain")
-            } else {
-                let why = if !loaded {
-                    "no config loaded".to_string()
-                } else if !pending.is_empty() {
-                    format!(
-                        "tag selections not resolved yet (their instances do not fire; explicit targets do): {}",
-                        pending.join(", ")
-                    )
-                } else {
-                    "last AWS call failed".to_string()
-                };
-                text(
+            let verdict = readiness(metrics, health);
+            metrics.set_ready(verdict.is_ok());
+            match verdict {
+                Ok(()) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+                Err(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("not ready: {why}\n"),
                     "text/plain",
-                )
+                ),
             }
         }
-        "/metrics" => text(
-            StatusCode::OK,
-            metrics.encode(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
+        "/metrics" => {
+            // `orchestrator_ready`: what `/readyz` would answer at this scrape.
+            metrics.set_ready(readiness(metrics, health).is_ok());
+            text(
+                StatusCode::OK,
+                metrics.encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
 }

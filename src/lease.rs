@@ -56,11 +56,20 @@ pub fn default_owner_id() -> String {
 /// What a change of role was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// This replica holds the lease now; `leaderless` is how long the fleet had no holder, when
-    /// the replaced item tells (an expired lease of another owner).
+    /// This replica holds the lease now.
     Acquired {
-        /// Time between the old lease's expiry and our claim.
-        leaderless: Option<Duration>,
+        /// How long the fleet may have gone without a firing leader, up to our winning claim:
+        /// since the previous holder's last claim or renewal as the replaced item tells (its
+        /// expiry minus the lease duration, which the fleet shares), or, when the table had no
+        /// item (released on shutdown), since this replica last saw another holder's lease.
+        /// `None`: neither is known (the fleet's first leader). At least the real gap: a
+        /// holder killed after its last renewal fired no more.
+        since_previous_leader: Option<Duration>,
+        /// How long after the replaced lease expired our claim was sent (the wait for the
+        /// expiry is the rest of the gap); `None` without an expired item of another owner.
+        after_lease_expiry: Option<Duration>,
+        /// The replaced item's owner, when there was one.
+        previous_owner: Option<String>,
     },
     /// This replica no longer holds it.
     Lost(LostReason),
@@ -105,6 +114,8 @@ pub struct LeaseState {
     margin: Duration,
     /// Set while we hold the lease: the instant we must stop firing.
     valid_until: Option<Instant>,
+    /// When (wall clock, ms) a claim of ours last found another holder's lease.
+    last_saw_leader_ms: Option<i64>,
 }
 
 impl LeaseState {
@@ -115,6 +126,7 @@ impl LeaseState {
             duration,
             margin: skew_margin(duration),
             valid_until: None,
+            last_saw_leader_ms: None,
         }
     }
 
@@ -156,16 +168,11 @@ impl LeaseState {
                 if was_leader {
                     return None;
                 }
-                let leaderless = previous
-                    .as_ref()
-                    .filter(|p| p.owner != self.owner)
-                    .map(|p| {
-                        Duration::from_millis(sent_ms.saturating_sub(p.expires_at_ms).max(0) as u64)
-                    });
-                Some(Event::Acquired { leaderless })
+                Some(self.acquired(sent_ms, previous.as_ref()))
             }
             Ok(Claim::HeldByOther { holder }) => {
                 self.valid_until = None;
+                self.last_saw_leader_ms = Some(sent_ms);
                 was_leader.then(|| {
                     Event::Lost(LostReason::TakenOver {
                         by: holder.as_ref().map(|h: &LeaseRecord| h.owner.clone()),
@@ -173,6 +180,20 @@ impl LeaseState {
                 })
             }
             Err(_) => self.on_tick(now),
+        }
+    }
+
+    /// The takeover of a claim sent at `sent_ms` that replaced `previous`.
+    fn acquired(&self, sent_ms: i64, previous: Option<&LeaseRecord>) -> Event {
+        let ms = |from: i64| Duration::from_millis(sent_ms.saturating_sub(from).max(0) as u64);
+        let lease_ms = i64::try_from(self.duration.as_millis()).unwrap_or(i64::MAX);
+        let renewed_ms = previous.map(|p| p.expires_at_ms.saturating_sub(lease_ms));
+        Event::Acquired {
+            since_previous_leader: renewed_ms.or(self.last_saw_leader_ms).map(ms),
+            after_lease_expiry: previous
+                .filter(|p| p.owner != self.owner)
+                .map(|p| ms(p.expires_at_ms)),
+            previous_owner: previous.map(|p| p.owner.clone()),
         }
     }
 
@@ -208,11 +229,17 @@ impl LeaseObserver for () {
 
 fn report(settings: &LeaseSettings, event: &Event, observer: &dyn LeaseObserver) {
     match event {
-        Event::Acquired { leaderless } => info!(
+        Event::Acquired {
+            since_previous_leader,
+            after_lease_expiry,
+            previous_owner,
+        } => info!(
             event = crate::telemetry::event::LEADERSHIP_ACQUIRED,
             owner = %settings.owner_id,
             table = %settings.table,
-            leaderless_ms = leaderless.map(|d| d.as_millis() as u64),
+            since_previous_leader_ms = since_previous_leader.map(|d| d.as_millis() as u64),
+            after_lease_expiry_ms = after_lease_expiry.map(|d| d.as_millis() as u64),
+            previous_owner = previous_owner.as_deref(),
             "this replica holds the lease and fires"
         ),
         Event::Lost(reason) => warn!(
@@ -401,22 +428,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn takeover_reports_how_long_the_fleet_was_leaderless() {
+    async fn takeover_reports_the_gap_since_the_previous_leader_renewed() {
         let mut s = LeaseState::new("b", D);
+        // a renewed at 31,000 ms (its item expires 30 s later); b's claim goes at 65,500 ms.
         let previous = Some(LeaseRecord {
             owner: "a".into(),
-            expires_at_ms: 1_000,
+            expires_at_ms: 61_000,
         });
         let e = s.on_claim(
             Instant::now(),
-            4_500,
+            65_500,
             Instant::now(),
             &Ok(Claim::Won { previous }),
         );
         assert_eq!(
             e,
             Some(Event::Acquired {
-                leaderless: Some(Duration::from_millis(3_500))
+                since_previous_leader: Some(Duration::from_millis(34_500)),
+                after_lease_expiry: Some(Duration::from_millis(4_500)),
+                previous_owner: Some("a".into()),
             })
         );
         // Our own renewal is no takeover and reports nothing.
@@ -431,6 +461,41 @@ mod tests {
             &Ok(Claim::Won { previous: own }),
         );
         assert_eq!(e, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_release_the_gap_is_since_this_replica_last_saw_a_holder() {
+        let mut s = LeaseState::new("b", D);
+        let holder = Some(LeaseRecord {
+            owner: "a".into(),
+            expires_at_ms: 40_000,
+        });
+        let now = Instant::now();
+        assert_eq!(
+            s.on_claim(now, 10_000, now, &Ok(Claim::HeldByOther { holder })),
+            None
+        );
+        // a released the item; b's next claim, 10 s later, finds none.
+        let e = s.on_claim(now, 20_000, now, &Ok(Claim::Won { previous: None }));
+        assert_eq!(
+            e,
+            Some(Event::Acquired {
+                since_previous_leader: Some(Duration::from_secs(10)),
+                after_lease_expiry: None,
+                previous_owner: None,
+            })
+        );
+        // The fleet's first leader knows no gap.
+        let mut first = LeaseState::new("c", D);
+        let e = first.on_claim(now, 0, now, &Ok(Claim::Won { previous: None }));
+        assert_eq!(
+            e,
+            Some(Event::Acquired {
+                since_previous_leader: None,
+                after_lease_expiry: None,
+                previous_owner: None,
+            })
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -511,7 +576,11 @@ mod tests {
             Event::Lost(LostReason::Expired)
         );
         match &b.events.0.lock().unwrap()[0].1 {
-            Event::Acquired { leaderless } => assert!(leaderless.is_some()),
+            Event::Acquired {
+                since_previous_leader: Some(gap),
+                after_lease_expiry: Some(after),
+                ..
+            } => assert!(gap > after && *gap >= D, "{gap:?} {after:?}"),
             e => panic!("{e:?}"),
         }
     }

@@ -33,7 +33,9 @@
 //!   [`in_flight`]: what each instance has in flight.
 //! - [`tracker`]: follows executions and their jobs (backups, copies) to their end, one generic
 //!   poll round per kind; [`recovery`]: at start, what was in flight and which missed slots to
-//!   catch up; [`refresh`]: resolves tag selections; [`lease`]: the `[ha]` leader lease.
+//!   catch up; [`refresh`]: resolves tag selections; [`lease`]: the `[ha]` leader lease;
+//!   [`coverage`]: each target's expected interval and last successes (seeded from AWS Backup
+//!   through [`status::read`]) for the metrics the alert rules read.
 //!
 //! **Wiring** ([`app`]: the daemon's phases), with [`metrics`], [`http`] (`/healthz`,
 //! `/readyz`, `/metrics`), [`signals`], [`telemetry`] (structured logs), [`clock`].
@@ -67,6 +69,7 @@ pub mod status;
 pub mod aws;
 
 // Running parts.
+pub mod coverage;
 pub mod in_flight;
 pub mod launcher;
 pub mod lease;

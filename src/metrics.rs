@@ -1,6 +1,14 @@
-//! Prometheus metrics: what an on-call engineer needs to see that every backup happened.
+//! Prometheus metrics: what an on-call engineer needs to see that every backup happened, and
+//! what the alert rules of `deploy/prometheus/alerts.yaml` read (their names are fixed there).
 //!
-//! Series carry a `target` label; when a reload removes a target, its series disappear.
+//! Series carry a `target` label; when a reload removes a target, its series disappear. The
+//! series the rules judge a target by (expected interval, last success, failure counters at 0)
+//! are kept in [`targets`]'s table, set for every enabled target by [`crate::coverage`] on the
+//! replica that works: a standby exports none of them. Every family writes its `# TYPE` line
+//! even before its first series, so a scrape names everything the daemon can export.
+
+mod restore;
+mod targets;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -9,17 +17,18 @@ use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::aws::ApiError;
-use crate::fasthash::FastMap;
 use crate::lifecycle::{Backup, Change};
+
+pub use targets::Cover;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct TargetLabel {
@@ -28,28 +37,9 @@ struct TargetLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct TargetState {
-    target: String,
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct TargetReason {
     target: String,
     reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct CopyLabels {
-    target: String,
-    destination: String,
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct CopyDestination {
-    target: String,
-    destination: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,26 +70,42 @@ const HOOK_DOWNTIME_BUCKETS: &[f64] = &[
     5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
-/// `next_fire_timestamp_seconds`: a gauge per target, in a map of our own. Applying a config
-/// sets every target's at once (100,000 at start-up): a `Family` grows its map one series at a
-/// time, a SipHash and a write lock each, which was a tenth of the start-up.
-#[derive(Debug, Default)]
-struct NextFires(std::sync::RwLock<FastMap<Arc<str>, f64>>);
+/// A family that writes its descriptor (`# HELP`, `# TYPE`) even with no series: the library
+/// leaves an empty family out, so a failure counter would be unknown to a scrape (and to
+/// `check_promql.py --metrics`) until the first failure.
+#[derive(Debug)]
+struct Declared<M>(M);
 
-impl Collector for NextFires {
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl<M: TypedMetric> TypedMetric for Declared<M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+/// `ha_lease_seconds`: only with `[ha]` (its presence tells an `[ha]` replica from one without).
+#[derive(Debug, Default)]
+struct HaLease(Mutex<Option<f64>>);
+
+impl Collector for HaLease {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let next = self.0.read().expect("metrics lock");
-        let mut family = encoder.encode_descriptor(
-            "next_fire_timestamp_seconds",
-            "The target's next scheduled slot (Unix time)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (target, at) in next.iter() {
-            let label = TargetLabel {
-                target: target.clone(),
-            };
-            ConstGauge::new(*at).encode(family.encode_family(&label)?)?;
+        if let Some(v) = *self.0.lock().expect("metrics lock") {
+            let m = encoder.encode_descriptor(
+                "ha_lease_seconds",
+                "[ha]: the lease duration (only on a replica with [ha])",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(v).encode(m)?;
         }
         Ok(())
     }
@@ -109,31 +115,25 @@ impl Collector for NextFires {
 pub struct Metrics {
     registry: Registry,
     started: Family<TargetLabel, Counter>,
-    start_failed: Family<TargetLabel, Counter>,
-    finished: Family<TargetState, Counter>,
     skipped: Family<TargetReason, Counter>,
     merged: Family<TargetLabel, Counter>,
-    input_mismatches: Family<TargetLabel, Counter>,
-    last_success: Family<TargetLabel, Gauge<f64, AtomicU64>>,
-    next_fire: Arc<NextFires>,
+    targets: Arc<targets::Targets>,
     in_flight: Gauge,
     api_errors: Family<ApiLabels, Counter>,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    ready: Gauge,
     leader: Gauge,
+    ha_lease: Arc<HaLease>,
     lease_claims: Family<ResultLabel, Counter>,
     takeovers: Counter,
     hook_downtime: Family<TargetLabel, Histogram, fn() -> Histogram>,
-    copies_finished: Family<CopyLabels, Counter>,
-    last_copy: Family<CopyDestination, Gauge<f64, AtomicU64>>,
     copies_in_flight: Gauge,
-    copies_seen: Mutex<BTreeSet<CopyLabels>>,
     selected: Family<SelectionLabel, Gauge>,
     selection_refreshes: Family<SelectionResult, Counter>,
     selection_refresh_seconds: Family<SelectionLabel, Gauge<f64, AtomicU64>>,
-    targets_seen: Mutex<crate::fasthash::FastSet<Arc<str>>>,
+    restore: restore::Restore,
     aws_ok: std::sync::atomic::AtomicBool,
-    finished_seen: Mutex<BTreeSet<TargetState>>,
     skipped_seen: Mutex<BTreeSet<TargetReason>>,
 }
 
@@ -153,80 +153,55 @@ impl Metrics {
         let mut registry = Registry::with_prefix("orchestrator");
         let m = Metrics {
             started: Family::default(),
-            start_failed: Family::default(),
-            finished: Family::default(),
             skipped: Family::default(),
             merged: Family::default(),
-            input_mismatches: Family::default(),
-            last_success: Family::default(),
-            next_fire: Arc::default(),
+            targets: Arc::default(),
             in_flight: Gauge::default(),
             api_errors: Family::default(),
             reloads: Family::default(),
             generation: Gauge::default(),
+            ready: Gauge::default(),
             leader: Gauge::default(),
+            ha_lease: Arc::default(),
             lease_claims: Family::default(),
             takeovers: Counter::default(),
             hook_downtime: Family::new_with_constructor(|| {
                 Histogram::new(HOOK_DOWNTIME_BUCKETS.iter().copied())
             }),
-            copies_finished: Family::default(),
-            last_copy: Family::default(),
             copies_in_flight: Gauge::default(),
-            copies_seen: Mutex::default(),
             selected: Family::default(),
             selection_refreshes: Family::default(),
             selection_refresh_seconds: Family::default(),
-            targets_seen: Mutex::default(),
+            restore: restore::Restore::default(),
             aws_ok: std::sync::atomic::AtomicBool::new(true),
-            finished_seen: Mutex::default(),
             skipped_seen: Mutex::default(),
             registry: Registry::default(),
         };
         m.register_backups(&mut registry);
         m.register_operations(&mut registry);
+        m.restore.register(&mut registry);
         Metrics { registry, ..m }
     }
 
-    /// The families of backups: starts, ends, skips, last success, next fire, in flight.
+    /// The families of backups: starts, ends, skips, the per-target table, in flight.
     fn register_backups(&self, registry: &mut Registry) {
         let m = self;
         registry.register(
             "executions_started",
             "Executions started (or found started) per target",
-            m.started.clone(),
-        );
-        registry.register(
-            "executions_failed",
-            "Executions that could not be started or ended FAILED, TIMED_OUT or ABORTED, per target",
-            m.start_failed.clone(),
-        );
-        registry.register(
-            "backups_finished",
-            "Backups that reached their end, per target and final state",
-            m.finished.clone(),
+            Declared(m.started.clone()),
         );
         registry.register(
             "slots_skipped",
             "Scheduled slots not started, per target and reason",
-            m.skipped.clone(),
+            Declared(m.skipped.clone()),
         );
         registry.register(
             "slots_merged",
             "Scheduled slots folded into an overlapping backup of the same instance, per target",
-            m.merged.clone(),
+            Declared(m.merged.clone()),
         );
-        registry.register(
-            "execution_input_mismatches",
-            "Execution names a slot was about to use, found taken by an execution with another input, per target",
-            m.input_mismatches.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "When the target's last backup completed (Unix time)",
-            m.last_success.clone(),
-        );
-        registry.register_collector(Box::new(m.next_fire.clone()));
+        registry.register_collector(Box::new(m.targets.clone()));
         registry.register(
             "jobs_in_flight",
             "Backups being followed",
@@ -235,22 +210,27 @@ impl Metrics {
         registry.register(
             "aws_api_errors",
             "Failed AWS calls by operation and error code",
-            m.api_errors.clone(),
+            Declared(m.api_errors.clone()),
         );
         registry.register(
             "config_reloads",
             "Config reloads by result",
-            m.reloads.clone(),
+            Declared(m.reloads.clone()),
         );
         registry.register(
             "config_generation",
             "Generation of the running config (1 at start, +1 per applied reload)",
             m.generation.clone(),
         );
+        registry.register(
+            "ready",
+            "1 when /readyz answers ready (start-up over, tag selections resolved, the last AWS \
+             call succeeded), else 0",
+            m.ready.clone(),
+        );
     }
 
-    /// The families of the daemon's own work: AWS calls, reloads, the lease, hooks, copies and
-    /// tag selections.
+    /// The families of the daemon's own work: the lease, hooks, copies and tag selections.
     fn register_operations(&self, registry: &mut Registry) {
         let m = self;
         registry.register(
@@ -258,10 +238,11 @@ impl Metrics {
             "1 while this replica holds the [ha] lease and fires, else 0",
             m.leader.clone(),
         );
+        registry.register_collector(Box::new(m.ha_lease.clone()));
         registry.register(
             "lease_claims",
             "Lease claims and renewals by result (won, held_by_other, or the error kind)",
-            m.lease_claims.clone(),
+            Declared(m.lease_claims.clone()),
         );
         registry.register(
             "lease_takeovers",
@@ -271,18 +252,7 @@ impl Metrics {
         registry.register(
             "hook_downtime_seconds",
             "The application's downtime per hooked backup: pre hook start to post hook end",
-            m.hook_downtime.clone(),
-        );
-        registry.register(
-            "copies_finished",
-            "DR copies that reached their end, per target, destination vault ARN and state \
-             (FAILED also when no copy job could be started)",
-            m.copies_finished.clone(),
-        );
-        registry.register(
-            "last_copy_success_timestamp_seconds",
-            "When the target's last copy to the destination vault completed (Unix time)",
-            m.last_copy.clone(),
+            Declared(m.hook_downtime.clone()),
         );
         registry.register(
             "copies_in_flight",
@@ -292,17 +262,17 @@ impl Metrics {
         registry.register(
             "selection_instances",
             "Instances a tag selection matched at its last good refresh",
-            m.selected.clone(),
+            Declared(m.selected.clone()),
         );
         registry.register(
             "selection_refreshes",
             "Tag selection refreshes by result: changed, unchanged or failed",
-            m.selection_refreshes.clone(),
+            Declared(m.selection_refreshes.clone()),
         );
         registry.register(
             "selection_refresh_duration_seconds",
             "How long the selection's last good refresh took (every page of GetResources)",
-            m.selection_refresh_seconds.clone(),
+            Declared(m.selection_refresh_seconds.clone()),
         );
     }
 
@@ -336,17 +306,10 @@ impl Metrics {
 
     /// A hooked backup's downtime (pre hook start to post hook end).
     pub fn hook_downtime(&self, target: &str, seconds: f64) {
-        self.seen_target(target);
+        self.targets.seen(target);
         self.hook_downtime
             .get_or_create(&Self::t(target))
             .observe(seconds);
-    }
-
-    fn seen_target(&self, target: &str) {
-        let mut seen = self.targets_seen.lock().expect("metrics lock");
-        if !seen.contains(target) {
-            seen.insert(target.into());
-        }
     }
 
     fn t(target: &str) -> TargetLabel {
@@ -357,14 +320,19 @@ impl Metrics {
 
     /// An execution was started or found started.
     pub fn execution_started(&self, target: &str) {
-        self.seen_target(target);
+        self.targets.seen(target);
         self.started.get_or_create(&Self::t(target)).inc();
     }
 
     /// An execution could not be started, or ended badly.
     pub fn execution_failed(&self, target: &str) {
-        self.seen_target(target);
-        self.start_failed.get_or_create(&Self::t(target)).inc();
+        self.targets.execution_failed(target);
+    }
+
+    /// A slot's execution name was already taken with another input; the slot was started under
+    /// its second name (`…-2`).
+    pub fn execution_input_mismatch(&self, target: &str) {
+        self.targets.input_mismatch(target);
     }
 
     /// A slot was skipped.
@@ -374,7 +342,7 @@ impl Metrics {
 
     /// `n` slots were skipped for the same reason at once (one stall).
     pub fn slots_skipped(&self, target: &str, reason: &str, n: u64) {
-        self.seen_target(target);
+        self.targets.seen(target);
         let l = TargetReason {
             target: target.to_string(),
             reason: reason.to_string(),
@@ -385,14 +353,8 @@ impl Metrics {
 
     /// A slot was folded into an overlapping backup (the overlap rule); not a skip.
     pub fn slot_merged(&self, target: &str) {
-        self.seen_target(target);
+        self.targets.seen(target);
         self.merged.get_or_create(&Self::t(target)).inc();
-    }
-
-    /// A name about to be started was taken by an execution with another input.
-    pub fn execution_input_mismatch(&self, target: &str) {
-        self.seen_target(target);
-        self.input_mismatches.get_or_create(&Self::t(target)).inc();
     }
 
     /// The target's next slot.
@@ -406,30 +368,42 @@ impl Metrics {
         &self,
         fires: impl IntoIterator<Item = (&'a Arc<str>, DateTime<Utc>)>,
     ) {
-        let fires = fires.into_iter();
-        let mut seen = self.targets_seen.lock().expect("metrics lock");
-        let mut next = self.next_fire.0.write().expect("metrics lock");
-        // Room for all of them at once (the maps already hold them on a reload).
-        let n = fires.size_hint().0;
-        let (more_seen, more_next) = (n.saturating_sub(seen.len()), n.saturating_sub(next.len()));
-        seen.reserve(more_seen);
-        next.reserve(more_next);
-        for (target, at) in fires {
-            if !seen.contains(&**target) {
-                seen.insert(target.clone());
-            }
-            match next.get_mut(&**target) {
-                Some(v) => *v = ts(at),
-                None => {
-                    next.insert(target.clone(), ts(at));
-                }
-            }
-        }
+        self.targets
+            .set_next_fires(fires.into_iter().map(|(t, at)| (t.clone(), ts(at))));
+    }
+
+    /// The running config's enabled targets on the replica that works ([`crate::coverage`]):
+    /// their expected intervals, their last-success gauges (0 until seeded) and their failure
+    /// counters at 0. Targets not listed are no longer judged.
+    pub fn cover(&self, covered: &[Cover]) {
+        self.targets.cover(covered);
+    }
+
+    /// A success read from AWS Backup (the newest COMPLETED job's creation): the gauge never
+    /// goes back.
+    pub fn seed_last_success(&self, target: &str, created: DateTime<Utc>) {
+        self.targets.raise_last_success(target, ts(created));
+    }
+
+    /// A completed copy read from AWS Backup: the gauge never goes back.
+    pub fn seed_last_copy(&self, target: &str, destination: &str, completed: DateTime<Utc>) {
+        self.targets
+            .raise_last_copy(target, destination, ts(completed));
     }
 
     /// Backups being followed.
     pub fn set_in_flight(&self, n: usize) {
         self.in_flight.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether `/readyz` answers ready (set where it is judged, at each probe and scrape).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// `[ha]`: the lease duration (the gauge exists only with `[ha]`).
+    pub fn set_ha_lease(&self, duration: std::time::Duration) {
+        *self.ha_lease.0.lock().expect("metrics lock") = Some(duration.as_secs_f64());
     }
 
     /// An AWS call succeeded (for `/readyz`).
@@ -471,22 +445,20 @@ impl Metrics {
         self.generation.set(i64::try_from(g).unwrap_or(i64::MAX));
     }
 
-    /// A backup changed; counts its end.
+    /// A backup changed; counts its end. A success sets the last-success gauge to the job's
+    /// creation (the backup's point in time, what `status` judges), never back.
     pub fn backup_change(&self, b: &Backup, c: &Change) {
         match c {
             Change::ExecutionFailed { .. } => self.execution_failed(&b.target),
             Change::Finished(s) => {
-                self.seen_target(&b.target);
-                let l = TargetState {
-                    target: b.target.clone(),
-                    state: s.state.clone(),
-                };
-                self.finished.get_or_create(&l).inc();
-                self.finished_seen.lock().expect("metrics lock").insert(l);
+                self.targets.finished(&b.target, &s.state);
                 if s.success {
-                    self.last_success
-                        .get_or_create(&Self::t(&b.target))
-                        .set(ts(Utc::now()));
+                    let created = b
+                        .job
+                        .as_ref()
+                        .and_then(|j| j.creation_date)
+                        .unwrap_or_else(Utc::now);
+                    self.targets.raise_last_success(&b.target, ts(created));
                 }
             }
             _ => {}
@@ -495,21 +467,10 @@ impl Metrics {
 
     /// A copy ended in `state` (`COMPLETED` sets the destination's last success time).
     pub fn copy_finished(&self, target: &str, destination: &str, state: &str) {
-        self.seen_target(target);
-        let l = CopyLabels {
-            target: target.to_string(),
-            destination: destination.to_string(),
-            state: state.to_string(),
-        };
-        self.copies_finished.get_or_create(&l).inc();
-        self.copies_seen.lock().expect("metrics lock").insert(l);
+        self.targets.copy_finished(target, destination, state);
         if state == "COMPLETED" {
-            self.last_copy
-                .get_or_create(&CopyDestination {
-                    target: target.to_string(),
-                    destination: destination.to_string(),
-                })
-                .set(ts(Utc::now()));
+            self.targets
+                .raise_last_copy(target, destination, ts(Utc::now()));
         }
     }
 
@@ -521,44 +482,18 @@ impl Metrics {
 
     /// Drops every series of a target that is not in `keep`.
     pub fn retain_targets<S: std::hash::BuildHasher>(&self, keep: &HashSet<&str, S>) {
-        let mut seen = self.targets_seen.lock().expect("metrics lock");
-        let gone: Vec<Arc<str>> = seen
-            .iter()
-            .filter(|t| !keep.contains(&***t))
-            .cloned()
-            .collect();
+        let gone = self.targets.retain(|t| keep.contains(t));
+        if gone.is_empty() {
+            return;
+        }
         for t in &gone {
-            let l = Self::t(t);
+            let l = TargetLabel { target: t.clone() };
             self.started.remove(&l);
-            self.start_failed.remove(&l);
             self.merged.remove(&l);
-            self.input_mismatches.remove(&l);
-            self.last_success.remove(&l);
-            self.next_fire.0.write().expect("metrics lock").remove(t);
             self.hook_downtime.remove(&l);
-            seen.remove(t);
+            self.restore.remove(t);
         }
         let gone_names: HashSet<&str> = gone.iter().map(|g| &**g).collect();
-        let mut f = self.finished_seen.lock().expect("metrics lock");
-        f.retain(|l| {
-            let drop = gone_names.contains(l.target.as_str());
-            if drop {
-                self.finished.remove(l);
-            }
-            !drop
-        });
-        let mut c = self.copies_seen.lock().expect("metrics lock");
-        c.retain(|l| {
-            let drop = gone_names.contains(l.target.as_str());
-            if drop {
-                self.copies_finished.remove(l);
-                self.last_copy.remove(&CopyDestination {
-                    target: l.target.clone(),
-                    destination: l.destination.clone(),
-                });
-            }
-            !drop
-        });
         let mut s = self.skipped_seen.lock().expect("metrics lock");
         s.retain(|l| {
             let drop = gone_names.contains(l.target.as_str());
@@ -567,6 +502,12 @@ impl Metrics {
             }
             !drop
         });
+    }
+
+    /// The targets that have a row (for tests of [`Metrics::retain_targets`]).
+    #[cfg(test)]
+    fn target_names(&self) -> Vec<Arc<str>> {
+        self.targets.names()
     }
 
     /// The Prometheus text exposition.
@@ -602,27 +543,4 @@ impl crate::lease::LeaseObserver for Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn removed_targets_lose_their_series() {
-        let m = Metrics::new();
-        m.execution_started("web");
-        m.execution_started("db");
-        m.slot_skipped("db", "previous_backup_running");
-        m.set_next_fire(&"db".into(), Utc::now());
-        let text = m.encode();
-        assert!(
-            text.contains("orchestrator_executions_started_total{target=\"db\"} 1"),
-            "{text}"
-        );
-        m.retain_targets(&HashSet::from(["web"]));
-        let text = m.encode();
-        assert!(!text.contains("target=\"db\""), "{text}");
-        assert!(
-            text.contains("orchestrator_executions_started_total{target=\"web\"} 1"),
-            "{text}"
-        );
-    }
-}
+mod tests;

@@ -1,8 +1,12 @@
 //! Structured logs: one JSON object a line (or pretty for a terminal), and the stable field and
 //! event names operators alert on (listed in README.md).
 
+mod pretty;
+
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
+
+pub use pretty::{WIDTH, fit, short};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -100,7 +104,8 @@ pub mod event {
     pub const SHUTDOWN: &str = "shutdown";
     /// `[ha]`: config valid, waiting for the lease (no AWS call but the lease's).
     pub const STANDBY: &str = "standby";
-    /// `[ha]`: this replica took the lease (`leaderless_ms`: the fleet's gap, when known).
+    /// `[ha]`: this replica took the lease (`since_previous_leader_ms`: how long the fleet may
+    /// have gone without a firing leader).
     pub const LEADERSHIP_ACQUIRED: &str = "leadership_acquired";
     /// `[ha]`: this replica stopped holding the lease (`reason`).
     pub const LEADERSHIP_LOST: &str = "leadership_lost";
@@ -110,6 +115,11 @@ pub mod event {
     pub const SELECTION_REFRESH_FAILED: &str = "selection_refresh_failed";
     /// A tag selection's refresh works again after a failure streak.
     pub const SELECTION_REFRESH_RECOVERED: &str = "selection_refresh_recovered";
+    /// The last successes of targets not seen before were read from AWS Backup (the seed of
+    /// the last-success gauges, at start and after a reload or refresh that adds targets).
+    pub const COVERAGE_SEEDED: &str = "coverage_seeded";
+    /// The seed's AWS Backup reads failed; retried with backoff.
+    pub const COVERAGE_SEED_FAILED: &str = "coverage_seed_failed";
 }
 
 /// The filter without `RUST_LOG`. The SDK's credential chain and instance-metadata client warn
@@ -119,6 +129,18 @@ pub const DEFAULT_FILTER: &str = "info,tokio_cron_scheduler=warn,aws_config::met
 
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
+    init_with(format, true);
+}
+
+/// True when standard output is a terminal and `NO_COLOR` is unset or empty: colour then, and
+/// never into a pipe or a file.
+pub fn colour_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`init`]; `verbose`: `pretty` also writes each `backup_job_progress` (the demo folds them).
+pub fn init_with(format: LogFormat, verbose: bool) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
@@ -134,7 +156,13 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(colour_on_stdout())
+            .event_format(pretty::Pretty {
+                ansi: colour_on_stdout(),
+                verbose,
+            })
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

@@ -261,7 +261,18 @@ fn a_failing_copy_is_its_own_failure_and_the_backup_stays_completed() {
             1.0
         );
     }
-    assert!(!text.contains("orchestrator_last_copy_success_timestamp_seconds{"));
+    // No copy completed: 0 (never), not missing (issue 25).
+    for dest in [DR, DR2] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!(
+                    "orchestrator_last_copy_success_timestamp_seconds{{target=\"web\",destination=\"{dest}\"}}"
+                )
+            ),
+            0.0
+        );
+    }
 }
 
 #[test]

@@ -110,6 +110,13 @@ pub(super) enum Command {
         /// (`kill -9`) after 15 s (or half of --seconds) and a standby takes over.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
         replicas: u8,
+        /// Also print each backup's progress (`backup_job_progress`) as it moves.
+        #[arg(long)]
+        verbose: bool,
+        /// Use a running `orchestrator sandbox` at this URL (started with
+        /// `--fail-resource i-0fedcba9876543210`) instead of the in-process endpoint.
+        #[arg(long, value_name = "URL", hide = true)]
+        endpoint: Option<String>,
     },
     /// Serve the local AWS-compatible endpoint (Step Functions + AWS Backup) for tests and benchmarks.
     Sandbox(aws_sandbox::serve::ServeArgs),

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::args::*;
+use super::out::outln;
 use crate::app::{self};
 use crate::aws::tagging::SdkTagSearch;
 use crate::model::Config;
 
 pub(super) fn print_summary(c: &Config) {
-    println!("{}: valid", c.source);
-    println!(
+    outln!("{}: valid", c.source);
+    outln!(
         "  {} target(s), {} enabled, {} schedule group(s), {} state machine(s)",
         c.rules.len(),
         c.enabled_rules().count(),
@@ -31,7 +32,7 @@ pub(super) fn print_summary(c: &Config) {
             .rule
             .as_deref()
             .map_or(String::new(), |r| format!(" rule {r}"));
-        println!(
+        outln!(
             "  {:<24} {:<28} {:<16} {} d next {}{}",
             format!("{}{rule}", t.name),
             t.settings.schedule.expression(),
@@ -46,10 +47,10 @@ pub(super) fn print_summary(c: &Config) {
         );
     }
     if c.rules.len() > 50 {
-        println!("  … and {} more", c.rules.len() - 50);
+        outln!("  … and {} more", c.rules.len() - 50);
     }
     for s in &c.selections {
-        println!(
+        outln!(
             "  {:<24} selects ec2:instance in {} ({}) tagged {}{}; {} rule(s); refreshed every {:?}",
             s.name,
             s.region,
@@ -68,7 +69,7 @@ pub(super) fn print_summary(c: &Config) {
         println!("  warning: {} {}: {}", r.target, r.field, r.message);
     }
     if !c.instances.is_empty() {
-        println!(
+        outln!(
             "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
             c.instances.len()
         );
@@ -86,12 +87,12 @@ pub(super) fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> St
 pub(super) fn print_selected(base: &Config, effective: &Config) {
     for s in &base.selections {
         let names = s.instance_names(effective);
-        println!("  selection {}: {} instance(s) now", s.name, names.len());
+        outln!("  selection {}: {} instance(s) now", s.name, names.len());
         for n in names.iter().take(50) {
-            println!("    {n}");
+            outln!("    {n}");
         }
         if names.len() > 50 {
-            println!("    … and {} more", names.len() - 50);
+            outln!("    … and {} more", names.len() - 50);
         }
     }
 }

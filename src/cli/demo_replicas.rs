@@ -65,7 +65,8 @@ fn relay(name: String, out: impl AsyncRead + Unpin + Send + 'static) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            println!("[{name}] {line}");
+            // Within 100 columns with the name in front.
+            println!("{}", crate::telemetry::fit(&format!("[{name}] {line}")));
         }
     });
 }
@@ -123,12 +124,11 @@ pub(super) async fn replicas(count: usize, seconds: Option<u64>) -> i32 {
     let _ = std::fs::remove_dir_all(&dir);
     let stats = sandbox.stats();
     println!(
-        "demo: {} executions started, {} StartExecution duplicates refused by name, {} lease calls",
-        stats.start_execution_accepted,
-        stats.already_exists,
+        "demo: {} lease calls (PutItem, DeleteItem)",
         stats.by_operation.get("PutItem").copied().unwrap_or(0)
             + stats.by_operation.get("DeleteItem").copied().unwrap_or(0)
     );
+    super::demo::print_summary(&sandbox.endpoint_url(), "").await;
     sandbox.shutdown().await;
     code
 }

@@ -7,6 +7,7 @@ use from::From as When;
 use chrono::Utc;
 
 use super::args::*;
+use super::out::outln;
 use crate::model::Config;
 
 /// `next`: checks `--from` and `--target`, then prints.
@@ -37,7 +38,7 @@ fn next(c: &Config, count: usize, from: Option<&str>, target: Option<&str>) -> i
             .iter()
             .filter(|s| target.is_none_or(|n| n == s.name))
         {
-            println!(
+            outln!(
                 "{} (tag selection: {}): run `next --resolve` to list its instances' slots",
                 s.name,
                 super::check::tags_text(&s.select)
@@ -68,14 +69,14 @@ pub(super) fn print_next_where(
         // and what each slot starts or is merged into.
         let plain = t.settings.rule.is_none() && c.instances.rules_of(t).is_none();
         if plain {
-            println!(
+            outln!(
                 "{} ({} in {})",
                 t.name,
                 t.settings.schedule.expression(),
                 t.settings.schedule.timezone().name()
             );
         } else {
-            println!(
+            outln!(
                 "{}{} ({} in {}, {} d)",
                 t.name,
                 t.settings
@@ -105,7 +106,7 @@ pub(super) fn print_next_where(
             } else {
                 format!("  {name}")
             };
-            println!(
+            outln!(
                 "  {}  {}{note}",
                 slot.with_timezone(&t.settings.schedule.timezone())
                     .to_rfc3339(),

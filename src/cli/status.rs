@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::args::*;
+use super::out::{out, outln};
 use crate::app::{self};
 use crate::aws::backup::SdkBackupJobs;
 use crate::pacing::TokenBucket;
@@ -39,7 +40,7 @@ pub(super) async fn run(args: &RunArgs, json: bool, margin: Duration) -> i32 {
     let report = crate::status::report(&config.rules, &reading.jobs, now, margin, reading.calls);
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => {
                 eprintln!("status: {e}");
                 return EXIT_FAILURE;
@@ -49,7 +50,7 @@ pub(super) async fn run(args: &RunArgs, json: bool, margin: Duration) -> i32 {
         // Red only for a person: not into a pipe or file, and never with NO_COLOR set.
         let colour = std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        print!("{}", crate::status::render_table(&report, colour));
+        out!("{}", crate::status::render_table(&report, colour));
     }
     if report.overdue > 0 { EXIT_FAILURE } else { 0 }
 }

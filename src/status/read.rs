@@ -1,15 +1,16 @@
 //! The AWS reads of `status`: ListBackupJobs over the last 30 days, by region or by resource as
 //! [`super::plan`] decides, paced by a token bucket and retried on throttling and transient
-//! faults. Nothing here judges; [`super::report`] does.
+//! faults. Nothing here judges; [`super::report`] does. The daemon seeds its last-success
+//! gauges through the same reads ([`read_folded`], [`read_copies`]; see [`crate::coverage`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::{LOOKBACK_DAYS, PAGE_SIZE, Plan, plan, rules_of, slots_between};
-use crate::aws::{ApiError, BackupJobs, JobDetail, JobFilter, Page};
+use crate::aws::{ApiError, BackupJobs, CopyJobFilter, JobDetail, JobFilter, Page};
 use crate::model::Rule;
 use crate::pacing::TokenBucket;
 
@@ -39,6 +40,18 @@ pub async fn read<B: BackupJobs>(
     targets: &[Arc<Rule>],
     now: DateTime<Utc>,
     bucket: &TokenBucket,
+) -> Result<Reading, ApiError> {
+    read_folded(backup, targets, now, bucket, |jobs, j| jobs.push(j)).await
+}
+
+/// [`read`], keeping of each instance's jobs what `fold` keeps (the daemon's seed keeps only
+/// the newest COMPLETED one: a fleet's 30 days of jobs are never held at once).
+pub async fn read_folded<B: BackupJobs>(
+    backup: &B,
+    targets: &[Arc<Rule>],
+    now: DateTime<Utc>,
+    bucket: &TokenBucket,
+    fold: impl Fn(&mut Vec<JobDetail>, JobDetail),
 ) -> Result<Reading, ApiError> {
     let since = now - chrono::Duration::days(LOOKBACK_DAYS);
     let mut by_region: Vec<(String, Vec<&Arc<Rule>>)> = Vec::new();
@@ -74,19 +87,17 @@ pub async fn read<B: BackupJobs>(
                 resource_type: Some("EC2".into()),
                 ..JobFilter::default()
             };
-            let ours: std::collections::HashSet<String> =
+            let ours: HashSet<String> =
                 targets.iter().map(|t| t.resource_arn.to_string()).collect();
             let mut found: HashMap<String, Vec<JobDetail>> = HashMap::new();
             let complete = list_all(
-                backup,
-                &region,
-                &filter,
+                |token| backup.list_backup_jobs(&region, &filter, token),
                 budget,
                 bucket,
                 &mut out.calls,
-                |j| {
+                |j: JobDetail| {
                     if let Some(r) = j.resource_arn.as_ref().filter(|r| ours.contains(*r)) {
-                        found.entry(r.clone()).or_default().push(j);
+                        fold(found.entry(r.clone()).or_default(), j);
                     }
                 },
             )
@@ -106,13 +117,11 @@ pub async fn read<B: BackupJobs>(
                 };
                 let mut found = Vec::new();
                 list_all(
-                    backup,
-                    &region,
-                    &filter,
+                    |token| backup.list_backup_jobs(&region, &filter, token),
                     MAX_PAGES_PER_RESOURCE,
                     bucket,
                     &mut out.calls,
-                    |j| found.push(j),
+                    |j| fold(&mut found, j),
                 )
                 .await?;
                 out.jobs.insert(t.resource_arn.to_string(), found);
@@ -123,19 +132,80 @@ pub async fn read<B: BackupJobs>(
     Ok(out)
 }
 
-/// Lists every page (up to `max_pages`), handing each job to `each`; false if pages remained.
-async fn list_all<B: BackupJobs>(
+/// What [`read_copies`] found.
+#[derive(Debug, Default)]
+pub struct CopyReading {
+    /// The newest completion of a COMPLETED copy job in the lookback, by (resource ARN,
+    /// destination vault ARN); only the config's instances and destinations.
+    pub newest: HashMap<(String, String), DateTime<Utc>>,
+    /// ListCopyJobs calls made (pages, retries included).
+    pub calls: u64,
+}
+
+/// Reads the COMPLETED copy jobs of `targets`' instances to their `copy_to` vaults in the last
+/// [`LOOKBACK_DAYS`] days: one listing per region (where the copies start) and destination
+/// vault, paced and retried as [`read`]'s.
+pub async fn read_copies<B: BackupJobs>(
     backup: &B,
-    region: &str,
-    filter: &JobFilter,
+    targets: &[Arc<Rule>],
+    now: DateTime<Utc>,
+    bucket: &TokenBucket,
+) -> Result<CopyReading, ApiError> {
+    let since = now - chrono::Duration::days(LOOKBACK_DAYS);
+    let mut wanted: std::collections::BTreeMap<(String, String), HashSet<String>> =
+        std::collections::BTreeMap::new();
+    for t in targets {
+        for d in t.settings.copy_to.iter() {
+            wanted
+                .entry((t.settings.state_machine.region.clone(), d.vault.to_string()))
+                .or_default()
+                .insert(t.resource_arn.to_string());
+        }
+    }
+    let mut out = CopyReading::default();
+    for ((region, destination), ours) in wanted {
+        let filter = CopyJobFilter {
+            created_after: Some(since),
+            destination_vault_arn: Some(destination.clone()),
+            state: Some("COMPLETED".into()),
+        };
+        let newest = &mut out.newest;
+        list_all(
+            |token| backup.list_copy_jobs(&region, &filter, token),
+            MAX_PAGES_PER_RESOURCE,
+            bucket,
+            &mut out.calls,
+            |c| {
+                let Some(r) = c.resource_arn.filter(|r| ours.contains(r)) else {
+                    return;
+                };
+                let Some(at) = c.completion_date.or(c.creation_date) else {
+                    return;
+                };
+                let e = newest.entry((r, destination.clone())).or_insert(at);
+                *e = (*e).max(at);
+            },
+        )
+        .await?;
+    }
+    Ok(out)
+}
+
+/// Lists every page (up to `max_pages`) that `page` fetches, handing each item to `each`;
+/// false if pages remained.
+async fn list_all<T, F>(
+    page: impl Fn(Option<String>) -> F,
     max_pages: u64,
     bucket: &TokenBucket,
     calls: &mut u64,
-    mut each: impl FnMut(JobDetail),
-) -> Result<bool, ApiError> {
+    mut each: impl FnMut(T),
+) -> Result<bool, ApiError>
+where
+    F: Future<Output = Result<Page<T>, ApiError>>,
+{
     let mut token = None;
     for _ in 0..max_pages {
-        let page = call(backup, region, filter, token, bucket, calls).await?;
+        let page = call(&page, token, bucket, calls).await?;
         page.items.into_iter().for_each(&mut each);
         token = page.next_token;
         if token.is_none() {
@@ -146,20 +216,21 @@ async fn list_all<B: BackupJobs>(
 }
 
 /// One page, paced; retried with backoff while the error is retryable.
-async fn call<B: BackupJobs>(
-    backup: &B,
-    region: &str,
-    filter: &JobFilter,
+async fn call<T, F>(
+    page: &impl Fn(Option<String>) -> F,
     token: Option<String>,
     bucket: &TokenBucket,
     calls: &mut u64,
-) -> Result<Page<JobDetail>, ApiError> {
+) -> Result<Page<T>, ApiError>
+where
+    F: Future<Output = Result<Page<T>, ApiError>>,
+{
     let mut wait = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
         bucket.acquire().await;
         *calls += 1;
-        match backup.list_backup_jobs(region, filter, token.clone()).await {
+        match page(token.clone()).await {
             Ok(page) => return Ok(page),
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 tokio::time::sleep(wait).await;
