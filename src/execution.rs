@@ -259,6 +259,17 @@ impl ExecutionInput {
         serde_json::to_string(self).expect("ExecutionInput always serialises")
     }
 
+    /// True when `found`, the input of an execution found running at start under this slot's
+    /// name, backs up this target's instance: the same `ResourceArn` and `Target`. Looser than
+    /// [`ExecutionInput::same_backup`] on purpose: the config may have changed since a previous
+    /// run started it (retention, hooks), while what the machine accepts of those is bounded by
+    /// its own checks; another instance or target means someone else started it.
+    pub fn same_instance(&self, found: &str) -> bool {
+        serde_json::from_str::<ExecutionInput>(found).is_ok_and(|other| {
+            other.resource_arn == self.resource_arn && other.target == self.target
+        })
+    }
+
     /// True when `found` (the input of an execution found under the name this input was to be
     /// started with) asks the machine for the same backup: every member but `Trigger`, which
     /// replicas may disagree on (one fires a slot on time, another catches it up). Members a
@@ -443,6 +454,17 @@ mod tests {
         }
         assert!(!ours.same_backup("{}"));
         assert!(!ours.same_backup("not json"));
+        // Found at start: a changed retention may be an earlier config's; another instance not.
+        let retention = ExecutionInput {
+            delete_after_days: 90,
+            ..plain_input()
+        };
+        assert!(ours.same_instance(&retention.to_json()));
+        let other = ExecutionInput {
+            resource_arn: "arn:aws:ec2:us-east-1:123456789012:instance/i-0fffffffffffffff0".into(),
+            ..plain_input()
+        };
+        assert!(!ours.same_instance(&other.to_json()));
     }
 
     #[test]

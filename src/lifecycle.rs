@@ -51,6 +51,9 @@ pub struct Backup {
     copies_started: bool,
     /// The execution that copies it once started, or why none could be.
     pub copy_execution: Option<Result<String, String>>,
+    /// For an execution found running at start (not started by this process): the input the
+    /// slot asks for. An execution with another input is not ours ([`Backup::disown`]).
+    pub expected_input: Option<std::sync::Arc<crate::execution::ExecutionInput>>,
     finished: bool,
 }
 
@@ -140,6 +143,7 @@ impl Backup {
             copy_plan: None,
             copies_started: false,
             copy_execution: None,
+            expected_input: None,
             finished: false,
         }
     }
@@ -192,6 +196,20 @@ impl Backup {
         self.copies_started = true;
         self.copy_execution = Some(execution);
         self.maybe_finish(now).into_iter().collect()
+    }
+
+    /// True when the execution's input `found` backs up another instance or target than this
+    /// slot: someone else started it under the slot's name. Only for executions found at start.
+    pub fn foreign(&self, found: Option<&str>) -> bool {
+        match (&self.expected_input, found) {
+            (Some(ours), Some(found)) => !ours.same_instance(found),
+            _ => false,
+        }
+    }
+
+    /// Stops following without a summary: the execution is not this backup.
+    pub fn disown(&mut self) {
+        self.finished = true;
     }
 
     /// False while a hook execution still runs (its post command comes after the job).

@@ -123,15 +123,15 @@ async fn resume_executions<S: StepFunctions>(
     for sm in config.state_machines() {
         // A rule's part of its first names, and of its second names (shorter when its name is
         // long): both tell the rule.
-        let by_part: HashMap<String, &Rule> = config
+        let by_part: HashMap<String, &Arc<Rule>> = config
             .rules
             .iter()
             .filter(|t| t.settings.state_machine == sm)
             .flat_map(|t| {
                 let key = t.slot_key();
                 [
-                    (target_part(&key, 63), &**t),
-                    (target_part(&key, SECOND_TARGET_PART_LEN), &**t),
+                    (target_part(&key, 63), t),
+                    (target_part(&key, SECOND_TARGET_PART_LEN), t),
                 ]
             })
             .collect();
@@ -188,6 +188,16 @@ async fn resume_executions<S: StepFunctions>(
                     );
                     b.hold = hold_of(t);
                     b.copy_plan = t.copy_plan();
+                    // Found, not started by this process: its input is checked at the first
+                    // DescribeExecution, and a foreign one is not followed as the slot's.
+                    b.expected_input = Some(Arc::new(
+                        Fire {
+                            target: (*t).clone(),
+                            slot,
+                            trigger: Trigger::Schedule,
+                        }
+                        .input(),
+                    ));
                     resume(tracker, b);
                     out.executions += 1;
                 }

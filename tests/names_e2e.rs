@@ -43,7 +43,8 @@ fn a_pre_created_name_cannot_suppress_the_slot_and_two_replicas_back_it_up_once(
         .unwrap();
     let first = scheduled_name("web", slot);
     let theirs = json!({
-        "ResourceArn": ec2(99), "Target": "web", "ScheduledFor": slot.to_rfc3339(),
+        "ResourceArn": ec2(99), "Target": "web",
+        "ScheduledFor": slot.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         "Trigger": "schedule", "StartWindowMinutes": 60, "CompleteWindowMinutes": 10080,
         "DeleteAfterDays": 8
     });
@@ -97,15 +98,14 @@ fn a_pre_created_name_cannot_suppress_the_slot_and_two_replicas_back_it_up_once(
     assert_eq!(ours.len(), 1, "{ours:#?}");
     assert_eq!(ours[0].execution_name.as_deref(), Some(second.as_str()));
     for d in [&a, &b] {
+        // At the slot; a replica that started while the intruder's execution still ran also
+        // said so when it found it (and did not follow it as the slot's).
         let mismatch = d.named("execution_input_mismatch");
-        assert_eq!(mismatch.len(), 1, "{mismatch:#?}");
-        assert_eq!(mismatch[0]["level"], "ERROR");
-        assert!(
-            mismatch[0]["found_input"]
-                .as_str()
-                .unwrap()
-                .contains(&ec2(99))
-        );
+        assert!((1..=2).contains(&mismatch.len()), "{mismatch:#?}");
+        for m in &mismatch {
+            assert_eq!(m["level"], "ERROR");
+            assert!(m["found_input"].as_str().unwrap().contains(&ec2(99)));
+        }
         let done = finished(&d.events(), "web");
         assert_eq!(done.len(), 1, "{done:#?}");
         assert_eq!(done[0]["state"], "COMPLETED");
@@ -118,6 +118,6 @@ fn a_pre_created_name_cannot_suppress_the_slot_and_two_replicas_back_it_up_once(
             &metrics,
             "orchestrator_execution_input_mismatches_total{target=\"web\"}"
         ),
-        1.0
+        a.named("execution_input_mismatch").len() as f64
     );
 }

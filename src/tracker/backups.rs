@@ -404,6 +404,21 @@ impl<S: StepFunctions, B: BackupJobs> Tracker<S, B> {
         };
         let now = self.clock.now();
         let b = self.backups.item_mut(key).expect("followed");
+        if b.foreign(detail.input.as_deref()) {
+            error!(
+                event = event::EXECUTION_INPUT_MISMATCH,
+                target = %b.target,
+                resource_arn = %b.resource_arn,
+                execution_arn = %arn,
+                found_input = detail.input.as_deref().unwrap_or(""),
+                next = "not followed",
+                "an execution found at start under this slot's name asks for another backup (not started by the orchestrator): it is not followed, and its end is not this target's"
+            );
+            self.metrics.execution_input_mismatch(&b.target);
+            b.disown();
+            changed.insert(key.clone());
+            return;
+        }
         let open = |s: &ExecutionStatus| {
             matches!(
                 s,

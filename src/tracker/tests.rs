@@ -443,3 +443,60 @@ async fn a_failing_call_is_retried_at_the_next_poll() {
     assert!(tracker.is_empty());
     assert!(handle.in_flight.is_empty());
 }
+
+/// An execution found running at start under a slot's name but backing up another instance
+/// (someone else started it) is not followed as the slot's: no summary line, nothing held.
+#[tokio::test(start_paused = true)]
+async fn a_foreign_execution_found_at_start_is_not_followed_as_the_slot_s() {
+    let fake = Arc::new(FakeAws::new());
+    let (mut tracker, handle) = setup(&fake);
+    let sm =
+        crate::arn::StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:stateMachine:b")
+            .unwrap();
+    let ours = crate::execution::ExecutionInput {
+        resource_arn: resource(0),
+        target: "t0".into(),
+        scheduled_for: "2026-11-29T03:00:00Z".into(),
+        trigger: crate::execution::Trigger::Schedule,
+        start_window_minutes: 60,
+        complete_window_minutes: 10080,
+        delete_after_days: 35,
+        pre_command: None,
+        post_command: None,
+        pre_document: None,
+        post_document: None,
+        post_hook_when: None,
+        hook_max_downtime_seconds: None,
+        on_pre_hook_failure: None,
+        backup_options: None,
+    };
+    let theirs = crate::execution::ExecutionInput {
+        resource_arn: resource(9),
+        ..ours.clone()
+    };
+    let mut arns = Vec::new();
+    for (i, input) in [(0, &ours), (1, &theirs)] {
+        let started = fake
+            .start_execution(&StartRequest {
+                state_machine: sm.clone(),
+                name: format!("t0-2026112{i}T030000Z"),
+                input: input.to_json(),
+            })
+            .await
+            .unwrap();
+        let mut b = backup(0, Some(started.execution_arn.clone()));
+        b.expected_input = Some(Arc::new(ours.clone()));
+        handle.in_flight.add(&b.resource_arn, b.hold.clone());
+        handle.track(b);
+        arns.push(started.execution_arn);
+    }
+    drain(&mut tracker);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    tracker.poll_due().await;
+    assert_eq!(tracker.len(), 1, "only our own execution is followed");
+    assert_eq!(
+        handle.in_flight.holds(&resource(0)).len(),
+        1,
+        "the foreign one holds nothing"
+    );
+}
