@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::aws::{BackupJobs, LeaseTable, StepFunctions, TagSearch};
+use crate::aws::{BackupJobs, LeaseTable, RecoveryPoints, StepFunctions, TagSearch};
 use crate::clock::Clock;
 use crate::http::{self, Health};
 use crate::launcher::Launcher;
@@ -66,7 +66,7 @@ const FIRST_RESOLUTION: Duration = Duration::from_secs(10);
 /// Tag selections are resolved through `tags` by the holder only (or by every replica without
 /// `[ha]`); see [`crate::refresh`].
 #[allow(clippy::too_many_arguments)]
-pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
+pub async fn run<S: StepFunctions, B: BackupJobs + RecoveryPoints, L: LeaseTable, T: TagSearch>(
     opts: Options,
     mut config: Config,
     sfn: Arc<S>,
@@ -84,8 +84,9 @@ pub async fn run<S: StepFunctions, B: BackupJobs, L: LeaseTable, T: TagSearch>(
             None => return Ok(()),
         }
     }
-    let mut serving = d.first_resolution(config, tags).await;
+    let mut serving = d.first_resolution(config, tags.clone()).await;
     d.begin(&mut serving).await?;
+    d.restores(&serving, tags);
     let lost = d.serve(&mut serving, leader).await;
     d.shut_down(serving, lost).await
 }
@@ -112,6 +113,32 @@ struct Daemon<S: StepFunctions, B: BackupJobs> {
     selected: Selected,
     lease_stop: CancellationToken,
     lease_task: Option<JoinHandle<()>>,
+    /// The StartExecution quota the launcher, the copies and the restores share.
+    starts: Arc<TokenBucket>,
+}
+
+impl<S: StepFunctions, B: BackupJobs + RecoveryPoints> Daemon<S, B> {
+    /// The restore tests of every config from here on, and the sweeper (on the replica that
+    /// works only: this runs after the lease is held).
+    fn restores<T: TagSearch>(&self, serving: &Serving, tags: Arc<T>) {
+        if self.opts.dry_run {
+            return;
+        }
+        let rx = serving.config_tx.as_ref().expect("begun").subscribe();
+        let config = rx.borrow().clone();
+        let parts = Arc::new(crate::restore_tests::Parts {
+            sfn: self.sfn.clone(),
+            backup: self.backup.clone(),
+            tags,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            describes: Arc::new(TokenBucket::new(config.pacing.describe_rate, 10)),
+            starts: self.starts.clone(),
+            poll_interval: config.poll_interval,
+            max_poll_interval: config.max_poll_interval,
+        });
+        tokio::spawn(crate::restore_tests::run(parts, rx, self.stop.clone()));
+    }
 }
 
 /// What serving needs beyond the daemon: the config as loaded and as effective, and the
@@ -166,7 +193,7 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
             sfn.clone(),
             clock.clone(),
             handle.clone(),
-            starts,
+            starts.clone(),
             metrics.clone(),
             opts.dry_run,
             stop_retries.clone(),
@@ -203,6 +230,7 @@ impl<S: StepFunctions, B: BackupJobs> Daemon<S, B> {
             selected: Selected::new(),
             lease_stop: CancellationToken::new(),
             lease_task: None,
+            starts,
         })
     }
 

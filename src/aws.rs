@@ -501,6 +501,42 @@ pub trait BackupJobs: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Page<CopyJobDetail>, ApiError>> + Send;
 }
 
+/// One recovery point, as the listings return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    /// Its ARN (an AMI ARN for EC2).
+    pub arn: String,
+    /// The vault that holds it.
+    pub vault_name: String,
+    /// The instance it was taken of.
+    pub resource_arn: String,
+    /// `COMPLETED`, `PARTIAL`, `DELETING`, `EXPIRED`…
+    pub status: String,
+    /// When its backup was made.
+    pub created: DateTime<Utc>,
+}
+
+/// The AWS Backup reads a restore makes; `region` is where the recovery points are.
+pub trait RecoveryPoints: Send + Sync + 'static {
+    /// Every recovery point of `resource_arn`: ListRecoveryPointsByResource over every page,
+    /// or, with `vault`, ListRecoveryPointsByBackupVault of that vault filtered by the
+    /// resource (a copy in another region or account).
+    fn recovery_points(
+        &self,
+        region: &str,
+        resource_arn: &str,
+        vault: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<RecoveryPoint>, ApiError>> + Send;
+
+    /// GetRecoveryPointRestoreMetadata.
+    fn restore_metadata(
+        &self,
+        region: &str,
+        vault_name: &str,
+        recovery_point_arn: &str,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, String>, ApiError>> + Send;
+}
+
 /// A GetResources query: resources of these types in `region` whose tags match every filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagQuery {

@@ -19,6 +19,7 @@ mod diagnostics;
 mod globals;
 mod pieces;
 mod plans;
+mod restore;
 mod raw;
 mod selection;
 mod values;

@@ -51,6 +51,7 @@ pub mod copies;
 pub mod execution;
 pub mod fasthash;
 pub mod hooks;
+pub mod restore;
 pub mod lifecycle;
 pub mod overlap;
 pub mod pacing;
@@ -75,6 +76,7 @@ pub mod launcher;
 pub mod lease;
 pub mod recovery;
 pub mod refresh;
+pub mod restore_tests;
 pub mod scheduler;
 pub mod tracker;
 

@@ -8,14 +8,17 @@
 //! - [`rule`]: one [`Rule`] = one schedule of one backup target, with its [`RuleSettings`].
 //! - [`config`]: the whole [`Config`] (rules in file order, globals, `[ha]`, selections).
 //! - [`instances`]: the rules of every instance that has more than one ([`Instances`]).
+//! - [`restore`]: a target's `restore` placement and its `restore_test` ([`RestoreTest`]).
 //! - [`selection`]: a `[[backup]]` with `select_tags` ([`Selection`]) before it is resolved.
 
 pub mod config;
 pub mod instances;
+pub mod restore;
 pub mod rule;
 pub mod selection;
 
-pub use config::{Config, ContentHash, Pacing, content_hash};
+pub use config::{Config, ContentHash, Pacing, RestoreGlobals, content_hash};
 pub use instances::Instances;
+pub use restore::{Pick, RestorePlacement, RestoreTest, Restores, ValidateDocument};
 pub use rule::{CatchUp, Concurrency, Rule, RuleSettings};
 pub use selection::Selection;

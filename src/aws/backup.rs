@@ -1,5 +1,6 @@
 //! [`BackupJobs`] with aws-sdk-backup: one client per region, made on first use.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_backup::Client;
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
 use super::{
-    ApiError, BackupJobs, CopyJobDetail, CopyJobFilter, JobDetail, JobFilter, JobState, Page,
+    ApiError, BackupJobs, CopyJobDetail, RecoveryPoint, CopyJobFilter, JobDetail, JobFilter, JobState, Page,
     RegionalClients,
 };
 
@@ -88,6 +89,84 @@ fn copy_detail(j: &aws_sdk_backup::types::CopyJob) -> CopyJobDetail {
         destination_recovery_point_arn: j.destination_recovery_point_arn().map(str::to_string),
         creation_date: j.creation_date().map(to_chrono),
         completion_date: j.completion_date().map(to_chrono),
+    }
+}
+
+impl super::RecoveryPoints for SdkBackupJobs {
+    async fn recovery_points(
+        &self,
+        region: &str,
+        resource_arn: &str,
+        vault: Option<&str>,
+    ) -> Result<Vec<RecoveryPoint>, ApiError> {
+        let client = self.client(region);
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let next = match vault {
+                None => {
+                    let page = client
+                        .list_recovery_points_by_resource()
+                        .resource_arn(resource_arn)
+                        .max_results(100)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| classify("ListRecoveryPointsByResource", e))?;
+                    out.extend(page.recovery_points().iter().map(|p| RecoveryPoint {
+                        arn: p.recovery_point_arn().unwrap_or_default().to_string(),
+                        vault_name: p.backup_vault_name().unwrap_or_default().to_string(),
+                        resource_arn: resource_arn.to_string(),
+                        status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                    }));
+                    page.next_token().map(str::to_string)
+                }
+                Some(vault) => {
+                    let page = client
+                        .list_recovery_points_by_backup_vault()
+                        .backup_vault_name(vault)
+                        .by_resource_arn(resource_arn)
+                        .max_results(MAX_PAGE)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .map_err(|e| classify("ListRecoveryPointsByBackupVault", e))?;
+                    out.extend(page.recovery_points().iter().map(|p| RecoveryPoint {
+                        arn: p.recovery_point_arn().unwrap_or_default().to_string(),
+                        vault_name: p.backup_vault_name().unwrap_or(vault).to_string(),
+                        resource_arn: p.resource_arn().unwrap_or(resource_arn).to_string(),
+                        status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                    }));
+                    page.next_token().map(str::to_string)
+                }
+            };
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn restore_metadata(
+        &self,
+        region: &str,
+        vault_name: &str,
+        recovery_point_arn: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let out = self
+            .client(region)
+            .get_recovery_point_restore_metadata()
+            .backup_vault_name(vault_name)
+            .recovery_point_arn(recovery_point_arn)
+            .send()
+            .await
+            .map_err(|e| classify("GetRecoveryPointRestoreMetadata", e))?;
+        Ok(out
+            .restore_metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
     }
 }
 

@@ -48,7 +48,7 @@ impl TagSearch for SdkTagSearch {
             .map(|(k, v)| {
                 TagFilter::builder()
                     .key(k)
-                    .set_values(Some(v.clone()))
+                    .set_values((!v.is_empty()).then(|| v.clone()))
                     .build()
             })
             .collect();

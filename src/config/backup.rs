@@ -18,7 +18,7 @@ use super::values::{document_field, duration_at, max_downtime, zone_field};
 use crate::arn::{InstanceArn, StateMachineArn};
 use crate::fasthash::{FastMap, FastSet};
 use crate::hooks::{self, Document, OnPreHookFailure, PostHookWhen};
-use crate::model::{Rule, RuleSettings};
+use crate::model::{Restores, Rule, RuleSettings};
 use crate::schedule::Schedule;
 
 /// One rule of a target before its values are checked: rule name, schedule, settings, path.
@@ -111,6 +111,11 @@ pub(super) struct Targets<'a> {
     pub(super) count: usize,
     /// The empty `copy_to` every rule without copies shares.
     pub(super) no_copies: Arc<[crate::copies::Destination]>,
+    /// Restore settings by where their tables are written and the zone: a `[defaults]` or
+    /// plan table is checked once for all its targets.
+    pub(super) restores: FastMap<(Option<usize>, Option<usize>, Tz), Option<Arc<Restores>>>,
+    /// The restores of every target without any.
+    pub(super) no_restores: Arc<Restores>,
 }
 
 impl Targets<'_> {
@@ -219,6 +224,8 @@ impl Targets<'_> {
         // The rules: the target's own schedule, a plan, or inline rules, over [defaults].
         let own = merge(&t, self.defaults);
         let hooks = check_hooks(r, &at, &t, &own);
+        let restores = self.check_restores(r, &at, &t, &own, place.tz);
+        ok &= restores.is_some();
         let (units, units_ok) = self.check_schedules(r, &at, &t, own, place.tz, inline);
         ok &= units_ok;
         self.reserve_prefixes(units.len());
@@ -228,10 +235,74 @@ impl Targets<'_> {
                 ok &= self.take_prefix(r, &at, &t, &name, unit.0.as_deref());
             }
             let (rule, good) = self.rule_of(r, &at, &t, &name, &place, &hooks, unit);
+            let rule = rule.map(|mut rule| {
+                if let Some(restores) = &restores {
+                    rule.settings_mut().restores = restores.clone();
+                }
+                rule
+            });
             ok &= good;
             out.extend(rule);
         }
         if ok { out } else { Vec::new() }
+    }
+
+    /// The restores pass: the nearest `restore` and `restore_test` of target, plan and
+    /// `[defaults]`, each table checked once.
+    fn check_restores(
+        &mut self,
+        r: &mut Report<'_>,
+        at: &At<'_>,
+        t: &RawTarget,
+        own: &RawPolicy,
+        tz: Option<Tz>,
+    ) -> Option<Arc<Restores>> {
+        let plan = t
+            .plan
+            .as_ref()
+            .and_then(|p| self.plans.get(p.get_ref()))
+            .map(|p| &p.restores);
+        let restore = (t.restore.as_ref().map(|m| (m, at.field("restore"))))
+            .or_else(|| {
+                plan.and_then(|p| {
+                    p.restore
+                        .as_ref()
+                        .map(|m| (m, format!("{}.restore", p.path)))
+                })
+            })
+            .or_else(|| {
+                own.restore
+                    .as_ref()
+                    .map(|m| (m, "defaults.restore".to_string()))
+            });
+        let test = (t.restore_test.as_ref().map(|m| (m, at.field("restore_test"))))
+            .or_else(|| {
+                plan.and_then(|p| {
+                    p.restore_test
+                        .as_ref()
+                        .map(|m| (m, format!("{}.restore_test", p.path)))
+                })
+            })
+            .or_else(|| {
+                own.restore_test
+                    .as_ref()
+                    .map(|m| (m, "defaults.restore_test".to_string()))
+            });
+        if restore.is_none() && test.is_none() {
+            return Some(self.no_restores.clone());
+        }
+        let zone = tz.unwrap_or(self.default_tz);
+        let key = (
+            restore.as_ref().map(|(m, _)| m.span().start),
+            test.as_ref().map(|(m, _)| m.span().start),
+            zone,
+        );
+        if let Some(done) = self.restores.get(&key) {
+            return done.clone();
+        }
+        let checked = super::restore::restores(r, restore, test, zone);
+        self.restores.insert(key, checked.clone());
+        checked
     }
 
     /// The name pass: present, well formed, not taken.
@@ -692,6 +763,7 @@ impl Targets<'_> {
             } else {
                 copy_to.into()
             },
+            restores: self.no_restores.clone(),
         };
         let rule = Rule {
             name: name.clone(),

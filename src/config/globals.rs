@@ -19,7 +19,7 @@ use super::values::{
 };
 use crate::arn::StateMachineArn;
 use crate::fasthash::{FastMap, FastSet};
-use crate::model::{Config, Pacing, content_hash};
+use crate::model::{Config, Pacing, RestoreGlobals, content_hash};
 
 /// Default StartExecution pacing: well below the smallest regional refill (150/s).
 pub const DEFAULT_START_RATE: f64 = 100.0;
@@ -159,6 +159,7 @@ pub(super) fn settle(
 
     let defaults = checked_defaults(r, defaults);
     let plans = check_plans(r, plans);
+    let restore = restore_globals(r, &g);
     FileSettings {
         config: Config {
             source: r.file.to_string(),
@@ -177,6 +178,7 @@ pub(super) fn settle(
             selections: Vec::new(),
             selection_refresh: DEFAULT_SELECTION_REFRESH,
             content_hash: content_hash(r.text.as_bytes()),
+            restore,
         },
         selection_refresh: g.selection_refresh,
         defaults,
@@ -202,6 +204,8 @@ impl FileSettings {
             settings: FastSet::default(),
             count,
             no_copies: Arc::from(Vec::new()),
+            restores: FastMap::default(),
+            no_restores: Arc::default(),
         }
     }
 
@@ -232,6 +236,18 @@ impl FileSettings {
             && let Some(s) = g
         {
             r.push(s.span(), "selection_refresh", "must be at least 1s");
+        }
+        let tests = all
+            .rules
+            .iter()
+            .chain(all.selections.iter().flat_map(|s| s.templates.iter()))
+            .any(|rule| rule.settings().restores.test.is_some());
+        if tests && config.restore.state_machine.is_none() {
+            r.push(
+                0..0,
+                "restore_state_machine_arn",
+                "missing: restore_test needs the restore machine (the stack's RestoreStateMachineArn output)",
+            );
         }
         config.instances = crate::model::Instances::of(&all.rules);
         config.rules = all.rules;
@@ -286,6 +302,32 @@ pub(super) fn checked_defaults(r: &mut Report<'_>, mut d: RawPolicy) -> RawPolic
         d.delete_after_days = None;
     }
     d
+}
+
+/// `restore_state_machine_arn`, `restore_sweep_interval`, `restore_sweep_grace`.
+fn restore_globals(r: &mut Report<'_>, g: &RawGlobal) -> RestoreGlobals {
+    let d = RestoreGlobals::default();
+    let state_machine = g.restore_state_machine_arn.as_ref().and_then(|s| {
+        StateMachineArn::parse(s.get_ref())
+            .map_err(|e| r.push(s.span(), "restore_state_machine_arn", e))
+            .ok()
+    });
+    let sweep_interval = duration_field(
+        r,
+        &g.restore_sweep_interval,
+        "restore_sweep_interval",
+        d.sweep_interval,
+    );
+    if sweep_interval < Duration::from_secs(1)
+        && let Some(s) = &g.restore_sweep_interval
+    {
+        r.push(s.span(), "restore_sweep_interval", "must be at least 1s");
+    }
+    RestoreGlobals {
+        state_machine,
+        sweep_interval: sweep_interval.max(Duration::from_secs(1)),
+        sweep_grace: duration_field(r, &g.restore_sweep_grace, "restore_sweep_grace", d.sweep_grace),
+    }
 }
 
 /// `poll_interval` and `max_poll_interval`: more than zero, the ceiling not below the first.

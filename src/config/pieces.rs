@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostics::{Report, join};
 use super::raw::{
     GLOBAL_KEYS, HA_KEYS, PLAN_KEYS, POLICY_KEYS, RawGlobal, RawHa, RawPlan, RawPolicy, RawTarget,
-    RawTargetAt, TARGET_KEYS, shift_copies, shift_fields,
+    RawTargetAt, TARGET_KEYS, shift, shift_copies, shift_fields,
 };
 
 /// Targets parsed in one piece: the TOML parser holds several times a document's size while it
@@ -188,7 +188,8 @@ impl<'a> Reader<'a> {
         shift_fields!(g, base; state_machine_arn, region, endpoint_url, timezone,
             poll_interval, max_poll_interval, log_format, listen, start_rate, start_burst,
             describe_rate, backup_read_rate, shutdown_grace, recovery_lookback,
-            selection_refresh);
+            selection_refresh, restore_state_machine_arn, restore_sweep_interval,
+            restore_sweep_grace);
         self.global = Some(g);
     }
 
@@ -210,7 +211,7 @@ impl<'a> Reader<'a> {
                 shift_fields!(d, base; catch_up, starting_deadline, concurrency, jitter,
                     start_window_minutes, complete_window_minutes, delete_after_days,
                     pre_document, post_document, post_hook_when, hook_max_downtime,
-                    on_pre_hook_failure, windows_vss);
+                    on_pre_hook_failure, windows_vss, restore, restore_test);
                 d.copy_to = shift_copies(d.copy_to.take(), base);
                 self.defaults = Some(d);
             }
@@ -271,7 +272,7 @@ impl<'a> Reader<'a> {
                     complete_window_minutes, delete_after_days, pre_document,
                     post_document, post_hook_when, hook_max_downtime,
                     on_pre_hook_failure, windows_vss, plan, select_tags,
-                    exclude_tags);
+                    exclude_tags, restore, restore_test);
                 raw.copy_to = shift_copies(raw.copy_to.take(), base);
                 (raw, rules)
             });
@@ -308,11 +309,16 @@ impl<'a> Reader<'a> {
                 Some(v) => r.rules(v, &path, base),
                 None => Vec::new(),
             };
+            let restore = r
+                .table::<super::raw::RawPlanRestores>(item, &path)
+                .unwrap_or_default();
             self.plans.push(RawPlan {
                 path,
                 span,
                 name,
                 rules,
+                restore: shift(restore.restore, base),
+                restore_test: shift(restore.restore_test, base),
             });
         }
     }

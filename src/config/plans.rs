@@ -6,9 +6,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
+use toml::Spanned;
 
 use super::diagnostics::{Report, line_col};
-use super::raw::{RawPlan, RawPolicy, RawRule, RawTarget};
+use super::raw::{RawPlan, RawPolicy, RawRestore, RawRestoreTest, RawRule, RawTarget};
 use super::values::{parse_duration, zone_field};
 
 /// AWS Backup's smallest start window.
@@ -22,6 +23,17 @@ pub(super) struct Plan {
     /// False when a rule of it is unusable: its targets are then left out, not reported again.
     pub(super) usable: bool,
     pub(super) rules: Vec<CheckedRule>,
+    /// A `[[plan]]`'s own `restore` and `restore_test` (between its targets' and
+    /// `[defaults]`'), with the plan's path.
+    pub(super) restores: PlanRestores,
+}
+
+/// The restore settings a `[[plan]]` gives its targets.
+#[derive(Default)]
+pub(super) struct PlanRestores {
+    pub(super) path: String,
+    pub(super) restore: Option<Spanned<RawRestore>>,
+    pub(super) restore_test: Option<Spanned<RawRestoreTest>>,
 }
 
 /// A rule whose own values were checked.
@@ -115,7 +127,11 @@ pub(super) fn check_rules(r: &mut Report<'_>, rules: Vec<(String, Range<usize>, 
             _ => usable = false,
         }
     }
-    Plan { usable, rules: out }
+    Plan {
+        usable,
+        rules: out,
+        restores: PlanRestores::default(),
+    }
 }
 
 /// Checks every `[[plan]]` once; targets then only look them up.
@@ -137,7 +153,12 @@ pub(super) fn check_plans(r: &mut Report<'_>, plans: Vec<RawPlan>) -> HashMap<St
                 "a plan needs at least one [[plan.rule]]",
             );
         }
-        let checked = check_rules(r, p.rules);
+        let mut checked = check_rules(r, p.rules);
+        checked.restores = PlanRestores {
+            path: p.path.clone(),
+            restore: p.restore,
+            restore_test: p.restore_test,
+        };
         if let Some((first, _)) = out.get(name.get_ref()) {
             let (line, _) = line_col(r.text, first.start);
             r.push(
@@ -197,6 +218,8 @@ pub(super) fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         on_pre_hook_failure: o.on_pre_hook_failure.clone(),
         windows_vss: o.windows_vss.clone(),
         copy_to: o.copy_to.clone(),
+        restore: o.restore.clone(),
+        restore_test: o.restore_test.clone(),
     };
     RawPolicy {
         catch_up: o.catch_up.or(d.catch_up),
@@ -213,5 +236,7 @@ pub(super) fn merge(o: &RawTarget, defaults: &RawPolicy) -> RawPolicy {
         on_pre_hook_failure: o.on_pre_hook_failure.or(d.on_pre_hook_failure),
         windows_vss: o.windows_vss.or(d.windows_vss),
         copy_to: o.copy_to.or(d.copy_to),
+        restore: o.restore.or(d.restore),
+        restore_test: o.restore_test.or(d.restore_test),
     }
 }

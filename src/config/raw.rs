@@ -36,6 +36,43 @@ pub(super) struct RawCopy {
     pub(super) delete_after_days: Option<Spanned<i64>>,
 }
 
+/// `restore = { subnet_id = "subnet-…", security_group_ids = ["sg-…"], instance_type = "…" }`.
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRestore {
+    pub(super) instance_type: Option<String>,
+    pub(super) subnet_id: Option<String>,
+    pub(super) security_group_ids: Option<Vec<String>>,
+    pub(super) keep_instance_profile: Option<bool>,
+}
+
+/// `restore_test = { schedule = "…", pick = "latest", within_days = 7, … }`.
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRestoreTest {
+    pub(super) schedule: Option<String>,
+    pub(super) timezone: Option<String>,
+    pub(super) pick: Option<crate::model::Pick>,
+    pub(super) within_days: Option<u32>,
+    pub(super) max_restore_minutes: Option<u32>,
+    pub(super) keep_minutes: Option<u32>,
+    pub(super) validate_document: Option<RawValidateDocument>,
+    pub(super) instance_type: Option<String>,
+    pub(super) subnet_id: Option<String>,
+    pub(super) security_group_ids: Option<Vec<String>>,
+    pub(super) keep_instance_profile: Option<bool>,
+    pub(super) enabled: Option<bool>,
+}
+
+/// A restore test's `validate_document = { name = "…", parameters = { … } }`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawValidateDocument {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) parameters: BTreeMap<String, String>,
+}
+
 /// A `copy_to` array as written.
 pub(super) type RawCopies = Spanned<Vec<Spanned<RawCopy>>>;
 
@@ -76,6 +113,9 @@ pub(super) struct RawGlobal {
     pub(super) shutdown_grace: Option<Spanned<String>>,
     pub(super) recovery_lookback: Option<Spanned<String>>,
     pub(super) selection_refresh: Option<Spanned<String>>,
+    pub(super) restore_state_machine_arn: Option<Spanned<String>>,
+    pub(super) restore_sweep_interval: Option<Spanned<String>>,
+    pub(super) restore_sweep_grace: Option<Spanned<String>>,
 }
 
 /// `[ha]`: the leader lease.
@@ -106,6 +146,8 @@ pub(super) struct RawPolicy {
     pub(super) on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
     pub(super) windows_vss: Option<Spanned<bool>>,
     pub(super) copy_to: Option<RawCopies>,
+    pub(super) restore: Option<Spanned<RawRestore>>,
+    pub(super) restore_test: Option<Spanned<RawRestoreTest>>,
 }
 
 // Not `flatten`ed from RawPolicy: serde's flatten buffers values and loses toml's spans.
@@ -135,6 +177,8 @@ pub(super) struct RawTarget {
     pub(super) on_pre_hook_failure: Option<Spanned<OnPreHookFailure>>,
     pub(super) windows_vss: Option<Spanned<bool>>,
     pub(super) copy_to: Option<RawCopies>,
+    pub(super) restore: Option<Spanned<RawRestore>>,
+    pub(super) restore_test: Option<Spanned<RawRestoreTest>>,
     pub(super) plan: Option<Spanned<String>>,
     pub(super) select_tags: Option<Spanned<BTreeMap<String, String>>>,
     pub(super) exclude_tags: Option<Spanned<BTreeMap<String, String>>>,
@@ -161,6 +205,15 @@ pub(super) struct RawPlan {
     pub(super) span: Range<usize>,
     pub(super) name: Option<Spanned<String>>,
     pub(super) rules: Vec<(String, Range<usize>, RawRule)>,
+    pub(super) restore: Option<Spanned<RawRestore>>,
+    pub(super) restore_test: Option<Spanned<RawRestoreTest>>,
+}
+
+/// The restore settings of a `[[plan]]` (its other keys are read apart).
+#[derive(Deserialize, Default)]
+pub(super) struct RawPlanRestores {
+    pub(super) restore: Option<Spanned<RawRestore>>,
+    pub(super) restore_test: Option<Spanned<RawRestoreTest>>,
 }
 
 /// Names of the keys each section accepts (the raw structs above).
@@ -180,6 +233,9 @@ pub(super) const GLOBAL_KEYS: &[&str] = &[
     "shutdown_grace",
     "recovery_lookback",
     "selection_refresh",
+    "restore_state_machine_arn",
+    "restore_sweep_interval",
+    "restore_sweep_grace",
     "defaults",
     "backup",
     "plan",
@@ -210,6 +266,8 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "on_pre_command_failure",
     "windows_vss",
     "copy_to",
+    "restore",
+    "restore_test",
 ];
 
 pub(super) const TARGET_KEYS: &[&str] = &[
@@ -228,7 +286,7 @@ pub(super) const TARGET_KEYS: &[&str] = &[
 ];
 
 /// Keys of a `[[plan]]`.
-pub(super) const PLAN_KEYS: &[&str] = &["name", "rule"];
+pub(super) const PLAN_KEYS: &[&str] = &["name", "rule", "restore", "restore_test"];
 
 /// Keys of a rule (`[[plan.rule]]`, `[[backup.rule]]`); `concurrency` and hooks stay per target.
 pub(super) const RULE_KEYS: &[&str] = &[

@@ -49,9 +49,32 @@ pub struct Config {
     pub selections: Vec<Arc<Selection>>,
     /// How often each selection is resolved again.
     pub selection_refresh: Duration,
+    /// Restores: the restore machine and the sweeper's pace.
+    pub restore: RestoreGlobals,
     /// SHA-256 of the exact text this config was parsed from: `--watch`'s baseline, so an edit
     /// made at any moment after that read is seen as a change.
     pub content_hash: ContentHash,
+}
+
+/// The top-level restore settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreGlobals {
+    /// `restore_state_machine_arn`: the stack's restore machine (`STACK-restore`).
+    pub state_machine: Option<StateMachineArn>,
+    /// `restore_sweep_interval`: how often the sweeper looks for expired restored instances.
+    pub sweep_interval: Duration,
+    /// `restore_sweep_grace`: how long past its expiry a restored instance may live.
+    pub sweep_grace: Duration,
+}
+
+impl Default for RestoreGlobals {
+    fn default() -> Self {
+        RestoreGlobals {
+            state_machine: None,
+            sweep_interval: Duration::from_secs(15 * 60),
+            sweep_grace: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// SHA-256 of a config's text.

@@ -96,6 +96,9 @@ pub struct RuleSettings {
     pub windows_vss: bool,
     /// `copy_to`: where each COMPLETED backup is copied (empty: no copies).
     pub copy_to: Arc<[Destination]>,
+    /// The target's restore placement and restore test (one per target: every rule of it
+    /// shares them).
+    pub restores: Arc<super::Restores>,
 }
 
 // Hashes the fields that tell most rules apart; equal settings hash alike (a subset of `Eq`).

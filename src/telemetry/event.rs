@@ -79,3 +79,21 @@ pub const SELECTION_REFRESH_RECOVERED: &str = "selection_refresh_recovered";
 pub const COVERAGE_SEEDED: &str = "coverage_seeded";
 /// The seed's AWS Backup reads failed; retried with backoff.
 pub const COVERAGE_SEED_FAILED: &str = "coverage_seed_failed";
+/// A restore test's execution started (once per slot).
+pub const RESTORE_TEST_STARTED: &str = "restore_test_started";
+/// A restore test found running at a (re)start: followed, not started again.
+pub const RESTORE_TEST_RESUMED: &str = "restore_test_resumed";
+/// A restore test slot that could not start (no recovery point, an API error): a failed test.
+pub const RESTORE_TEST_NOT_STARTED: &str = "restore_test_not_started";
+/// The restore machine started the restore job.
+pub const RESTORE_JOB_CREATED: &str = "restore_job_created";
+/// A restore (test or on demand) ended: the verdict and every step's result.
+pub const RESTORE_FINISHED: &str = "restore_finished";
+/// A restore call failed and is tried again.
+pub const RESTORE_API_RETRY: &str = "restore_api_retry";
+/// The sweeper looked for restored instances.
+pub const RESTORE_SWEEP: &str = "restore_sweep";
+/// The sweeper started the termination of an expired restored instance.
+pub const RESTORE_SWEEP_STARTED: &str = "restore_sweep_started";
+/// A sweep execution ended.
+pub const RESTORE_SWEPT: &str = "restore_swept";

@@ -1,0 +1,160 @@
+//! Scheduled restore tests and the sweeper of their leftovers: the running part of restores,
+//! on the replica that works (the `[ha]` holder, or every replica without `[ha]`).
+//!
+//! Each target with a `restore_test` gets one execution of the restore machine per slot, named
+//! `test-{target}-{slot}` ([`crate::restore::test_name`]): a slot already started (before a
+//! restart, or by another replica) is followed, never started again. [`start`] picks the
+//! recovery point and starts the test; [`follow`] follows its execution to the end and logs each
+//! step once; [`sweeper`] finds restored instances past their expiry and has the machine
+//! terminate them. The pure parts (names, input, picking, the report) are [`crate::restore`].
+
+mod follow;
+mod start;
+mod sweeper;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::arn::StateMachineArn;
+use crate::aws::{RecoveryPoints, StepFunctions, TagSearch};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::model::{Config, RestoreTest};
+use crate::pacing::TokenBucket;
+
+pub use follow::{Followed, follow};
+
+/// How far back a slot missed while no replica ran is still started (a restart within the
+/// hour runs it late; an older one waits for the next slot).
+pub const CATCH_UP: Duration = Duration::from_secs(3600);
+
+/// What the restore parts share.
+pub struct Parts<S, B, T> {
+    /// Step Functions.
+    pub sfn: Arc<S>,
+    /// AWS Backup's recovery points.
+    pub backup: Arc<B>,
+    /// The tagging API (the sweeper).
+    pub tags: Arc<T>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// DescribeExecution and GetExecutionHistory pacing.
+    pub describes: Arc<TokenBucket>,
+    /// StartExecution pacing (shared with backups).
+    pub starts: Arc<TokenBucket>,
+    /// First poll of an execution; doubles while it runs.
+    pub poll_interval: Duration,
+    /// The ceiling of that backoff.
+    pub max_poll_interval: Duration,
+}
+
+/// One target's restore test, as the config says.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The target's name.
+    pub target: Arc<str>,
+    /// Its instance.
+    pub resource_arn: String,
+    /// Its test.
+    pub test: Arc<RestoreTest>,
+    /// The restore machine.
+    pub machine: StateMachineArn,
+}
+
+/// The enabled restore tests of `config`, one per target (selections' instances included once
+/// resolved).
+pub fn planned(config: &Config) -> Vec<Planned> {
+    let Some(machine) = &config.restore.state_machine else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    config
+        .enabled_rules()
+        .filter_map(|rule| {
+            let test = rule.settings().restores.test.clone()?;
+            (test.enabled && seen.insert(rule.name.clone())).then(|| Planned {
+                target: rule.name.clone(),
+                resource_arn: rule.resource_arn.to_string(),
+                test,
+                machine: machine.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Runs the restore tests of each config `configs` sends, and the sweeper, until `stop`.
+pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
+    parts: Arc<Parts<S, B, T>>,
+    mut configs: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) {
+    let mut handled: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
+    let mut next_sweep = tokio::time::Instant::now();
+    let mut seeded: Option<Arc<Config>> = None;
+    loop {
+        let config = configs.borrow_and_update().clone();
+        let plan = planned(&config);
+        let now = parts.clock.now();
+        if !seeded.as_ref().is_some_and(|s| Arc::ptr_eq(s, &config)) {
+            for p in &plan {
+                seed_metrics(&parts.metrics, p, now);
+            }
+            seeded = Some(config.clone());
+        }
+        for p in &plan {
+            let from = handled
+                .get(&p.target)
+                .copied()
+                .unwrap_or(now - chrono::Duration::from_std(CATCH_UP).expect("an hour"));
+            if let Some(slot) = p.test.schedule.latest_in(from, now) {
+                handled.insert(p.target.clone(), slot);
+                tokio::spawn(start::start(parts.clone(), p.clone(), slot, stop.clone()));
+            } else {
+                handled.entry(p.target.clone()).or_insert(from);
+            }
+        }
+        let next_slot = plan
+            .iter()
+            .filter_map(|p| p.test.schedule.next_after(now))
+            .min()
+            .and_then(|t| (t - now).to_std().ok())
+            .map(|d| tokio::time::Instant::now() + d);
+        let sleep_slot = async {
+            match next_slot {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            changed = configs.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep_until(next_sweep) => {
+                let globals = config.restore.clone();
+                next_sweep = tokio::time::Instant::now() + globals.sweep_interval;
+                if let Some(machine) = globals.state_machine.clone() {
+                    tokio::spawn(sweeper::sweep(parts.clone(), machine, globals, stop.clone()));
+                }
+            }
+            () = sleep_slot => {}
+        }
+    }
+}
+
+/// The test's expected interval and maximum restore time, for the alert rules.
+fn seed_metrics(metrics: &Metrics, p: &Planned, now: DateTime<Utc>) {
+    let max = p.test.max_restore().as_secs_f64();
+    metrics.set_restore_max_duration(&p.target, max);
+    // 0 until a test passes (the alert's "never passed").
+    metrics.set_last_restore_test_success(&p.target, None);
+    if let Some(gap) = p.test.schedule.longest_gap(now, 8) {
+        metrics.set_restore_test_expected_interval(&p.target, gap.as_seconds_f64());
+    }
+}

@@ -1,0 +1,171 @@
+//! One slot of one target's restore test: exactly once by name, then followed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::follow::{Followed, follow};
+use super::{Parts, Planned};
+use crate::aws::{ApiError, ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagSearch};
+use crate::restore::{self, Outcome};
+use crate::telemetry::event;
+
+/// How often a failing call is tried before the slot is reported failed.
+const ATTEMPTS: u32 = 5;
+
+/// Starts `p`'s test of `slot` unless its execution exists (then follows it if it runs), and
+/// follows it to its end.
+pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
+    parts: Arc<Parts<S, B, T>>,
+    p: Planned,
+    slot: DateTime<Utc>,
+    stop: CancellationToken,
+) {
+    let name = restore::test_name(&p.target, slot);
+    let arn = p.machine.execution_arn(&name);
+    let followed = Followed {
+        target: p.target.clone(),
+        kind: "test",
+        execution_arn: arn.clone(),
+        max: p.test.max_restore(),
+        point_created: None,
+    };
+    // Exactly once: an execution of this name is this slot's test.
+    match retried(&parts, &stop, || async {
+        parts.describes.acquire().await;
+        parts.sfn.describe_execution(&arn).await
+    })
+    .await
+    {
+        Some(Ok(d)) => {
+            if d.status == crate::aws::ExecutionStatus::Running {
+                info!(event = event::RESTORE_TEST_RESUMED, target = %p.target, execution_arn = %arn,
+                    "restore test already running: following it");
+                follow(&parts, followed, &stop).await;
+            }
+            return;
+        }
+        Some(Err(e)) if e.kind == ErrorKind::NotFound => {}
+        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        None => return,
+    }
+    let region = p.machine.region.clone();
+    let points = match retried(&parts, &stop, || {
+        parts.backup.recovery_points(&region, &p.resource_arn, None)
+    })
+    .await
+    {
+        Some(Ok(points)) => points,
+        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        None => return,
+    };
+    let Some(point) = restore::pick(&points, slot, Some(p.test.within_days), p.test.pick, &name)
+    else {
+        let reason = format!(
+            "no COMPLETED recovery point of {} within {} days before the slot",
+            p.resource_arn, p.test.within_days
+        );
+        return not_started(&parts, &p, slot, &reason);
+    };
+    let point = point.clone();
+    let meta = match retried(&parts, &stop, || {
+        parts
+            .backup
+            .restore_metadata(&region, &point.vault_name, &point.arn)
+    })
+    .await
+    {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        None => return,
+    };
+    let place = match restore::resolve(&p.test.placement, &meta) {
+        Ok(place) => place,
+        Err(e) => return not_started(&parts, &p, slot, &e),
+    };
+    let input = restore::test_input(&p.target, &p.resource_arn, &point, &place, &p.test, slot);
+    let req = StartRequest {
+        state_machine: p.machine.clone(),
+        name: name.clone(),
+        input: input.to_json(),
+    };
+    let started = retried(&parts, &stop, || async {
+        parts.starts.acquire().await;
+        parts.sfn.start_execution(&req).await
+    })
+    .await;
+    match started {
+        Some(Ok(_)) => {
+            let age = (slot - point.created).num_seconds();
+            info!(
+                event = event::RESTORE_TEST_STARTED,
+                target = %p.target,
+                execution_arn = %arn,
+                execution_name = %name,
+                slot = %restore::utc(slot),
+                recovery_point_arn = %point.arn,
+                recovery_point_age_seconds = age,
+                "restore test started"
+            );
+        }
+        // Another replica started it between our look and our start: it is followed there,
+        // and here too (its end is logged by whoever holds the lease).
+        Some(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
+        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        None => return,
+    }
+    follow(
+        &parts,
+        Followed {
+            point_created: Some(point.created),
+            ..followed
+        },
+        &stop,
+    )
+    .await;
+}
+
+/// A slot that could not start: logged and counted as a failed test.
+fn not_started<S, B, T>(parts: &Parts<S, B, T>, p: &Planned, slot: DateTime<Utc>, reason: &str) {
+    error!(
+        event = event::RESTORE_TEST_NOT_STARTED,
+        target = %p.target,
+        slot = %restore::utc(slot),
+        reason,
+        "restore test not started"
+    );
+    let max = p.test.max_restore().as_secs_f64();
+    parts
+        .metrics
+        .restore_test_finished(&p.target, Outcome::Failed.as_str(), 0.0, max);
+}
+
+/// `call` until it answers or fails for good: throttling and transient faults are tried
+/// again with a growing wait, [`ATTEMPTS`] times. `None`: stopped meanwhile.
+async fn retried<S, B, T, R, F>(
+    parts: &Parts<S, B, T>,
+    stop: &CancellationToken,
+    call: impl Fn() -> F,
+) -> Option<Result<R, ApiError>>
+where
+    F: Future<Output = Result<R, ApiError>>,
+{
+    let mut wait = parts.poll_interval.max(Duration::from_millis(200));
+    for attempt in 1..=ATTEMPTS {
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                warn!(event = event::RESTORE_API_RETRY, error = %e, attempt, "restore call failed; trying again");
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(parts.max_poll_interval.max(wait));
+            }
+            other => return Some(other),
+        }
+    }
+    unreachable!("the last attempt returns")
+}

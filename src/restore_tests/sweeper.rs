@@ -1,0 +1,147 @@
+//! The sweeper: restored instances past their expiry (tag `orchestrator:restore-expires`) plus
+//! the grace are terminated by the restore machine's sweep. It may delete only an instance that
+//! carries both restore-test tags, whose expiry has passed, and whose image is a recovery point
+//! of the stack's vault (the machine checks each); never a recovery point's AMI or snapshots.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Parts;
+use super::follow::Followed;
+use crate::arn::StateMachineArn;
+use crate::aws::{ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagQuery, TagSearch};
+use crate::model::RestoreGlobals;
+use crate::restore::{self, TAG_EXPIRES, TAG_TEST};
+use crate::telemetry::event;
+
+/// One look: counts what is alive and expired, and starts a sweep of each expired one.
+pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
+    parts: Arc<Parts<S, B, T>>,
+    machine: StateMachineArn,
+    globals: RestoreGlobals,
+    stop: CancellationToken,
+) {
+    let query = TagQuery {
+        region: machine.region.clone(),
+        resource_types: vec!["ec2:instance".to_string()],
+        tag_filters: vec![(TAG_TEST.to_string(), Vec::new())],
+    };
+    let found = match parts.tags.find(&query).await {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(event = event::RESTORE_SWEEP, error = %e, "cannot list restored instances; the next sweep tries again");
+            return;
+        }
+    };
+    let now = parts.clock.now();
+    let grace = chrono::Duration::from_std(globals.sweep_grace).unwrap_or_default();
+    let expired: Vec<(String, DateTime<Utc>)> = found
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let expires = r.tags.iter().find(|(k, _)| k == TAG_EXPIRES)?.1.parse().ok()?;
+            (expires + grace < now).then(|| (r.arn.clone(), expires))
+        })
+        .collect();
+    parts
+        .metrics
+        .set_restored_resources(found.resources.len(), expired.len());
+    info!(
+        event = event::RESTORE_SWEEP,
+        alive = found.resources.len(),
+        expired = expired.len(),
+        calls = found.calls,
+        "restored instances looked at"
+    );
+    for (arn, expires) in expired {
+        let id = arn.rsplit('/').next().unwrap_or(&arn).to_string();
+        // One sweep per instance and look: a failed termination is tried at the next look.
+        let name = restore::sweep_name(&id, now);
+        let req = StartRequest {
+            state_machine: machine.clone(),
+            name: name.clone(),
+            input: serde_json::json!({ "Action": "sweep", "ResourceArn": arn }).to_string(),
+        };
+        parts.starts.acquire().await;
+        match parts.sfn.start_execution(&req).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                warn!(event = event::RESTORE_SWEEP, resource_arn = %arn, error = %e, "cannot start the sweep; the next look tries again");
+                continue;
+            }
+        }
+        let execution_arn = machine.execution_arn(&name);
+        info!(
+            event = event::RESTORE_SWEEP_STARTED,
+            resource_arn = %arn,
+            expires_at = %restore::utc(expires),
+            execution_arn = %execution_arn,
+            "sweeping an expired restored instance"
+        );
+        let parts = parts.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let f = Followed {
+                target: Arc::from(""),
+                kind: "sweep",
+                execution_arn,
+                max: std::time::Duration::ZERO,
+                point_created: None,
+            };
+            if let Some(end) = follow_quiet(&parts, f, &stop).await {
+                info!(
+                    event = event::RESTORE_SWEPT,
+                    resource_arn = %arn,
+                    execution_status = end.status.as_str(),
+                    cleanup_status = end.cleanup.as_deref().unwrap_or(""),
+                    error = end.error.as_deref().unwrap_or(""),
+                    "sweep ended"
+                );
+            }
+        });
+    }
+}
+
+/// How a sweep ended.
+struct SweepEnd {
+    status: crate::aws::ExecutionStatus,
+    cleanup: Option<String>,
+    error: Option<String>,
+}
+
+/// Follows a sweep execution without the restore lines.
+async fn follow_quiet<S: StepFunctions, B, T>(
+    parts: &Parts<S, B, T>,
+    f: Followed,
+    stop: &CancellationToken,
+) -> Option<SweepEnd> {
+    let mut wait = parts.poll_interval;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(parts.max_poll_interval);
+        parts.describes.acquire().await;
+        let Ok(d) = parts.sfn.describe_execution(&f.execution_arn).await else {
+            continue;
+        };
+        if d.status == crate::aws::ExecutionStatus::Running {
+            continue;
+        }
+        let cleanup = d
+            .output
+            .as_deref()
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+            .and_then(|v| v["Cleanup"]["Status"].as_str().map(str::to_string));
+        return Some(SweepEnd {
+            status: d.status,
+            cleanup,
+            error: d.error,
+        });
+    }
+}
