@@ -2,7 +2,7 @@
 //!
 //! - [`args`]: the clap structs of every command, exit codes, config loading and log set-up;
 //! - `orchestrator [--config FILE]`: [`run`], the daemon;
-//! - [`check`], [`next`], [`status`], [`run_now`], [`demo`] (and [`demo_replicas`]): the
+//! - [`check`], [`next`], [`status`], [`run_now`], [`restore`], [`demo`] (and [`demo_replicas`]): the
 //!   subcommands of their names;
 //! - [`generate`]: man pages and shell completions for packages.
 
@@ -14,6 +14,7 @@ mod demo_summary;
 mod generate;
 mod next;
 mod out;
+mod restore;
 mod run;
 mod run_now;
 mod status;
@@ -39,6 +40,7 @@ pub async fn main(cli: Cli) -> i32 {
         }) => next::run(&args, count, from.as_deref(), target.as_deref(), resolve).await,
         Some(Command::Status { json, margin }) => status::run(&args, json, margin).await,
         Some(Command::RunNow { targets }) => run_now::run(&args, &targets).await,
+        Some(Command::Restore(r)) => restore::run(&args, &r).await,
         Some(Command::Demo {
             seconds,
             replicas: 1,

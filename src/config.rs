@@ -19,8 +19,8 @@ mod diagnostics;
 mod globals;
 mod pieces;
 mod plans;
-mod restore;
 mod raw;
+mod restore;
 mod selection;
 mod values;
 

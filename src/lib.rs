@@ -51,10 +51,10 @@ pub mod copies;
 pub mod execution;
 pub mod fasthash;
 pub mod hooks;
-pub mod restore;
 pub mod lifecycle;
 pub mod overlap;
 pub mod pacing;
+pub mod restore;
 pub mod schedule;
 
 // The model, and the domain logic over it.

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::sdk_error::classify;
 use super::{
-    ApiError, BackupJobs, CopyJobDetail, RecoveryPoint, CopyJobFilter, JobDetail, JobFilter, JobState, Page,
-    RegionalClients,
+    ApiError, BackupJobs, CopyJobDetail, CopyJobFilter, JobDetail, JobFilter, JobState, Page,
+    RecoveryPoint, RegionalClients,
 };
 
 /// AWS Backup through the AWS SDK.
@@ -113,12 +113,17 @@ impl super::RecoveryPoints for SdkBackupJobs {
                         .send()
                         .await
                         .map_err(|e| classify("ListRecoveryPointsByResource", e))?;
-                    out.extend(page.recovery_points().iter().map(|p| RecoveryPoint {
-                        arn: p.recovery_point_arn().unwrap_or_default().to_string(),
-                        vault_name: p.backup_vault_name().unwrap_or_default().to_string(),
-                        resource_arn: resource_arn.to_string(),
-                        status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                        created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                    out.extend(page.recovery_points().iter().map(|p| {
+                        RecoveryPoint {
+                            arn: p.recovery_point_arn().unwrap_or_default().to_string(),
+                            vault_name: p.backup_vault_name().unwrap_or_default().to_string(),
+                            resource_arn: resource_arn.to_string(),
+                            status: p
+                                .status()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                            created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                        }
                     }));
                     page.next_token().map(str::to_string)
                 }
@@ -132,12 +137,17 @@ impl super::RecoveryPoints for SdkBackupJobs {
                         .send()
                         .await
                         .map_err(|e| classify("ListRecoveryPointsByBackupVault", e))?;
-                    out.extend(page.recovery_points().iter().map(|p| RecoveryPoint {
-                        arn: p.recovery_point_arn().unwrap_or_default().to_string(),
-                        vault_name: p.backup_vault_name().unwrap_or(vault).to_string(),
-                        resource_arn: p.resource_arn().unwrap_or(resource_arn).to_string(),
-                        status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                        created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                    out.extend(page.recovery_points().iter().map(|p| {
+                        RecoveryPoint {
+                            arn: p.recovery_point_arn().unwrap_or_default().to_string(),
+                            vault_name: p.backup_vault_name().unwrap_or(vault).to_string(),
+                            resource_arn: p.resource_arn().unwrap_or(resource_arn).to_string(),
+                            status: p
+                                .status()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                            created: p.creation_date().map(to_chrono).unwrap_or_default(),
+                        }
                     }));
                     page.next_token().map(str::to_string)
                 }

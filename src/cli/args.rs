@@ -58,6 +58,55 @@ pub(super) enum Format {
     Pretty,
 }
 
+/// `orchestrator restore`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct RestoreArgs {
+    /// The target (a `[[backup]]` name, or a selection's instance name).
+    pub(super) target: String,
+    /// Restore the newest recovery point at or before this time (RFC 3339; default now).
+    #[arg(long, value_name = "TIME", conflicts_with = "recovery_point")]
+    pub(super) at: Option<String>,
+    /// Restore this recovery point (an AMI ARN) instead.
+    #[arg(long, value_name = "ARN")]
+    pub(super) recovery_point: Option<String>,
+    /// Look in this backup vault (a copy in another region or account, for a DR restore)
+    /// instead of every vault of the target's region.
+    #[arg(long, value_name = "ARN")]
+    pub(super) from_vault: Option<String>,
+    /// The restore machine to use (default: restore_state_machine_arn; a DR restore in another
+    /// region needs that region's).
+    #[arg(long, value_name = "ARN")]
+    pub(super) restore_state_machine: Option<String>,
+    /// Subnet of the restored instance.
+    #[arg(long, value_name = "ID")]
+    pub(super) subnet_id: Option<String>,
+    /// Security groups of the restored instance (comma-separated, 1 to 5).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub(super) security_group_ids: Option<Vec<String>>,
+    /// Instance type of the restored instance.
+    #[arg(long, value_name = "TYPE")]
+    pub(super) instance_type: Option<String>,
+    /// Keep the recovery point's instance profile (the stack must allow it).
+    #[arg(long, conflicts_with = "no_instance_profile")]
+    pub(super) keep_instance_profile: bool,
+    /// No instance profile (the default unless the config keeps it).
+    #[arg(long)]
+    pub(super) no_instance_profile: bool,
+    /// The longest the restore may take until the instance passes its status checks.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub(super) max_restore_minutes: u32,
+    /// Print what would be restored and stop.
+    #[arg(long, conflicts_with = "yes")]
+    pub(super) dry_run: bool,
+    /// Restore (without it, the command only shows what it would restore).
+    #[arg(long)]
+    pub(super) yes: bool,
+    /// JSON for scripts.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
     /// Validate the config, print a summary; exit 0, or 78 with every error.
@@ -101,6 +150,11 @@ pub(super) enum Command {
         #[arg(required = true)]
         targets: Vec<String>,
     },
+    /// Restore a target's backup into a new instance: picks the newest COMPLETED recovery point
+    /// at or before --at, shows what it will restore, and with --yes starts the restore machine
+    /// and follows it. Exit 0 restored, 1 failed, 2 nothing to restore or AWS unreadable, 78
+    /// config invalid.
+    Restore(RestoreArgs),
     /// Run the daemon against an in-process local AWS endpoint with a demo config.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).

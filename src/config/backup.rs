@@ -275,19 +275,22 @@ impl Targets<'_> {
                     .as_ref()
                     .map(|m| (m, "defaults.restore".to_string()))
             });
-        let test = (t.restore_test.as_ref().map(|m| (m, at.field("restore_test"))))
-            .or_else(|| {
-                plan.and_then(|p| {
-                    p.restore_test
-                        .as_ref()
-                        .map(|m| (m, format!("{}.restore_test", p.path)))
-                })
-            })
-            .or_else(|| {
-                own.restore_test
+        let test = (t
+            .restore_test
+            .as_ref()
+            .map(|m| (m, at.field("restore_test"))))
+        .or_else(|| {
+            plan.and_then(|p| {
+                p.restore_test
                     .as_ref()
-                    .map(|m| (m, "defaults.restore_test".to_string()))
-            });
+                    .map(|m| (m, format!("{}.restore_test", p.path)))
+            })
+        })
+        .or_else(|| {
+            own.restore_test
+                .as_ref()
+                .map(|m| (m, "defaults.restore_test".to_string()))
+        });
         if restore.is_none() && test.is_none() {
             return Some(self.no_restores.clone());
         }

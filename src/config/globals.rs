@@ -326,7 +326,12 @@ fn restore_globals(r: &mut Report<'_>, g: &RawGlobal) -> RestoreGlobals {
     RestoreGlobals {
         state_machine,
         sweep_interval: sweep_interval.max(Duration::from_secs(1)),
-        sweep_grace: duration_field(r, &g.restore_sweep_grace, "restore_sweep_grace", d.sweep_grace),
+        sweep_grace: duration_field(
+            r,
+            &g.restore_sweep_grace,
+            "restore_sweep_grace",
+            d.sweep_grace,
+        ),
     }
 }
 

@@ -74,12 +74,18 @@ fn placement(
     if let Some(t) = &p.instance_type
         && !instance_type_ok(t)
     {
-        bad("instance_type", format!("`{t}`: expected an EC2 instance type like t3.micro"));
+        bad(
+            "instance_type",
+            format!("`{t}`: expected an EC2 instance type like t3.micro"),
+        );
     }
     if let Some(s) = &p.subnet_id
         && !id_ok(s, "subnet-")
     {
-        bad("subnet_id", format!("`{s}`: expected a subnet id like subnet-0123456789abcdef0"));
+        bad(
+            "subnet_id",
+            format!("`{s}`: expected a subnet id like subnet-0123456789abcdef0"),
+        );
     }
     if let Some(groups) = &p.security_group_ids {
         if !(1..=5).contains(&groups.len()) {
@@ -112,11 +118,19 @@ fn restore_test(
     let mut ok = true;
     let zone = match &t.timezone {
         None => Some(zone),
-        Some(z) => zone_field(r, &Spanned::new(span.clone(), z.clone()), &field("timezone")),
+        Some(z) => zone_field(
+            r,
+            &Spanned::new(span.clone(), z.clone()),
+            &field("timezone"),
+        ),
     };
     let schedule = match (&t.schedule, zone) {
         (None, _) => {
-            r.push(span.clone(), field("schedule"), "missing (when the test runs, a cron expression)");
+            r.push(
+                span.clone(),
+                field("schedule"),
+                "missing (when the test runs, a cron expression)",
+            );
             None
         }
         (Some(_), None) => None,
@@ -128,12 +142,22 @@ fn restore_test(
     let mut within = |key: &str, v: Option<u32>, default: u32, lo: u32, hi: u32| {
         let v = v.unwrap_or(default);
         if !(lo..=hi).contains(&v) {
-            r.push(span.clone(), field(key), format!("{v}: between {lo} and {hi}"));
+            r.push(
+                span.clone(),
+                field(key),
+                format!("{v}: between {lo} and {hi}"),
+            );
             ok = false;
         }
         v
     };
-    let within_days = within("within_days", t.within_days, DEFAULT_WITHIN_DAYS, 1, MAX_WITHIN_DAYS);
+    let within_days = within(
+        "within_days",
+        t.within_days,
+        DEFAULT_WITHIN_DAYS,
+        1,
+        MAX_WITHIN_DAYS,
+    );
     let max_restore_minutes = within(
         "max_restore_minutes",
         t.max_restore_minutes,
@@ -141,7 +165,13 @@ fn restore_test(
         1,
         MAX_MINUTES,
     );
-    let keep_minutes = within("keep_minutes", t.keep_minutes, DEFAULT_KEEP_MINUTES, 0, MAX_MINUTES);
+    let keep_minutes = within(
+        "keep_minutes",
+        t.keep_minutes,
+        DEFAULT_KEEP_MINUTES,
+        0,
+        MAX_MINUTES,
+    );
     let validate_document = t.validate_document.as_ref().map(|d| {
         let doc = Document {
             name: d.name.clone(),
@@ -149,7 +179,11 @@ fn restore_test(
             parameters: d.parameters.clone(),
         };
         for (sub, message) in hooks::check_document(&doc) {
-            r.push(span.clone(), field(&format!("validate_document.{sub}")), message);
+            r.push(
+                span.clone(),
+                field(&format!("validate_document.{sub}")),
+                message,
+            );
             ok = false;
         }
         ValidateDocument {

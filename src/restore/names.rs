@@ -58,5 +58,8 @@ pub fn sweep_name(instance_id: &str, expires: DateTime<Utc>) -> String {
 
 /// The target part a test of `target` carries in its name.
 pub fn test_part(target: &str) -> String {
-    target_part(target, MAX_EXECUTION_NAME_LEN - TEST_PREFIX.len() - 1 - STAMP_LEN)
+    target_part(
+        target,
+        MAX_EXECUTION_NAME_LEN - TEST_PREFIX.len() - 1 - STAMP_LEN,
+    )
 }

@@ -34,13 +34,23 @@ fn latest_is_the_newest_completed_at_or_before_the_time() {
 
 #[test]
 fn random_is_stable_per_seed_and_within_the_window() {
-    let points: Vec<_> = (1..=9).map(|d| point(&format!("p{d}"), d, "COMPLETED")).collect();
+    let points: Vec<_> = (1..=9)
+        .map(|d| point(&format!("p{d}"), d, "COMPLETED"))
+        .collect();
     let at = Utc.with_ymd_and_hms(2026, 11, 9, 12, 0, 0).unwrap();
     let a = pick(&points, at, Some(3), Pick::Random, "test-web-1").unwrap();
-    assert_eq!(a, pick(&points, at, Some(3), Pick::Random, "test-web-1").unwrap());
+    assert_eq!(
+        a,
+        pick(&points, at, Some(3), Pick::Random, "test-web-1").unwrap()
+    );
     assert!(a.created >= at - chrono::Duration::days(3));
     let picked: std::collections::HashSet<_> = (0..40)
-        .map(|i| pick(&points, at, None, Pick::Random, &format!("s{i}")).unwrap().arn.clone())
+        .map(|i| {
+            pick(&points, at, None, Pick::Random, &format!("s{i}"))
+                .unwrap()
+                .arn
+                .clone()
+        })
         .collect();
     assert!(picked.len() > 3, "{picked:?}");
 }
@@ -72,7 +82,10 @@ fn placement_falls_back_to_the_recovery_points_metadata() {
 fn names_are_stable_and_short() {
     let slot = Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 0).unwrap();
     assert_eq!(test_name("web", slot), "test-web-20261129T030000Z");
-    assert_eq!(parse_test_name("test-web-20261129T030000Z"), Some(("web", slot)));
+    assert_eq!(
+        parse_test_name("test-web-20261129T030000Z"),
+        Some(("web", slot))
+    );
     let long = "x".repeat(200);
     assert!(test_name(&long, slot).len() <= 80);
     assert!(parse_test_name(&test_name(&long, slot)).is_some_and(|(p, _)| p == test_part(&long)));
@@ -103,15 +116,30 @@ fn the_input_has_only_the_members_the_machine_takes() {
         security_group_ids: vec!["sg-11111111".into()],
         keep_instance_profile: false,
     };
-    let input = test_input("web", "arn:i", &point("arn:rp", 1, "COMPLETED"), &place, &test, slot);
+    let input = test_input(
+        "web",
+        "arn:i",
+        &point("arn:rp", 1, "COMPLETED"),
+        &place,
+        &test,
+        slot,
+    );
     let v: serde_json::Value = serde_json::from_str(&input.to_json()).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     // serde_json's map is sorted.
     assert_eq!(
         keys,
         [
-            "Action", "ExpiresAt", "InstanceType", "KeepSeconds", "MaxRestoreSeconds",
-            "RecoveryPointArn", "ResourceArn", "ScheduledFor", "SecurityGroupIds", "SubnetId",
+            "Action",
+            "ExpiresAt",
+            "InstanceType",
+            "KeepSeconds",
+            "MaxRestoreSeconds",
+            "RecoveryPointArn",
+            "ResourceArn",
+            "ScheduledFor",
+            "SecurityGroupIds",
+            "SubnetId",
             "Target"
         ]
     );
@@ -141,7 +169,10 @@ fn reports_come_from_the_output_or_the_cause() {
     assert_eq!(r.cleanup.status.as_deref(), Some("DELETED"));
     let max = Duration::from_secs(300);
     assert_eq!(outcome(&d.status, Some(&r), max), Outcome::Passed);
-    assert_eq!(outcome(&d.status, Some(&r), Duration::from_secs(200)), Outcome::Slow);
+    assert_eq!(
+        outcome(&d.status, Some(&r), Duration::from_secs(200)),
+        Outcome::Slow
+    );
     d.status = ExecutionStatus::Failed;
     d.output = None;
     d.cause = Some(report.into());

@@ -134,7 +134,11 @@ fn log_end<S, B, T>(
         _ => None,
     };
     let fields = |level_ok: bool| {
-        let msg = if level_ok { "restore finished" } else { "restore failed" };
+        let msg = if level_ok {
+            "restore finished"
+        } else {
+            "restore failed"
+        };
         info!(
             event = event::RESTORE_FINISHED,
             target = %f.target,

@@ -42,7 +42,13 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         .resources
         .iter()
         .filter_map(|r| {
-            let expires = r.tags.iter().find(|(k, _)| k == TAG_EXPIRES)?.1.parse().ok()?;
+            let expires = r
+                .tags
+                .iter()
+                .find(|(k, _)| k == TAG_EXPIRES)?
+                .1
+                .parse()
+                .ok()?;
             (expires + grace < now).then(|| (r.arn.clone(), expires))
         })
         .collect();
