@@ -9,6 +9,7 @@
 //! start window and the job's own run time.
 
 pub mod read;
+pub mod restores;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -191,6 +192,10 @@ pub enum Verdict {
     Disabled,
     /// The schedule fires at most once more: no gap to judge by.
     NotRecurring,
+    /// Backed up, but no restore test passed within its allowed age.
+    RestoreOverdue,
+    /// Backed up, but its last passed restore test was slower than `max_restore_minutes`.
+    RestoreSlow,
 }
 
 /// One rule as the JSON shows it.
@@ -229,6 +234,8 @@ pub struct TargetStatus {
     pub next_slot: Option<DateTime<Utc>>,
     /// Copies per destination: not read yet (a later issue); always empty.
     pub copies: Vec<serde_json::Value>,
+    /// Its restore test, when it has one.
+    pub restore_test: Option<restores::RestoreTestView>,
 }
 
 /// Judges one target from the jobs of its instance (any order) at `now`.
@@ -287,7 +294,31 @@ pub fn assess(
             None
         },
         copies: Vec::new(),
+        restore_test: None,
     }
+}
+
+/// Adds `t`'s restore test to its row: a test overdue or too slow makes a covered target
+/// not covered.
+fn with_restore_test(
+    mut row: TargetStatus,
+    t: &Rule,
+    restores: &HashMap<String, restores::History>,
+    now: DateTime<Utc>,
+    margin: Duration,
+) -> TargetStatus {
+    let Some(test) = &t.settings.restores.test else {
+        return row;
+    };
+    let view = restores::assess(test, restores.get(&*t.name), now, margin);
+    if row.verdict == Verdict::Covered && view.overdue {
+        row.verdict = Verdict::RestoreOverdue;
+    } else if row.verdict == Verdict::Covered && view.too_slow {
+        row.verdict = Verdict::RestoreSlow;
+    }
+    row.overdue |= view.overdue || view.too_slow;
+    row.restore_test = Some(view);
+    row
 }
 
 /// The whole report.
@@ -313,6 +344,7 @@ pub struct Report {
 pub fn report<'a>(
     targets: impl IntoIterator<Item = &'a std::sync::Arc<Rule>>,
     jobs: &HashMap<String, Vec<JobDetail>>,
+    restores: &HashMap<String, restores::History>,
     now: DateTime<Utc>,
     margin: Duration,
     api_calls: u64,
@@ -332,7 +364,7 @@ pub fn report<'a>(
                 .or_insert_with(|| longest_gap(&rules, now - chrono::Duration::days(1)));
             let none = Vec::new();
             let of = jobs.get(&t.resource_arn.to_string()).unwrap_or(&none);
-            assess(t, gap, of, now, margin)
+            with_restore_test(assess(t, gap, of, now, margin), t, restores, now, margin)
         })
         .collect();
     // Stable: config order within each group.
@@ -366,9 +398,27 @@ fn stamp(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
+/// The restore test's cells: last pass, its restore time against the maximum, its validation.
+fn restore_cells(v: Option<&restores::RestoreTestView>) -> [String; 3] {
+    let Some(v) = v else {
+        return ["-".into(), "-".into(), "-".into()];
+    };
+    let max = age(i64::try_from(v.max_restore_seconds).unwrap_or(i64::MAX));
+    [
+        v.last_success
+            .map_or_else(|| "never".to_string(), |t| stamp(Some(t))),
+        v.last_restore_seconds.map_or_else(
+            || format!("- / {max}"),
+            |s| format!("{} / {max}", age(s.round() as i64)),
+        ),
+        v.last_validation.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
 /// The table for people; overdue rows in red when `colour`.
 pub fn render_table(r: &Report, colour: bool) -> String {
-    let header = [
+    let tests = r.targets.iter().any(|t| t.restore_test.is_some());
+    let mut header = vec![
         "TARGET",
         "STATUS",
         "LAST SUCCESS",
@@ -377,9 +427,12 @@ pub fn render_table(r: &Report, colour: bool) -> String {
         "JOB",
         "LAST ATTEMPT",
         "NEXT SLOT",
-        "RECOVERY POINT",
     ];
-    let rows: Vec<[String; 9]> = r
+    if tests {
+        header.extend(["RESTORE TEST", "RESTORE TIME", "VALIDATION"]);
+    }
+    header.push("RECOVERY POINT");
+    let rows: Vec<Vec<String>> = r
         .targets
         .iter()
         .map(|t| {
@@ -388,13 +441,15 @@ pub fn render_table(r: &Report, colour: bool) -> String {
                 || "-".to_string(),
                 |a| format!("{} {}", a.state, stamp(a.created)),
             );
-            [
+            let mut row = vec![
                 t.target.clone(),
                 match t.verdict {
                     Verdict::Overdue => "OVERDUE",
                     Verdict::Covered => "ok",
                     Verdict::Disabled => "disabled",
                     Verdict::NotRecurring => "once",
+                    Verdict::RestoreOverdue => "UNTESTED",
+                    Verdict::RestoreSlow => "SLOW",
                 }
                 .to_string(),
                 s.map_or_else(|| "never (30 d)".into(), |s| stamp(s.created)),
@@ -405,12 +460,18 @@ pub fn render_table(r: &Report, colour: bool) -> String {
                 s.map_or_else(|| "-".into(), |s| s.backup_job_id.clone()),
                 attempt,
                 stamp(t.next_slot),
+            ];
+            if tests {
+                row.extend(restore_cells(t.restore_test.as_ref()));
+            }
+            row.push(
                 s.and_then(|s| s.recovery_point_arn.clone())
                     .unwrap_or_else(|| "-".into()),
-            ]
+            );
+            row
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -418,7 +479,8 @@ pub fn render_table(r: &Report, colour: bool) -> String {
     }
     let line = |cells: &[String]| {
         let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let w = *w;
             if i + 1 == cells.len() {
                 l.push_str(cell);
             } else {
@@ -427,7 +489,7 @@ pub fn render_table(r: &Report, colour: bool) -> String {
         }
         l
     };
-    let mut out = line(&header.map(String::from));
+    let mut out = line(&header.iter().map(|h| (*h).to_string()).collect::<Vec<_>>());
     out.push('\n');
     for (row, t) in rows.iter().zip(&r.targets) {
         let l = line(row);

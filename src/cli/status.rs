@@ -26,7 +26,7 @@ pub(super) async fn run(args: &RunArgs, json: bool, margin: Duration) -> i32 {
         );
         return EXIT_USAGE;
     }
-    let backup = SdkBackupJobs::new(sdk);
+    let backup = SdkBackupJobs::new(sdk.clone());
     let bucket = TokenBucket::new(config.pacing.backup_read_rate, 1);
     let now = Utc::now();
     let enabled: Vec<Arc<crate::model::Rule>> = config.enabled_rules().cloned().collect();
@@ -37,7 +37,34 @@ pub(super) async fn run(args: &RunArgs, json: bool, margin: Duration) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let report = crate::status::report(&config.rules, &reading.jobs, now, margin, reading.calls);
+    // Restore tests: the restore machine's executions (only when a target has a test).
+    let tested: Vec<&str> = enabled
+        .iter()
+        .filter(|r| r.settings().restores.test.is_some())
+        .map(|r| &*r.name)
+        .collect();
+    let (restores, restore_calls) = match &config.restore.state_machine {
+        Some(machine) if !tested.is_empty() => {
+            let sfn = crate::aws::sfn::SdkStepFunctions::new(sdk.clone());
+            let describes = TokenBucket::new(config.pacing.describe_rate, 1);
+            match crate::status::restores::read(&sfn, machine, &tested, now, &describes).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("status: cannot read the restore tests' executions: {e}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+        _ => Default::default(),
+    };
+    let report = crate::status::report(
+        &config.rules,
+        &reading.jobs,
+        &restores,
+        now,
+        margin,
+        reading.calls + restore_calls,
+    );
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => outln!("{text}"),
