@@ -644,7 +644,7 @@ mod tests {
             c.rules[0].resource_arn.to_string(),
             vec![job("ok-job", JobState::Completed, now() - HOUR)],
         );
-        let r = report(&c.rules, &jobs, now(), HOUR, 1);
+        let r = report(&c.rules, &jobs, &HashMap::new(), now(), HOUR, 1);
         assert_eq!(
             r.targets
                 .iter()

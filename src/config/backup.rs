@@ -24,6 +24,11 @@ use crate::schedule::Schedule;
 /// One rule of a target before its values are checked: rule name, schedule, settings, path.
 pub(super) type RuleDraft = (Option<Arc<str>>, Option<Arc<Schedule>>, RawPolicy, Arc<str>);
 
+/// Checked restore settings by the start of their `restore` and `restore_test` tables and
+/// the zone.
+pub(super) type RestoresByTable =
+    FastMap<(Option<usize>, Option<usize>, Tz), Option<Arc<Restores>>>;
+
 /// Targets validated in file order, with the names, execution-name prefixes and settings they
 /// took ([`Targets::take`]).
 pub(super) struct ValidatedRun {
@@ -113,7 +118,7 @@ pub(super) struct Targets<'a> {
     pub(super) no_copies: Arc<[crate::copies::Destination]>,
     /// Restore settings by where their tables are written and the zone: a `[defaults]` or
     /// plan table is checked once for all its targets.
-    pub(super) restores: FastMap<(Option<usize>, Option<usize>, Tz), Option<Arc<Restores>>>,
+    pub(super) restores: RestoresByTable,
     /// The restores of every target without any.
     pub(super) no_restores: Arc<Restores>,
 }

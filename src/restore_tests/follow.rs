@@ -97,7 +97,7 @@ async fn log_job<S: StepFunctions, B, T>(parts: &Parts<S, B, T>, f: &Followed) -
         };
         let job = page.items.iter().find_map(|e| {
             (e.kind == "TaskSucceeded" && e.resource.as_deref() == Some(START_RESTORE_JOB))
-                .then(|| e.output.as_deref())
+                .then_some(e.output.as_deref())
                 .flatten()
                 .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
                 .and_then(|v| v["RestoreJobId"].as_str().map(str::to_string))

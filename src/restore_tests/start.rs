@@ -52,41 +52,11 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
         None => return,
     }
-    let region = p.machine.region.clone();
-    let points = match retried(&parts, &stop, || {
-        parts.backup.recovery_points(&region, &p.resource_arn, None)
-    })
-    .await
-    {
-        Some(Ok(points)) => points,
-        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+    let (point, input) = match prepare(&parts, &p, slot, &name, &stop).await {
+        Some(Ok(prepared)) => prepared,
+        Some(Err(reason)) => return not_started(&parts, &p, slot, &reason),
         None => return,
     };
-    let Some(point) = restore::pick(&points, slot, Some(p.test.within_days), p.test.pick, &name)
-    else {
-        let reason = format!(
-            "no COMPLETED recovery point of {} within {} days before the slot",
-            p.resource_arn, p.test.within_days
-        );
-        return not_started(&parts, &p, slot, &reason);
-    };
-    let point = point.clone();
-    let meta = match retried(&parts, &stop, || {
-        parts
-            .backup
-            .restore_metadata(&region, &point.vault_name, &point.arn)
-    })
-    .await
-    {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
-        None => return,
-    };
-    let place = match restore::resolve(&p.test.placement, &meta) {
-        Ok(place) => place,
-        Err(e) => return not_started(&parts, &p, slot, &e),
-    };
-    let input = restore::test_input(&p.target, &p.resource_arn, &point, &place, &p.test, slot);
     let req = StartRequest {
         state_machine: p.machine.clone(),
         name: name.clone(),
@@ -126,6 +96,53 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         &stop,
     )
     .await;
+}
+
+/// The recovery point the slot restores and the machine's input; `Err`: why it cannot start;
+/// `None`: stopped meanwhile.
+async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
+    parts: &Parts<S, B, T>,
+    p: &Planned,
+    slot: DateTime<Utc>,
+    name: &str,
+    stop: &CancellationToken,
+) -> Option<Result<(crate::aws::RecoveryPoint, restore::RestoreInput), String>> {
+    let region = p.machine.region.clone();
+    let points = match retried(parts, stop, || {
+        parts.backup.recovery_points(&region, &p.resource_arn, None)
+    })
+    .await
+    {
+        Some(Ok(points)) => points,
+        Some(Err(e)) => return Some(Err(e.to_string())),
+        None => return None,
+    };
+    let Some(point) = restore::pick(&points, slot, Some(p.test.within_days), p.test.pick, name)
+    else {
+        let reason = format!(
+            "no COMPLETED recovery point of {} within {} days before the slot",
+            p.resource_arn, p.test.within_days
+        );
+        return Some(Err(reason));
+    };
+    let point = point.clone();
+    let meta = match retried(parts, stop, || {
+        parts
+            .backup
+            .restore_metadata(&region, &point.vault_name, &point.arn)
+    })
+    .await
+    {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Some(Err(e.to_string())),
+        None => return None,
+    };
+    let place = match restore::resolve(&p.test.placement, &meta) {
+        Ok(place) => place,
+        Err(e) => return Some(Err(e)),
+    };
+    let input = restore::test_input(&p.target, &p.resource_arn, &point, &place, &p.test, slot);
+    Some(Ok((point, input)))
 }
 
 /// A slot that could not start: logged and counted as a failed test.
