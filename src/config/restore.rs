@@ -35,8 +35,9 @@ pub(super) fn restores(
     test: Written<'_, RawRestoreTest>,
     zone: Tz,
 ) -> Option<Arc<Restores>> {
+    // Both tables are checked, so that every problem is reported at once.
     let placement = match restore {
-        None => RestorePlacement::default(),
+        None => Some(RestorePlacement::default()),
         Some((raw, path)) => {
             let p = raw.get_ref();
             placement(
@@ -49,14 +50,18 @@ pub(super) fn restores(
                     security_group_ids: p.security_group_ids.clone(),
                     keep_instance_profile: p.keep_instance_profile,
                 },
-            )?
+            )
         }
     };
+    let under = placement.clone().unwrap_or_default();
     let test = match test {
-        None => None,
-        Some((raw, path)) => Some(Arc::new(restore_test(r, raw, &path, zone, &placement)?)),
+        None => Some(None),
+        Some((raw, path)) => restore_test(r, raw, &path, zone, &under).map(|t| Some(Arc::new(t))),
     };
-    Some(Arc::new(Restores { placement, test }))
+    Some(Arc::new(Restores {
+        placement: placement?,
+        test: test?,
+    }))
 }
 
 /// Checks a placement's values (each problem reported under `path.key`).

@@ -953,3 +953,135 @@ fn line_and_column_count_characters() {
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
     assert_eq!(line_col("é\nx", 3), (2, 1));
 }
+
+const RESTORE_SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:backup-restore";
+
+fn with_restores(body: &str) -> String {
+    format!("restore_state_machine_arn = \"{RESTORE_SM}\"\n{body}")
+}
+
+#[test]
+fn restore_tests_are_layered_target_over_plan_over_defaults() {
+    let c = ok(&with_restores(&format!(
+        r#"state_machine_arn = "{SM}"
+restore_sweep_interval = "5m"
+[defaults]
+restore = {{ subnet_id = "subnet-0123456789abcdef0", security_group_ids = ["sg-0123456789abcdef0"] }}
+restore_test = {{ schedule = "0 4 * * 0", within_days = 3 }}
+
+[[plan]]
+name = "fleet"
+restore_test = {{ schedule = "0 5 * * 6", pick = "random", validate_document = {{ name = "orchestrator-validate", parameters = {{ query = "select 1" }} }} }}
+[[plan.rule]]
+name = "daily"
+schedule = "0 3 * * *"
+
+[[backup]]
+name = "a"
+resource_arn = "{EC2}"
+plan = "fleet"
+
+[[backup]]
+name = "b"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef1"
+plan = "fleet"
+restore_test = {{ schedule = "0 6 * * *", max_restore_minutes = 20, instance_type = "t3.small" }}
+
+[[backup]]
+name = "c"
+resource_arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef2"
+schedule = "0 2 * * *"
+"#
+    )));
+    assert_eq!(c.restore.sweep_interval, Duration::from_secs(300));
+    assert_eq!(
+        c.restore.state_machine.as_ref().unwrap().name,
+        "backup-restore"
+    );
+    let test = |name: &str| {
+        c.first_rule_of(name)
+            .unwrap()
+            .settings()
+            .restores
+            .test
+            .clone()
+            .unwrap()
+    };
+    let a = test("a");
+    assert_eq!(a.schedule.expression(), "0 5 * * 6");
+    assert_eq!(a.pick, crate::model::Pick::Random);
+    assert_eq!(a.within_days, 7);
+    assert_eq!(
+        a.validate_document.as_ref().unwrap().parameters["query"],
+        "select 1"
+    );
+    // The placement comes from [defaults].restore under the plan's test.
+    assert_eq!(
+        a.placement.subnet_id.as_deref(),
+        Some("subnet-0123456789abcdef0")
+    );
+    let b = test("b");
+    assert_eq!(b.schedule.expression(), "0 6 * * *");
+    assert_eq!((b.max_restore_minutes, b.keep_minutes), (20, 30));
+    assert_eq!(b.placement.instance_type.as_deref(), Some("t3.small"));
+    let c_test = test("c");
+    assert_eq!(
+        (c_test.schedule.expression(), c_test.within_days),
+        ("0 4 * * 0", 3)
+    );
+    // One check per table: the plan's targets share it.
+    assert!(Arc::ptr_eq(
+        &c.first_rule_of("a").unwrap().settings().restores,
+        &c.first_rule_of("a").unwrap().settings().restores
+    ));
+}
+
+#[test]
+fn bad_restore_values_name_their_field_and_line() {
+    let d = errors(&with_restores(&format!(
+        r#"state_machine_arn = "{SM}"
+[[backup]]
+name = "web"
+resource_arn = "{EC2}"
+schedule = "0 3 * * *"
+restore = {{ subnet_id = "vpc-1", security_group_ids = [] }}
+restore_test = {{ schedule = "61 * * * *", within_days = 0, keep_minutes = 5000, validate_document = {{ name = "a b" }} }}
+"#
+    )));
+    let text: Vec<String> = d.iter().map(ToString::to_string).collect();
+    let has = |field: &str| {
+        assert!(
+            text.iter().any(|t| t.contains(field) && t.contains(":7:")
+                || t.contains(field) && t.contains(":8:")),
+            "{field} not in {text:#?}"
+        );
+    };
+    has("backup[0].restore.subnet_id");
+    has("backup[0].restore.security_group_ids");
+    has("backup[0].restore_test.schedule");
+    has("backup[0].restore_test.within_days");
+    has("backup[0].restore_test.keep_minutes");
+    has("backup[0].restore_test.validate_document.name");
+}
+
+#[test]
+fn a_restore_test_needs_the_restore_machine_and_unknown_keys_are_refused() {
+    let d = errors(&format!(
+        "{}restore_test = {{ schedule = \"0 4 * * 0\" }}\n",
+        minimal()
+    ));
+    assert!(
+        d.iter()
+            .any(|d| d.to_string().contains("restore_state_machine_arn")),
+        "{d:?}"
+    );
+    let d = errors(&with_restores(&format!(
+        "{}restore_test = {{ schedule = \"0 4 * * 0\", iam_instance_profile = \"admin\" }}\n",
+        minimal()
+    )));
+    assert!(
+        d.iter()
+            .any(|d| d.to_string().contains("iam_instance_profile")),
+        "{d:?}"
+    );
+}

@@ -171,3 +171,58 @@ pub async fn read<S: StepFunctions>(
     }
     Ok((out, calls))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{Pick, RestorePlacement};
+
+    fn weekly(max_restore_minutes: u32) -> RestoreTest {
+        RestoreTest {
+            schedule: Arc::new(
+                crate::schedule::Schedule::parse("0 3 * * 0", chrono_tz::Tz::UTC).unwrap(),
+            ),
+            pick: Pick::Latest,
+            within_days: 7,
+            max_restore_minutes,
+            keep_minutes: 0,
+            validate_document: None,
+            placement: RestorePlacement::default(),
+            enabled: true,
+        }
+    }
+
+    fn ran(days_ago: i64, seconds: f64, now: DateTime<Utc>) -> Ran {
+        Ran {
+            at: now - chrono::Duration::days(days_ago),
+            succeeded: true,
+            restore_seconds: Some(seconds),
+            validation: Some("SUCCESSFUL".into()),
+        }
+    }
+
+    #[test]
+    fn a_test_is_overdue_after_its_gap_and_slow_past_its_maximum() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
+        let margin = Duration::from_secs(7200);
+        let never = assess(&weekly(60), None, now, margin);
+        assert!(never.overdue && !never.too_slow && never.last_success.is_none());
+        let h = History {
+            last: Some(ran(2, 600.0, now)),
+            last_success: Some(ran(2, 600.0, now)),
+        };
+        let fine = assess(&weekly(60), Some(&h), now, margin);
+        assert!(!fine.overdue && !fine.too_slow);
+        assert_eq!(fine.last_result.as_deref(), Some("passed"));
+        assert!(assess(&weekly(5), Some(&h), now, margin).too_slow);
+        let old = History {
+            last: None,
+            last_success: Some(ran(9, 60.0, now)),
+        };
+        assert!(assess(&weekly(60), Some(&old), now, margin).overdue);
+    }
+}
