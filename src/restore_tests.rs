@@ -98,6 +98,7 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     let mut handled: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
     let mut next_sweep = tokio::time::Instant::now();
     let mut seeded: Option<Arc<Config>> = None;
+    let started = parts.clock.now();
     loop {
         let config = configs.borrow_and_update().clone();
         let plan = planned(&config);
@@ -115,7 +116,14 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
                 .unwrap_or(now - chrono::Duration::from_std(CATCH_UP).expect("an hour"));
             if let Some(slot) = p.test.schedule.latest_in(from, now) {
                 handled.insert(p.target.clone(), slot);
-                tokio::spawn(start::start(parts.clone(), p.clone(), slot, stop.clone()));
+                let late = slot < started;
+                tokio::spawn(start::start(
+                    parts.clone(),
+                    p.clone(),
+                    slot,
+                    late,
+                    stop.clone(),
+                ));
             } else {
                 handled.entry(p.target.clone()).or_insert(from);
             }

@@ -36,6 +36,10 @@ pub const DEMO_TAGGED: &[(&str, &[(&str, &str)])] = &[
 /// The demo config: two targets every 5 seconds, one of them failing, one copied to another
 /// region, and a tag selection, against the sandbox.
 pub fn demo_config(endpoint: &str) -> String {
+    // The restore test's seconds: 12 s after the start (when web-1 has backups), then every
+    // 30 s.
+    let first = (chrono::Utc::now().timestamp() + 12).rem_euclid(60);
+    let restore_seconds = format!("{first},{}", (first + 30) % 60);
     format!(
         r#"# Demo: fires every 5 seconds against the in-process sandbox.
 state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-backup"
@@ -45,6 +49,9 @@ endpoint_url = "{endpoint}"
 poll_interval = "1s"
 max_poll_interval = "2s"
 selection_refresh = "10s"
+# Restore tests run on the stack's restore machine; the sweeper looks for leftovers every 10 s.
+restore_state_machine_arn = "arn:aws:states:us-east-1:123456789012:stateMachine:orchestrator-restore"
+restore_sweep_interval = "10s"
 
 [defaults]
 concurrency = "allow"
@@ -58,6 +65,10 @@ copy_to = [{{ vault_arn = "arn:aws:backup:us-west-2:123456789012:backup-vault:or
 # The application stops for the snapshot and starts again once the job has started.
 pre_document = {{ name = "orchestrator-systemd-unit", parameters = {{ action = "stop", unit = "app" }} }}
 post_document = {{ name = "orchestrator-systemd-unit", parameters = {{ action = "start", unit = "app" }} }}
+# Proves the backups come back: restores the newest one into a private subnet, waits for the
+# status checks, runs the validation document on the restored instance, then deletes it.
+restore = {{ subnet_id = "subnet-0de0de0de0de0de00", security_group_ids = ["sg-0de0de0de0de0de00"] }}
+restore_test = {{ schedule = "{restore_seconds} * * * * *", max_restore_minutes = 5, keep_minutes = 0, validate_document = {{ name = "orchestrator-validate", parameters = {{ command = "systemctl is-active app" }} }} }}
 
 [[backup]]
 name = "db-1"
@@ -92,6 +103,13 @@ pub fn demo_sandbox_config() -> SandboxConfig {
         },
         copy_pending: Duration::from_secs(1),
         copy_running: Duration::from_secs(2),
+        // A restore of 4 s, an instance running 1 s later with its checks ok 2 s after, and
+        // the restore machine's polls every second (60 s and 15 s in AWS).
+        restore: aws_sandbox::RestoreSettings {
+            job_poll: Duration::from_secs(1),
+            instance_poll: Duration::from_secs(1),
+            ..aws_sandbox::RestoreSettings::default()
+        },
         ..SandboxConfig::default()
     }
 }

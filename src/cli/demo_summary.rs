@@ -102,6 +102,12 @@ pub struct Row {
     pub merged: u64,
     /// Slots skipped (the daemon's count).
     pub skipped: u64,
+    /// Restore tests that passed.
+    pub restores_passed: u64,
+    /// Restore tests that failed.
+    pub restores_failed: u64,
+    /// Restore tests still running at the end.
+    pub restores_running: u64,
 }
 
 /// The rows by target, from the records (and the daemon's last scrape, for merged/skipped).
@@ -116,6 +122,15 @@ pub fn rows(r: &Records, scrape: &str) -> BTreeMap<String, Row> {
         let Some(target) = input["Target"].as_str() else {
             continue;
         };
+        if input["Action"] == "test" {
+            let row = rows.entry(target.to_string()).or_default();
+            match e["status"].as_str().unwrap_or("") {
+                "SUCCEEDED" => row.restores_passed += 1,
+                "RUNNING" => row.restores_running += 1,
+                _ => row.restores_failed += 1,
+            }
+            continue;
+        }
         if input["Action"].as_str().is_some_and(|a| a != "backup") {
             continue;
         }
@@ -256,7 +271,11 @@ pub fn render(rows: &BTreeMap<String, Row>) -> String {
                 } else {
                     format!("{:.1} s", r.max_downtime)
                 },
-                "-".to_string(),
+                match (r.restores_passed + r.restores_failed, r.restores_running) {
+                    (0, 0) => "-".to_string(),
+                    (_, 0) => format!("{}/{}", r.restores_passed, r.restores_failed),
+                    (_, n) => format!("{}/{} ({n} running)", r.restores_passed, r.restores_failed),
+                },
             ]
         })
         .collect();
@@ -288,7 +307,8 @@ pub fn render(rows: &BTreeMap<String, Row>) -> String {
         "STARTED: backup executions; DONE / FAILED: their backup jobs (FAILED also an execution\n\
          that made none); COPIES: copy jobs completed/failed; MERGED/SKIPPED: slots folded into\n\
          another backup / not started (the daemon's metrics); DOWNTIME: the longest hook downtime\n\
-         (pre hook start to post hook end); RESTORES: restore tests (none in the demo).\n\
+         (pre hook start to post hook end); RESTORES: restore tests passed/failed (restore, status\n\
+         checks, validation document, then the restored instance deleted).\n\
          \n\
          Try next, on the example config:\n  \
          orchestrator check --config config/backups.example.toml   # validate; each target's next slot\n  \

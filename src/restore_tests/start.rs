@@ -22,6 +22,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     parts: Arc<Parts<S, B, T>>,
     p: Planned,
     slot: DateTime<Utc>,
+    late: bool,
     stop: CancellationToken,
 ) {
     let name = restore::test_name(&p.target, slot);
@@ -54,7 +55,16 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     }
     let (point, input) = match prepare(&parts, &p, slot, &name, &stop).await {
         Some(Ok(prepared)) => prepared,
-        Some(Err(reason)) => return not_started(&parts, &p, slot, &reason),
+        // A slot from before this start, with nothing to restore yet (a new target, say):
+        // not a failure of this daemon's tests.
+        Some(Err(NotReady::NoPoint(reason))) if late => {
+            info!(event = event::RESTORE_TEST_SKIPPED, target = %p.target,
+                slot = %restore::utc(slot), reason, "restore test of a missed slot skipped");
+            return;
+        }
+        Some(Err(NotReady::NoPoint(reason) | NotReady::Failed(reason))) => {
+            return not_started(&parts, &p, slot, &reason);
+        }
         None => return,
     };
     let req = StartRequest {
@@ -73,11 +83,11 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             info!(
                 event = event::RESTORE_TEST_STARTED,
                 target = %p.target,
-                execution_arn = %arn,
-                execution_name = %name,
-                slot = %restore::utc(slot),
-                recovery_point_arn = %point.arn,
                 recovery_point_age_seconds = age,
+                recovery_point_arn = %point.arn,
+                slot = %restore::utc(slot),
+                execution_name = %name,
+                execution_arn = %arn,
                 "restore test started"
             );
         }
@@ -98,6 +108,14 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     .await;
 }
 
+/// Why a slot's test cannot start.
+enum NotReady {
+    /// No recovery point to restore.
+    NoPoint(String),
+    /// An AWS call or the placement failed.
+    Failed(String),
+}
+
 /// The recovery point the slot restores and the machine's input; `Err`: why it cannot start;
 /// `None`: stopped meanwhile.
 async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
@@ -106,7 +124,7 @@ async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     slot: DateTime<Utc>,
     name: &str,
     stop: &CancellationToken,
-) -> Option<Result<(crate::aws::RecoveryPoint, restore::RestoreInput), String>> {
+) -> Option<Result<(crate::aws::RecoveryPoint, restore::RestoreInput), NotReady>> {
     let region = p.machine.region.clone();
     let points = match retried(parts, stop, || {
         parts.backup.recovery_points(&region, &p.resource_arn, None)
@@ -114,7 +132,7 @@ async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     .await
     {
         Some(Ok(points)) => points,
-        Some(Err(e)) => return Some(Err(e.to_string())),
+        Some(Err(e)) => return Some(Err(NotReady::Failed(e.to_string()))),
         None => return None,
     };
     let Some(point) = restore::pick(&points, slot, Some(p.test.within_days), p.test.pick, name)
@@ -123,7 +141,7 @@ async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             "no COMPLETED recovery point of {} within {} days before the slot",
             p.resource_arn, p.test.within_days
         );
-        return Some(Err(reason));
+        return Some(Err(NotReady::NoPoint(reason)));
     };
     let point = point.clone();
     let meta = match retried(parts, stop, || {
@@ -134,12 +152,12 @@ async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     .await
     {
         Some(Ok(m)) => m,
-        Some(Err(e)) => return Some(Err(e.to_string())),
+        Some(Err(e)) => return Some(Err(NotReady::Failed(e.to_string()))),
         None => return None,
     };
     let place = match restore::resolve(&p.test.placement, &meta) {
         Ok(place) => place,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some(Err(NotReady::Failed(e))),
     };
     let input = restore::test_input(&p.target, &p.resource_arn, &point, &place, &p.test, slot);
     Some(Ok((point, input)))

@@ -55,13 +55,23 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     parts
         .metrics
         .set_restored_resources(found.resources.len(), expired.len());
-    info!(
-        event = event::RESTORE_SWEEP,
-        alive = found.resources.len(),
-        expired = expired.len(),
-        calls = found.calls,
-        "restored instances looked at"
-    );
+    // Every look is in the metrics; a line only when there is something to sweep.
+    if expired.is_empty() {
+        tracing::debug!(
+            event = event::RESTORE_SWEEP,
+            alive = found.resources.len(),
+            calls = found.calls,
+            "restored instances looked at"
+        );
+    } else {
+        info!(
+            event = event::RESTORE_SWEEP,
+            alive = found.resources.len(),
+            expired = expired.len(),
+            calls = found.calls,
+            "restored instances looked at: some are past their expiry"
+        );
+    }
     for (arn, expires) in expired {
         let id = arn.rsplit('/').next().unwrap_or(&arn).to_string();
         // One sweep per instance and look: a failed termination is tried at the next look.

@@ -85,6 +85,8 @@ pub const RESTORE_TEST_STARTED: &str = "restore_test_started";
 pub const RESTORE_TEST_RESUMED: &str = "restore_test_resumed";
 /// A restore test slot that could not start (no recovery point, an API error): a failed test.
 pub const RESTORE_TEST_NOT_STARTED: &str = "restore_test_not_started";
+/// A missed slot (before this start) with no recovery point yet: not run, not a failure.
+pub const RESTORE_TEST_SKIPPED: &str = "restore_test_skipped";
 /// The restore machine started the restore job.
 pub const RESTORE_JOB_CREATED: &str = "restore_job_created";
 /// A restore (test or on demand) ended: the verdict and every step's result.

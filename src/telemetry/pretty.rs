@@ -16,7 +16,15 @@ pub const WIDTH: usize = 100;
 
 /// Fields a line leaves out: the target's name says which instance, and the slot is in the
 /// execution's name.
-const LEFT_OUT: &[&str] = &["resource_arn", "scheduled_for", "table"];
+const LEFT_OUT: &[&str] = &["resource_arn", "scheduled_for", "table", "kind"];
+
+/// Shorter names of long fields (a restore's line fits in [`WIDTH`] with its verdicts).
+const ALIASES: &[(&str, &str)] = &[
+    ("restore_seconds", "took"),
+    ("validation_status", "validation"),
+    ("cleanup_status", "cleanup"),
+    ("status_checks", "checks"),
+];
 
 /// The formatter.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +60,12 @@ impl Fields {
             "event" => self.event = Some(value),
             "target" => self.target = Some(value),
             n if LEFT_OUT.contains(&n) => {}
-            n => self.rest.push((n, short(&value))),
+            // An empty value says nothing to a person.
+            _ if value.is_empty() => {}
+            n => {
+                let n = ALIASES.iter().find(|(k, _)| *k == n).map_or(n, |(_, a)| a);
+                self.rest.push((n, short(&value)));
+            }
         }
     }
 }
