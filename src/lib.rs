@@ -10,7 +10,8 @@
 //! - [`execution`]: execution names of slots and the execution input (the contract with the
 //!   state machine); [`hooks`]: hook documents and what a hook execution's history says;
 //!   [`copies`]: `copy_to` destinations, copy tokens and the life of one copy; [`lifecycle`]: the
-//!   life of one backup and the changes worth a log line.
+//!   life of one backup and the changes worth a log line; [`restore`]: the restore machine's
+//!   names and input, which recovery point a restore takes, what its report says.
 //!
 //! **The model** ([`model`]): the validated config every module reads: a [`model::Rule`] per
 //! schedule of a target, its [`model::RuleSettings`], the [`model::Config`].
@@ -34,6 +35,8 @@
 //! - [`tracker`]: follows executions and their jobs (backups, copies) to their end, one generic
 //!   poll round per kind; [`recovery`]: at start, what was in flight and which missed slots to
 //!   catch up; [`refresh`]: resolves tag selections; [`lease`]: the `[ha]` leader lease;
+//!   [`restore_tests`]: scheduled restore tests (one execution per slot, followed to its end)
+//!   and the sweeper of restored instances past their expiry;
 //!   [`coverage`]: each target's expected interval and last successes (seeded from AWS Backup
 //!   through [`status::read`]) for the metrics the alert rules read.
 //!

@@ -9,6 +9,7 @@
 //! terminate them. The pure parts (names, input, picking, the report) are [`crate::restore`].
 
 mod follow;
+mod parts;
 mod start;
 mod sweeper;
 
@@ -20,53 +21,16 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::arn::StateMachineArn;
 use crate::aws::{RecoveryPoints, StepFunctions, TagSearch};
-use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::model::{Config, RestoreTest};
-use crate::pacing::TokenBucket;
+use crate::model::Config;
 
 pub use follow::{Followed, follow};
+pub use parts::{Parts, Planned};
 
 /// How far back a slot missed while no replica ran is still started (a restart within the
 /// hour runs it late; an older one waits for the next slot).
 pub const CATCH_UP: Duration = Duration::from_secs(3600);
-
-/// What the restore parts share.
-pub struct Parts<S, B, T> {
-    /// Step Functions.
-    pub sfn: Arc<S>,
-    /// AWS Backup's recovery points.
-    pub backup: Arc<B>,
-    /// The tagging API (the sweeper).
-    pub tags: Arc<T>,
-    /// Now.
-    pub clock: Arc<dyn Clock>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// DescribeExecution and GetExecutionHistory pacing.
-    pub describes: Arc<TokenBucket>,
-    /// StartExecution pacing (shared with backups).
-    pub starts: Arc<TokenBucket>,
-    /// First poll of an execution; doubles while it runs.
-    pub poll_interval: Duration,
-    /// The ceiling of that backoff.
-    pub max_poll_interval: Duration,
-}
-
-/// One target's restore test, as the config says.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    /// The target's name.
-    pub target: Arc<str>,
-    /// Its instance.
-    pub resource_arn: String,
-    /// Its test.
-    pub test: Arc<RestoreTest>,
-    /// The restore machine.
-    pub machine: StateMachineArn,
-}
 
 /// The enabled restore tests of `config`, one per target (selections' instances included once
 /// resolved).

@@ -18,6 +18,8 @@ use backup_orchestrator::copies::{CopyExecutionInput, CopyToInput};
 use backup_orchestrator::execution::ExecutionInput;
 use serde_json::{Value, json};
 
+const EC2: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
+
 const TEMPLATE: &str = include_str!("../deploy/cloudformation/orchestrator.yaml");
 const START_BACKUP_JOB: &str = "arn:aws:states:::aws-sdk:backup:startBackupJob";
 const START_RESTORE_JOB: &str = "arn:aws:states:::aws-sdk:backup:startRestoreJob";
@@ -751,6 +753,56 @@ fn a_copy_execution_has_these_members_and_each_copy_the_daemon_s_token() {
 }
 
 // --- the restore machine ---------------------------------------------------------------
+
+#[test]
+fn the_restore_machine_accepts_exactly_the_members_the_daemon_sends() {
+    use backup_orchestrator::model::{Pick, RestorePlacement, RestoreTest, ValidateDocument};
+    use backup_orchestrator::restore::{self, RecoveryPoint, Resolved};
+    let point = RecoveryPoint {
+        arn: "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0".into(),
+        vault_name: "orchestrator".into(),
+        resource_arn: EC2.into(),
+        status: "COMPLETED".into(),
+        created: chrono::Utc::now(),
+    };
+    let place = Resolved {
+        instance_type: "t3.micro".into(),
+        subnet_id: "subnet-0123456789abcdef0".into(),
+        security_group_ids: vec!["sg-0123456789abcdef0".into()],
+        keep_instance_profile: true,
+    };
+    let test = RestoreTest {
+        schedule: std::sync::Arc::new(
+            backup_orchestrator::schedule::Schedule::parse("0 4 * * 0", chrono_tz::Tz::UTC)
+                .unwrap(),
+        ),
+        pick: Pick::Latest,
+        within_days: 7,
+        max_restore_minutes: 60,
+        keep_minutes: 30,
+        validate_document: Some(ValidateDocument {
+            name: "orchestrator-validate".into(),
+            parameters: [("command".to_string(), "true".to_string())].into(),
+        }),
+        placement: RestorePlacement::default(),
+        enabled: true,
+    };
+    let now = chrono::Utc::now();
+    let full = restore::test_input("web", EC2, &point, &place, &test, now).to_json();
+    assert_eq!(members_of(&full), set(RESTORE_MEMBERS), "a full test input");
+    let on_demand = restore::restore_input("web", EC2, &point, &place, 3600, now).to_json();
+    assert!(members_of(&on_demand).is_subset(&set(RESTORE_MEMBERS)));
+    assert!(!members_of(&on_demand).contains("KeepSeconds"));
+    assert!(!members_of(&on_demand).contains("ValidateDocument"));
+    let v: Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(
+        members_of(&v["ValidateDocument"].to_string()),
+        set(["Name", "Parameters"])
+    );
+    let m = Machine::of("RestoreStateMachine");
+    let lists = quoted_lists(&m.sub_text("RestoreInputProblems"));
+    assert!(lists.contains(&set(RESTORE_MEMBERS)), "{lists:?}");
+}
 
 #[test]
 #[allow(clippy::too_many_lines)] // one contract, member by member, read top to bottom

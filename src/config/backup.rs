@@ -239,13 +239,8 @@ impl Targets<'_> {
             if ok && !name.is_empty() {
                 ok &= self.take_prefix(r, &at, &t, &name, unit.0.as_deref());
             }
-            let (rule, good) = self.rule_of(r, &at, &t, &name, &place, &hooks, unit);
-            let rule = rule.map(|mut rule| {
-                if let Some(restores) = &restores {
-                    rule.settings_mut().restores = restores.clone();
-                }
-                rule
-            });
+            let restores = restores.as_ref().unwrap_or(&self.no_restores).clone();
+            let (rule, good) = self.rule_of(r, &at, &t, &name, &place, (&hooks, restores), unit);
             ok &= good;
             out.extend(rule);
         }
@@ -712,7 +707,7 @@ impl Targets<'_> {
         t: &RawTarget,
         name: &Arc<str>,
         place: &Place,
-        hooks: &TargetHooks,
+        (hooks, restores): (&TargetHooks, Arc<Restores>),
         (rule, schedule, policy, rule_path): RuleDraft,
     ) -> (Option<Rule>, bool) {
         let from_rule = rule.is_some().then_some(&*rule_path);
@@ -771,7 +766,7 @@ impl Targets<'_> {
             } else {
                 copy_to.into()
             },
-            restores: self.no_restores.clone(),
+            restores,
         };
         let rule = Rule {
             name: name.clone(),

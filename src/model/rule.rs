@@ -98,7 +98,7 @@ pub struct RuleSettings {
     pub copy_to: Arc<[Destination]>,
     /// The target's restore placement and restore test (one per target: every rule of it
     /// shares them).
-    pub restores: Arc<super::Restores>,
+    pub restores: Arc<super::restore::Restores>,
 }
 
 // Hashes the fields that tell most rules apart; equal settings hash alike (a subset of `Eq`).

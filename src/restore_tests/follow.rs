@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Parts;
+use super::parts::Parts;
 use crate::aws::{ExecutionDetail, ExecutionStatus, StepFunctions};
 use crate::restore::{Outcome, Report, outcome};
 use crate::telemetry::event;

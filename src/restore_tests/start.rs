@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::follow::{Followed, follow};
-use super::{Parts, Planned};
+use super::parts::{Parts, Planned};
 use crate::aws::{ApiError, ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagSearch};
 use crate::restore::{self, Outcome};
 use crate::telemetry::event;

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Parts;
 use super::follow::Followed;
+use super::parts::Parts;
 use crate::arn::StateMachineArn;
 use crate::aws::{ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagQuery, TagSearch};
 use crate::model::RestoreGlobals;
