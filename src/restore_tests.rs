@@ -29,7 +29,8 @@ pub use follow::{Followed, follow};
 pub use parts::{Parts, Planned};
 
 /// How far back a slot missed while no replica ran is still started (a restart within the
-/// hour runs it late; an older one waits for the next slot).
+/// hour runs it late; an older one waits for the next slot). A slot whose test may still be
+/// running (up to its expiry) is looked at further back, to follow it to its end.
 pub const CATCH_UP: Duration = Duration::from_secs(3600);
 
 /// The enabled restore tests of `config`, one per target (selections' instances included once
@@ -74,10 +75,12 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             seeded = Some(config.clone());
         }
         for p in &plan {
-            let from = handled
-                .get(&p.target)
-                .copied()
-                .unwrap_or(now - chrono::Duration::from_std(CATCH_UP).expect("an hour"));
+            let from = handled.get(&p.target).copied().unwrap_or_else(|| {
+                // At start: the last slot whose test may still run (to follow it), or that may
+                // still be caught up.
+                let running = crate::restore::expires_at(now, &p.test) - now;
+                now - running.max(chrono::Duration::from_std(CATCH_UP).expect("an hour"))
+            });
             if let Some(slot) = p.test.schedule.latest_in(from, now) {
                 handled.insert(p.target.clone(), slot);
                 let late = slot < started;

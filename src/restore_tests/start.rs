@@ -49,6 +49,13 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             }
             return;
         }
+        // Never started, and too old to start late: the next slot tests.
+        Some(Err(e)) if e.kind == ErrorKind::NotFound && too_late(&parts, slot) => {
+            info!(event = event::RESTORE_TEST_SKIPPED, target = %p.target,
+                slot = %restore::utc(slot), reason = "missed by more than an hour while no replica ran",
+                "restore test of a missed slot skipped");
+            return;
+        }
         Some(Err(e)) if e.kind == ErrorKind::NotFound => {}
         Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
         None => return,
@@ -106,6 +113,11 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         &stop,
     )
     .await;
+}
+
+/// A slot more than [`super::CATCH_UP`] old is not started late.
+fn too_late<S, B, T>(parts: &Parts<S, B, T>, slot: DateTime<Utc>) -> bool {
+    (parts.clock.now() - slot).to_std().unwrap_or_default() > super::CATCH_UP
 }
 
 /// Why a slot's test cannot start.
