@@ -49,6 +49,7 @@ pub(super) fn print_summary(c: &Config) {
     if c.rules.len() > 50 {
         outln!("  … and {} more", c.rules.len() - 50);
     }
+    print_restore_tests(c, now);
     for s in &c.selections {
         outln!(
             "  {:<24} selects ec2:instance in {} ({}) tagged {}{}; {} rule(s); refreshed every {:?}",
@@ -73,6 +74,43 @@ pub(super) fn print_summary(c: &Config) {
             "  {} instance(s) with several rules: overlapping slots become one backup (the longest retention)",
             c.instances.len()
         );
+    }
+}
+
+/// One line per target with a restore test (the first 50), and how many there are.
+fn print_restore_tests(c: &Config, now: chrono::DateTime<Utc>) {
+    let mut seen = std::collections::HashSet::new();
+    let tested: Vec<_> = c
+        .rules
+        .iter()
+        .filter_map(|r| Some((r, r.settings().restores.test.as_ref()?)))
+        .filter(|(r, _)| seen.insert(r.name.clone()))
+        .collect();
+    for (r, t) in tested.iter().take(50) {
+        let next = t
+            .schedule
+            .next_after(now)
+            .map_or_else(|| "never".to_string(), |n| n.to_rfc3339());
+        outln!(
+            "  {:<24} {:<28} {:<16} restore test ({}, within {} d, max {} min{}) next {}{}",
+            format!("{} restore", r.name),
+            t.schedule.expression(),
+            t.schedule.timezone().name(),
+            match t.pick {
+                crate::model::Pick::Latest => "latest",
+                crate::model::Pick::Random => "random",
+            },
+            t.within_days,
+            t.max_restore_minutes,
+            t.validate_document
+                .as_ref()
+                .map_or(String::new(), |d| format!(", validates with {}", d.name)),
+            next,
+            if t.enabled { "" } else { " (disabled)" }
+        );
+    }
+    if tested.len() > 50 {
+        outln!("  … and {} more restore tests", tested.len() - 50);
     }
 }
 
