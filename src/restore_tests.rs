@@ -4,14 +4,16 @@
 //! Each target with a `restore_test` gets one execution of the restore machine per slot, named
 //! `test-{target}-{slot}` ([`crate::restore::test_name`]): a slot already started (before a
 //! restart, or by another replica) is followed, never started again. [`start`] picks the
-//! recovery point and starts the test; [`follow`] follows its execution to the end and logs each
-//! step once; [`sweeper`] finds restored instances past their expiry and has the machine
-//! terminate them. The pure parts (names, input, picking, the report) are [`crate::restore`].
+//! recovery point and starts the test; [`watcher`] follows every test and sweep in flight
+//! together (one listing of the machine's running executions a round) and logs each step once
+//! ([`follow`]: the lines, and one execution followed alone, as `orchestrator restore` does);
+//! [`sweeper`] finds restored instances past their expiry and has the machine terminate them. The pure parts (names, input, picking, the report) are [`crate::restore`].
 
 mod follow;
 mod parts;
 mod start;
 mod sweeper;
+mod watcher;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     mut configs: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) {
+    let (watch, watched) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(watcher::run(parts.clone(), watched, stop.clone()));
     let mut handled: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
     let mut next_sweep = tokio::time::Instant::now();
     let mut seeded: Option<Arc<Config>> = None;
@@ -84,13 +88,11 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             if let Some(slot) = p.test.schedule.latest_in(from, now) {
                 handled.insert(p.target.clone(), slot);
                 let late = slot < started;
-                tokio::spawn(start::start(
-                    parts.clone(),
-                    p.clone(),
-                    slot,
-                    late,
-                    stop.clone(),
-                ));
+                let (parts, p, watch, stop) =
+                    (parts.clone(), p.clone(), watch.clone(), stop.clone());
+                tokio::spawn(
+                    async move { start::start(&parts, &p, slot, late, &watch, &stop).await },
+                );
             } else {
                 handled.entry(p.target.clone()).or_insert(from);
             }
@@ -115,7 +117,7 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
                 let globals = config.restore.clone();
                 next_sweep = tokio::time::Instant::now() + globals.sweep_interval;
                 if let Some(machine) = globals.state_machine.clone() {
-                    tokio::spawn(sweeper::sweep(parts.clone(), machine, globals, stop.clone()));
+                    tokio::spawn(sweeper::sweep(parts.clone(), machine, globals, watch.clone()));
                 }
             }
             () = sleep_slot => {}

@@ -21,7 +21,7 @@ const START_RESTORE_JOB: &str = "startRestoreJob";
 pub struct Followed {
     /// The target.
     pub target: Arc<str>,
-    /// `test` or `restore`.
+    /// `test`, `restore` or `sweep` (then `target` is the swept instance).
     pub kind: &'static str,
     /// The execution.
     pub execution_arn: String,
@@ -72,19 +72,50 @@ pub async fn follow<S: StepFunctions, B, T>(
         if detail.status == ExecutionStatus::Running {
             continue;
         }
-        let report = Report::of(&detail);
-        let verdict = outcome(&detail.status, report.as_ref(), f.max);
-        log_end(parts, &f, &detail, report.as_ref(), verdict);
-        return Some(Ended {
-            detail,
-            report,
-            outcome: verdict,
-        });
+        return Some(ended(parts, &f, detail));
     }
 }
 
+/// The end of `f`'s execution (`detail` not RUNNING): logged and counted.
+pub(super) fn ended<S, B, T>(
+    parts: &Parts<S, B, T>,
+    f: &Followed,
+    detail: ExecutionDetail,
+) -> Ended {
+    let report = Report::of(&detail);
+    let verdict = outcome(&detail.status, report.as_ref(), f.max);
+    if f.kind == "sweep" {
+        log_swept(f, &detail);
+    } else {
+        log_end(parts, f, &detail, report.as_ref(), verdict);
+    }
+    Ended {
+        detail,
+        report,
+        outcome: verdict,
+    }
+}
+
+/// A sweep's end (`target` holds the swept instance).
+fn log_swept(f: &Followed, d: &ExecutionDetail) {
+    let cleanup = d
+        .output
+        .as_deref()
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        .and_then(|v| v["Cleanup"]["Status"].as_str().map(str::to_string));
+    info!(
+        event = event::RESTORE_SWEPT,
+        resource_arn = %f.target,
+        execution_status = d.status.as_str(),
+        cleanup_status = cleanup.as_deref().unwrap_or(""),
+        error = d.error.as_deref().unwrap_or(""),
+        execution_arn = %f.execution_arn,
+        "sweep ended"
+    );
+}
+
 /// Logs `restore_job_created` once the history shows the job; true once logged.
-async fn log_job<S: StepFunctions, B, T>(parts: &Parts<S, B, T>, f: &Followed) -> bool {
+pub(super) async fn log_job<S: StepFunctions, B, T>(parts: &Parts<S, B, T>, f: &Followed) -> bool {
     let mut token = None;
     loop {
         parts.describes.acquire().await;

@@ -1,17 +1,19 @@
 //! One slot of one target's restore test: exactly once by name, then followed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::follow::{Followed, follow};
+use super::follow::Followed;
 use super::parts::{Parts, Planned};
 use crate::aws::{ApiError, ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagSearch};
 use crate::restore::{self, Outcome};
 use crate::telemetry::event;
+
+/// Where started tests go to be followed ([`super::watch`]).
+pub(super) type Watch = tokio::sync::mpsc::UnboundedSender<Followed>;
 
 /// How often a failing call is tried before the slot is reported failed.
 const ATTEMPTS: u32 = 5;
@@ -19,11 +21,12 @@ const ATTEMPTS: u32 = 5;
 /// Starts `p`'s test of `slot` unless its execution exists (then follows it if it runs), and
 /// follows it to its end.
 pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
-    parts: Arc<Parts<S, B, T>>,
-    p: Planned,
+    parts: &Parts<S, B, T>,
+    p: &Planned,
     slot: DateTime<Utc>,
     late: bool,
-    stop: CancellationToken,
+    watch: &Watch,
+    stop: &CancellationToken,
 ) {
     let name = restore::test_name(&p.target, slot);
     let arn = p.machine.execution_arn(&name);
@@ -35,7 +38,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         point_created: None,
     };
     // Exactly once: an execution of this name is this slot's test.
-    match retried(&parts, &stop, || async {
+    match retried(parts, stop, || async {
         parts.describes.acquire().await;
         parts.sfn.describe_execution(&arn).await
     })
@@ -45,22 +48,22 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             if d.status == crate::aws::ExecutionStatus::Running {
                 info!(event = event::RESTORE_TEST_RESUMED, target = %p.target, execution_arn = %arn,
                     "restore test already running: following it");
-                follow(&parts, followed, &stop).await;
+                let _ = watch.send(followed);
             }
             return;
         }
         // Never started, and too old to start late: the next slot tests.
-        Some(Err(e)) if e.kind == ErrorKind::NotFound && too_late(&parts, slot) => {
+        Some(Err(e)) if e.kind == ErrorKind::NotFound && too_late(parts, slot) => {
             info!(event = event::RESTORE_TEST_SKIPPED, target = %p.target,
                 slot = %restore::utc(slot), reason = "missed by more than an hour while no replica ran",
                 "restore test of a missed slot skipped");
             return;
         }
         Some(Err(e)) if e.kind == ErrorKind::NotFound => {}
-        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        Some(Err(e)) => return not_started(parts, p, slot, &e.to_string()),
         None => return,
     }
-    let (point, input) = match prepare(&parts, &p, slot, &name, &stop).await {
+    let (point, input) = match prepare(parts, p, slot, &name, stop).await {
         Some(Ok(prepared)) => prepared,
         // A slot from before this start, with nothing to restore yet (a new target, say):
         // not a failure of this daemon's tests.
@@ -70,7 +73,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             return;
         }
         Some(Err(NotReady::NoPoint(reason) | NotReady::Failed(reason))) => {
-            return not_started(&parts, &p, slot, &reason);
+            return not_started(parts, p, slot, &reason);
         }
         None => return,
     };
@@ -79,7 +82,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         name: name.clone(),
         input: input.to_json(),
     };
-    let started = retried(&parts, &stop, || async {
+    let started = retried(parts, stop, || async {
         parts.starts.acquire().await;
         parts.sfn.start_execution(&req).await
     })
@@ -101,18 +104,13 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         // Another replica started it between our look and our start: it is followed there,
         // and here too (its end is logged by whoever holds the lease).
         Some(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
-        Some(Err(e)) => return not_started(&parts, &p, slot, &e.to_string()),
+        Some(Err(e)) => return not_started(parts, p, slot, &e.to_string()),
         None => return,
     }
-    follow(
-        &parts,
-        Followed {
-            point_created: Some(point.created),
-            ..followed
-        },
-        &stop,
-    )
-    .await;
+    let _ = watch.send(Followed {
+        point_created: Some(point.created),
+        ..followed
+    });
 }
 
 /// A slot more than [`super::CATCH_UP`] old is not started late.

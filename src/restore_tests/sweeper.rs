@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::follow::Followed;
@@ -22,7 +21,7 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     parts: Arc<Parts<S, B, T>>,
     machine: StateMachineArn,
     globals: RestoreGlobals,
-    stop: CancellationToken,
+    watch: super::start::Watch,
 ) {
     let query = TagQuery {
         region: machine.region.clone(),
@@ -98,66 +97,12 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             execution_arn = %execution_arn,
             "sweeping an expired restored instance"
         );
-        let parts = parts.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let f = Followed {
-                target: Arc::from(""),
-                kind: "sweep",
-                execution_arn,
-                max: std::time::Duration::ZERO,
-                point_created: None,
-            };
-            if let Some(end) = follow_quiet(&parts, f, &stop).await {
-                info!(
-                    event = event::RESTORE_SWEPT,
-                    resource_arn = %arn,
-                    execution_status = end.status.as_str(),
-                    cleanup_status = end.cleanup.as_deref().unwrap_or(""),
-                    error = end.error.as_deref().unwrap_or(""),
-                    "sweep ended"
-                );
-            }
-        });
-    }
-}
-
-/// How a sweep ended.
-struct SweepEnd {
-    status: crate::aws::ExecutionStatus,
-    cleanup: Option<String>,
-    error: Option<String>,
-}
-
-/// Follows a sweep execution without the restore lines.
-async fn follow_quiet<S: StepFunctions, B, T>(
-    parts: &Parts<S, B, T>,
-    f: Followed,
-    stop: &CancellationToken,
-) -> Option<SweepEnd> {
-    let mut wait = parts.poll_interval;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(parts.max_poll_interval);
-        parts.describes.acquire().await;
-        let Ok(d) = parts.sfn.describe_execution(&f.execution_arn).await else {
-            continue;
-        };
-        if d.status == crate::aws::ExecutionStatus::Running {
-            continue;
-        }
-        let cleanup = d
-            .output
-            .as_deref()
-            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-            .and_then(|v| v["Cleanup"]["Status"].as_str().map(str::to_string));
-        return Some(SweepEnd {
-            status: d.status,
-            cleanup,
-            error: d.error,
+        let _ = watch.send(Followed {
+            target: Arc::from(arn.as_str()),
+            kind: "sweep",
+            execution_arn,
+            max: std::time::Duration::ZERO,
+            point_created: None,
         });
     }
 }
