@@ -302,6 +302,7 @@ async fn execute<S: StepFunctions, B, T>(parts: &Parts<S, B, T>, p: &Plan, as_js
         execution_arn: execution_arn.clone(),
         max: std::time::Duration::from_secs(p.input.max_restore_seconds),
         point_created: Some(p.point.created),
+        resumed: false,
     };
     let Some(end) = follow(parts, f, &CancellationToken::new()).await else {
         return EXIT_FAILURE;

@@ -46,11 +46,17 @@ pub fn restore_name(target: &str, input: &str) -> String {
     format!("{RESTORE_PREFIX}{}-{hash}", target_part(target, max))
 }
 
-/// The name of the sweep of `instance_id` expired at `expires`.
-pub fn sweep_name(instance_id: &str, expires: DateTime<Utc>) -> String {
-    let max = MAX_EXECUTION_NAME_LEN - SWEEP_PREFIX.len() - 1 - STAMP_LEN;
+/// The name of the `attempt`th sweep (from 1) of `instance_id` expired at `expires`: one
+/// sweep per leftover, another only after one that failed.
+pub fn sweep_name(instance_id: &str, expires: DateTime<Utc>, attempt: u32) -> String {
+    let suffix = if attempt > 1 {
+        format!("-{attempt}")
+    } else {
+        String::new()
+    };
+    let max = MAX_EXECUTION_NAME_LEN - SWEEP_PREFIX.len() - 1 - STAMP_LEN - suffix.len();
     format!(
-        "{SWEEP_PREFIX}{}-{}",
+        "{SWEEP_PREFIX}{}-{}{suffix}",
         target_part(instance_id, max),
         expires.format(STAMP)
     )

@@ -92,7 +92,15 @@ fn names_are_stable_and_short() {
     assert_eq!(restore_name("web", "{}"), restore_name("web", "{}"));
     assert_ne!(restore_name("web", "{}"), restore_name("web", "{ }"));
     assert!(restore_name(&long, "{}").len() <= 80);
-    assert_eq!(sweep_name("i-0123", slot), "sweep-i-0123-20261129T030000Z");
+    assert_eq!(
+        sweep_name("i-0123", slot, 1),
+        "sweep-i-0123-20261129T030000Z"
+    );
+    assert_eq!(
+        sweep_name("i-0123", slot, 2),
+        "sweep-i-0123-20261129T030000Z-2"
+    );
+    assert!(sweep_name(&long, slot, 5).len() <= 80);
 }
 
 #[test]

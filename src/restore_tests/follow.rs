@@ -29,6 +29,9 @@ pub struct Followed {
     pub max: Duration,
     /// When the restored recovery point was made, if known.
     pub point_created: Option<DateTime<Utc>>,
+    /// Found running at a (re)start: its job's line is not logged again (the run that started
+    /// it logged it; the job id is in `restore_finished` either way).
+    pub resumed: bool,
 }
 
 /// How it ended.

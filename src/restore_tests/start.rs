@@ -36,6 +36,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         execution_arn: arn.clone(),
         max: p.test.max_restore(),
         point_created: None,
+        resumed: false,
     };
     // Exactly once: an execution of this name is this slot's test.
     match retried(parts, stop, || async {
@@ -48,7 +49,10 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             if d.status == crate::aws::ExecutionStatus::Running {
                 info!(event = event::RESTORE_TEST_RESUMED, target = %p.target, execution_arn = %arn,
                     "restore test already running: following it");
-                let _ = watch.send(followed);
+                let _ = watch.send(Followed {
+                    resumed: true,
+                    ..followed
+                });
             }
             return;
         }
@@ -109,6 +113,7 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     }
     let _ = watch.send(Followed {
         point_created: Some(point.created),
+        resumed: false,
         ..followed
     });
 }

@@ -11,10 +11,15 @@ use tracing::{info, warn};
 use super::follow::Followed;
 use super::parts::Parts;
 use crate::arn::StateMachineArn;
-use crate::aws::{ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagQuery, TagSearch};
+use crate::aws::{
+    ErrorKind, ExecutionStatus, RecoveryPoints, StartRequest, StepFunctions, TagQuery, TagSearch,
+};
 use crate::model::RestoreGlobals;
 use crate::restore::{self, TAG_EXPIRES, TAG_TEST};
 use crate::telemetry::event;
+
+/// Sweeps of one leftover before the sweeper gives up on it (and says so at each look).
+const SWEEP_ATTEMPTS: u32 = 5;
 
 /// One look: counts what is alive and expired, and starts a sweep of each expired one.
 pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
@@ -72,23 +77,9 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         );
     }
     for (arn, expires) in expired {
-        let id = arn.rsplit('/').next().unwrap_or(&arn).to_string();
-        // One sweep per instance and look: a failed termination is tried at the next look.
-        let name = restore::sweep_name(&id, now);
-        let req = StartRequest {
-            state_machine: machine.clone(),
-            name: name.clone(),
-            input: serde_json::json!({ "Action": "sweep", "ResourceArn": arn }).to_string(),
+        let Some(name) = sweep_to_start(&parts, &machine, &arn, expires).await else {
+            continue;
         };
-        parts.starts.acquire().await;
-        match parts.sfn.start_execution(&req).await {
-            Ok(_) => {}
-            Err(e) if e.kind == ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                warn!(event = event::RESTORE_SWEEP, resource_arn = %arn, error = %e, "cannot start the sweep; the next look tries again");
-                continue;
-            }
-        }
         let execution_arn = machine.execution_arn(&name);
         info!(
             event = event::RESTORE_SWEEP_STARTED,
@@ -103,6 +94,53 @@ pub(super) async fn sweep<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             execution_arn,
             max: std::time::Duration::ZERO,
             point_created: None,
+            resumed: false,
         });
     }
+}
+
+/// Starts the sweep of `arn` under its first name not taken by a failed sweep (at most
+/// [`SWEEP_ATTEMPTS`]); `None` when one runs or succeeded already, or the start failed (the
+/// next look tries again).
+async fn sweep_to_start<S: StepFunctions, B, T>(
+    parts: &Parts<S, B, T>,
+    machine: &StateMachineArn,
+    arn: &str,
+    expires: DateTime<Utc>,
+) -> Option<String> {
+    let id = arn.rsplit('/').next().unwrap_or(arn);
+    for attempt in 1..=SWEEP_ATTEMPTS {
+        let name = restore::sweep_name(id, expires, attempt);
+        let req = StartRequest {
+            state_machine: machine.clone(),
+            name: name.clone(),
+            input: serde_json::json!({ "Action": "sweep", "ResourceArn": arn }).to_string(),
+        };
+        parts.starts.acquire().await;
+        match parts.sfn.start_execution(&req).await {
+            Ok(_) => return Some(name),
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                parts.describes.acquire().await;
+                let d = parts
+                    .sfn
+                    .describe_execution(&machine.execution_arn(&name))
+                    .await
+                    .ok()?;
+                if matches!(
+                    d.status,
+                    ExecutionStatus::Running | ExecutionStatus::Succeeded
+                ) {
+                    return None;
+                }
+            }
+            Err(e) => {
+                warn!(event = event::RESTORE_SWEEP, resource_arn = %arn, error = %e,
+                    "cannot start the sweep; the next look tries again");
+                return None;
+            }
+        }
+    }
+    warn!(event = event::RESTORE_SWEEP, resource_arn = %arn, attempts = SWEEP_ATTEMPTS,
+        "every sweep of this instance failed: terminate it by hand (it carries orchestrator:restore-test)");
+    None
 }

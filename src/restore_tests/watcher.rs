@@ -43,7 +43,8 @@ pub(super) async fn run<S: StepFunctions, B, T>(
             got = rx.recv() => match got {
                 Some(f) => {
                     let key = f.execution_arn.clone();
-                    inflight.entry(key).or_insert(Entry { f, job_logged: false });
+                    let job_logged = f.resumed;
+                    inflight.entry(key).or_insert(Entry { f, job_logged });
                     // Something new: look soon again.
                     wait = parts.poll_interval;
                     next = next.min(tokio::time::Instant::now() + wait);
