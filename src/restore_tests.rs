@@ -78,6 +78,7 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             }
             seeded = Some(config.clone());
         }
+        let mut due = Vec::new();
         for p in &plan {
             let from = handled.get(&p.target).copied().unwrap_or_else(|| {
                 // At start: the last slot whose test may still run (to follow it), or that may
@@ -87,15 +88,13 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             });
             if let Some(slot) = p.test.schedule.latest_in(from, now) {
                 handled.insert(p.target.clone(), slot);
-                let late = slot < started;
-                let (parts, p, watch, stop) =
-                    (parts.clone(), p.clone(), watch.clone(), stop.clone());
-                tokio::spawn(
-                    async move { start::start(&parts, &p, slot, late, &watch, &stop).await },
-                );
+                due.push((p.clone(), slot, slot < started));
             } else {
                 handled.entry(p.target.clone()).or_insert(from);
             }
+        }
+        if !due.is_empty() {
+            tokio::spawn(start_all(parts.clone(), due, watch.clone(), stop.clone()));
         }
         let next_slot = plan
             .iter()
@@ -123,6 +122,31 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
             () = sleep_slot => {}
         }
     }
+}
+
+/// Tests started at once, at most: a fleet's slot is a queue, not 10,000 tasks.
+const START_CONCURRENCY: usize = 16;
+
+/// Starts the tests of `due` (each a planned test, its slot, and whether the slot is from
+/// before this start), [`START_CONCURRENCY`] at a time.
+async fn start_all<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
+    parts: Arc<Parts<S, B, T>>,
+    due: Vec<(Planned, DateTime<Utc>, bool)>,
+    watch: start::Watch,
+    stop: CancellationToken,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    for (p, slot, late) in due {
+        while running.len() >= START_CONCURRENCY {
+            running.join_next().await;
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        let (parts, watch, stop) = (parts.clone(), watch.clone(), stop.clone());
+        running.spawn(async move { start::start(&parts, &p, slot, late, &watch, &stop).await });
+    }
+    while running.join_next().await.is_some() {}
 }
 
 /// The test's expected interval and maximum restore time, for the alert rules.

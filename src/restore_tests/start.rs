@@ -159,16 +159,25 @@ async fn prepare<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         return Some(Err(NotReady::NoPoint(reason)));
     };
     let point = point.clone();
-    let meta = match retried(parts, stop, || {
-        parts
-            .backup
-            .restore_metadata(&region, &point.vault_name, &point.arn)
-    })
-    .await
-    {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return Some(Err(NotReady::Failed(e.to_string()))),
-        None => return None,
+    // The recovery point's own metadata only for what the config leaves open.
+    let placement = &p.test.placement;
+    let complete = placement.instance_type.is_some()
+        && placement.subnet_id.is_some()
+        && placement.security_group_ids.is_some();
+    let meta = if complete {
+        std::collections::BTreeMap::new()
+    } else {
+        match retried(parts, stop, || {
+            parts
+                .backup
+                .restore_metadata(&region, &point.vault_name, &point.arn)
+        })
+        .await
+        {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Some(Err(NotReady::Failed(e.to_string()))),
+            None => return None,
+        }
     };
     let place = match restore::resolve(&p.test.placement, &meta) {
         Ok(place) => place,
