@@ -211,21 +211,14 @@ pub fn test_input(
     test: &RestoreTest,
     slot: DateTime<Utc>,
 ) -> RestoreInput {
+    let max = u64::from(test.max_restore_minutes) * 60;
     RestoreInput {
-        action: Action::Test,
-        target: target.to_string(),
-        resource_arn: resource_arn.to_string(),
-        recovery_point_arn: point.arn.clone(),
-        instance_type: place.instance_type.clone(),
-        subnet_id: place.subnet_id.clone(),
-        security_group_ids: place.security_group_ids.clone(),
-        keep_instance_profile: place.keep_instance_profile.then_some(true),
-        scheduled_for: utc(slot),
         expires_at: Some(utc(expires_at(slot, test))),
-        max_restore_seconds: u64::from(test.max_restore_minutes) * 60,
         keep_seconds: Some(u64::from(test.keep_minutes) * 60),
         validate_document: test.validate_document.as_ref().map(ValidateInput::from),
+        ..restore_input(target, resource_arn, point, place, max, slot)
     }
+    .with_action(Action::Test)
 }
 
 /// The input of an on-demand restore of `target` requested at `at`.
@@ -251,6 +244,12 @@ pub fn restore_input(
         max_restore_seconds,
         keep_seconds: None,
         validate_document: None,
+    }
+}
+
+impl RestoreInput {
+    fn with_action(self, action: Action) -> Self {
+        RestoreInput { action, ..self }
     }
 }
 

@@ -92,6 +92,24 @@ fn copy_detail(j: &aws_sdk_backup::types::CopyJob) -> CopyJobDetail {
     }
 }
 
+/// The rows of both recovery point listings share these accessors; `$vault` when the row
+/// names none, `$resource` the instance.
+macro_rules! recovery_point {
+    ($p:expr, $vault:expr, $resource:expr) => {{
+        let p = $p;
+        RecoveryPoint {
+            arn: p.recovery_point_arn().unwrap_or_default().to_string(),
+            vault_name: p.backup_vault_name().unwrap_or($vault).to_string(),
+            resource_arn: $resource,
+            status: p
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            created: p.creation_date().map(to_chrono).unwrap_or_default(),
+        }
+    }};
+}
+
 impl super::RecoveryPoints for SdkBackupJobs {
     async fn recovery_points(
         &self,
@@ -113,18 +131,11 @@ impl super::RecoveryPoints for SdkBackupJobs {
                         .send()
                         .await
                         .map_err(|e| classify("ListRecoveryPointsByResource", e))?;
-                    out.extend(page.recovery_points().iter().map(|p| {
-                        RecoveryPoint {
-                            arn: p.recovery_point_arn().unwrap_or_default().to_string(),
-                            vault_name: p.backup_vault_name().unwrap_or_default().to_string(),
-                            resource_arn: resource_arn.to_string(),
-                            status: p
-                                .status()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                            created: p.creation_date().map(to_chrono).unwrap_or_default(),
-                        }
-                    }));
+                    out.extend(
+                        page.recovery_points()
+                            .iter()
+                            .map(|p| recovery_point!(p, "", resource_arn.to_string())),
+                    );
                     page.next_token().map(str::to_string)
                 }
                 Some(vault) => {
@@ -138,16 +149,11 @@ impl super::RecoveryPoints for SdkBackupJobs {
                         .await
                         .map_err(|e| classify("ListRecoveryPointsByBackupVault", e))?;
                     out.extend(page.recovery_points().iter().map(|p| {
-                        RecoveryPoint {
-                            arn: p.recovery_point_arn().unwrap_or_default().to_string(),
-                            vault_name: p.backup_vault_name().unwrap_or(vault).to_string(),
-                            resource_arn: p.resource_arn().unwrap_or(resource_arn).to_string(),
-                            status: p
-                                .status()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                            created: p.creation_date().map(to_chrono).unwrap_or_default(),
-                        }
+                        recovery_point!(
+                            p,
+                            vault,
+                            p.resource_arn().unwrap_or(resource_arn).to_string()
+                        )
                     }));
                     page.next_token().map(str::to_string)
                 }

@@ -262,35 +262,27 @@ impl Targets<'_> {
             .as_ref()
             .and_then(|p| self.plans.get(p.get_ref()))
             .map(|p| &p.restores);
-        let restore = (t.restore.as_ref().map(|m| (m, at.field("restore"))))
-            .or_else(|| {
-                plan.and_then(|p| {
-                    p.restore
-                        .as_ref()
-                        .map(|m| (m, format!("{}.restore", p.path)))
-                })
-            })
-            .or_else(|| {
-                own.restore
-                    .as_ref()
-                    .map(|m| (m, "defaults.restore".to_string()))
-            });
-        let test = (t
-            .restore_test
-            .as_ref()
-            .map(|m| (m, at.field("restore_test"))))
-        .or_else(|| {
-            plan.and_then(|p| {
-                p.restore_test
-                    .as_ref()
-                    .map(|m| (m, format!("{}.restore_test", p.path)))
-            })
-        })
-        .or_else(|| {
-            own.restore_test
-                .as_ref()
-                .map(|m| (m, "defaults.restore_test".to_string()))
-        });
+        let plan_path = plan.map_or("", |p| p.path.as_str());
+        let restore = nearest(
+            "restore",
+            at,
+            [
+                t.restore.as_ref(),
+                plan.and_then(|p| p.restore.as_ref()),
+                own.restore.as_ref(),
+            ],
+            plan_path,
+        );
+        let test = nearest(
+            "restore_test",
+            at,
+            [
+                t.restore_test.as_ref(),
+                plan.and_then(|p| p.restore_test.as_ref()),
+                own.restore_test.as_ref(),
+            ],
+            plan_path,
+        );
         if restore.is_none() && test.is_none() {
             return Some(self.no_restores.clone());
         }
@@ -775,6 +767,19 @@ impl Targets<'_> {
         };
         (Some(rule), ok)
     }
+}
+
+/// The first of the target's, its plan's (at `plan_path`) and `[defaults]`' (or the target's
+/// own, merged) table `key`, with the field path it is reported under.
+fn nearest<'a, T>(
+    key: &str,
+    at: &At<'_>,
+    [mine, planned, defaults]: [Option<&'a Spanned<T>>; 3],
+    plan_path: &str,
+) -> super::restore::Written<'a, T> {
+    mine.map(|m| (m, at.field(key)))
+        .or_else(|| planned.map(|m| (m, format!("{plan_path}.{key}"))))
+        .or_else(|| defaults.map(|m| (m, format!("defaults.{key}"))))
 }
 
 /// A rule's time windows and retention, checked.
