@@ -159,6 +159,19 @@ impl Metrics {
         }
     }
 
+    /// A restore test of `target` that could not start (no recovery point, an API error): a
+    /// failed test, with no restore time to observe.
+    pub fn restore_test_not_started(&self, target: &str) {
+        self.targets.seen(target);
+        self.restore
+            .tests
+            .get_or_create(&TargetResult {
+                target: target.into(),
+                result: "failed".to_string(),
+            })
+            .inc();
+    }
+
     /// The target's last passed restore test as read at start (`None`: never, exported as 0);
     /// the gauge never goes back.
     pub fn set_last_restore_test_success(&self, target: &str, at: Option<DateTime<Utc>>) {

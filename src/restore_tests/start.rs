@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use super::follow::Followed;
 use super::parts::{Parts, Planned};
 use crate::aws::{ApiError, ErrorKind, RecoveryPoints, StartRequest, StepFunctions, TagSearch};
-use crate::restore::{self, Outcome};
+use crate::restore;
 use crate::telemetry::event;
 
 /// Where started tests go to be followed ([`super::watch`]).
@@ -196,10 +196,7 @@ fn not_started<S, B, T>(parts: &Parts<S, B, T>, p: &Planned, slot: DateTime<Utc>
         reason,
         "restore test not started"
     );
-    let max = p.test.max_restore().as_secs_f64();
-    parts
-        .metrics
-        .restore_test_finished(&p.target, Outcome::Failed.as_str(), 0.0, max);
+    parts.metrics.restore_test_not_started(&p.target);
 }
 
 /// `call` until it answers or fails for good: throttling and transient faults are tried
