@@ -167,39 +167,42 @@ fn log_end<S, B, T>(
         (Some(made), Some(asked)) => Some((asked - made).num_seconds()),
         _ => None,
     };
-    let fields = |level_ok: bool| {
-        let msg = if level_ok {
-            "restore finished"
-        } else {
-            "restore failed"
+    // Passed: INFO; slow: WARN; failed: ERROR (as `backup_finished` is for a failed backup).
+    macro_rules! finished {
+        ($level:expr, $msg:literal) => {
+            tracing::event!(
+                $level,
+                event = event::RESTORE_FINISHED,
+                target = %f.target,
+                kind = f.kind,
+                result = verdict.as_str(),
+                restore_seconds = seconds,
+                validation_status = r.validation.status.as_deref().unwrap_or(""),
+                cleanup_status = r.cleanup.status.as_deref().unwrap_or(""),
+                status_checks = r.status_checks.as_deref().unwrap_or(""),
+                max_restore_seconds = f.max.as_secs(),
+                recovery_point_age_seconds = age,
+                execution_status = d.status.as_str(),
+                error = d.error.as_deref().unwrap_or(""),
+                validation_message = r.validation.message.as_deref().unwrap_or(""),
+                validation_reported = r.validation_reported,
+                cleanup_error = r.cleanup.error.as_deref().unwrap_or(""),
+                restore_status = r.restore_status.as_deref().unwrap_or(""),
+                restore_status_message = r.restore_status_message.as_deref().unwrap_or(""),
+                created_resource_arn = r.created_resource_arn.as_deref().unwrap_or(""),
+                recovery_point_arn = r.recovery_point_arn.as_deref().unwrap_or(""),
+                restore_job_id = r.restore_job_id.as_deref().unwrap_or(""),
+                execution_arn = %f.execution_arn,
+                cause = if report.is_some() { "" } else { d.cause.as_deref().unwrap_or("") },
+                $msg
+            )
         };
-        info!(
-            event = event::RESTORE_FINISHED,
-            target = %f.target,
-            kind = f.kind,
-            result = verdict.as_str(),
-            restore_seconds = seconds,
-            validation_status = r.validation.status.as_deref().unwrap_or(""),
-            cleanup_status = r.cleanup.status.as_deref().unwrap_or(""),
-            status_checks = r.status_checks.as_deref().unwrap_or(""),
-            max_restore_seconds = f.max.as_secs(),
-            recovery_point_age_seconds = age,
-            execution_status = d.status.as_str(),
-            error = d.error.as_deref().unwrap_or(""),
-            validation_message = r.validation.message.as_deref().unwrap_or(""),
-            validation_reported = r.validation_reported,
-            cleanup_error = r.cleanup.error.as_deref().unwrap_or(""),
-            restore_status = r.restore_status.as_deref().unwrap_or(""),
-            restore_status_message = r.restore_status_message.as_deref().unwrap_or(""),
-            created_resource_arn = r.created_resource_arn.as_deref().unwrap_or(""),
-            recovery_point_arn = r.recovery_point_arn.as_deref().unwrap_or(""),
-            restore_job_id = r.restore_job_id.as_deref().unwrap_or(""),
-            execution_arn = %f.execution_arn,
-            cause = if report.is_some() { "" } else { d.cause.as_deref().unwrap_or("") },
-            "{msg}"
-        );
-    };
-    fields(verdict == Outcome::Passed);
+    }
+    match verdict {
+        Outcome::Passed => finished!(tracing::Level::INFO, "restore finished"),
+        Outcome::Slow => finished!(tracing::Level::WARN, "restore slower than its maximum"),
+        Outcome::Failed => finished!(tracing::Level::ERROR, "restore failed"),
+    }
     if f.kind == "test" {
         parts.metrics.restore_test_finished(
             &f.target,

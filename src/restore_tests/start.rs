@@ -91,31 +91,69 @@ pub(super) async fn start<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         parts.sfn.start_execution(&req).await
     })
     .await;
+    // Past this match the execution is ours (started now, or by our earlier attempt).
     match started {
-        Some(Ok(_)) => {
-            let age = (slot - point.created).num_seconds();
-            info!(
-                event = event::RESTORE_TEST_STARTED,
-                target = %p.target,
-                recovery_point_age_seconds = age,
-                recovery_point_arn = %point.arn,
-                slot = %restore::utc(slot),
-                execution_name = %name,
-                execution_arn = %arn,
-                "restore test started"
-            );
+        Some(Ok(_)) => {}
+        // Taken between our look and our start: ours when it has our input (a start whose
+        // answer was lost and was tried again), else someone else's.
+        Some(Err(e)) if e.kind == ErrorKind::AlreadyExists => {
+            match taken_by_us(parts, p, &arn, &req.input, stop).await {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => return not_started(parts, p, slot, &reason),
+                None => return,
+            }
         }
-        // Another replica started it between our look and our start: it is followed there,
-        // and here too (its end is logged by whoever holds the lease).
-        Some(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
         Some(Err(e)) => return not_started(parts, p, slot, &e.to_string()),
         None => return,
     }
+    let age = (slot - point.created).num_seconds();
+    info!(
+        event = event::RESTORE_TEST_STARTED,
+        target = %p.target,
+        recovery_point_age_seconds = age,
+        recovery_point_arn = %point.arn,
+        slot = %restore::utc(slot),
+        execution_name = %name,
+        execution_arn = %arn,
+        "restore test started"
+    );
     let _ = watch.send(Followed {
         point_created: Some(point.created),
         resumed: false,
         ..followed
     });
+}
+
+/// After `AlreadyExists` on a start: `Ok` when the execution under `arn` has our `input` (our
+/// own earlier attempt, whose answer was lost), else why not (a mismatch is reported); `None`:
+/// stopped meanwhile.
+async fn taken_by_us<S: StepFunctions, B, T>(
+    parts: &Parts<S, B, T>,
+    p: &Planned,
+    arn: &str,
+    input: &str,
+    stop: &CancellationToken,
+) -> Option<Result<(), String>> {
+    let found = retried(parts, stop, || async {
+        parts.describes.acquire().await;
+        parts.sfn.describe_execution(arn).await
+    })
+    .await?;
+    Some(match found {
+        Ok(d) if d.input.as_deref() == Some(input) => Ok(()),
+        Ok(d) => {
+            error!(
+                event = event::EXECUTION_INPUT_MISMATCH,
+                target = %p.target,
+                execution_arn = %arn,
+                found_input = d.input.as_deref().unwrap_or(""),
+                "the restore test's name is taken by an execution with another input (not started by the orchestrator)"
+            );
+            parts.metrics.execution_input_mismatch(&p.target);
+            Err("its execution name is taken with another input".to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// A slot more than [`super::CATCH_UP`] old is not started late.
