@@ -68,6 +68,7 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     let mut next_sweep = tokio::time::Instant::now();
     let mut seeded: Option<Arc<Config>> = None;
     let started = parts.clock.now();
+    let mut first_pass = true;
     loop {
         let config = configs.borrow_and_update().clone();
         let plan = planned(&config);
@@ -81,6 +82,10 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         let mut due = Vec::new();
         for p in &plan {
             let from = handled.get(&p.target).copied().unwrap_or_else(|| {
+                if !first_pass {
+                    // Added by a reload or a selection's refresh: from its next slot on.
+                    return now;
+                }
                 // At start: the last slot whose test may still run (to follow it), or that may
                 // still be caught up.
                 let running = crate::restore::expires_at(now, &p.test) - now;
@@ -96,6 +101,7 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
         if !due.is_empty() {
             tokio::spawn(start_all(parts.clone(), due, watch.clone(), stop.clone()));
         }
+        first_pass = false;
         let next_slot = plan
             .iter()
             .filter_map(|p| p.test.schedule.next_after(now))
