@@ -1,5 +1,6 @@
-//! A kind of thing the tracker follows (a backup, a copy; restores next): the few steps of a
-//! poll round that differ from kind to kind. The round itself is [`super::round`].
+//! A kind of thing the tracker follows (a backup, a copy; restores are followed as executions
+//! by [`crate::restore_tests`]): the few steps of a poll round that differ from kind to kind.
+//! The round itself is [`super::round`].
 
 use std::collections::HashSet;
 use std::future::Future;
