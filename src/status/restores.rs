@@ -144,32 +144,44 @@ pub async fn read<S: StepFunctions>(
             break;
         }
     }
+    // Every target with a passed test has a last one: describe the last, and the last passed
+    // only when it is another execution.
     let mut out: HashMap<String, History> = HashMap::new();
-    for (target, arn) in last.iter().chain(passed.iter()) {
-        let h = out.entry((*target).to_string()).or_default();
-        let is_last = last.get(target) == Some(arn);
-        let is_passed = passed.get(target) == Some(arn);
-        if (is_last && h.last.is_some()) || (!is_last && h.last_success.is_some()) {
-            continue;
-        }
-        bucket.acquire().await;
-        calls += 1;
-        let d = sfn.describe_execution(arn).await?;
-        let report = Report::of(&d);
-        let ran = Ran {
-            at: d.stop_date.unwrap_or(d.start_date),
-            succeeded: d.status == ExecutionStatus::Succeeded,
-            restore_seconds: report.as_ref().and_then(Report::restore_seconds),
-            validation: report.and_then(|r| r.validation.status),
+    for (target, last_arn) in &last {
+        let ran = ran_of(sfn, bucket, last_arn, &mut calls).await?;
+        let last_success = match passed.get(target) {
+            Some(p) if p == last_arn => Some(ran.clone()),
+            Some(p) => Some(ran_of(sfn, bucket, p, &mut calls).await?),
+            None => None,
         };
-        if is_passed {
-            h.last_success = Some(ran.clone());
-        }
-        if is_last {
-            h.last = Some(ran);
-        }
+        out.insert(
+            (*target).to_string(),
+            History {
+                last: Some(ran),
+                last_success,
+            },
+        );
     }
     Ok((out, calls))
+}
+
+/// One ended test execution, described.
+async fn ran_of<S: StepFunctions>(
+    sfn: &S,
+    bucket: &TokenBucket,
+    arn: &str,
+    calls: &mut u64,
+) -> Result<Ran, ApiError> {
+    bucket.acquire().await;
+    *calls += 1;
+    let d = sfn.describe_execution(arn).await?;
+    let report = Report::of(&d);
+    Ok(Ran {
+        at: d.stop_date.unwrap_or(d.start_date),
+        succeeded: d.status == ExecutionStatus::Succeeded,
+        restore_seconds: report.as_ref().and_then(Report::restore_seconds),
+        validation: report.and_then(|r| r.validation.status),
+    })
 }
 
 #[cfg(test)]
