@@ -66,21 +66,27 @@ pub async fn run<S: StepFunctions, B: RecoveryPoints, T: TagSearch>(
     tokio::spawn(watcher::run(parts.clone(), watched, stop.clone()));
     let mut handled: HashMap<Arc<str>, DateTime<Utc>> = HashMap::new();
     let mut next_sweep = tokio::time::Instant::now();
-    let mut seeded: Option<Arc<Config>> = None;
+    // The tests of the config last seen: planned (and their metrics seeded) once per config,
+    // not at every wake.
+    let mut current: Option<(Arc<Config>, Vec<Planned>)> = None;
     let started = parts.clock.now();
     let mut first_pass = true;
     loop {
         let config = configs.borrow_and_update().clone();
-        let plan = planned(&config);
         let now = parts.clock.now();
-        if !seeded.as_ref().is_some_and(|s| Arc::ptr_eq(s, &config)) {
+        if !current
+            .as_ref()
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, &config))
+        {
+            let plan = planned(&config);
             for p in &plan {
                 seed_metrics(&parts.metrics, p, now);
             }
-            seeded = Some(config.clone());
+            current = Some((config.clone(), plan));
         }
+        let plan = &current.as_ref().expect("just set").1;
         let mut due = Vec::new();
-        for p in &plan {
+        for p in plan {
             let from = handled.get(&p.target).copied().unwrap_or_else(|| {
                 if !first_pass {
                     // Added by a reload or a selection's refresh: from its next slot on.
